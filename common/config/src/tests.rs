@@ -1,0 +1,205 @@
+use crate::{ConfigError, Warning, load};
+
+fn no_env() -> Vec<(&'static str, &'static str)> {
+    Vec::new()
+}
+
+#[test]
+fn empty_file_gives_choreo_connect_defaults() {
+    let l = load("", "config.toml", no_env()).expect("empty config is valid");
+    let c = l.config;
+    assert_eq!(c.router.listener_port, 9090);
+    assert_eq!(c.router.secured_listener_port, 9095);
+    assert_eq!(c.router.system_host, "localhost");
+    assert_eq!(c.router.upstream.timeouts.route_timeout_in_seconds, 60);
+    assert_eq!(c.router.upstream.retry.max_retry_count, 5);
+    assert_eq!(c.router.upstream.retry.status_codes, vec![504]);
+    assert_eq!(c.router.upstream.dns.dns_refresh_rate, 5000);
+    assert_eq!(c.router.connection_timeout.idle_timeout_in_seconds, 3600);
+    assert_eq!(c.adapter.artifacts_directory, "/home/wso2/artifacts");
+    assert_eq!(c.adapter.vhost_mapping.len(), 1);
+    assert_eq!(c.adapter.vhost_mapping[0].environment, "Default");
+    assert_eq!(c.adapter.vhost_mapping[0].vhost, "localhost");
+    assert_eq!(c.adapter.server.port, "9843");
+    assert!(c.router.cors.enabled);
+    assert_eq!(c.router.cors.allow_origins, vec!["*"]);
+    // The default user password refers to an unset variable: warned, kept.
+    assert!(l.warnings.iter().any(|w| matches!(w, Warning::UnsetEnv { variable, .. } if variable == "adapter_admin_pwd")));
+}
+
+#[test]
+fn values_from_the_file_are_used() {
+    let text = r#"
+[adapter]
+artifactsDirectory = "/tmp/artifacts"
+
+[[adapter.vhostMapping]]
+environment = "Default"
+vhost = "gw.example.com"
+
+[[adapter.vhostMapping]]
+environment = "dev"
+vhost = "dev.example.com"
+
+[router]
+listenerPort = 8080
+systemHost = "sys.example.com"
+
+[router.upstream.timeouts]
+routeTimeoutInSeconds = 30
+
+[router.upstream.dns]
+dNSRefreshRate = 1000
+"#;
+    let c = load(text, "config.toml", no_env()).expect("valid").config;
+    assert_eq!(c.adapter.artifacts_directory, "/tmp/artifacts");
+    assert_eq!(c.adapter.vhost_mapping.len(), 2);
+    assert_eq!(c.adapter.vhost_mapping[1].vhost, "dev.example.com");
+    assert_eq!(c.router.listener_port, 8080);
+    assert_eq!(c.router.secured_listener_port, 9095, "untouched keys keep defaults");
+    assert_eq!(c.router.system_host, "sys.example.com");
+    assert_eq!(c.router.upstream.timeouts.route_timeout_in_seconds, 30);
+    assert_eq!(c.router.upstream.dns.dns_refresh_rate, 1000);
+}
+
+#[test]
+fn keys_match_case_insensitively_with_a_warning() {
+    let text = "[Router]\nlistenerport = 7000\n[Router.Upstream.DNS]\ndnsrefreshrate = 100\n";
+    let l = load(text, "config.toml", no_env()).expect("valid");
+    assert_eq!(l.config.router.listener_port, 7000);
+    assert_eq!(l.config.router.upstream.dns.dns_refresh_rate, 100);
+    assert!(l.warnings.iter().any(|w| matches!(w, Warning::KeyCase { canonical, .. } if canonical == "router.listenerPort")));
+}
+
+#[test]
+fn unknown_keys_are_warned_about_and_ignored() {
+    let text = "[router]\nlistenerPort = 9091\nnoSuchKey = 1\n[router.cors]\nallowOrigin = [\"x\"]\n";
+    let l = load(text, "config.toml", no_env()).expect("valid");
+    let unknown = l
+        .warnings
+        .iter()
+        .filter_map(|w| match w {
+            Warning::UnknownKey { key } => Some(key.clone()),
+            _ => None,
+        })
+        .collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(unknown, ["router.cors.allowOrigin".to_string(), "router.noSuchKey".to_string()].into());
+}
+
+#[test]
+fn a_wrong_type_names_the_key_and_the_value() {
+    let err = load("[router]\nlistenerPort = \"abc\"\n", "config.toml", no_env()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("router.listenerPort: "), "{msg}");
+    assert!(msg.contains("abc"), "{msg}");
+}
+
+#[test]
+fn an_out_of_range_port_is_refused() {
+    let err = load("[router]\nlistenerPort = 70000\n", "config.toml", no_env()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("router.listenerPort: "), "{msg}");
+    assert!(msg.contains("70000"), "{msg}");
+}
+
+#[test]
+fn a_bad_enum_value_is_refused_with_the_allowed_values() {
+    let err = load("[router.upstream.tls]\nminimumProtocolVersion = \"SSL3\"\n", "c.toml", no_env()).unwrap_err();
+    assert_eq!(
+        err,
+        ConfigError::Invalid {
+            key: "router.upstream.tls.minimumProtocolVersion".into(),
+            value: Some("SSL3".into()),
+            reason: "expected one of TLS_AUTO, TLS1_0, TLS1_1, TLS1_2, TLS1_3".into(),
+        }
+    );
+}
+
+#[test]
+fn syntax_errors_name_the_file_and_line() {
+    let err = load("[router\nlistenerPort = 1\n", "/etc/gw/config.toml", no_env()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("/etc/gw/config.toml: not valid TOML"), "{msg}");
+    assert!(msg.contains("line 1"), "{msg}");
+}
+
+#[test]
+fn env_references_are_substituted_in_adapter_and_router() {
+    let text = r#"
+[adapter]
+artifactsDirectory = "$env{ART}/apis-root"
+[[adapter.server.users]]
+username = "admin"
+password = "$env{PW}"
+[router]
+systemHost = "sys.$env{DOMAIN}"
+[enforcer.management]
+password = "$env{ENF}"
+"#;
+    let env = vec![("ART", "/data"), ("PW", "s3cret"), ("DOMAIN", "example.com"), ("ENF", "x")];
+    let c = load(text, "config.toml", env).expect("valid").config;
+    assert_eq!(c.adapter.artifacts_directory, "/data/apis-root");
+    assert_eq!(c.adapter.server.users[0].password, "s3cret");
+    assert_eq!(c.router.system_host, "sys.example.com");
+    // [enforcer] is resolved by the enforcer itself.
+    let enf = c.enforcer.get("management").and_then(|m| m.get("password")).and_then(|p| p.as_str());
+    assert_eq!(enf, Some("$env{ENF}"));
+}
+
+#[test]
+fn cc_overrides_set_typed_values() {
+    let env = vec![
+        ("CC_ROUTER_LISTENERPORT", "9191"),
+        ("CC_ROUTER_USEREMOTEADDRESS", "true"),
+        ("CC_ROUTER_UPSTREAM_RETRY_STATUSCODES", "502, 503"),
+        ("CC_ROUTER_CORS_ALLOWORIGINS", "https://a.example, https://b.example"),
+        ("CC_ADAPTER_SERVER_PORT", "9444"),
+        ("CC_ADAPTER_VHOSTMAPPING_0_VHOST", "api.example.com"),
+        ("CC_ADAPTER_VHOSTMAPPING_1_ENVIRONMENT", "stage"),
+        ("CC_ADAPTER_VHOSTMAPPING_1_VHOST", "stage.example.com"),
+        ("PATH", "/usr/bin"),
+    ];
+    let l = load("[router]\nlistenerPort = 1\n", "config.toml", env).expect("valid");
+    let c = l.config;
+    assert_eq!(c.router.listener_port, 9191, "environment wins over the file");
+    assert!(c.router.use_remote_address);
+    assert_eq!(c.router.upstream.retry.status_codes, vec![502, 503]);
+    assert_eq!(c.router.cors.allow_origins, vec!["https://a.example", "https://b.example"]);
+    assert_eq!(c.adapter.server.port, "9444");
+    assert_eq!(c.adapter.vhost_mapping[0].vhost, "api.example.com");
+    assert_eq!(c.adapter.vhost_mapping[1].environment, "stage");
+    assert_eq!(c.adapter.vhost_mapping[1].vhost, "stage.example.com");
+}
+
+#[test]
+fn a_bad_override_names_the_variable_key_and_value() {
+    let err = load("", "config.toml", vec![("CC_ROUTER_LISTENERPORT", "ninety")]).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("router.listenerPort"), "{msg}");
+    assert!(msg.contains("CC_ROUTER_LISTENERPORT"), "{msg}");
+    assert!(msg.contains("ninety"), "{msg}");
+    assert!(msg.contains("expected an integer"), "{msg}");
+}
+
+#[test]
+fn an_override_naming_no_key_is_warned_about() {
+    let l = load("", "config.toml", vec![("CC_ROUTER_NOSUCHTHING", "1")]).expect("valid");
+    assert!(l.warnings.contains(&Warning::UnknownOverride { variable: "CC_ROUTER_NOSUCHTHING".into() }));
+}
+
+#[test]
+fn route_timeout_above_the_maximum_is_refused() {
+    let text = "[router.upstream.timeouts]\nrouteTimeoutInSeconds = 90\nmaxRouteTimeoutInSeconds = 60\n";
+    let msg = load(text, "config.toml", no_env()).unwrap_err().to_string();
+    assert_eq!(
+        msg,
+        "router.upstream.timeouts.routeTimeoutInSeconds: invalid value \"90\": exceeds maxRouteTimeoutInSeconds (60)"
+    );
+}
+
+#[test]
+fn duplicate_environment_mapping_is_refused() {
+    let text = "[[adapter.vhostMapping]]\nenvironment=\"Default\"\nvhost=\"a\"\n[[adapter.vhostMapping]]\nenvironment=\"Default\"\nvhost=\"b\"\n";
+    let msg = load(text, "config.toml", no_env()).unwrap_err().to_string();
+    assert!(msg.starts_with("adapter.vhostMapping[1].environment"), "{msg}");
+}

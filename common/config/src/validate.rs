@@ -1,0 +1,109 @@
+//! Value checks that types alone cannot express. Each error names the key,
+//! the value and the reason.
+
+use crate::error::ConfigError;
+use crate::model::Config;
+
+/// TLS protocol versions Envoy accepts, in Choreo Connect's spelling.
+pub const TLS_VERSIONS: &[&str] = &["TLS_AUTO", "TLS1_0", "TLS1_1", "TLS1_2", "TLS1_3"];
+/// Downstream codecs.
+pub const CODEC_TYPES: &[&str] = &["AUTO", "HTTP1", "HTTP2"];
+
+fn invalid(key: &str, value: impl ToString, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), value: Some(value.to_string()), reason: reason.into() }
+}
+
+fn one_of(key: &str, value: &str, allowed: &[&str]) -> Result<(), ConfigError> {
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(value)) {
+        Ok(())
+    } else {
+        Err(invalid(key, value, format!("expected one of {}", allowed.join(", "))))
+    }
+}
+
+fn not_empty(key: &str, value: &str) -> Result<(), ConfigError> {
+    if value.trim().is_empty() { Err(invalid(key, value, "must not be empty")) } else { Ok(()) }
+}
+
+/// Checks a deserialised configuration.
+pub fn validate(c: &Config) -> Result<(), ConfigError> {
+    let a = &c.adapter;
+    not_empty("adapter.artifactsDirectory", &a.artifacts_directory)?;
+    if a.server.port.parse::<u16>().is_err() {
+        return Err(invalid("adapter.server.port", &a.server.port, "expected a port number 0-65535"));
+    }
+    for (i, m) in a.vhost_mapping.iter().enumerate() {
+        not_empty(&format!("adapter.vhostMapping[{i}].environment"), &m.environment)?;
+        not_empty(&format!("adapter.vhostMapping[{i}].vhost"), &m.vhost)?;
+        if a.vhost_mapping[..i].iter().any(|o| o.environment == m.environment) {
+            return Err(invalid(
+                &format!("adapter.vhostMapping[{i}].environment"),
+                &m.environment,
+                "environment is mapped twice",
+            ));
+        }
+    }
+
+    let r = &c.router;
+    one_of("router.listenerCodecType", &r.listener_codec_type, CODEC_TYPES)?;
+    not_empty("router.systemHost", &r.system_host)?;
+    not_empty("router.listenerHost", &r.listener_host)?;
+    not_empty("router.securedListenerHost", &r.secured_listener_host)?;
+    if r.cluster_timeout_in_seconds == 0 {
+        return Err(invalid("router.clusterTimeoutInSeconds", 0, "must be at least 1"));
+    }
+    if r.enforcer_response_timeout_in_seconds == 0 {
+        return Err(invalid("router.enforcerResponseTimeoutInSeconds", 0, "must be at least 1"));
+    }
+    let tls = &r.upstream.tls;
+    one_of("router.upstream.tls.minimumProtocolVersion", &tls.minimum_protocol_version, TLS_VERSIONS)?;
+    one_of("router.upstream.tls.maximumProtocolVersion", &tls.maximum_protocol_version, TLS_VERSIONS)?;
+    let dtls = &r.downstream.tls;
+    one_of("router.downstream.tls.minimumProtocolVersion", &dtls.minimum_protocol_version, TLS_VERSIONS)?;
+    one_of("router.downstream.tls.maximumProtocolVersion", &dtls.maximum_protocol_version, TLS_VERSIONS)?;
+
+    let t = &r.upstream.timeouts;
+    if t.max_route_timeout_in_seconds == 0 {
+        return Err(invalid("router.upstream.timeouts.maxRouteTimeoutInSeconds", 0, "must be at least 1"));
+    }
+    if t.route_timeout_in_seconds > t.max_route_timeout_in_seconds {
+        return Err(invalid(
+            "router.upstream.timeouts.routeTimeoutInSeconds",
+            t.route_timeout_in_seconds,
+            format!("exceeds maxRouteTimeoutInSeconds ({})", t.max_route_timeout_in_seconds),
+        ));
+    }
+    let h = &r.upstream.health;
+    for (key, v) in [
+        ("router.upstream.health.timeout", h.timeout),
+        ("router.upstream.health.interval", h.interval),
+        ("router.upstream.health.unhealthyThreshold", h.unhealthy_threshold),
+        ("router.upstream.health.healthyThreshold", h.healthy_threshold),
+    ] {
+        if v == 0 {
+            return Err(invalid(key, v, "must be at least 1"));
+        }
+    }
+    for (i, code) in r.upstream.retry.status_codes.iter().enumerate() {
+        if !(100..=599).contains(code) {
+            return Err(invalid(&format!("router.upstream.retry.statusCodes[{i}]"), code, "not an HTTP status code"));
+        }
+    }
+    if r.upstream.retry.base_interval_in_millis == 0 {
+        return Err(invalid("router.upstream.retry.baseIntervalInMillis", 0, "must be at least 1"));
+    }
+    if r.upstream.dns.dns_refresh_rate < 2 {
+        return Err(invalid("router.upstream.dns.dNSRefreshRate", r.upstream.dns.dns_refresh_rate, "must be at least 2 ms"));
+    }
+    if r.upstream.http2.max_concurrent_streams == 0 || r.upstream.http2.max_concurrent_streams > 2_147_483_647 {
+        return Err(invalid(
+            "router.upstream.http2.maxConcurrentStreams",
+            r.upstream.http2.max_concurrent_streams,
+            "expected 1-2147483647",
+        ));
+    }
+    for (i, o) in r.cors.allow_origins.iter().enumerate() {
+        not_empty(&format!("router.cors.allowOrigins[{i}]"), o)?;
+    }
+    Ok(())
+}
