@@ -1,1 +1,31 @@
+//! Choreo Connect API projects (the apictl format), parsed and validated
+//! into a typed model, without I/O.
+//!
+//! The caller hands over the project's files ([`ProjectFiles`], read from a
+//! directory or a zip) and the router settings parsing depends on
+//! ([`ParseOptions`]); [`parse_project`] returns the [`Project`] or every
+//! [`Problem`] found, each naming the file, the field and the reason.
+//!
+//! The rules are Choreo Connect's (`../shared/spec/choreo-connect.md` §3):
+//! api.yaml, then the OpenAPI definition's `basePath`/`host` or `servers`,
+//! then the `x-wso2-*` extensions, then endpoint overrides from the
+//! environment. Where Choreo Connect silently ignores a malformed value,
+//! this parser refuses the project and says why.
 
+mod apiyaml;
+mod assemble;
+mod endpoint;
+mod files;
+pub mod model;
+mod openapi;
+mod problem;
+mod value;
+
+pub use assemble::{ParseOptions, check_pem_certificates, name_version_hash, parse_project};
+pub use endpoint::{is_ip, parse_endpoint_url};
+pub use files::{ProjectFiles, ZipLimits};
+pub use model::*;
+pub use problem::{Problem, Problems};
+
+#[cfg(test)]
+mod tests;

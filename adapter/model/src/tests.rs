@@ -1,0 +1,438 @@
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use pretty_assertions::assert_eq;
+
+use crate::*;
+
+const API_YAML: &str = r#"
+type: api
+version: v4.2.0
+data:
+  name: PetStore
+  version: 1.0.0
+  context: /petstore
+  type: HTTP
+  endpointConfig:
+    endpoint_type: http
+    production_endpoints:
+      url: http://prod.example.com:8080/api
+    sandbox_endpoints:
+      url: http://sand.example.com/api
+"#;
+
+const OAS3: &str = r#"
+openapi: 3.0.1
+info: { title: PetStore, version: 1.0.0 }
+paths:
+  /pets:
+    get: {}
+    post:
+      security:
+        - default: [write:pets]
+  /pets/{petId}:
+    get:
+      x-wso2-disable-security: true
+    delete: {}
+components:
+  securitySchemes:
+    default:
+      type: oauth2
+      flows: {}
+"#;
+
+fn project(files: &[(&str, &str)]) -> ProjectFiles {
+    let mut p = ProjectFiles::new();
+    for (name, content) in files {
+        p.insert(*name, content.as_bytes());
+    }
+    p
+}
+
+fn parse(files: &[(&str, &str)]) -> Result<Project, Problems> {
+    parse_project(&project(files), &ParseOptions::default())
+}
+
+fn problems(files: &[(&str, &str)]) -> Vec<String> {
+    match parse(files) {
+        Ok(p) => panic!("expected problems, got {p:?}"),
+        Err(Problems(ps)) => ps.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn an_apictl_project_becomes_an_api() {
+    let p = parse(&[("api.yaml", API_YAML), ("Definitions/swagger.yaml", OAS3)]).expect("valid");
+    let a = &p.api;
+    assert_eq!(a.name, "PetStore");
+    assert_eq!(a.version, "1.0.0");
+    assert_eq!(a.base_path, "/petstore/1.0.0");
+    assert_eq!(a.id, name_version_hash("PetStore", "1.0.0"));
+    assert_eq!(a.id.len(), 40);
+    assert_eq!(a.organization, "carbon.super");
+    let prod = a.production.as_ref().expect("production");
+    assert_eq!(prod.endpoints[0].host, "prod.example.com");
+    assert_eq!(prod.endpoints[0].port, 8080);
+    assert_eq!(prod.base_path(), "/api");
+    assert_eq!(a.sandbox.as_ref().expect("sandbox").endpoints[0].port, 80);
+    let paths: Vec<_> = a.resources.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, vec!["/pets", "/pets/{petId}"]);
+    let methods: Vec<_> = a.resources[0].operations.iter().map(|o| o.method).collect();
+    assert_eq!(methods, vec![Method::Get, Method::Post]);
+    assert!(a.resources[1].operations[0].disable_security);
+    assert!(!a.resources[1].operations[1].disable_security);
+    assert_eq!(
+        a.resources[0].operations[1].security,
+        Some(vec![[("default".to_string(), vec!["write:pets".to_string()])].into_iter().collect()])
+    );
+    assert_eq!(a.cors, ApiCors::Global);
+    assert_eq!(p.deployments, vec![Deployment { environment: "Default".into(), vhost: "localhost".into() }]);
+}
+
+#[test]
+fn oas2_base_path_and_host_win_over_api_yaml() {
+    let oas2 = r#"
+swagger: "2.0"
+info: { title: x, version: "1" }
+basePath: /v2
+host: petstore.swagger.io
+schemes: [http, https]
+paths:
+  /pet/{id}:
+    get: {}
+"#;
+    let a = parse(&[("api.yaml", API_YAML), ("Definitions/swagger.yaml", oas2)]).expect("valid").api;
+    assert_eq!(a.base_path, "/v2");
+    let prod = a.production.expect("prod");
+    assert_eq!(prod.endpoints[0].url, "https://petstore.swagger.io/v2");
+    assert_eq!(prod.endpoints[0].port, 443);
+    assert!(a.sandbox.is_none(), "host clears the sandbox endpoints, as in Choreo Connect");
+}
+
+#[test]
+fn oas2_without_base_path_needs_x_wso2_base_path() {
+    let oas2 = "swagger: '2.0'\ninfo: {title: x, version: '1'}\npaths: {}\n";
+    let ps = problems(&[("api.yaml", API_YAML), ("Definitions/swagger.yaml", oas2)]);
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert!(ps[0].starts_with("Definitions/swagger.yaml: empty base path"), "{ps:?}");
+}
+
+#[test]
+fn oas3_servers_and_extensions_follow_choreo_connect_precedence() {
+    let oas3 = r##"
+openapi: 3.0.0
+info: { title: x, version: "1" }
+servers:
+  - url: /relative-is-ignored
+  - url: https://backend.example.com/store/v1
+x-wso2-basePath: /shop/v1
+x-wso2-endpoints:
+  - myDynamicEndpoint:
+      urls: [http://dyn1.example.com/x, http://dyn2.example.com/x]
+      type: failover
+      advanceEndpointConfig:
+        retryConfig: { count: 9, statusCodes: [503, 200, 504] }
+        timeoutInMillis: 120000
+        circuitBreakers: { maxConnections: 10, maxRequests: 0 }
+x-wso2-sandbox-endpoints: "#/x-wso2-endpoints/myDynamicEndpoint"
+x-wso2-cors:
+  accessControlAllowOrigins: ["https://*.example.com"]
+  accessControlAllowCredentials: true
+x-wso2-http2-backend-enabled: true
+x-wso2-auth-header: X-Auth
+x-wso2-throttling-tier: Gold
+paths:
+  /items:
+    x-wso2-production-endpoints:
+      urls: [http://items.example.com/v9]
+    get: {}
+"##;
+    let a = parse(&[("api.yaml", API_YAML), ("Definitions/swagger.yaml", oas3)]).expect("valid").api;
+    assert_eq!(a.base_path, "/shop/v1", "x-wso2-basePath wins over servers");
+    assert!(a.production.is_none(), "only sandbox endpoints in the definition: no production");
+    let sand = a.sandbox.as_ref().expect("sandbox");
+    assert_eq!(sand.kind, EndpointKind::Failover);
+    assert_eq!(sand.reference.as_deref(), Some("myDynamicEndpoint"));
+    assert!(sand.http2);
+    let retry = sand.retry.as_ref().expect("retry");
+    assert_eq!(retry.count, 5, "clamped to maxRetryCount");
+    assert_eq!(retry.status_codes, vec![503, 504], "200 is outside 401-598");
+    assert_eq!(sand.timeout_ms, Some(60_000), "clamped to maxRouteTimeoutInSeconds");
+    let cb = sand.circuit_breakers.as_ref().expect("cb");
+    assert_eq!((cb.max_connections, cb.max_requests), (Some(10), None));
+    assert_eq!(a.auth_header.as_deref(), Some("X-Auth"));
+    assert_eq!(a.tier.as_deref(), Some("Gold"));
+    match &a.cors {
+        ApiCors::Api(c) => {
+            assert_eq!(c.allow_origins, vec!["https://*.example.com"]);
+            assert!(c.allow_credentials);
+        }
+        other => panic!("{other:?}"),
+    }
+    let items = &a.resources[0];
+    assert_eq!(items.production.as_ref().expect("resource prod").endpoints[0].host, "items.example.com");
+}
+
+#[test]
+fn security_can_be_disabled_at_api_path_and_operation_level() {
+    let oas = r#"
+openapi: 3.0.0
+info: { title: x, version: "1" }
+paths:
+  /open:
+    x-wso2-disable-security: true
+    get: {}
+    post:
+      x-wso2-disable-security: false
+  /closed:
+    get: {}
+    put:
+      x-auth-type: None
+"#;
+    let a = parse(&[("api.yaml", API_YAML), ("Definitions/swagger.yaml", oas)]).expect("valid").api;
+    let flags: Vec<(String, Method, bool)> = a
+        .resources
+        .iter()
+        .flat_map(|r| r.operations.iter().map(move |o| (r.path.clone(), o.method, o.disable_security)))
+        .collect();
+    assert_eq!(
+        flags,
+        vec![
+            ("/open".into(), Method::Get, true),
+            ("/open".into(), Method::Post, false),
+            ("/closed".into(), Method::Get, false),
+            ("/closed".into(), Method::Put, true),
+        ]
+    );
+    assert!(!a.disable_security);
+    let api_level = "openapi: 3.0.0\ninfo: {title: x, version: '1'}\nx-wso2-disable-security: true\npaths:\n  /a:\n    get: {}\n";
+    let a = parse(&[("api.yaml", API_YAML), ("Definitions/swagger.yaml", api_level)]).expect("valid").api;
+    assert!(a.disable_security);
+    assert!(a.resources[0].operations[0].disable_security);
+}
+
+#[test]
+fn every_problem_is_reported_with_file_and_field() {
+    let oas = r##"
+openapi: 3.0.0
+info: { title: x, version: "1" }
+x-wso2-basePath: "/bad path"
+x-wso2-production-endpoints:
+  urls: ["ftp://nope.example.com"]
+x-wso2-sandbox-endpoints: "#/x-wso2-endpoints/missing"
+paths:
+  /pets/{id}:
+    get:
+      x-wso2-disable-security: "maybe"
+"##;
+    let ps = problems(&[("api.yaml", API_YAML), ("Definitions/swagger.yaml", oas)]);
+    let want = [
+        "Definitions/swagger.yaml: x-wso2-production-endpoints.urls[0]: unsupported scheme \"ftp\"",
+        "Definitions/swagger.yaml: paths./pets/{id}.get.x-wso2-disable-security: expected true or false, found \"maybe\"",
+    ];
+    for w in want {
+        assert!(ps.iter().any(|p| p.starts_with(w)), "missing {w:?} in {ps:#?}");
+    }
+}
+
+#[test]
+fn api_yaml_problems_name_the_data_fields() {
+    let yaml = "type: api\ndata:\n  name: ''\n  version: 1.0\n  context: /x\n  type: GRPC\n  isDefaultVersion: sometimes\n";
+    let ps = problems(&[("api.yaml", yaml), ("Definitions/swagger.yaml", OAS3)]);
+    assert!(ps.contains(&"api.yaml: data.name: missing or empty: an API needs a name, a version and a context".to_string()), "{ps:#?}");
+    assert!(ps.iter().any(|p| p.starts_with("api.yaml: data.type: API type \"GRPC\" is not supported")), "{ps:#?}");
+    assert!(ps.iter().any(|p| p.starts_with("api.yaml: data.isDefaultVersion: expected true or false")), "{ps:#?}");
+}
+
+#[test]
+fn unparseable_files_and_missing_files_are_named() {
+    let ps = problems(&[("Definitions/swagger.yaml", OAS3)]);
+    assert_eq!(ps, vec!["no api.yaml or api.json at the project root"]);
+    let ps = problems(&[("api.yaml", API_YAML)]);
+    assert!(ps[0].starts_with("Definitions/swagger.yaml: missing"), "{ps:?}");
+    let ps = problems(&[("api.yaml", API_YAML), ("Definitions/swagger.yaml", "openapi: [unclosed")]);
+    assert!(ps[0].starts_with("Definitions/swagger.yaml: not valid YAML"), "{ps:?}");
+    let ps = problems(&[("api.yaml", API_YAML), ("Definitions/swagger.json", "{\"openapi\": }")]);
+    assert!(ps[0].starts_with("Definitions/swagger.json: not valid JSON"), "{ps:?}");
+    let ps = problems(&[("api.yaml", API_YAML), ("Definitions/swagger.yaml", "info: {}\npaths: {}\n")]);
+    assert!(ps[0].contains("neither `swagger` nor `openapi`"), "{ps:?}");
+}
+
+#[test]
+fn json_projects_parse_too() {
+    let yaml = r#"{"type":"api","data":{"name":"J","version":"v1","context":"/j","endpointConfig":{"production_endpoints":[{"url":"http://a.example"},{"url":"http://b.example"}],"production_failovers":[{"url":"http://c.example"}]}}}"#;
+    let oas = r#"{"openapi":"3.0.0","info":{"title":"J","version":"v1"},"paths":{"/x":{"get":{}}}}"#;
+    let a = parse(&[("api.json", yaml), ("Definitions/swagger.json", oas)]).expect("valid").api;
+    assert_eq!(a.base_path, "/j/v1");
+    let prod = a.production.expect("prod");
+    assert_eq!(prod.kind, EndpointKind::Failover, "failovers make the list a failover list");
+    assert_eq!(prod.endpoints.len(), 3);
+}
+
+#[test]
+fn api_yaml_endpoint_config_fills_gaps_and_security() {
+    let yaml = r#"
+data:
+  name: S
+  version: v1
+  context: /s
+  endpointConfig:
+    production_endpoints:
+      url: http://a.example
+      config: { actionDuration: "3000", retryTimeOut: "2" }
+    endpoint_security:
+      production: { enabled: true, type: BASIC, username: u1, password: p1 }
+"#;
+    let oas = "openapi: 3.0.0\ninfo: {title: x, version: '1'}\npaths:\n  /a:\n    get: {}\n";
+    let a = parse(&[("api.yaml", yaml), ("Definitions/swagger.yaml", oas)]).expect("valid").api;
+    let prod = a.production.expect("prod");
+    assert_eq!(prod.timeout_ms, Some(3000));
+    assert_eq!(prod.retry, Some(RetryConfig { count: 2, status_codes: vec![504] }));
+    let auth = prod.basic_auth.expect("basic");
+    assert_eq!((auth.username.as_str(), auth.password.as_str()), ("u1", "p1"));
+}
+
+#[test]
+fn environment_variables_override_endpoints() {
+    let hash = name_version_hash("PetStore", "1.0.0");
+    let mut opts = ParseOptions::default();
+    opts.env.insert(format!("api_{hash}_prod_endpoint_0"), "\"http://env1.example.com/e\"".into());
+    opts.env.insert(format!("api_{hash}_prod_endpoint_1"), "http://env2.example.com/e".into());
+    opts.env.insert(format!("api_{hash}_sand_endpoint_1"), "http://skipped.example.com".into());
+    let p = parse_project(&project(&[("api.yaml", API_YAML), ("Definitions/swagger.yaml", OAS3)]), &opts).expect("valid");
+    let hosts: Vec<_> = p.api.production.expect("prod").endpoints.into_iter().map(|e| e.host).collect();
+    assert_eq!(hosts, vec!["env1.example.com", "env2.example.com"]);
+    assert_eq!(p.api.sandbox.expect("sand").endpoints[0].host, "sand.example.com", "index 0 missing: no override");
+}
+
+#[test]
+fn deployments_map_environments_to_vhosts() {
+    let envs = r#"
+type: deployment_environments
+version: v4.2.0
+data:
+  - deploymentEnvironment: Default
+    deploymentVhost: us.example.com
+  - deploymentEnvironment: staging
+  - deploymentEnvironment: unknown-env
+"#;
+    let mut opts = ParseOptions::default();
+    opts.vhost_mapping.push(("staging".into(), "staging.example.com".into()));
+    let files = project(&[("api.yaml", API_YAML), ("Definitions/swagger.yaml", OAS3), ("deployment_environments.yaml", envs)]);
+    let p = parse_project(&files, &opts).expect("valid");
+    assert_eq!(
+        p.deployments,
+        vec![
+            Deployment { environment: "Default".into(), vhost: "us.example.com".into() },
+            Deployment { environment: "staging".into(), vhost: "staging.example.com".into() },
+        ]
+    );
+    assert_eq!(p.skipped_environments, vec!["unknown-env".to_string()]);
+}
+
+#[test]
+fn default_version_needs_a_versioned_base_path() {
+    let yaml = API_YAML.replace("  type: HTTP\n", "  type: HTTP\n  isDefaultVersion: true\n");
+    let a = parse(&[("api.yaml", &yaml), ("Definitions/swagger.yaml", OAS3)]).expect("valid").api;
+    assert_eq!(a.versionless_base_path.as_deref(), Some("/petstore"));
+    let oas = OAS3.replace("paths:", "x-wso2-basePath: /other\npaths:");
+    let ps = problems(&[("api.yaml", &yaml), ("Definitions/swagger.yaml", &oas)]);
+    assert!(ps[0].starts_with("api.yaml: data.isDefaultVersion: the base path \"/other\" does not end with /1.0.0"), "{ps:?}");
+}
+
+#[test]
+fn endpoint_certificates_are_matched_by_url_or_used_as_default() {
+    let cert_a = rcgen::generate_simple_self_signed(vec!["a.example".into()]).expect("cert").cert.pem();
+    let cert_b = rcgen::generate_simple_self_signed(vec!["b.example".into()]).expect("cert").cert.pem();
+    let index = "type: endpoint_certificates\ndata:\n  - alias: a\n    endpoint: https://a.example/x\n    certificate: a.crt\n";
+    let p = parse(&[
+        ("api.yaml", API_YAML),
+        ("Definitions/swagger.yaml", OAS3),
+        ("Endpoint-certificates/endpoint_certificates.yaml", index),
+        ("Endpoint-certificates/a.crt", &cert_a),
+        ("Endpoint-certificates/b.pem", &cert_b),
+    ])
+    .expect("valid");
+    assert_eq!(p.api.endpoint_certificates.get("https://a.example/x"), Some(&cert_a));
+    assert_eq!(p.api.default_certificate.as_deref(), Some(cert_b.as_str()));
+
+    let ps = problems(&[
+        ("api.yaml", API_YAML),
+        ("Definitions/swagger.yaml", OAS3),
+        ("Endpoint-certificates/bad.crt", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+    ]);
+    assert!(ps[0].starts_with("Endpoint-certificates/bad.crt: not a valid X.509 certificate"), "{ps:?}");
+}
+
+#[test]
+fn zips_are_rooted_at_the_project_folder() {
+    let mut buf = Vec::new();
+    {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(&mut buf));
+        let opts = zip::write::SimpleFileOptions::default();
+        w.add_directory("PetStore-1.0.0/", opts).expect("dir");
+        w.start_file("PetStore-1.0.0/api.yaml", opts).expect("file");
+        w.write_all(API_YAML.as_bytes()).expect("write");
+        w.start_file("PetStore-1.0.0/Definitions/swagger.yaml", opts).expect("file");
+        w.write_all(OAS3.as_bytes()).expect("write");
+        w.finish().expect("finish");
+    }
+    let files = ProjectFiles::from_zip(&buf, ZipLimits::default()).expect("zip");
+    assert_eq!(files.paths().collect::<Vec<_>>(), vec!["Definitions/swagger.yaml", "api.yaml"]);
+    assert!(parse_project(&files, &ParseOptions::default()).is_ok());
+}
+
+#[test]
+fn unsafe_zips_are_refused() {
+    let zip_with = |name: &str| {
+        let mut buf = Vec::new();
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(&mut buf));
+        w.start_file(name, zip::write::SimpleFileOptions::default()).expect("file");
+        w.write_all(b"x").expect("write");
+        w.finish().expect("finish");
+        buf
+    };
+    for name in ["../evil/api.yaml", "/abs/api.yaml", "a/../../b"] {
+        let err = ProjectFiles::from_zip(&zip_with(name), ZipLimits::default()).unwrap_err();
+        assert!(err.to_string().contains("unsafe path"), "{name}: {err}");
+    }
+    let err = ProjectFiles::from_zip(b"not a zip", ZipLimits::default()).unwrap_err();
+    assert!(err.to_string().starts_with("not a valid zip file"), "{err}");
+    let limits = ZipLimits { max_total_bytes: 1, ..ZipLimits::default() };
+    let mut buf = Vec::new();
+    {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(&mut buf));
+        w.start_file("big", zip::write::SimpleFileOptions::default()).expect("file");
+        w.write_all(b"0123456789").expect("write");
+        w.finish().expect("finish");
+    }
+    let err = ProjectFiles::from_zip(&buf, limits).unwrap_err();
+    assert!(err.to_string().contains("more than the limit"), "{err}");
+}
+
+#[test]
+fn websocket_and_graphql_are_refused_clearly() {
+    let yaml = API_YAML.replace("type: HTTP", "type: WS");
+    let ps = problems(&[("api.yaml", &yaml), ("Definitions/asyncapi.yaml", "asyncapi: 2.0.0")]);
+    assert_eq!(ps, vec!["api.yaml: data.type: WS APIs are not supported by this gateway yet (HTTP and SOAP are)"]);
+}
+
+#[test]
+fn the_root_base_path_is_refused() {
+    let oas = OAS3.replace("paths:", "x-wso2-basePath: /\npaths:");
+    let ps = problems(&[("api.yaml", API_YAML), ("Definitions/swagger.yaml", &oas)]);
+    assert!(ps[0].contains("the base path \"/\" is not supported"), "{ps:?}");
+}
+
+#[test]
+fn api_key_security_scheme_adds_header_and_query_schemes() {
+    let yaml = API_YAML.replace("  type: HTTP\n", "  type: HTTP\n  securityScheme: [oauth2, api_key, mutualssl]\n");
+    let a = parse(&[("api.yaml", &yaml), ("Definitions/swagger.yaml", OAS3)]).expect("valid").api;
+    let names: Vec<_> = a.security_schemes.keys().cloned().collect();
+    assert_eq!(names, vec!["api_key_header", "api_key_query", "default"]);
+    assert_eq!(a.security_schemes["api_key_query"].location, "query");
+    assert_eq!(a.mutual_ssl, "optional");
+    let reqs = a.resources[0].operations[1].security.clone().expect("op security");
+    assert_eq!(reqs.len(), 3, "default + the two api key requirements: {reqs:?}");
+    let _ = BTreeMap::<String, String>::new();
+}
