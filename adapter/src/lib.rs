@@ -1,1 +1,128 @@
+//! The adapter: the gateway's control plane.
+//!
+//! It loads API projects (from the artifacts folder, later also over the
+//! management API), translates them with `gateway-xds` and serves the result
+//! to Envoy over ADS. This crate holds the I/O: the gRPC and HTTPS servers,
+//! the folder watcher and the wiring. The logic lives in `gateway-model`
+//! (projects) and `gateway-xds` (translation, snapshots, stream state).
 
+pub mod ads;
+pub mod artifacts;
+pub mod deploy;
+pub mod http;
+pub mod hub;
+pub mod tls;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use gateway_config::Config;
+use gateway_model::ParseOptions;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::info;
+
+use crate::hub::Hub;
+
+/// Process options that are not part of `config.toml`.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where the ADS gRPC server listens.
+    pub xds_address: SocketAddr,
+}
+
+/// Why the adapter stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterError {
+    /// A port could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The management API's key pair is unusable.
+    #[error("[adapter.keystore]: {0}")]
+    Tls(#[from] tls::TlsError),
+    /// The gRPC server failed.
+    #[error("xDS server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+}
+
+/// The parse options the configuration and the environment imply.
+pub fn parse_options(config: &Config, env: impl Iterator<Item = (String, String)>) -> ParseOptions {
+    let r = &config.router;
+    ParseOptions {
+        max_retry_count: r.upstream.retry.max_retry_count,
+        default_retry_status_codes: r.upstream.retry.status_codes.clone(),
+        max_route_timeout_ms: r.upstream.timeouts.max_route_timeout_in_seconds.saturating_mul(1000),
+        vhost_mapping: config.adapter.vhost_mapping.iter().map(|m| (m.environment.clone(), m.vhost.clone())).collect(),
+        env: env.filter(|(k, _)| k.starts_with("api_")).collect::<BTreeMap<_, _>>(),
+    }
+}
+
+/// The folder of API projects: `<artifactsDirectory>/apis`.
+pub fn apis_dir(config: &Config) -> PathBuf {
+    Path::new(&config.adapter.artifacts_directory).join("apis")
+}
+
+/// Runs the adapter until `shutdown` completes.
+pub async fn run(config: Config, opts: Options, parse_opts: ParseOptions, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AdapterError> {
+    let config = Arc::new(config);
+    let hub = Hub::new(Arc::clone(&config));
+    let report = Arc::new(artifacts::Report::default());
+    let parse_opts = Arc::new(parse_opts);
+
+    // Deploy the mounted projects before serving xDS, so that an Envoy never
+    // receives an empty configuration from a restarting adapter.
+    let dir = apis_dir(&config);
+    let known = {
+        let (h, r, d, o) = (Arc::clone(&hub), Arc::clone(&report), dir.clone(), Arc::clone(&parse_opts));
+        tokio::task::spawn_blocking(move || artifacts::load_all(&h, &r, &d, &o)).await.unwrap_or_default()
+    };
+    hub.update(|s| s.gateway.set_ready());
+
+    let xds = TcpListener::bind(opts.xds_address)
+        .await
+        .map_err(|source| AdapterError::Bind { address: opts.xds_address.to_string(), source })?;
+    info!(address = %xds.local_addr().map(|a| a.to_string()).unwrap_or_default(), "xDS (ADS) server listening");
+
+    let mut tasks = tokio::task::JoinSet::new();
+    if config.adapter.server.enabled {
+        let address = format!("{}:{}", config.adapter.server.host, config.adapter.server.port);
+        let tls = tls::server_config(Path::new(&config.adapter.keystore.cert_path), Path::new(&config.adapter.keystore.key_path))?;
+        let listener = TcpListener::bind(&address).await.map_err(|source| AdapterError::Bind { address, source })?;
+        let app = http::router(Arc::clone(&hub), Arc::clone(&report), config.adapter.server.users.clone());
+        tasks.spawn(http::serve_tls(listener, tokio_rustls::TlsAcceptor::from(tls), app));
+    }
+    tasks.spawn(artifacts::watch(Arc::clone(&hub), Arc::clone(&report), dir, Arc::clone(&parse_opts), known));
+
+    // On shutdown, end the long-lived ADS streams so the gRPC server can
+    // finish; give it a few seconds, then stop regardless.
+    let closing_hub = Arc::clone(&hub);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        closing_hub.close();
+        let _ = stop_tx.send(());
+    };
+    let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .add_service(ads::Ads::service(Arc::clone(&hub)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(xds), signal);
+    let deadline = async {
+        let _ = stop_rx.await;
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    };
+    let result = tokio::select! {
+        r = server => r.map_err(AdapterError::from),
+        () = deadline => Ok(()),
+    };
+    tasks.abort_all();
+    info!("adapter stopped");
+    result
+}

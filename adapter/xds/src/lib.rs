@@ -1,10 +1,15 @@
 //! The adapter's xDS core, free of I/O.
 //!
+//! * [`translate`]: API model and configuration → Envoy resources;
+//! * [`state`]: deployed APIs per label, translated incrementally;
 //! * [`snapshot`]: content-versioned resources and per-label snapshots;
 //! * [`stream`]: the ADS stream state machine (state of the world and delta).
 
+mod canon;
 pub mod snapshot;
+pub mod state;
 pub mod stream;
+pub mod translate;
 
 #[cfg(test)]
 mod stream_tests;

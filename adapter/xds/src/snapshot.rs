@@ -118,9 +118,10 @@ impl fmt::Debug for Resource {
 }
 
 impl Resource {
-    /// Encodes `message` and versions it by content.
-    pub fn encode<M: Message>(name: impl Into<String>, message: &M) -> Resource {
-        Resource::from_bytes(name, message.encode_to_vec())
+    /// Encodes `message` (a resource of type `ty`) canonically and versions
+    /// it by content.
+    pub fn encode<M: Message>(ty: ResourceType, name: impl Into<String>, message: &M) -> Resource {
+        Resource::from_bytes(name, crate::canon::canonicalize(ty, &message.encode_to_vec()))
     }
 
     /// Wraps already encoded bytes.

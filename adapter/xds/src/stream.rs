@@ -87,6 +87,7 @@ pub struct Outcome {
 
 /// The identity a client sent in its first request.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NodeInfo {
     /// `node.id`: the gateway label (environment), e.g. `Default`.
     pub id: String,
@@ -137,6 +138,7 @@ struct InFlight {
 
 /// Per-type report, as served by the adapter's status endpoint.
 #[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TypeStatus {
     /// The client subscribed to this type.
     pub subscribed: bool,
@@ -154,6 +156,7 @@ pub struct TypeStatus {
 
 /// A sent response.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Sent {
     /// `version_info` / `system_version_info`
     pub version: String,
@@ -171,6 +174,7 @@ pub struct Sent {
 
 /// An accepted response.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Acked {
     /// The version accepted.
     pub version: String,
@@ -182,6 +186,7 @@ pub struct Acked {
 
 /// A rejected response.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Nack {
     /// The version rejected.
     pub version: String,
@@ -228,6 +233,7 @@ pub struct Stream {
 
 /// A status report of one stream.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StreamStatus {
     /// Protocol variant.
     pub mode: Mode,

@@ -1,0 +1,297 @@
+//! API projects in `<artifactsDirectory>/apis`: each directory or `.zip`
+//! there is a project. All are deployed at start-up; after that the folder is
+//! watched (file-system events, plus a periodic rescan as a safety net) and
+//! projects added, changed or removed are applied without a restart.
+//!
+//! A project that fails to parse, or collides with another, is refused with
+//! its problems logged and reported; what it deployed before keeps serving.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::hash::Hasher;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_model::{ParseOptions, Problem, Problems, ProjectFiles, ZipLimits, parse_project};
+use notify::{RecursiveMode, Watcher};
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::hub::Hub;
+
+/// Source prefix of projects from the artifacts folder.
+pub const SOURCE_PREFIX: &str = "artifacts:";
+
+/// Safety-net rescan interval (events can be missed on some file systems).
+const RESCAN_INTERVAL: Duration = Duration::from_secs(10);
+/// Quiet time after a file-system event before the folder is rescanned, so a
+/// project being copied is read once it is complete.
+const DEBOUNCE: Duration = Duration::from_millis(300);
+/// Upper bounds for a project directory.
+const MAX_FILES: usize = 5_000;
+const MAX_BYTES: u64 = 200 * 1024 * 1024;
+
+/// The state of one entry of the folder, for the status endpoint.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntryStatus {
+    /// `deployed` or `refused`.
+    pub state: &'static str,
+    /// API name and version, when deployed.
+    pub api: Option<String>,
+    /// Problems, when refused.
+    pub problems: Vec<String>,
+}
+
+/// Reports on the folder's entries.
+#[derive(Default)]
+pub struct Report {
+    entries: Mutex<BTreeMap<String, EntryStatus>>,
+}
+
+impl Report {
+    /// Every entry's state.
+    pub fn entries(&self) -> BTreeMap<String, EntryStatus> {
+        self.entries.lock().clone()
+    }
+}
+
+/// A fingerprint of an entry: paths, sizes and modification times.
+fn fingerprint(path: &Path) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(meta) = fs::metadata(&p) else { continue };
+        h.write(p.as_os_str().as_encoded_bytes());
+        h.write_u64(meta.len());
+        if let Ok(m) = meta.modified()
+            && let Ok(d) = m.duration_since(std::time::UNIX_EPOCH)
+        {
+            h.write_u128(d.as_nanos());
+        }
+        if meta.is_dir()
+            && let Ok(rd) = fs::read_dir(&p)
+        {
+            let mut children: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            children.sort();
+            stack.extend(children.into_iter().rev());
+        }
+    }
+    h.finish()
+}
+
+/// The entries of the folder: name → fingerprint. Names starting with `.`
+/// are skipped, as are files other than `.zip`.
+pub fn scan(dir: &Path) -> std::io::Result<BTreeMap<String, u64>> {
+    let mut out = BTreeMap::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let is_dir = fs::metadata(&path).map(|m| m.is_dir()).unwrap_or(false);
+        if is_dir || name.ends_with(".zip") {
+            out.insert(name, fingerprint(&path));
+        }
+    }
+    Ok(out)
+}
+
+fn read_dir_project(root: &Path) -> Result<ProjectFiles, Problems> {
+    let bad = |reason: String| Problems::one(Problem::new("", "", reason));
+    let mut files = ProjectFiles::new();
+    let mut total = 0u64;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let rd = fs::read_dir(&dir).map_err(|e| bad(format!("cannot read {}: {e}", dir.display())))?;
+        for entry in rd {
+            let entry = entry.map_err(|e| bad(format!("cannot read {}: {e}", dir.display())))?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            let meta = fs::metadata(&path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+            if meta.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            total += meta.len();
+            if files.len() >= MAX_FILES || total > MAX_BYTES {
+                return Err(bad(format!("the project is larger than {MAX_FILES} files or {MAX_BYTES} bytes")));
+            }
+            let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+            let content = fs::read(&path).map_err(|e| bad(format!("cannot read {rel}: {e}")))?;
+            files.insert(rel, content);
+        }
+    }
+    Ok(files.rooted())
+}
+
+/// Reads one entry (a directory or a zip).
+pub fn read_entry(path: &Path) -> Result<ProjectFiles, Problems> {
+    if fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false) {
+        read_dir_project(path)
+    } else {
+        let bytes = fs::read(path).map_err(|e| Problems::one(Problem::new("", "", format!("cannot read: {e}"))))?;
+        ProjectFiles::from_zip(&bytes, ZipLimits::default())
+    }
+}
+
+/// Reads and parses entries, in parallel on all cores.
+fn parse_all(dir: &Path, names: &[String], opts: &ParseOptions) -> Vec<(String, Result<gateway_model::Project, Problems>)> {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
+    let chunk = names.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = names
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|name| {
+                            let parsed = read_entry(&dir.join(name)).and_then(|files| parse_project(&files, opts));
+                            (name.clone(), parsed)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    })
+}
+
+/// Applies parsed entries in one change.
+fn apply(hub: &Hub, report: &Report, parsed: Vec<(String, Result<gateway_model::Project, Problems>)>, removed: &[String]) {
+    let results = hub.update(|state| {
+        let mut results = Vec::new();
+        for name in removed {
+            if state.undeploy(&format!("{SOURCE_PREFIX}{name}")) {
+                info!(project = %name, "API project removed from the artifacts folder: undeployed");
+            }
+        }
+        for (name, parsed) in parsed {
+            let source = format!("{SOURCE_PREFIX}{name}");
+            let outcome = match parsed {
+                Ok(project) => {
+                    let label = format!("{} {}", project.api.name, project.api.version);
+                    let skipped = project.skipped_environments.clone();
+                    let deployments = project.deployments.clone();
+                    state.deploy(&source, project).map(|()| (label, deployments, skipped))
+                }
+                Err(p) => Err(p),
+            };
+            results.push((name, outcome));
+        }
+        results
+    });
+    let mut entries = report.entries.lock();
+    for name in removed {
+        entries.remove(name);
+    }
+    for (name, outcome) in results {
+        match outcome {
+            Ok((api, deployments, skipped)) => {
+                let targets: Vec<String> = deployments.iter().map(|d| format!("{}@{}", d.environment, d.vhost)).collect();
+                info!(project = %name, api = %api, deployments = ?targets, "API project deployed");
+                if !skipped.is_empty() {
+                    warn!(project = %name, environments = ?skipped, "environments not in [[adapter.vhostMapping]] were skipped");
+                }
+                entries.insert(name, EntryStatus { state: "deployed", api: Some(api), problems: Vec::new() });
+            }
+            Err(problems) => {
+                let list: Vec<String> = problems.0.iter().map(ToString::to_string).collect();
+                error!(project = %name, problems = %problems, "API project refused; what it deployed before keeps serving");
+                entries.insert(name, EntryStatus { state: "refused", api: None, problems: list });
+            }
+        }
+    }
+}
+
+/// Deploys every project of `dir` (the `apis` folder). Returns the fingerprints.
+pub fn load_all(hub: &Hub, report: &Report, dir: &Path, opts: &ParseOptions) -> BTreeMap<String, u64> {
+    let found = match scan(dir) {
+        Ok(f) => f,
+        Err(e) => {
+            warn!(dir = %dir.display(), error = %e, "artifacts folder not readable; starting with no mounted APIs");
+            return BTreeMap::new();
+        }
+    };
+    let names: Vec<String> = found.keys().cloned().collect();
+    let started = std::time::Instant::now();
+    let parsed = parse_all(dir, &names, opts);
+    let parsed_in = started.elapsed();
+    apply(hub, report, parsed, &[]);
+    info!(dir = %dir.display(), projects = names.len(), parse_ms = parsed_in.as_millis() as u64, total_ms = started.elapsed().as_millis() as u64, "artifacts loaded");
+    found
+}
+
+/// Watches `dir` and applies changes until the task is dropped.
+pub async fn watch(hub: Arc<Hub>, report: Arc<Report>, dir: PathBuf, opts: Arc<ParseOptions>, mut known: BTreeMap<String, u64>) {
+    let (tx, mut rx) = mpsc::channel::<()>(16);
+    let watcher = {
+        let tx = tx.clone();
+        notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+            let _ = tx.try_send(());
+        })
+    };
+    let _watcher = match watcher {
+        Ok(mut w) => match w.watch(&dir, RecursiveMode::Recursive) {
+            Ok(()) => Some(w),
+            Err(e) => {
+                warn!(dir = %dir.display(), error = %e, "cannot watch the artifacts folder; falling back to rescans every {}s", RESCAN_INTERVAL.as_secs());
+                None
+            }
+        },
+        Err(e) => {
+            warn!(error = %e, "no file-system watcher; falling back to periodic rescans");
+            None
+        }
+    };
+    let mut tick = tokio::time::interval(RESCAN_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            got = rx.recv() => {
+                if got.is_none() { return; }
+                // Debounce: wait until events stop for a moment.
+                loop {
+                    match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                        Ok(Some(())) => continue,
+                        Ok(None) => return,
+                        Err(_) => break,
+                    }
+                }
+            }
+            _ = tick.tick() => {}
+        }
+        let found = match scan(&dir) {
+            Ok(f) => f,
+            Err(e) => {
+                warn!(dir = %dir.display(), error = %e, "artifacts folder not readable; keeping what is deployed");
+                continue;
+            }
+        };
+        let changed: Vec<String> =
+            found.iter().filter(|(n, fp)| known.get(*n) != Some(*fp)).map(|(n, _)| n.clone()).collect();
+        let removed: Vec<String> = known.keys().filter(|n| !found.contains_key(*n)).cloned().collect();
+        if changed.is_empty() && removed.is_empty() {
+            continue;
+        }
+        let (d, o) = (dir.clone(), Arc::clone(&opts));
+        let names = changed.clone();
+        let parsed = match tokio::task::spawn_blocking(move || parse_all(&d, &names, &o)).await {
+            Ok(p) => p,
+            Err(e) => {
+                error!(error = %e, "parsing changed projects failed");
+                continue;
+            }
+        };
+        apply(&hub, &report, parsed, &removed);
+        known = found;
+    }
+}

@@ -1,0 +1,117 @@
+//! The management REST API (HTTPS, base path `/api/mgw/adapter/0.1`).
+//!
+//! For now it reports what the adapter serves: every connected Envoy with,
+//! per resource type, the last version sent and acknowledged and the last
+//! NACK (`GET /xds`), and the state of the artifacts folder (`GET /artifacts`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use gateway_config::model::User;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info};
+
+use crate::artifacts::Report;
+use crate::hub::Hub;
+
+/// Base path of the management API (as in Choreo Connect).
+pub const BASE_PATH: &str = "/api/mgw/adapter/0.1";
+
+#[derive(Clone)]
+struct AppState {
+    hub: Arc<Hub>,
+    report: Arc<Report>,
+    users: Arc<Vec<User>>,
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Basic realm=\"adapter\"")],
+        axum::Json(json!({"code": 401, "message": "Credentials are invalid"})),
+    )
+        .into_response()
+}
+
+fn authorized(headers: &HeaderMap, users: &[User]) -> bool {
+    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+    let Some(encoded) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) else { return false };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else { return false };
+    let Ok(text) = String::from_utf8(decoded) else { return false };
+    let Some((user, pass)) = text.split_once(':') else { return false };
+    users.iter().any(|u| {
+        let name_ok: bool = u.username.as_bytes().ct_eq(user.as_bytes()).into();
+        let pass_ok: bool = u.password.as_bytes().ct_eq(pass.as_bytes()).into();
+        name_ok & pass_ok
+    })
+}
+
+async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    if authorized(req.headers(), &s.users) { next.run(req).await } else { unauthorized() }
+}
+
+async fn xds_status(State(s): State<AppState>) -> Response {
+    let streams = s.hub.streams();
+    axum::Json(json!({ "nacks": s.hub.nacks(), "streams": streams })).into_response()
+}
+
+async fn artifacts_status(State(s): State<AppState>) -> Response {
+    axum::Json(json!({ "entries": s.report.entries() })).into_response()
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, axum::Json(json!({"code": 404, "message": "Not Found"}))).into_response()
+}
+
+/// The router of the management API.
+pub fn router(hub: Arc<Hub>, report: Arc<Report>, users: Vec<User>) -> Router {
+    let state = AppState { hub, report, users: Arc::new(users) };
+    let api = Router::new()
+        .route("/xds", get(xds_status))
+        .route("/artifacts", get(artifacts_status))
+        .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .with_state(state);
+    Router::new().nest(BASE_PATH, api).fallback(not_found)
+}
+
+/// Serves `app` over TLS on `listener` until the task is dropped.
+pub async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, app: Router) {
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    info!(address = %addr, "management API listening (HTTPS)");
+    loop {
+        let (tcp, peer): (_, SocketAddr) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                debug!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(t) => t,
+                Err(e) => {
+                    debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).await {
+                debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}

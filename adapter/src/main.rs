@@ -1,0 +1,124 @@
+//! `adapter`: the gateway's control plane. See `adapter --help` and the README.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tracing::{error, info, warn};
+
+/// Exit code for bad configuration (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+/// The gateway's control plane: loads API projects and serves Envoy over ADS.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The config.toml (Choreo Connect format). Default: $MGW_HOME/conf/config.toml,
+    /// or conf/config.toml when MGW_HOME is not set.
+    #[arg(long, env = "ADAPTER_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Check the configuration, print the problems and exit (0 when valid).
+    #[arg(long)]
+    validate: bool,
+
+    /// Address of the ADS gRPC server (Envoy's `xds_cluster`).
+    #[arg(long, env = "ADAPTER_XDS_ADDRESS", default_value = "0.0.0.0:18000")]
+    xds_address: SocketAddr,
+
+    /// Log format: `text` or `json`. Levels come from RUST_LOG (default `info`).
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    if format == "json" { builder.json().init() } else { builder.init() }
+}
+
+fn config_path(cli: &Cli) -> PathBuf {
+    if let Some(p) = &cli.config {
+        return p.clone();
+    }
+    match std::env::var("MGW_HOME") {
+        Ok(home) if !home.trim().is_empty() => PathBuf::from(home).join("conf/config.toml"),
+        _ => PathBuf::from("conf/config.toml"),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    info!("shutting down");
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    let path = config_path(&cli);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            error!("cannot read the configuration {}: {e}", path.display());
+            eprintln!("error: cannot read the configuration {}: {e}", path.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let loaded = match gateway_config::load(&text, &path.display().to_string(), env.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Ok(l) => l,
+        Err(e) => {
+            error!("invalid configuration: {e}");
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    for w in &loaded.warnings {
+        warn!("{}: {w}", path.display());
+    }
+    if cli.validate {
+        for w in &loaded.warnings {
+            println!("warning: {w}");
+        }
+        println!("{}: valid", path.display());
+        return ExitCode::SUCCESS;
+    }
+    let parse_opts = adapter::parse_options(&loaded.config, env.into_iter());
+    let opts = adapter::Options { xds_address: cli.xds_address };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime") {
+        Ok(r) => r,
+        Err(e) => {
+            error!("{e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(adapter::run(loaded.config, opts, parse_opts, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! The HTTP and HTTPS listeners (spec §4.1, §4.2).
+
+use envoy_types::pb::envoy::config::common::mutation_rules::v3::{HeaderMutation as Mutation, header_mutation::Action};
+use envoy_types::pb::envoy::config::core::v3::{
+    Address, ApiVersion, DataSource, GrpcService, HttpProtocolOptions, SocketAddress, TransportSocket, TypedExtensionConfig,
+    address, data_source, grpc_service, socket_address, transport_socket,
+};
+use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
+use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{BufferSettings, ExtAuthz, ext_authz};
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router as RouterFilter;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter, ScopedRds, ScopedRoutes, http_connection_manager, http_filter, scoped_routes,
+};
+use envoy_types::pb::envoy::extensions::http::early_header_mutation::header_mutation::v3::HeaderMutation;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, TlsCertificate, TlsParameters,
+    common_tls_context,
+};
+use envoy_types::pb::envoy::r#type::v3::{HttpStatus, StatusCode};
+use gateway_config::Config;
+
+use super::local_reply::local_reply_config;
+use super::names::*;
+use super::util::{ads, any, bool_value, secs, set_header, u32_value};
+
+/// Envoy's spelling of a `TLS1_2`-style version from config.
+pub fn tls_version(v: &str) -> i32 {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::tls_parameters::TlsProtocol;
+    (match v.to_ascii_uppercase().as_str() {
+        "TLS1_0" => TlsProtocol::TlSv10,
+        "TLS1_1" => TlsProtocol::TlSv11,
+        "TLS1_2" => TlsProtocol::TlSv12,
+        "TLS1_3" => TlsProtocol::TlSv13,
+        _ => TlsProtocol::TlsAuto,
+    }) as i32
+}
+
+/// `ciphers` from config: comma- or colon-separated.
+pub fn cipher_list(ciphers: &str) -> Vec<String> {
+    ciphers.split([',', ':']).map(str::trim).filter(|c| !c.is_empty()).map(String::from).collect()
+}
+
+/// A PEM file on the router.
+pub fn file(path: &str) -> DataSource {
+    DataSource { specifier: Some(data_source::Specifier::Filename(path.to_string())), ..Default::default() }
+}
+
+fn http_filters(c: &Config) -> Vec<HttpFilter> {
+    let r = &c.router;
+    let authz = ExtAuthz {
+        services: Some(ext_authz::Services::GrpcService(GrpcService {
+            target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(grpc_service::EnvoyGrpc {
+                cluster_name: CLUSTER_EXT_AUTHZ.to_string(),
+                ..Default::default()
+            })),
+            timeout: Some(secs(r.enforcer_response_timeout_in_seconds)),
+            ..Default::default()
+        })),
+        transport_api_version: ApiVersion::V3 as i32,
+        failure_mode_allow: false,
+        clear_route_cache: true,
+        include_peer_certificate: true,
+        status_on_error: Some(HttpStatus { code: StatusCode::InternalServerError as i32 }),
+        with_request_body: r.payload_passing_to_enforcer.pass_request_payload.then(|| BufferSettings {
+            max_request_bytes: r.payload_passing_to_enforcer.max_request_bytes,
+            allow_partial_message: r.payload_passing_to_enforcer.allow_partial_message,
+            pack_as_bytes: r.payload_passing_to_enforcer.pack_as_bytes,
+        }),
+        ..Default::default()
+    };
+    let typed = |name: &str, a| HttpFilter {
+        name: name.to_string(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(a)),
+        ..Default::default()
+    };
+    vec![
+        typed(FILTER_CORS, any(&Cors::default())),
+        typed(FILTER_EXT_AUTHZ, any(&authz)),
+        typed(FILTER_ROUTER, any(&RouterFilter { suppress_envoy_headers: true, ..Default::default() })),
+    ]
+}
+
+fn codec(c: &Config) -> i32 {
+    use http_connection_manager::CodecType;
+    (match c.router.listener_codec_type.to_ascii_uppercase().as_str() {
+        "HTTP1" => CodecType::Http1,
+        "HTTP2" => CodecType::Http2,
+        _ => CodecType::Auto,
+    }) as i32
+}
+
+/// The connection manager shared by both listeners.
+pub fn http_connection_manager(c: &Config) -> HttpConnectionManager {
+    let t = &c.router.connection_timeout;
+    let scope_key = scoped_routes::ScopeKeyBuilder {
+        fragments: vec![scoped_routes::scope_key_builder::FragmentBuilder {
+            r#type: Some(scoped_routes::scope_key_builder::fragment_builder::Type::HeaderValueExtractor(
+                scoped_routes::scope_key_builder::fragment_builder::HeaderValueExtractor {
+                    name: HEADER_ROUTE_SCOPE.to_string(),
+                    element_separator: "/".to_string(),
+                    extract_type: Some(
+                        scoped_routes::scope_key_builder::fragment_builder::header_value_extractor::ExtractType::Index(1),
+                    ),
+                },
+            )),
+        }],
+    };
+    // Before routing: the path without its query string, whose first segment
+    // picks the route scope. Overwrites anything a client sent.
+    let scope_header = HeaderMutation {
+        mutations: vec![Mutation { action: Some(Action::Append(set_header(HEADER_ROUTE_SCOPE, "%PATH(NQ)%"))) }],
+    };
+    HttpConnectionManager {
+        codec_type: codec(c),
+        stat_prefix: STAT_PREFIX.to_string(),
+        route_specifier: Some(http_connection_manager::RouteSpecifier::ScopedRoutes(ScopedRoutes {
+            name: SCOPED_ROUTES.to_string(),
+            scope_key_builder: Some(scope_key),
+            rds_config_source: Some(ads()),
+            config_specifier: Some(scoped_routes::ConfigSpecifier::ScopedRds(ScopedRds {
+                scoped_rds_config_source: Some(ads()),
+                ..Default::default()
+            })),
+        })),
+        early_header_mutation_extensions: vec![TypedExtensionConfig {
+            name: "envoy.http.early_header_mutation.header_mutation".to_string(),
+            typed_config: Some(any(&scope_header)),
+        }],
+        http_filters: http_filters(c),
+        local_reply_config: Some(local_reply_config()),
+        use_remote_address: Some(bool_value(c.router.use_remote_address)),
+        stream_idle_timeout: Some(secs(t.stream_idle_timeout_in_seconds)),
+        request_timeout: Some(secs(t.request_timeout_in_seconds)),
+        request_headers_timeout: Some(secs(t.request_headers_timeout_in_seconds)),
+        common_http_protocol_options: Some(HttpProtocolOptions {
+            idle_timeout: Some(secs(t.idle_timeout_in_seconds)),
+            ..Default::default()
+        }),
+        normalize_path: Some(bool_value(true)),
+        merge_slashes: true,
+        strip_port_mode: Some(http_connection_manager::StripPortMode::StripAnyHostPort(true)),
+        ..Default::default()
+    }
+}
+
+fn listener(name: &str, host: &str, port: u16, hcm: &HttpConnectionManager, tls: Option<TransportSocket>, c: &Config) -> Listener {
+    Listener {
+        name: name.to_string(),
+        address: Some(Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                address: host.to_string(),
+                port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(port))),
+                ..Default::default()
+            })),
+        }),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".to_string(),
+                config_type: Some(filter::ConfigType::TypedConfig(any(hcm))),
+            }],
+            transport_socket: tls,
+            ..Default::default()
+        }],
+        per_connection_buffer_limit_bytes: Some(u32_value(c.router.per_connection_buffer_limit_bytes)),
+        ..Default::default()
+    }
+}
+
+fn downstream_tls(c: &Config) -> TransportSocket {
+    let r = &c.router;
+    let t = &r.downstream.tls;
+    let validation = t.mtls_apis_enabled.then(|| {
+        common_tls_context::ValidationContextType::ValidationContext(CertificateValidationContext {
+            trusted_ca: Some(file(&t.trusted_cert_path)),
+            ..Default::default()
+        })
+    });
+    let alpn = match r.listener_codec_type.to_ascii_uppercase().as_str() {
+        "HTTP1" => vec!["http/1.1".to_string()],
+        "HTTP2" => vec!["h2".to_string()],
+        _ => vec!["h2".to_string(), "http/1.1".to_string()],
+    };
+    let ctx = DownstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            tls_params: Some(TlsParameters {
+                tls_minimum_protocol_version: tls_version(&t.minimum_protocol_version),
+                tls_maximum_protocol_version: tls_version(&t.maximum_protocol_version),
+                cipher_suites: cipher_list(&t.ciphers),
+                ..Default::default()
+            }),
+            tls_certificates: vec![TlsCertificate {
+                certificate_chain: Some(file(&r.keystore.cert_path)),
+                private_key: Some(file(&r.keystore.key_path)),
+                ..Default::default()
+            }],
+            alpn_protocols: alpn,
+            validation_context_type: validation,
+            ..Default::default()
+        }),
+        require_client_certificate: Some(bool_value(false)),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".to_string(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(any(&ctx))),
+    }
+}
+
+/// The listeners: `HTTPListener` and `HTTPSListener` (a port of 0 leaves one out).
+pub fn listeners(c: &Config) -> Vec<Listener> {
+    let r = &c.router;
+    let hcm = http_connection_manager(c);
+    let mut out = Vec::new();
+    if r.secured_listener_port > 0 {
+        out.push(listener(LISTENER_HTTPS, &r.secured_listener_host, r.secured_listener_port, &hcm, Some(downstream_tls(c)), c));
+    }
+    if r.listener_port > 0 {
+        out.push(listener(LISTENER_HTTP, &r.listener_host, r.listener_port, &hcm, None, c));
+    }
+    out
+}

@@ -1,0 +1,9 @@
+//! API model and configuration → Envoy resources (spec §4).
+
+pub mod cluster;
+pub mod listener;
+pub mod local_reply;
+pub mod names;
+pub mod route;
+pub mod scope;
+pub mod util;

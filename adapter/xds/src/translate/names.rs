@@ -1,0 +1,56 @@
+//! Names shared with the bootstrap, the enforcer and operators.
+
+/// Static cluster of the enforcer's ext_authz gRPC service (in `envoy/bootstrap.yaml`).
+pub const CLUSTER_EXT_AUTHZ: &str = "ext-authz";
+/// Static cluster of the enforcer's HTTPS server (`/testkey`, `/jwks`).
+pub const CLUSTER_ENFORCER_HTTP: &str = "ext_authz_http_cluster";
+/// Static cluster of the enforcer's access-log service.
+pub const CLUSTER_ACCESS_LOGGER: &str = "access-logger";
+
+/// Request header the enforcer sets to choose the sandbox cluster.
+pub const HEADER_CLUSTER: &str = "x-wso2-cluster-header";
+/// Request header holding the path without its query, set before routing: its
+/// first segment selects the route scope.
+pub const HEADER_ROUTE_SCOPE: &str = "x-wso2-route-scope";
+
+/// Listener names (as in Choreo Connect).
+pub const LISTENER_HTTP: &str = "HTTPListener";
+/// HTTPS listener name.
+pub const LISTENER_HTTPS: &str = "HTTPSListener";
+/// The HTTP connection manager's scoped-routes name.
+pub const SCOPED_ROUTES: &str = "default";
+/// HCM stat prefix (as in Choreo Connect): stats are `http.ingress_http.*`.
+pub const STAT_PREFIX: &str = "ingress_http";
+
+/// Dynamic metadata key the enforcer sets on every answer of its own, so that
+/// only ext_authz *failures* are mapped to 500/102500.
+pub const ENFORCER_REPLY_KEY: &str = "choreo-connect-enforcer-reply";
+/// Dynamic metadata namespace of the ext_authz filter.
+pub const EXT_AUTHZ_NAMESPACE: &str = "envoy.filters.http.ext_authz";
+
+/// HTTP filter names.
+pub const FILTER_CORS: &str = "envoy.filters.http.cors";
+/// ext_authz filter.
+pub const FILTER_EXT_AUTHZ: &str = "envoy.filters.http.ext_authz";
+/// Router filter.
+pub const FILTER_ROUTER: &str = "envoy.filters.http.router";
+
+/// Metadata namespace on routes describing the API (for access logs and operators).
+pub const ROUTE_METADATA_NAMESPACE: &str = "gateway";
+
+/// The scoped route configuration of a first path segment.
+pub fn scope_name(key: &str) -> String {
+    format!("scope/{key}")
+}
+
+/// The route configuration of a first path segment.
+pub fn route_config_name(key: &str) -> String {
+    format!("routes/{key}")
+}
+
+/// A cluster name in Choreo Connect's format:
+/// `<org>_<prefix>_<vhost>_<TitleWithoutSpaces><version>`.
+pub fn cluster_name(org: &str, prefix: &str, vhost: &str, title: &str, version: &str) -> String {
+    let title: String = title.chars().filter(|c| !c.is_whitespace()).collect();
+    format!("{org}_{prefix}_{vhost}_{title}{version}")
+}

@@ -1,0 +1,551 @@
+//! Routes of one API on one vhost (spec §4.3).
+//!
+//! Per resource and base path (the API's, and its version-less form for
+//! default versions) the API gets:
+//! * for secured methods: a route to the sandbox cluster taken only when the
+//!   enforcer set `x-wso2-cluster-header` to it, then a route to the
+//!   production cluster (or to the sandbox one when there is no production);
+//!   both with ext_authz and the context extensions the enforcer needs;
+//! * for methods with security disabled: a route to the production cluster
+//!   with ext_authz disabled (no enforcer hop; the cluster header is ignored);
+//! * unless the resource declares OPTIONS: an OPTIONS route answered by Envoy
+//!   with 204 and `Allow`, after the CORS filter handled real preflights.
+//!
+//! Paths match as in Choreo Connect: `{param}` is one segment, a trailing
+//! `/*` is anything below, otherwise one optional trailing slash. Literal
+//! parts are escaped (Choreo Connect leaves `.` unescaped).
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use envoy_types::pb::envoy::config::route::v3::{
+    Decorator, DirectResponseAction, HeaderMatcher, RetryPolicy, Route, RouteAction, RouteMatch, header_matcher,
+    retry_policy, route, route_action, route_match,
+};
+use envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy as PbCors;
+use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{CheckSettings, ExtAuthzPerRoute, ext_authz_per_route};
+use envoy_types::pb::envoy::extensions::retry::priority::previous_priorities::v3::PreviousPrioritiesConfig;
+use envoy_types::pb::envoy::r#type::matcher::v3::RegexMatchAndSubstitute;
+use envoy_types::pb::google::protobuf::Any;
+use gateway_config::Config;
+use gateway_model::{Api, ApiCors, EndpointCluster, EndpointKind, Method, Resource};
+
+use super::cluster::{ClusterOut, cluster};
+use super::names::{FILTER_CORS, FILTER_EXT_AUTHZ, HEADER_CLUSTER, cluster_name};
+use super::util::{any, bool_value, escape, millis, regex, secs, set_header, string_exact, string_regex, u32_value};
+
+/// Where a route sorts inside its virtual host: more specific paths first.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SortKey {
+    /// Per path segment: rank (literal 0, literal with parameter 1, parameter 2, wildcard 3) and text.
+    segments: Vec<(u8, String)>,
+    /// Sandbox routes (which also match a header) before the route they refine.
+    variant: u8,
+    /// Tie breaker.
+    name: String,
+}
+
+impl SortKey {
+    /// Key of a path template, e.g. `/pets/{id}/*`.
+    pub fn of_path(path: &str, variant: u8, name: &str) -> SortKey {
+        let segments = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                let rank = if s == "*" {
+                    3
+                } else if s.starts_with('{') && s.ends_with('}') && s.matches('{').count() == 1 {
+                    2
+                } else if s.contains('{') {
+                    1
+                } else {
+                    0
+                };
+                (rank, if rank == 0 { s.to_string() } else { String::new() })
+            })
+            .collect();
+        SortKey { segments, variant, name: name.to_string() }
+    }
+
+    /// A key that sorts after every API route (system routes).
+    pub fn last(name: &str) -> SortKey {
+        SortKey { segments: vec![(u8::MAX, String::new())], variant: 0, name: name.to_string() }
+    }
+}
+
+/// One route and where it goes.
+#[derive(Debug, Clone)]
+pub struct PlacedRoute {
+    /// First path segment: selects the route configuration.
+    pub scope: String,
+    /// Virtual host.
+    pub vhost: String,
+    /// Order within the virtual host.
+    pub key: SortKey,
+    /// The route.
+    pub route: Route,
+}
+
+/// Everything one API contributes on one vhost.
+pub struct ApiTranslation {
+    /// Clusters (and EDS assignments), one per distinct name.
+    pub clusters: Vec<ClusterOut>,
+    /// Routes with their scope.
+    pub routes: Vec<PlacedRoute>,
+}
+
+/// The first segment of a base path (validated non-empty by the model).
+pub fn scope_of(base_path: &str) -> String {
+    base_path.trim_start_matches('/').split('/').next().unwrap_or("").to_string()
+}
+
+/// A path regex for a base path and a resource template.
+struct PathRegex {
+    /// The route match (RE2, anchored).
+    matcher: String,
+    /// Regex of `base + body` with parameter groups, no suffix.
+    prefix: String,
+    /// The resource body with `\N` in place of parameters (trailing `/*` removed).
+    body_subst: String,
+    /// Number of parameter groups.
+    params: usize,
+    wildcard: bool,
+    /// The resource path as written, minus the query (for the substitution of
+    /// non-wildcard paths, keeping a trailing slash as Choreo Connect does).
+    template_subst: String,
+}
+
+fn path_regex(base: &str, template: &str) -> PathRegex {
+    let template = template.split('?').next().unwrap_or("");
+    let wildcard = template.ends_with("/*") || template == "*";
+    let body = if wildcard { &template[..template.len() - if template == "*" { 1 } else { 2 }] } else { template.trim_end_matches('/') };
+    let mut params = 0;
+    let mut prefix = String::new();
+    let mut body_subst = String::new();
+    let convert = |text: &str, regex_out: &mut String, subst_out: Option<&mut String>, params: &mut usize| {
+        let mut subst_buf = String::new();
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            let Some(close_rel) = rest[open..].find('}') else { break };
+            let close = open + close_rel;
+            regex_out.push_str(&escape(&rest[..open]));
+            subst_buf.push_str(&rest[..open]);
+            regex_out.push_str("([^/]+)");
+            *params += 1;
+            subst_buf.push_str(&format!("\\{}", *params));
+            rest = &rest[close + 1..];
+        }
+        regex_out.push_str(&escape(rest));
+        subst_buf.push_str(rest);
+        if let Some(s) = subst_out {
+            s.push_str(&subst_buf);
+        }
+    };
+    convert(base, &mut prefix, None, &mut params);
+    let base_params = params;
+    convert(body, &mut prefix, Some(&mut body_subst), &mut params);
+    // Substitution of the whole template (trailing slash kept).
+    let mut template_subst = String::new();
+    {
+        let mut p = base_params;
+        let mut scratch = String::new();
+        convert(if wildcard { body } else { template }, &mut scratch, Some(&mut template_subst), &mut p);
+    }
+    let matcher = if wildcard { format!("^{prefix}(/.*)?$") } else { format!("^{prefix}/?$") };
+    PathRegex { matcher, prefix, body_subst, params, wildcard, template_subst }
+}
+
+/// The rewrite of a matched path to the endpoint's base path.
+fn rewrite(p: &PathRegex, endpoint_base: &str) -> RegexMatchAndSubstitute {
+    let (pattern, substitution) = if p.wildcard {
+        let head = format!("{endpoint_base}{}", p.body_subst);
+        if head.is_empty() {
+            // Nothing before the wildcard: keep the rest, and never send an empty path.
+            (format!("^{}/?(.*)$", p.prefix), format!("/\\{}", p.params + 1))
+        } else {
+            (p.matcher.clone(), format!("{head}\\{}", p.params + 1))
+        }
+    } else {
+        let s = format!("{endpoint_base}{}", p.template_subst);
+        (p.matcher.clone(), if s.is_empty() { "/".to_string() } else { s })
+    };
+    RegexMatchAndSubstitute { pattern: Some(regex(pattern)), substitution }
+}
+
+/// Resolved clusters of a resource.
+struct Target<'a> {
+    name: String,
+    ec: &'a EndpointCluster,
+}
+
+fn retry_policy(ec: &EndpointCluster, c: &Config) -> Option<RetryPolicy> {
+    let failover = ec.kind == EndpointKind::Failover && ec.endpoints.len() > 1;
+    if ec.retry.is_none() && !failover {
+        return None;
+    }
+    let mut on = Vec::new();
+    let mut count = 0;
+    let mut codes = Vec::new();
+    if let Some(r) = &ec.retry {
+        on.push("retriable-status-codes");
+        count = r.count;
+        codes = r.status_codes.clone();
+    }
+    let mut priority = None;
+    if failover {
+        // A failed connection is retried on the next priority at once,
+        // without waiting for health checks to mark the endpoint down.
+        on.extend(["connect-failure", "refused-stream", "reset"]);
+        count = count.max(ec.endpoints.len() as u32 - 1);
+        priority = Some(retry_policy::RetryPriority {
+            name: "envoy.retry_priorities.previous_priorities".to_string(),
+            config_type: Some(retry_policy::retry_priority::ConfigType::TypedConfig(any(&PreviousPrioritiesConfig {
+                update_frequency: 1,
+            }))),
+        });
+    }
+    Some(RetryPolicy {
+        retry_on: on.join(","),
+        num_retries: Some(u32_value(count)),
+        retriable_status_codes: codes,
+        retry_back_off: Some(retry_policy::RetryBackOff {
+            base_interval: Some(millis(c.router.upstream.retry.base_interval_in_millis)),
+            ..Default::default()
+        }),
+        retry_priority: priority,
+        ..Default::default()
+    })
+}
+
+fn cors_policy(api: &Api, c: &Config) -> Option<PbCors> {
+    let (origins, methods, headers, expose, credentials) = match &api.cors {
+        ApiCors::None => return None,
+        ApiCors::Global => {
+            let g = &c.router.cors;
+            if !g.enabled {
+                return None;
+            }
+            (&g.allow_origins, &g.allow_methods, &g.allow_headers, &g.expose_headers, g.allow_credentials)
+        }
+        ApiCors::Api(p) => (&p.allow_origins, &p.allow_methods, &p.allow_headers, &p.expose_headers, p.allow_credentials),
+    };
+    let origin_matchers = origins
+        .iter()
+        .map(|o| {
+            if o == "*" {
+                string_regex(".*")
+            } else if o.contains('*') {
+                string_regex(o.split('*').map(escape).collect::<Vec<_>>().join(".*"))
+            } else {
+                string_exact(o.as_str())
+            }
+        })
+        .collect();
+    Some(PbCors {
+        allow_origin_string_match: origin_matchers,
+        allow_methods: methods.join(", "),
+        allow_headers: headers.join(", "),
+        expose_headers: expose.join(", "),
+        allow_credentials: Some(bool_value(credentials)),
+        // Preflights from origins that are not allowed are answered by Envoy
+        // too (without CORS headers), never forwarded to the backend.
+        forward_not_matching_preflights: Some(bool_value(false)),
+        ..Default::default()
+    })
+}
+
+fn ext_authz_disabled() -> Any {
+    any(&ExtAuthzPerRoute { r#override: Some(ext_authz_per_route::Override::Disabled(true)) })
+}
+
+/// Translates an API deployed on `vhost`.
+pub fn translate_api(api: &Api, vhost: &str, c: &Config) -> ApiTranslation {
+    let org = api.organization.as_str();
+    let mut clusters: Vec<ClusterOut> = Vec::new();
+    let add_cluster = |name: &str, ec: &EndpointCluster, clusters: &mut Vec<ClusterOut>| {
+        if !clusters.iter().any(|x| x.cluster.name == name) {
+            clusters.push(cluster(name, ec, api, c));
+        }
+    };
+    let name_for = |prefix: &str, ec: &EndpointCluster, suffix: &str| -> String {
+        match &ec.reference {
+            Some(r) => cluster_name(org, &format!("{r}_xwso2cluster"), vhost, &api.name, &api.version),
+            None => format!("{}{suffix}", cluster_name(org, prefix, vhost, &api.name, &api.version)),
+        }
+    };
+    for (n, ec) in &api.named_endpoints {
+        let name = cluster_name(org, &format!("{n}_xwso2cluster"), vhost, &api.name, &api.version);
+        add_cluster(&name, ec, &mut clusters);
+    }
+    let api_prod = api.production.as_ref().map(|ec| Target { name: name_for("clusterProd", ec, ""), ec });
+    let api_sand = api.sandbox.as_ref().map(|ec| Target { name: name_for("clusterSand", ec, ""), ec });
+    for t in api_prod.iter().chain(api_sand.iter()) {
+        add_cluster(&t.name, t.ec, &mut clusters);
+    }
+
+    let cors = cors_policy(api, c).map(|p| any(&p));
+    let mut base_paths = vec![api.base_path.clone()];
+    if let Some(v) = &api.versionless_base_path {
+        base_paths.push(v.clone());
+    }
+    let mut routes = Vec::new();
+    for resource in &api.resources {
+        if resource.operations.is_empty() {
+            continue;
+        }
+        let suffix = format!("_{:08x}0", xxhash_rust::xxh3::xxh3_64(resource.path.as_bytes()) as u32);
+        let prod = match &resource.production {
+            Some(ec) => Some(Target { name: name_for("clusterProd", ec, &suffix), ec }),
+            None => api_prod.as_ref().map(|t| Target { name: t.name.clone(), ec: t.ec }),
+        };
+        let sand = match &resource.sandbox {
+            Some(ec) => Some(Target { name: name_for("clusterSand", ec, &suffix), ec }),
+            None => api_sand.as_ref().map(|t| Target { name: t.name.clone(), ec: t.ec }),
+        };
+        for t in prod.iter().chain(sand.iter()) {
+            add_cluster(&t.name, t.ec, &mut clusters);
+        }
+        for base in &base_paths {
+            routes.extend(resource_routes(api, resource, base, vhost, prod.as_ref(), sand.as_ref(), cors.as_ref(), c));
+        }
+    }
+    ApiTranslation { clusters, routes }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn resource_routes(
+    api: &Api,
+    resource: &Resource,
+    base: &str,
+    vhost: &str,
+    prod: Option<&Target<'_>>,
+    sand: Option<&Target<'_>>,
+    cors: Option<&Any>,
+    c: &Config,
+) -> Vec<PlacedRoute> {
+    let template = resource.path.split('?').next().unwrap_or("");
+    let p = path_regex(base, template);
+    let scope = scope_of(base);
+    let full_template = format!("{base}{template}");
+    let all_methods: Vec<Method> = resource.operations.iter().map(|o| o.method).collect();
+    let secured: Vec<Method> =
+        resource.operations.iter().filter(|o| !o.disable_security && !api.disable_security).map(|o| o.method).collect();
+    let open: Vec<Method> =
+        resource.operations.iter().filter(|o| o.disable_security || api.disable_security).map(|o| o.method).collect();
+    let method_list = |ms: &[Method]| ms.iter().map(|m| m.as_str()).collect::<Vec<_>>();
+    let context_extensions = |ms: &[Method]| {
+        let mut ext = HashMap::new();
+        ext.insert("path".to_string(), template.to_string());
+        ext.insert("vHost".to_string(), vhost.to_string());
+        ext.insert("basePath".to_string(), api.base_path.clone());
+        ext.insert("method".to_string(), method_list(ms).join(" "));
+        ext.insert("version".to_string(), api.version.clone());
+        ext.insert("name".to_string(), api.name.clone());
+        ext.insert("prodClusterName".to_string(), prod.map(|t| t.name.clone()).unwrap_or_default());
+        ext.insert("sandClusterName".to_string(), sand.map(|t| t.name.clone()).unwrap_or_default());
+        ext
+    };
+
+    let make = |target: &Target<'_>, methods: &[Method], secured: bool, sandbox_match: bool| -> Route {
+        let mut headers = vec![HeaderMatcher {
+            name: ":method".to_string(),
+            header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(string_regex(format!(
+                "^({})$",
+                method_list(methods).join("|")
+            )))),
+            ..Default::default()
+        }];
+        if sandbox_match {
+            headers.push(HeaderMatcher {
+                name: HEADER_CLUSTER.to_string(),
+                header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(string_exact(
+                    target.name.clone(),
+                ))),
+                ..Default::default()
+            });
+        }
+        let ec = target.ec;
+        let timeout = match ec.timeout_ms {
+            Some(ms) => millis(ms),
+            None => secs(c.router.upstream.timeouts.route_timeout_in_seconds),
+        };
+        let action = RouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(target.name.clone())),
+            host_rewrite_specifier: Some(route_action::HostRewriteSpecifier::AutoHostRewrite(bool_value(true))),
+            regex_rewrite: Some(rewrite(&p, ec.base_path())),
+            timeout: Some(timeout),
+            idle_timeout: Some(secs(c.router.upstream.timeouts.route_idle_timeout_in_seconds)),
+            retry_policy: retry_policy(ec, c),
+            ..Default::default()
+        };
+        let mut per_filter = HashMap::new();
+        per_filter.insert(
+            FILTER_EXT_AUTHZ.to_string(),
+            if secured {
+                any(&ExtAuthzPerRoute {
+                    r#override: Some(ext_authz_per_route::Override::CheckSettings(CheckSettings {
+                        context_extensions: context_extensions(&all_methods),
+                        disable_request_body_buffering: !c.router.payload_passing_to_enforcer.pass_request_payload,
+                        ..Default::default()
+                    })),
+                })
+            } else {
+                ext_authz_disabled()
+            },
+        );
+        if let Some(cors) = cors {
+            per_filter.insert(FILTER_CORS.to_string(), cors.clone());
+        }
+        let mut request_headers_to_add = Vec::new();
+        if let Some(auth) = &ec.basic_auth {
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", auth.username, auth.password));
+            request_headers_to_add.push(set_header("authorization", &format!("Basic {token}")));
+        }
+        Route {
+            name: format!(
+                "{}:{} {} {}{}",
+                api.name,
+                api.version,
+                method_list(methods).join(","),
+                full_template,
+                if sandbox_match { " (sandbox)" } else { "" }
+            ),
+            r#match: Some(RouteMatch {
+                path_specifier: Some(route_match::PathSpecifier::SafeRegex(regex(p.matcher.clone()))),
+                headers,
+                ..Default::default()
+            }),
+            action: Some(route::Action::Route(action)),
+            decorator: Some(Decorator { operation: format!("{vhost}:{full_template}"), ..Default::default() }),
+            typed_per_filter_config: per_filter,
+            request_headers_to_add,
+            ..Default::default()
+        }
+    };
+
+    let mut out = Vec::new();
+    let mut place = |route: Route, variant: u8| {
+        let key = SortKey::of_path(&full_template, variant, &route.name);
+        out.push(PlacedRoute { scope: scope.clone(), vhost: vhost.to_string(), key, route });
+    };
+    let main = prod.or(sand);
+    if let Some(main) = main {
+        if !secured.is_empty() {
+            if let (Some(s), Some(p)) = (sand, prod)
+                && s.name != p.name
+            {
+                place(make(s, &secured, true, true), 0);
+            }
+            place(make(main, &secured, true, false), 1);
+        }
+        if !open.is_empty() {
+            place(make(main, &open, false, false), 1);
+        }
+    }
+    if !all_methods.contains(&Method::Options) {
+        let options_match = |preflight: bool| {
+            let mut headers = vec![HeaderMatcher {
+                name: ":method".to_string(),
+                header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(string_exact("OPTIONS"))),
+                ..Default::default()
+            }];
+            if preflight {
+                headers.push(HeaderMatcher {
+                    name: "access-control-request-method".to_string(),
+                    header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::PresentMatch(true)),
+                    ..Default::default()
+                });
+            }
+            RouteMatch {
+                path_specifier: Some(route_match::PathSpecifier::SafeRegex(regex(p.matcher.clone()))),
+                headers,
+                ..Default::default()
+            }
+        };
+        let mut per_filter = HashMap::new();
+        per_filter.insert(FILTER_EXT_AUTHZ.to_string(), ext_authz_disabled());
+        if let (Some(cors), Some(main)) = (cors, main) {
+            // CORS preflights: the CORS filter answers them, but only on a
+            // route that forwards (never on a direct response), so this one
+            // names the API's cluster without ever reaching it.
+            per_filter.insert(FILTER_CORS.to_string(), cors.clone());
+            let route = Route {
+                name: format!("{}:{} CORS preflight {}", api.name, api.version, full_template),
+                r#match: Some(options_match(true)),
+                action: Some(route::Action::Route(RouteAction {
+                    cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(main.name.clone())),
+                    ..Default::default()
+                })),
+                typed_per_filter_config: per_filter.clone(),
+                ..Default::default()
+            };
+            place(route, 2);
+        }
+        // Other OPTIONS requests: answered by Envoy with the allowed methods.
+        let mut allow = vec!["OPTIONS"];
+        allow.extend(method_list(&all_methods));
+        let route = Route {
+            name: format!("{}:{} OPTIONS {}", api.name, api.version, full_template),
+            r#match: Some(options_match(false)),
+            action: Some(route::Action::DirectResponse(DirectResponseAction { status: 204, ..Default::default() })),
+            response_headers_to_add: vec![set_header("allow", &allow.join(", "))],
+            typed_per_filter_config: per_filter,
+            ..Default::default()
+        };
+        place(route, 3);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn re(base: &str, t: &str) -> (String, String, String) {
+        let p = path_regex(base, t);
+        let r = rewrite(&p, "/api");
+        let pattern = r.pattern.map(|m| m.regex).unwrap_or_default();
+        (p.matcher, pattern, r.substitution)
+    }
+
+    #[test]
+    fn path_templates_become_anchored_escaped_regexes() {
+        assert_eq!(re("/petstore/1.0.0", "/pet/{petId}").0, r"^/petstore/1\.0\.0/pet/([^/]+)/?$");
+        assert_eq!(re("/bp", "/pet/*").0, r"^/bp/pet(/.*)?$");
+        assert_eq!(re("/bp", "/*").0, r"^/bp(/.*)?$");
+        assert_eq!(re("/bp", "/").0, r"^/bp/?$");
+        assert_eq!(re("/bp", "/pets/").0, r"^/bp/pets/?$");
+        assert_eq!(re("/bp", "/pets?limit=10").0, r"^/bp/pets/?$");
+        assert_eq!(re("/bp", "/file/{name}.json").0, r"^/bp/file/([^/]+)\.json/?$");
+        assert_eq!(re("/bp", "/pet/{id}/tags/*").0, r"^/bp/pet/([^/]+)/tags(/.*)?$");
+    }
+
+    #[test]
+    fn rewrites_put_the_endpoint_base_path_in_front() {
+        assert_eq!(re("/petstore/1.0.0", "/pet/{petId}").2, r"/api/pet/\1");
+        assert_eq!(re("/bp", "/pet/{id}/tags/*").2, r"/api/pet/\1/tags\2");
+        assert_eq!(re("/bp", "/pets/").2, "/api/pets/");
+        assert_eq!(re("/bp", "/").2, "/api/");
+        assert_eq!(re("/bp", "/*").2, r"/api\1");
+        // No endpoint base path and a wildcard: never an empty upstream path.
+        let p = path_regex("/bp", "/*");
+        let r = rewrite(&p, "");
+        assert_eq!(r.pattern.map(|m| m.regex).unwrap_or_default(), r"^/bp/?(.*)$");
+        assert_eq!(r.substitution, r"/\1");
+        let r = rewrite(&path_regex("/bp", "/items"), "");
+        assert_eq!(r.substitution, "/items");
+    }
+
+    #[test]
+    fn specific_paths_sort_before_general_ones() {
+        let mut paths = vec!["/a/*", "/a/{x}", "/a/b", "/a", "/a/{x}.json", "/a/b/*", "/a/{x}/c"];
+        paths.sort_by_key(|p| SortKey::of_path(p, 0, ""));
+        assert_eq!(paths, vec!["/a", "/a/b", "/a/b/*", "/a/{x}.json", "/a/{x}", "/a/{x}/c", "/a/*"]);
+    }
+
+    #[test]
+    fn the_scope_is_the_first_segment() {
+        assert_eq!(scope_of("/petstore/v1"), "petstore");
+        assert_eq!(scope_of("/x"), "x");
+    }
+}

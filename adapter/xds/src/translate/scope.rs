@@ -1,0 +1,96 @@
+//! Route scopes: one route configuration per first path segment.
+//!
+//! Envoy's stock scoped routes (SRDS) pick a route configuration per request
+//! from a key; the key here is the first segment of the path (taken from a
+//! header set before routing, without the query string). One API change then
+//! re-sends only the route configuration of its first segment, not the whole
+//! route table. See ARCHITECTURE.md for the measurements behind the choice.
+
+use std::collections::BTreeMap;
+
+use envoy_types::pb::envoy::config::route::v3::{
+    DirectResponseAction, Route, RouteConfiguration, RouteMatch, ScopedRouteConfiguration, VirtualHost, route, route_match,
+    scoped_route_configuration,
+};
+use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source};
+use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{ExtAuthzPerRoute, ext_authz_per_route};
+
+use super::names::{FILTER_EXT_AUTHZ, HEADER_CLUSTER, HEADER_ROUTE_SCOPE, route_config_name, scope_name};
+use super::route::{PlacedRoute, SortKey};
+use super::util::{any, set_header};
+
+/// `/health` and `/ready` on the system host, as in Choreo Connect.
+pub fn system_routes(system_host: &str, ready: bool) -> Vec<PlacedRoute> {
+    let mut out = vec![direct("health", "/health", r#"{"status": "healthy"}"#, system_host)];
+    if ready {
+        out.push(direct("ready", "/ready", r#"{"status": "ready"}"#, system_host));
+    }
+    out
+}
+
+fn direct(scope: &str, path: &str, body: &str, vhost: &str) -> PlacedRoute {
+    let mut per_filter = std::collections::HashMap::new();
+    per_filter.insert(
+        FILTER_EXT_AUTHZ.to_string(),
+        any(&ExtAuthzPerRoute { r#override: Some(ext_authz_per_route::Override::Disabled(true)) }),
+    );
+    let route = Route {
+        name: path.to_string(),
+        r#match: Some(RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::Path(path.to_string())),
+            ..Default::default()
+        }),
+        action: Some(route::Action::DirectResponse(DirectResponseAction {
+            status: 200,
+            body: Some(DataSource {
+                specifier: Some(data_source::Specifier::InlineString(body.to_string())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })),
+        response_headers_to_add: vec![set_header("content-type", "application/json")],
+        typed_per_filter_config: per_filter,
+        ..Default::default()
+    };
+    PlacedRoute { scope: scope.to_string(), vhost: vhost.to_string(), key: SortKey::last(path), route }
+}
+
+/// The route configuration of `scope` from its routes (any order).
+pub fn route_configuration(scope: &str, routes: Vec<PlacedRoute>) -> RouteConfiguration {
+    let mut by_vhost: BTreeMap<String, Vec<PlacedRoute>> = BTreeMap::new();
+    for r in routes {
+        by_vhost.entry(r.vhost.clone()).or_default().push(r);
+    }
+    let virtual_hosts = by_vhost
+        .into_iter()
+        .map(|(vhost, mut rs)| {
+            rs.sort_by(|a, b| a.key.cmp(&b.key));
+            VirtualHost {
+                name: vhost.clone(),
+                domains: vec![vhost.clone(), format!("{vhost}:*")],
+                routes: rs.into_iter().map(|r| r.route).collect(),
+                ..Default::default()
+            }
+        })
+        .collect();
+    RouteConfiguration {
+        name: route_config_name(scope),
+        virtual_hosts,
+        request_headers_to_remove: vec![HEADER_CLUSTER.to_string(), HEADER_ROUTE_SCOPE.to_string()],
+        ..Default::default()
+    }
+}
+
+/// The scope entry that points the key `scope` at its route configuration.
+pub fn scoped_route(scope: &str) -> ScopedRouteConfiguration {
+    ScopedRouteConfiguration {
+        name: scope_name(scope),
+        route_configuration_name: route_config_name(scope),
+        key: Some(scoped_route_configuration::Key {
+            fragments: vec![scoped_route_configuration::key::Fragment {
+                r#type: Some(scoped_route_configuration::key::fragment::Type::StringKey(scope.to_string())),
+            }],
+        }),
+        ..Default::default()
+    }
+}

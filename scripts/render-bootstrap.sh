@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Renders envoy/bootstrap.yaml: fills ${NAME} from the environment, with the
+# defaults documented at the top of the file. Usage: render-bootstrap.sh [template] > out.yaml
+set -euo pipefail
+template=${1:-$(dirname "$0")/../envoy/bootstrap.yaml}
+export ROUTER_LABEL=${ROUTER_LABEL:-Default}
+export ROUTER_CLUSTER=${ROUTER_CLUSTER:-default_cluster}
+export ROUTER_ADMIN_HOST=${ROUTER_ADMIN_HOST:-127.0.0.1}
+export ROUTER_ADMIN_PORT=${ROUTER_ADMIN_PORT:-9000}
+export ADAPTER_HOST=${ADAPTER_HOST:-127.0.0.1}
+export ADAPTER_PORT=${ADAPTER_PORT:-18000}
+export XDS_API_TYPE=${XDS_API_TYPE:-DELTA_GRPC}
+export ENFORCER_HOST=${ENFORCER_HOST:-127.0.0.1}
+export ENFORCER_PORT=${ENFORCER_PORT:-8081}
+export ENFORCER_ANALYTICS_RECEIVER_PORT=${ENFORCER_ANALYTICS_RECEIVER_PORT:-18090}
+export HOSTNAME=${HOSTNAME:-$(hostname 2>/dev/null || echo router)}
+# Substitute only ${UPPER_CASE} names; fail on one that is not set.
+perl -pe '/^\s*#/ or s/\$\{([A-Z_][A-Z0-9_]*)\}/exists $ENV{$1} ? $ENV{$1} : die("render-bootstrap: $1 is not set\n")/ge' "$template"
