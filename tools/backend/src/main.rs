@@ -30,7 +30,7 @@ fn main() -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(cli.listen).await.with_context(|| format!("listen on {}", cli.listen))?;
         tracing::info!(address = %cli.listen, name = %cli.name, "test backend listening");
         tokio::select! {
-            _ = test_backend::serve(listener, cli.name) => {}
+            _ = test_backend::serve(listener, cli.name, Default::default()) => {}
             _ = tokio::signal::ctrl_c() => {}
         }
         Ok(())

