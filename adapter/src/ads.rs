@@ -115,6 +115,11 @@ async fn serve<W: Wire>(
             return;
         }
     };
+    // Answer nothing until the start-up projects are applied.
+    tokio::select! {
+        () = hub.loaded() => {}
+        () = hub.closed() => return,
+    }
     let label = W::node(&first).map(|n| n.id.clone()).filter(|l| !l.is_empty()).unwrap_or_else(|| {
         DEFAULT_ENVIRONMENT.to_string()
     });
@@ -146,7 +151,12 @@ async fn serve<W: Wire>(
         hub.report(StreamReport { id, peer: peer.clone(), connected_at_ms, status: stream.status() });
         outcome = tokio::select! {
             msg = inbound.message() => match msg {
-                Ok(Some(req)) => W::handle(&mut stream, &req, now_ms()),
+                Ok(Some(req)) => {
+                    let started = std::time::Instant::now();
+                    let out = W::handle(&mut stream, &req, now_ms());
+                    debug!(ms = started.elapsed().as_secs_f64() * 1000.0, responses = out.responses.len(), "request handled");
+                    out
+                }
                 Ok(None) => {
                     info!(label = %label, "Envoy disconnected");
                     break;
@@ -166,7 +176,10 @@ async fn serve<W: Wire>(
                     break;
                 }
                 let snap = snapshots.borrow_and_update().clone();
-                stream.on_snapshot(snap, now_ms())
+                let started = std::time::Instant::now();
+                let out = stream.on_snapshot(snap, now_ms());
+                debug!(ms = started.elapsed().as_secs_f64() * 1000.0, responses = out.responses.len(), "new snapshot");
+                out
             }
         };
     }

@@ -27,9 +27,11 @@ pub const SOURCE_PREFIX: &str = "artifacts:";
 
 /// Safety-net rescan interval (events can be missed on some file systems).
 const RESCAN_INTERVAL: Duration = Duration::from_secs(10);
-/// Quiet time after a file-system event before the folder is rescanned, so a
-/// project being copied is read once it is complete.
-const DEBOUNCE: Duration = Duration::from_millis(300);
+/// Quiet time after a file-system event before the changed entries are
+/// read, so a project being copied is read once, when complete. (A project
+/// caught half-written is refused and read again on the next event; what
+/// it deployed before keeps serving meanwhile.)
+const DEBOUNCE: Duration = Duration::from_millis(50);
 /// Upper bounds for a project directory.
 const MAX_FILES: usize = 5_000;
 const MAX_BYTES: u64 = 200 * 1024 * 1024;
@@ -167,6 +169,7 @@ fn parse_all(dir: &Path, names: &[String], opts: &ParseOptions) -> Vec<(String, 
 
 /// Applies parsed entries in one change.
 fn apply(hub: &Hub, report: &Report, parsed: Vec<(String, Result<gateway_model::Project, Problems>)>, removed: &[String]) {
+    let started = std::time::Instant::now();
     let results = hub.update(|state| {
         let mut results = Vec::new();
         for name in removed {
@@ -189,6 +192,7 @@ fn apply(hub: &Hub, report: &Report, parsed: Vec<(String, Result<gateway_model::
         }
         results
     });
+    tracing::debug!(applied_ms = started.elapsed().as_secs_f64() * 1000.0, "change applied and published");
     let mut entries = report.entries.lock();
     for name in removed {
         entries.remove(name);
@@ -214,6 +218,7 @@ fn apply(hub: &Hub, report: &Report, parsed: Vec<(String, Result<gateway_model::
 
 /// Deploys every project of `dir` (the `apis` folder). Returns the fingerprints.
 pub fn load_all(hub: &Hub, report: &Report, dir: &Path, opts: &ParseOptions) -> BTreeMap<String, u64> {
+    let started = std::time::Instant::now();
     let found = match scan(dir) {
         Ok(f) => f,
         Err(e) => {
@@ -222,21 +227,70 @@ pub fn load_all(hub: &Hub, report: &Report, dir: &Path, opts: &ParseOptions) -> 
         }
     };
     let names: Vec<String> = found.keys().cloned().collect();
-    let started = std::time::Instant::now();
+    let scanned_in = started.elapsed();
     let parsed = parse_all(dir, &names, opts);
-    let parsed_in = started.elapsed();
+    let parsed_in = started.elapsed() - scanned_in;
     apply(hub, report, parsed, &[]);
-    info!(dir = %dir.display(), projects = names.len(), parse_ms = parsed_in.as_millis() as u64, total_ms = started.elapsed().as_millis() as u64, "artifacts loaded");
+    info!(
+        dir = %dir.display(),
+        projects = names.len(),
+        scan_ms = scanned_in.as_millis() as u64,
+        parse_ms = parsed_in.as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "artifacts loaded"
+    );
     found
 }
 
-/// Watches `dir` and applies changes until the task is dropped.
+/// The entry (first path component below `dir`) a changed path belongs to.
+fn entry_of(dir: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(dir).ok()?;
+    let first = rel.components().next()?.as_os_str().to_string_lossy().to_string();
+    Some(first)
+}
+
+/// What to look at after file-system events.
+enum Pending {
+    /// Only these entries changed.
+    Entries(std::collections::BTreeSet<String>),
+    /// Anything may have changed (events were lost, or the periodic check).
+    All,
+}
+
+impl Pending {
+    fn merge(&mut self, other: Pending) {
+        match (&mut *self, other) {
+            (Pending::All, _) => {}
+            (_, Pending::All) => *self = Pending::All,
+            (Pending::Entries(a), Pending::Entries(b)) => a.extend(b),
+        }
+    }
+}
+
+/// Watches `dir` and applies changes until the task is dropped. Events name
+/// the entries to re-read, so one change costs the same with 10 or 10,000
+/// projects; a full rescan runs every few seconds as a safety net.
 pub async fn watch(hub: Arc<Hub>, report: Arc<Report>, dir: PathBuf, opts: Arc<ParseOptions>, mut known: BTreeMap<String, u64>) {
-    let (tx, mut rx) = mpsc::channel::<()>(16);
+    let (tx, mut rx) = mpsc::channel::<Pending>(1024);
     let watcher = {
         let tx = tx.clone();
-        notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
-            let _ = tx.try_send(());
+        let base = dir.clone();
+        notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            let pending = match res {
+                Ok(ev) if !ev.need_rescan() => {
+                    let names: std::collections::BTreeSet<String> =
+                        ev.paths.iter().filter_map(|p| entry_of(&base, p)).collect();
+                    if names.is_empty() {
+                        return;
+                    }
+                    Pending::Entries(names)
+                }
+                _ => Pending::All,
+            };
+            if tx.try_send(pending).is_err() {
+                // The queue is full: ask for a full rescan instead.
+                let _ = tx.try_send(Pending::All);
+            }
         })
     };
     let _watcher = match watcher {
@@ -254,31 +308,64 @@ pub async fn watch(hub: Arc<Hub>, report: Arc<Report>, dir: PathBuf, opts: Arc<P
     };
     let mut tick = tokio::time::interval(RESCAN_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
     loop {
-        tokio::select! {
-            got = rx.recv() => {
-                if got.is_none() { return; }
-                // Debounce: wait until events stop for a moment.
-                loop {
-                    match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
-                        Ok(Some(())) => continue,
-                        Ok(None) => return,
-                        Err(_) => break,
+        let mut pending = tokio::select! {
+            got = rx.recv() => match got {
+                Some(p) => p,
+                None => return,
+            },
+            _ = tick.tick() => Pending::All,
+        };
+        // Debounce: collect events until they stop for a moment.
+        loop {
+            match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                Ok(Some(p)) => pending.merge(p),
+                Ok(None) => return,
+                Err(_) => break,
+            }
+        }
+        let (changed, removed) = match pending {
+            Pending::All => match scan(&dir) {
+                Ok(found) => {
+                    let changed: Vec<String> =
+                        found.iter().filter(|(n, fp)| known.get(*n) != Some(*fp)).map(|(n, _)| n.clone()).collect();
+                    let removed: Vec<String> = known.keys().filter(|n| !found.contains_key(*n)).cloned().collect();
+                    for (n, fp) in &found {
+                        known.insert(n.clone(), *fp);
+                    }
+                    (changed, removed)
+                }
+                Err(e) => {
+                    warn!(dir = %dir.display(), error = %e, "artifacts folder not readable; keeping what is deployed");
+                    continue;
+                }
+            },
+            Pending::Entries(names) => {
+                let mut changed = Vec::new();
+                let mut removed = Vec::new();
+                for name in names {
+                    if name.starts_with('.') {
+                        continue;
+                    }
+                    let path = dir.join(&name);
+                    let is_entry = fs::metadata(&path).map(|m| m.is_dir()).unwrap_or(false) || (name.ends_with(".zip") && path.exists());
+                    if is_entry {
+                        let fp = fingerprint(&path);
+                        if known.get(&name) != Some(&fp) {
+                            known.insert(name.clone(), fp);
+                            changed.push(name);
+                        }
+                    } else if known.contains_key(&name) {
+                        removed.push(name);
                     }
                 }
-            }
-            _ = tick.tick() => {}
-        }
-        let found = match scan(&dir) {
-            Ok(f) => f,
-            Err(e) => {
-                warn!(dir = %dir.display(), error = %e, "artifacts folder not readable; keeping what is deployed");
-                continue;
+                (changed, removed)
             }
         };
-        let changed: Vec<String> =
-            found.iter().filter(|(n, fp)| known.get(*n) != Some(*fp)).map(|(n, _)| n.clone()).collect();
-        let removed: Vec<String> = known.keys().filter(|n| !found.contains_key(*n)).cloned().collect();
+        for n in &removed {
+            known.remove(n);
+        }
         if changed.is_empty() && removed.is_empty() {
             continue;
         }
@@ -292,6 +379,5 @@ pub async fn watch(hub: Arc<Hub>, report: Arc<Report>, dir: PathBuf, opts: Arc<P
             }
         };
         apply(&hub, &report, parsed, &removed);
-        known = found;
     }
 }

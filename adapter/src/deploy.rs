@@ -22,10 +22,14 @@ pub struct Deployed {
     pub deployments: Vec<Deployment>,
 }
 
-/// Sources and what they deployed.
+/// Sources and what they deployed, indexed for the collision checks.
 #[derive(Debug, Default)]
 pub struct Registry {
     sources: BTreeMap<String, Deployed>,
+    /// vhost → routable base path → source.
+    paths: BTreeMap<String, BTreeMap<String, String>>,
+    /// vhost → API id → source.
+    ids: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Registry {
@@ -39,47 +43,59 @@ impl Registry {
         self.sources.iter().map(|(s, d)| (s.as_str(), d))
     }
 
-    /// Problems deploying `api` at `deployments` would cause with what other sources deployed.
+    /// Problems deploying `api` at `deployments` would cause with what other
+    /// sources deployed (same API, or a base path another API owns, on a vhost).
     fn conflicts(&self, source: &str, api: &Api, deployments: &[Deployment]) -> Vec<Problem> {
         let mut out = Vec::new();
-        let paths = routable_paths(api);
-        for (other_source, other) in self.sources.iter().filter(|(s, _)| s.as_str() != source) {
-            let shared_vhosts: BTreeSet<&str> = deployments
-                .iter()
-                .filter(|d| other.deployments.iter().any(|o| o.vhost == d.vhost))
-                .map(|d| d.vhost.as_str())
-                .collect();
-            if shared_vhosts.is_empty() {
-                continue;
-            }
-            if other.api.id == api.id {
+        let vhosts: BTreeSet<&str> = deployments.iter().map(|d| d.vhost.as_str()).collect();
+        for vhost in vhosts {
+            if let Some(other) = self.ids.get(vhost).and_then(|m| m.get(&api.id)).filter(|o| o.as_str() != source) {
                 out.push(Problem::new(
                     "",
                     "",
-                    format!(
-                        "API {} {} is already deployed from {other_source} on vhost {}",
-                        api.name,
-                        api.version,
-                        shared_vhosts.into_iter().collect::<Vec<_>>().join(", ")
-                    ),
+                    format!("API {} {} is already deployed from {other} on vhost {vhost}", api.name, api.version),
                 ));
                 continue;
             }
-            let other_paths = routable_paths(&other.api);
-            if let Some(p) = paths.iter().find(|p| other_paths.contains(*p)) {
-                out.push(Problem::new(
-                    "",
-                    "",
-                    format!(
-                        "An API exists with the same basepath {p} on vhost {}: {} {} (from {other_source})",
-                        shared_vhosts.into_iter().collect::<Vec<_>>().join(", "),
-                        other.api.name,
-                        other.api.version
-                    ),
-                ));
+            for p in routable_paths(api) {
+                if let Some(other_source) = self.paths.get(vhost).and_then(|m| m.get(&p)).filter(|o| o.as_str() != source) {
+                    let other = self.sources.get(other_source).map(|d| format!("{} {}", d.api.name, d.api.version)).unwrap_or_default();
+                    out.push(Problem::new(
+                        "",
+                        "",
+                        format!("An API exists with the same basepath {p} on vhost {vhost}: {other} (from {other_source})"),
+                    ));
+                    break;
+                }
             }
         }
         out
+    }
+
+    fn index(&mut self, source: &str, d: &Deployed) {
+        for dep in &d.deployments {
+            self.ids.entry(dep.vhost.clone()).or_default().insert(d.api.id.clone(), source.to_string());
+            for p in routable_paths(&d.api) {
+                self.paths.entry(dep.vhost.clone()).or_default().insert(p, source.to_string());
+            }
+        }
+    }
+
+    fn unindex(&mut self, source: &str, d: &Deployed) {
+        for dep in &d.deployments {
+            if let Some(m) = self.ids.get_mut(&dep.vhost)
+                && m.get(&d.api.id).is_some_and(|s| s == source)
+            {
+                m.remove(&d.api.id);
+            }
+            if let Some(m) = self.paths.get_mut(&dep.vhost) {
+                for p in routable_paths(&d.api) {
+                    if m.get(&p).is_some_and(|s| s == source) {
+                        m.remove(&p);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -106,7 +122,8 @@ impl State {
             .iter()
             .map(|d| (d.environment.clone(), ApiKey { vhost: d.vhost.clone(), id: api.id.clone() }))
             .collect();
-        if let Some(old) = self.registry.sources.get(source) {
+        if let Some(old) = self.registry.sources.remove(source) {
+            self.registry.unindex(source, &old);
             for d in &old.deployments {
                 let key = (d.environment.clone(), ApiKey { vhost: d.vhost.clone(), id: old.api.id.clone() });
                 if !new_keys.contains(&key) {
@@ -117,13 +134,16 @@ impl State {
         for d in &project.deployments {
             self.gateway.upsert(&d.environment, &d.vhost, Arc::clone(&api));
         }
-        self.registry.sources.insert(source.to_string(), Deployed { api, deployments: project.deployments });
+        let deployed = Deployed { api, deployments: project.deployments };
+        self.registry.index(source, &deployed);
+        self.registry.sources.insert(source.to_string(), deployed);
         Ok(())
     }
 
     /// Removes everything `source` deployed. Returns false when it had nothing.
     pub fn undeploy(&mut self, source: &str) -> bool {
         let Some(old) = self.registry.sources.remove(source) else { return false };
+        self.registry.unindex(source, &old);
         for d in &old.deployments {
             self.gateway.remove(&d.environment, &ApiKey { vhost: d.vhost.clone(), id: old.api.id.clone() });
         }

@@ -64,7 +64,19 @@ async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
 
 async fn xds_status(State(s): State<AppState>) -> Response {
     let streams = s.hub.streams();
-    axum::Json(json!({ "nacks": s.hub.nacks(), "streams": streams })).into_response()
+    let labels: serde_json::Map<String, serde_json::Value> = s
+        .hub
+        .summary()
+        .into_iter()
+        .map(|(label, types)| {
+            let t: serde_json::Map<String, serde_json::Value> = types
+                .into_iter()
+                .map(|(ty, (n, bytes))| (ty.to_string(), json!({"resources": n, "bytes": bytes})))
+                .collect();
+            (label, serde_json::Value::Object(t))
+        })
+        .collect();
+    axum::Json(json!({ "nacks": s.hub.nacks(), "labels": labels, "streams": streams })).into_response()
 }
 
 async fn artifacts_status(State(s): State<AppState>) -> Response {

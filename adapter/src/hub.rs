@@ -52,6 +52,7 @@ pub struct Hub {
     next_stream: AtomicU64,
     nacks: AtomicU64,
     closing: watch::Sender<bool>,
+    loaded: watch::Sender<bool>,
 }
 
 /// Unix time in milliseconds.
@@ -69,6 +70,7 @@ impl Hub {
             next_stream: AtomicU64::new(1),
             nacks: AtomicU64::new(0),
             closing: watch::Sender::new(false),
+            loaded: watch::Sender::new(false),
         })
     }
 
@@ -123,6 +125,37 @@ impl Hub {
     pub async fn closed(&self) {
         let mut rx = self.closing.subscribe();
         let _ = rx.wait_for(|c| *c).await;
+    }
+
+    /// Marks the start-up projects as applied: streams start answering.
+    pub fn set_loaded(&self) {
+        self.loaded.send_replace(true);
+    }
+
+    /// Resolves once the start-up projects are applied, so that no Envoy
+    /// ever receives a configuration without them.
+    pub async fn loaded(&self) {
+        let mut rx = self.loaded.subscribe();
+        let _ = rx.wait_for(|l| *l).await;
+    }
+
+    /// Per label: resources and encoded bytes per type of the current snapshot.
+    pub fn summary(&self) -> BTreeMap<String, BTreeMap<&'static str, (usize, usize)>> {
+        let channels = self.channels.lock();
+        channels
+            .iter()
+            .map(|(label, tx)| {
+                let snap = tx.borrow();
+                let per_type = gateway_xds::snapshot::ResourceType::ALL
+                    .iter()
+                    .map(|&ty| {
+                        let m = snap.resources(ty);
+                        (ty.short_name(), (m.len(), m.values().map(|r| r.body.len()).sum()))
+                    })
+                    .collect();
+                (label.clone(), per_type)
+            })
+            .collect()
     }
 
     /// A new stream number.

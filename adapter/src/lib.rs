@@ -77,15 +77,9 @@ pub async fn run(config: Config, opts: Options, parse_opts: ParseOptions, shutdo
     let report = Arc::new(artifacts::Report::default());
     let parse_opts = Arc::new(parse_opts);
 
-    // Deploy the mounted projects before serving xDS, so that an Envoy never
-    // receives an empty configuration from a restarting adapter.
-    let dir = apis_dir(&config);
-    let known = {
-        let (h, r, d, o) = (Arc::clone(&hub), Arc::clone(&report), dir.clone(), Arc::clone(&parse_opts));
-        tokio::task::spawn_blocking(move || artifacts::load_all(&h, &r, &d, &o)).await.unwrap_or_default()
-    };
-    hub.update(|s| s.gateway.set_ready());
-
+    // Listen at once; streams wait (in `ads`) until the mounted projects are
+    // applied, so an Envoy never receives a configuration without them and
+    // connects without waiting out a reconnect back-off.
     let xds = TcpListener::bind(opts.xds_address)
         .await
         .map_err(|source| AdapterError::Bind { address: opts.xds_address.to_string(), source })?;
@@ -99,7 +93,19 @@ pub async fn run(config: Config, opts: Options, parse_opts: ParseOptions, shutdo
         let app = http::router(Arc::clone(&hub), Arc::clone(&report), config.adapter.server.users.clone());
         tasks.spawn(http::serve_tls(listener, tokio_rustls::TlsAcceptor::from(tls), app));
     }
-    tasks.spawn(artifacts::watch(Arc::clone(&hub), Arc::clone(&report), dir, Arc::clone(&parse_opts), known));
+
+    let dir = apis_dir(&config);
+    {
+        let (h, r, d, o) = (Arc::clone(&hub), Arc::clone(&report), dir.clone(), Arc::clone(&parse_opts));
+        tasks.spawn(async move {
+            let (h2, r2, d2, o2) = (Arc::clone(&h), Arc::clone(&r), d.clone(), Arc::clone(&o));
+            let known =
+                tokio::task::spawn_blocking(move || artifacts::load_all(&h2, &r2, &d2, &o2)).await.unwrap_or_default();
+            h.update(|s| s.gateway.set_ready());
+            h.set_loaded();
+            artifacts::watch(h, r, d, o, known).await;
+        });
+    }
 
     // On shutdown, end the long-lived ADS streams so the gRPC server can
     // finish; give it a few seconds, then stop regardless.

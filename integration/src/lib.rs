@@ -250,6 +250,7 @@ pub struct GatewayBuilder {
     extra_config: String,
     projects: Vec<(String, Vec<(String, String)>)>,
     start_envoy: bool,
+    start_adapter: bool,
 }
 
 impl GatewayBuilder {
@@ -269,6 +270,13 @@ impl GatewayBuilder {
     /// Do not start Envoy (for adapter-only tests).
     pub fn without_envoy(mut self) -> Self {
         self.start_envoy = false;
+        self
+    }
+
+    /// Start nothing: the caller starts the processes (benchmarks).
+    pub fn manual(mut self) -> Self {
+        self.start_envoy = false;
+        self.start_adapter = false;
         self
     }
 
@@ -301,8 +309,10 @@ impl GatewayBuilder {
             let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
             gw.write_project(name, &files);
         }
-        gw.start_adapter().await;
-        if self.start_envoy {
+        if self.start_adapter {
+            gw.start_adapter().await;
+        }
+        if self.start_adapter && self.start_envoy {
             gw.start_envoy().await;
         }
         gw
@@ -312,7 +322,7 @@ impl GatewayBuilder {
 impl Gateway {
     /// A builder for a gateway whose Envoy uses `mode`.
     pub fn builder(mode: XdsMode) -> GatewayBuilder {
-        GatewayBuilder { mode, extra_config: String::new(), projects: Vec::new(), start_envoy: true }
+        GatewayBuilder { mode, extra_config: String::new(), projects: Vec::new(), start_envoy: true, start_adapter: true }
     }
 
     /// The folder the adapter watches.
@@ -363,7 +373,8 @@ keyPath = "{key}"
         let log = self.dir.path().join(format!("adapter-{n}.log"));
         let mut cmd = Command::new(workspace_bin("adapter"));
         cmd.arg("--config").arg(&config).arg("--xds-address").arg(format!("127.0.0.1:{}", self.ports.xds));
-        cmd.env("RUST_LOG", "info,adapter=debug").env("NO_COLOR", "1");
+        let level = std::env::var("ADAPTER_LOG").unwrap_or_else(|_| "info,adapter=debug".to_string());
+        cmd.env("RUST_LOG", level).env("NO_COLOR", "1");
         let mut proc = Proc::spawn("adapter", &mut cmd, log);
         let deadline = Instant::now() + patience();
         loop {
@@ -426,6 +437,21 @@ keyPath = "{key}"
 
     /// Starts Envoy and waits until it serves `/ready`.
     pub async fn start_envoy(&mut self) {
+        self.spawn_envoy().await;
+        self.wait_ready().await;
+    }
+
+    /// Waits until Envoy serves `/ready`.
+    pub async fn wait_ready(&self) {
+        eventually("Envoy to serve /ready", || async {
+            let r = self.get("/ready").await?;
+            if r.status == 200 { Ok(()) } else { Err(format!("/ready answered {}", r.status)) }
+        })
+        .await;
+    }
+
+    /// Starts Envoy and waits for its admin interface only.
+    pub async fn spawn_envoy(&mut self) {
         let path = self.dir.path().join("envoy.yaml");
         std::fs::write(&path, self.bootstrap()).expect("write bootstrap");
         let admin_file = self.dir.path().join("envoy-admin-address");
@@ -439,11 +465,11 @@ keyPath = "{key}"
             .arg("--admin-address-path")
             .arg(&admin_file)
             .arg("--concurrency")
-            .arg("1")
+            .arg(std::env::var("ENVOY_CONCURRENCY").unwrap_or_else(|_| "1".to_string()))
             .arg("--drain-time-s")
             .arg("1")
             .arg("--log-level")
-            .arg("info");
+            .arg(std::env::var("ENVOY_LOG_LEVEL").unwrap_or_else(|_| "info".to_string()));
         let mut proc = Proc::spawn("envoy", &mut cmd, self.dir.path().join("envoy.log"));
         let deadline = Instant::now() + patience();
         let admin = loop {
@@ -458,11 +484,11 @@ keyPath = "{key}"
         };
         self.envoy = Some(proc);
         self.admin = Some(admin);
-        eventually("Envoy to serve /ready", || async {
-            let r = self.get("/ready").await?;
-            if r.status == 200 { Ok(()) } else { Err(format!("/ready answered {}", r.status)) }
-        })
-        .await;
+    }
+
+    /// The adapter's process id.
+    pub fn adapter_pid(&self) -> Option<u32> {
+        self.adapter.as_ref().map(Proc::pid)
     }
 
     /// Writes a directory project, each file atomically (temporary name, then rename).

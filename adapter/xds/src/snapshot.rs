@@ -159,6 +159,11 @@ impl Snapshot {
         Snapshot { maps, versions }
     }
 
+    /// A snapshot whose per-type versions are already known.
+    pub fn with_versions(maps: [Arc<ResourceMap>; 5], versions: [String; 5]) -> Snapshot {
+        Snapshot { maps, versions }
+    }
+
     /// The resources of one type.
     pub fn resources(&self, ty: ResourceType) -> &Arc<ResourceMap> {
         &self.maps[ty.index()]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use gateway_config::Config;
 use gateway_model::Api;
 
-use crate::snapshot::{Resource, ResourceMap, ResourceType, Snapshot};
+use crate::snapshot::{Resource, ResourceMap, ResourceType, Snapshot, set_version};
 use crate::translate::{
     listener::listeners, route::{PlacedRoute, translate_api}, scope::{route_configuration, scoped_route, system_routes},
     names::{route_config_name, scope_name},
@@ -39,10 +39,31 @@ struct Entry {
 struct Label {
     apis: BTreeMap<ApiKey, Entry>,
     scope_members: BTreeMap<String, BTreeSet<ApiKey>>,
-    clusters: ResourceMap,
-    endpoints: ResourceMap,
-    scoped: ResourceMap,
-    routes: ResourceMap,
+    /// Resources per type (the listener slot is unused: listeners are shared).
+    /// Shared with the snapshots: a type that did not change keeps the same
+    /// map, so streams skip it without looking at its entries.
+    maps: [Arc<ResourceMap>; 5],
+    /// Content version per type; `None` when it must be recomputed.
+    versions: [Option<String>; 5],
+}
+
+impl Label {
+    fn insert(&mut self, ty: ResourceType, resource: Resource) {
+        let i = ty.index();
+        if self.maps[i].get(&resource.name).is_some_and(|r| r.version == resource.version) {
+            return;
+        }
+        Arc::make_mut(&mut self.maps[i]).insert(resource.name.clone(), Arc::new(resource));
+        self.versions[i] = None;
+    }
+
+    fn remove(&mut self, ty: ResourceType, name: &str) {
+        let i = ty.index();
+        if self.maps[i].contains_key(name) {
+            Arc::make_mut(&mut self.maps[i]).remove(name);
+            self.versions[i] = None;
+        }
+    }
 }
 
 /// Deployed APIs and their Envoy resources, per label.
@@ -50,6 +71,7 @@ struct Label {
 pub struct Gateway {
     config: Arc<Config>,
     listeners: Arc<ResourceMap>,
+    listeners_version: String,
     labels: BTreeMap<String, Label>,
     ready: bool,
 }
@@ -64,7 +86,9 @@ impl Gateway {
             .into_iter()
             .map(|l| (l.name.clone(), Arc::new(Resource::encode(ResourceType::Listener, l.name.clone(), &l))))
             .collect();
-        Gateway { config, listeners: Arc::new(listeners), labels: BTreeMap::new(), ready: false }
+        let listeners: ResourceMap = listeners;
+        let listeners_version = set_version(listeners.values());
+        Gateway { config, listeners: Arc::new(listeners), listeners_version, labels: BTreeMap::new(), ready: false }
     }
 
     /// The configuration.
@@ -126,12 +150,10 @@ impl Gateway {
         let mut endpoints = Vec::new();
         for c in &t.clusters {
             let name = c.cluster.name.clone();
-            state
-                .clusters
-                .insert(name.clone(), Arc::new(Resource::encode(ResourceType::Cluster, name.clone(), &c.cluster)));
+            state.insert(ResourceType::Cluster, Resource::encode(ResourceType::Cluster, name.clone(), &c.cluster));
             clusters.push(name.clone());
             if let Some(cla) = &c.endpoints {
-                state.endpoints.insert(name.clone(), Arc::new(Resource::encode(ResourceType::Endpoint, name.clone(), cla)));
+                state.insert(ResourceType::Endpoint, Resource::encode(ResourceType::Endpoint, name.clone(), cla));
                 endpoints.push(name);
             }
         }
@@ -139,10 +161,10 @@ impl Gateway {
         let mut touched: BTreeSet<String> = scopes.clone();
         if let Some(old) = &old {
             for name in old.clusters.iter().filter(|n| !clusters.contains(n)) {
-                state.clusters.remove(name);
+                state.remove(ResourceType::Cluster, name);
             }
             for name in old.endpoints.iter().filter(|n| !endpoints.contains(n)) {
-                state.endpoints.remove(name);
+                state.remove(ResourceType::Endpoint, name);
             }
             for s in &old.scopes {
                 if let Some(m) = state.scope_members.get_mut(s) {
@@ -165,10 +187,10 @@ impl Gateway {
         let Some(state) = self.labels.get_mut(label) else { return false };
         let Some(old) = state.apis.remove(key) else { return false };
         for name in &old.clusters {
-            state.clusters.remove(name);
+            state.remove(ResourceType::Cluster, name);
         }
         for name in &old.endpoints {
-            state.endpoints.remove(name);
+            state.remove(ResourceType::Endpoint, name);
         }
         for s in &old.scopes {
             if let Some(m) = state.scope_members.get_mut(s) {
@@ -211,27 +233,34 @@ impl Gateway {
         let rc_name = route_config_name(scope);
         let scope_entry = scope_name(scope);
         if routes.is_empty() {
-            state.routes.remove(&rc_name);
-            state.scoped.remove(&scope_entry);
+            state.remove(ResourceType::Route, &rc_name);
+            state.remove(ResourceType::ScopedRoute, &scope_entry);
             return;
         }
-        let rc = route_configuration(scope, routes);
-        state.routes.insert(rc_name.clone(), Arc::new(Resource::encode(ResourceType::Route, rc_name, &rc)));
+        let cors = crate::translate::route::global_cors(&config);
+        let rc = route_configuration(scope, routes, cors.as_ref());
+        state.insert(ResourceType::Route, Resource::encode(ResourceType::Route, rc_name, &rc));
         let srds = scoped_route(scope);
-        state.scoped.insert(scope_entry.clone(), Arc::new(Resource::encode(ResourceType::ScopedRoute, scope_entry, &srds)));
+        state.insert(ResourceType::ScopedRoute, Resource::encode(ResourceType::ScopedRoute, scope_entry, &srds));
     }
 
     /// The snapshot of `label`. An unknown label gets the listeners and the
     /// system routes only.
     pub fn snapshot(&mut self, label: &str) -> Snapshot {
         let listeners = Arc::clone(&self.listeners);
+        let listeners_version = self.listeners_version.clone();
         let state = self.label_mut(label);
-        Snapshot::new([
-            Arc::new(state.clusters.clone()),
-            Arc::new(state.endpoints.clone()),
-            listeners,
-            Arc::new(state.scoped.clone()),
-            Arc::new(state.routes.clone()),
-        ])
+        state.maps[ResourceType::Listener.index()] = listeners;
+        state.versions[ResourceType::Listener.index()] = Some(listeners_version);
+        for ty in ResourceType::ALL {
+            let i = ty.index();
+            if state.versions[i].is_none() {
+                state.versions[i] = Some(set_version(state.maps[i].values()));
+            }
+        }
+        Snapshot::with_versions(
+            state.maps.clone(),
+            std::array::from_fn(|i| state.versions[i].clone().unwrap_or_default()),
+        )
     }
 }

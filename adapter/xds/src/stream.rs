@@ -32,7 +32,88 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 use serde::Serialize;
 
-use crate::snapshot::{Resource, ResourceType, Snapshot, set_version};
+use crate::snapshot::{Resource, ResourceMap, ResourceType, Snapshot, set_version};
+
+/// What a client should hold of one type.
+enum Desired<'a> {
+    /// Exactly a snapshot's map (the common case), with its version.
+    All(&'a ResourceMap, &'a str),
+    /// The subscribed names that exist (a view, nothing copied).
+    Named(&'a BTreeSet<String>, &'a ResourceMap, Option<&'a ResourceMap>),
+    /// A union (clusters kept for routes that may still use them).
+    Built(BTreeMap<&'a str, &'a Arc<Resource>>),
+}
+
+impl<'a> Desired<'a> {
+    fn get(&self, name: &str) -> Option<&'a Arc<Resource>> {
+        match self {
+            Desired::All(m, _) => m.get(name),
+            Desired::Named(names, m, retained) => {
+                if names.contains(name) {
+                    m.get(name).or_else(|| retained.and_then(|r| r.get(name)))
+                } else {
+                    None
+                }
+            }
+            Desired::Built(m) => m.get(name).copied(),
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = (&'a str, &'a Arc<Resource>)> + '_> {
+        match self {
+            Desired::All(m, _) => Box::new(m.iter().map(|(n, r)| (n.as_str(), r))),
+            Desired::Named(names, m, None) => Box::new(MergeJoin {
+                names: names.iter().peekable(),
+                map: m.iter().peekable(),
+            }),
+            Desired::Named(names, m, Some(retained)) => {
+                let (m, retained) = (*m, *retained);
+                Box::new(names.iter().filter_map(move |n| {
+                    m.get(n).or_else(|| retained.get(n)).map(|r| (n.as_str(), r))
+                }))
+            }
+            Desired::Built(m) => Box::new(m.iter().map(|(n, r)| (*n, *r))),
+        }
+    }
+
+    fn version(&self) -> String {
+        match self {
+            Desired::All(_, v) => v.to_string(),
+            Desired::Named(..) => set_version(self.iter().map(|(_, r)| r)),
+            Desired::Built(m) => set_version(m.values().copied()),
+        }
+    }
+}
+
+/// The entries of a map whose keys are in a set, walking both in key order
+/// (linear, no lookups).
+struct MergeJoin<'a> {
+    names: std::iter::Peekable<std::collections::btree_set::Iter<'a, String>>,
+    map: std::iter::Peekable<std::collections::btree_map::Iter<'a, String, Arc<Resource>>>,
+}
+
+impl<'a> Iterator for MergeJoin<'a> {
+    type Item = (&'a str, &'a Arc<Resource>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let n = *self.names.peek()?;
+            let (k, _) = *self.map.peek()?;
+            match n.cmp(k) {
+                std::cmp::Ordering::Less => {
+                    self.names.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    self.map.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    self.names.next();
+                    return self.map.next().map(|(k, r)| (k.as_str(), r));
+                }
+            }
+        }
+    }
+}
 
 /// Protocol variant of a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -148,6 +229,10 @@ pub struct TypeStatus {
     pub last_sent: Option<Sent>,
     /// The last response the client accepted.
     pub last_acked: Option<Acked>,
+    /// Responses sent so far.
+    pub responses: u64,
+    /// Encoded resource bytes sent so far.
+    pub bytes_sent: u64,
     /// Responses rejected so far.
     pub nacks: u64,
     /// The last rejection.
@@ -217,11 +302,34 @@ struct TypeState {
     /// State of the world, wildcard types: the rejected set version.
     rejected_set: Option<String>,
     status: TypeStatus,
+    /// Bumped on every change of this state, to invalidate `memo`.
+    epoch: u64,
+    /// The last evaluation, valid while the inputs are the same.
+    memo: Option<Memo>,
 }
+
+/// An evaluation of one type and the inputs it was made from.
+#[derive(Debug, Clone)]
+struct Memo {
+    epoch: u64,
+    map: Arc<ResourceMap>,
+    retained: Option<Arc<ResourceMap>>,
+    /// The client holds exactly what it should.
+    matches: bool,
+    /// What to send, if anything.
+    planned: Option<Planned>,
+}
+
+/// Largest response (encoded resource bytes) sent at once, where the
+/// protocol allows splitting: named types in state of the world, every type
+/// in delta. The rest follows once the client acknowledged, which bounds the
+/// memory both sides need for a first sync of thousands of APIs.
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
 /// The state of one ADS stream.
 #[derive(Debug)]
 pub struct Stream {
+    max_response_bytes: usize,
     mode: Mode,
     node: Option<NodeInfo>,
     snapshot: Snapshot,
@@ -229,6 +337,8 @@ pub struct Stream {
     routes_synced: Option<Snapshot>,
     types: [TypeState; 5],
     next_nonce: u64,
+    /// `endpoints_settled` for the epochs of CDS and EDS and the endpoint map.
+    settled_memo: Option<(u64, u64, Arc<ResourceMap>, bool)>,
 }
 
 /// A status report of one stream.
@@ -248,6 +358,7 @@ pub struct StreamStatus {
     pub types: BTreeMap<&'static str, TypeStatus>,
 }
 
+#[derive(Debug, Clone)]
 struct Planned {
     ty: ResourceType,
     version: String,
@@ -260,13 +371,21 @@ impl Stream {
     /// A new stream that will converge the client to `snapshot`.
     pub fn new(mode: Mode, snapshot: Snapshot) -> Stream {
         Stream {
+            max_response_bytes: MAX_RESPONSE_BYTES,
             mode,
             node: None,
             snapshot,
             routes_synced: None,
             types: Default::default(),
             next_nonce: 0,
+            settled_memo: None,
         }
+    }
+
+    /// Sets the response size limit (see [`MAX_RESPONSE_BYTES`]).
+    pub fn with_max_response_bytes(mut self, bytes: usize) -> Stream {
+        self.max_response_bytes = bytes.max(1);
+        self
     }
 
     /// The protocol variant.
@@ -312,13 +431,15 @@ impl Stream {
             ts.rejected.retain(|n, _| names.contains(n));
         }
         ts.names = names.into_iter().filter(|n| n != "*").collect();
+        self.types[ty.index()].epoch += 1;
         if first && req.response_nonce.is_empty() && !req.version_info.is_empty() && ty.is_wildcard() {
             // A client reconnecting with the set it holds: if that is the
             // current set, there is nothing to send.
             let desired = self.desired(ty);
-            if set_version(desired.values().copied()) == req.version_info {
+            if desired.version() == req.version_info {
                 let held = desired.iter().map(|(n, r)| (n.to_string(), r.version.clone())).collect();
                 self.types[ty.index()].client_has = held;
+                self.types[ty.index()].epoch += 1;
             }
         }
         self.pump(now_ms, &mut out);
@@ -363,6 +484,7 @@ impl Stream {
                 }
             }
         }
+        self.types[ty.index()].epoch += 1;
         if !req.response_nonce.is_empty() {
             let current = self.types[ty.index()].in_flight.as_ref().map(|f| f.nonce == req.response_nonce);
             // Any other nonce is stale (or already answered): only the subscription part counts.
@@ -386,18 +508,19 @@ impl Stream {
     }
 
     /// True when the client holds everything it should and nothing is in flight.
-    pub fn in_sync(&self) -> bool {
+    pub fn in_sync(&mut self) -> bool {
         ResourceType::ALL.iter().all(|&ty| {
             let ts = &self.types[ty.index()];
             if !ts.requested {
                 return true;
             }
-            ts.in_flight.is_none() && self.type_matches(ty, true)
+            ts.in_flight.is_none() && self.evaluate(ty).1
         })
     }
 
     /// A report for the status endpoint.
-    pub fn status(&self) -> StreamStatus {
+    pub fn status(&mut self) -> StreamStatus {
+        let in_sync = self.in_sync();
         let types = ResourceType::ALL
             .iter()
             .map(|&ty| {
@@ -411,7 +534,7 @@ impl Stream {
             mode: self.mode,
             node: self.node.clone(),
             snapshot: self.snapshot.fingerprint(),
-            in_sync: self.in_sync(),
+            in_sync,
             types,
         }
     }
@@ -430,49 +553,80 @@ impl Stream {
         self.routes_synced.as_ref().filter(|s| *s != &self.snapshot)
     }
 
+    /// The retained map of `ty` (clusters and endpoints only), if any.
+    fn retained_map(&self, ty: ResourceType) -> Option<&Arc<ResourceMap>> {
+        match ty {
+            ResourceType::Cluster | ResourceType::Endpoint => self
+                .retained()
+                .map(|s| s.resources(ty))
+                // The same map as now: nothing extra to keep.
+                .filter(|m| !Arc::ptr_eq(m, self.snapshot.resources(ty))),
+            _ => None,
+        }
+    }
+
     /// What the client should hold of `ty` now.
-    fn desired(&self, ty: ResourceType) -> BTreeMap<&str, &Arc<Resource>> {
+    fn desired(&self, ty: ResourceType) -> Desired<'_> {
         let ts = &self.types[ty.index()];
         let current = self.snapshot.resources(ty);
-        let retained = match ty {
-            ResourceType::Cluster | ResourceType::Endpoint => self.retained().map(|s| s.resources(ty)),
-            _ => None,
-        };
-        let mut out = BTreeMap::new();
-        if ts.wildcard {
-            if let Some(old) = retained {
-                out.extend(old.iter().map(|(n, r)| (n.as_str(), r)));
-            }
-            out.extend(current.iter().map(|(n, r)| (n.as_str(), r)));
+        let retained = self.retained_map(ty);
+        if ts.wildcard && retained.is_none() {
+            // Explicit names of a wildcard subscriber are a subset of everything.
+            return Desired::All(current, self.snapshot.version(ty));
         }
+        if !ts.wildcard {
+            return Desired::Named(&ts.names, current, retained.map(|r| r.as_ref()));
+        }
+        let mut out = BTreeMap::new();
+        if let Some(old) = retained {
+            out.extend(old.iter().map(|(n, r)| (n.as_str(), r)));
+        }
+        out.extend(current.iter().map(|(n, r)| (n.as_str(), r)));
         for name in &ts.names {
             if let Some(r) = current.get(name).or_else(|| retained.and_then(|m| m.get(name))) {
                 out.insert(name.as_str(), r);
             }
         }
-        out
+        Desired::Built(out)
     }
 
-    /// Whether the client holds exactly the desired content of `ty`.
-    fn type_matches(&self, ty: ResourceType, strict_extra: bool) -> bool {
+    /// Evaluates `ty`: what to send, and whether the client holds exactly
+    /// what it should. Remembered until the inputs change, so a type nothing
+    /// happened to costs nothing, whatever its size.
+    fn evaluate(&mut self, ty: ResourceType) -> (Option<Planned>, bool) {
+        let current = Arc::clone(self.snapshot.resources(ty));
+        let retained = self.retained_map(ty).cloned();
         let ts = &self.types[ty.index()];
-        let desired = self.desired(ty);
-        let all_held = desired.iter().all(|(n, r)| ts.client_has.get(*n) == Some(&r.version));
-        if !all_held {
-            return false;
+        if let Some(m) = &ts.memo
+            && m.epoch == ts.epoch
+            && Arc::ptr_eq(&m.map, &current)
+            && match (&m.retained, &retained) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+        {
+            return (m.planned.clone(), m.matches);
         }
-        if strict_extra && ts.wildcard {
-            return ts.client_has.keys().all(|n| desired.contains_key(n.as_str()));
-        }
-        true
+        let (planned, matches) = self.compute(ty);
+        let ts = &mut self.types[ty.index()];
+        ts.memo = Some(Memo { epoch: ts.epoch, map: current, retained, matches, planned: planned.clone() });
+        (planned, matches)
     }
 
     fn update_routes_synced(&mut self) {
-        let synced = ResourceType::ALL.iter().filter(|t| t.carries_routes()).all(|&ty| {
+        let mut synced = true;
+        for ty in ResourceType::ALL.into_iter().filter(|t| t.carries_routes()) {
             let ts = &self.types[ty.index()];
-            !ts.requested || (ts.in_flight.is_none() && self.type_matches(ty, true))
-        });
-        if synced {
+            if !ts.requested {
+                continue;
+            }
+            if ts.in_flight.is_some() || !self.evaluate(ty).1 {
+                synced = false;
+                break;
+            }
+        }
+        if synced && self.routes_synced.as_ref() != Some(&self.snapshot) {
             self.routes_synced = Some(self.snapshot.clone());
         }
     }
@@ -481,21 +635,31 @@ impl Stream {
     /// it holds (clusters it rejected excepted): only then do routes that may
     /// use those clusters go out, so a new cluster is never routed to while
     /// it is still warming.
-    fn endpoints_settled(&self) -> bool {
+    fn endpoints_settled(&mut self) -> bool {
         let cds = &self.types[ResourceType::Cluster.index()];
         let eds = &self.types[ResourceType::Endpoint.index()];
         let endpoints = self.snapshot.resources(ResourceType::Endpoint);
-        endpoints.iter().all(|(name, r)| {
+        if let Some((ce, ee, map, settled)) = &self.settled_memo
+            && *ce == cds.epoch
+            && *ee == eds.epoch
+            && Arc::ptr_eq(map, endpoints)
+        {
+            return *settled;
+        }
+        let settled = endpoints.iter().all(|(name, r)| {
             !cds.client_has.contains_key(name)
                 || cds.rejected.contains_key(name)
                 || eds.client_has.get(name) == Some(&r.version)
                 || eds.rejected.get(name) == Some(&r.version)
-        })
+        });
+        self.settled_memo = Some((cds.epoch, eds.epoch, Arc::clone(endpoints), settled));
+        settled
     }
 
     fn pump(&mut self, now_ms: u64, out: &mut Outcome) {
         self.update_routes_synced();
         let mut blocked = false;
+        let mut settled: Option<bool> = None;
         for ty in ResourceType::ALL {
             let ts = &self.types[ty.index()];
             if ts.in_flight.is_some() {
@@ -505,52 +669,84 @@ impl Stream {
             if blocked || !ts.requested {
                 continue;
             }
-            if ty.carries_routes() && !self.endpoints_settled() {
+            let (planned, _) = self.evaluate(ty);
+            let Some(plan) = planned else { continue };
+            if ty.carries_routes() && !*settled.get_or_insert_with(|| self.endpoints_settled()) {
                 // Routes wait until every EDS cluster the client holds has its endpoints.
                 break;
             }
-            if let Some(plan) = self.plan(ty) {
-                out.responses.push(self.send(plan, now_ms));
-                blocked = true;
-            }
+            out.responses.push(self.send(plan, now_ms));
+            blocked = true;
         }
     }
 
-    fn plan(&self, ty: ResourceType) -> Option<Planned> {
+    /// What to send for `ty`, and whether the client holds exactly what it should.
+    fn compute(&self, ty: ResourceType) -> (Option<Planned>, bool) {
         let ts = &self.types[ty.index()];
         let desired = self.desired(ty);
-        let version = set_version(desired.values().copied());
-        if self.mode == Mode::Sotw && ty.is_wildcard() && ts.wildcard {
-            let same = desired.len() == ts.client_has.len()
-                && desired.iter().all(|(n, r)| ts.client_has.get(*n) == Some(&r.version));
-            if same || ts.rejected_set.as_deref() == Some(version.as_str()) {
-                return None;
+        let held = |n: &str, r: &Resource| ts.client_has.get(n) == Some(&r.version);
+        // One pass: desired resources, those the client holds in some
+        // version, and those it holds in the current one. It holds something
+        // extra exactly when it holds more names than the desired ones it has.
+        let (mut total, mut present, mut held_count) = (0, 0, 0);
+        for (n, r) in desired.iter() {
+            total += 1;
+            if let Some(v) = ts.client_has.get(n) {
+                present += 1;
+                held_count += usize::from(*v == r.version);
             }
-            return Some(Planned {
+        }
+        let all_held = held_count == total;
+        let extras = ts.client_has.len() > present;
+        let matches = all_held && (!ts.wildcard || !extras);
+        if self.mode == Mode::Sotw && ty.is_wildcard() && ts.wildcard {
+            let version = desired.version();
+            if matches || ts.rejected_set.as_deref() == Some(version.as_str()) {
+                return (None, matches);
+            }
+            let planned = Planned {
                 ty,
                 version,
-                updated: desired.values().map(|r| Arc::clone(r)).collect(),
+                updated: desired.iter().map(|(_, r)| Arc::clone(r)).collect(),
                 removed: Vec::new(),
                 full_set: true,
-            });
+            };
+            return (Some(planned), matches);
         }
+        if matches {
+            // Nothing to update; only told-absent names could remain (delta).
+            let absent = self.mode == Mode::Delta
+                && ts.names.iter().any(|n| desired.get(n).is_none() && !ts.client_has.contains_key(n) && !ts.told_absent.contains(n));
+            if !absent {
+                return (None, true);
+            }
+        }
+        let mut budget = self.max_response_bytes;
         let updated: Vec<Arc<Resource>> = desired
-            .values()
-            .filter(|r| {
-                ts.client_has.get(&r.name) != Some(&r.version) && ts.rejected.get(&r.name) != Some(&r.version)
+            .iter()
+            .map(|(_, r)| r)
+            .filter(|r| !held(&r.name, r) && ts.rejected.get(&r.name) != Some(&r.version))
+            .take_while(|r| {
+                // Always at least one resource; then as many as fit.
+                let fits = budget > 0;
+                budget = budget.saturating_sub(r.body.len().max(1));
+                fits
             })
-            .map(|r| Arc::clone(r))
+            .map(Arc::clone)
             .collect();
         let removed: Vec<String> = if self.mode == Mode::Delta {
-            let mut removed: BTreeSet<String> = ts
-                .client_has
-                .keys()
-                .filter(|n| !desired.contains_key(n.as_str()) && (ts.wildcard || ts.names.contains(*n)))
-                .cloned()
-                .collect();
+            let mut removed: BTreeSet<String> = if extras {
+                ts.client_has
+                    .keys()
+                    .filter(|n| desired.get(n).is_none() && (ts.wildcard || ts.names.contains(*n)))
+                    .cloned()
+                    .collect()
+            } else {
+                BTreeSet::new()
+            };
             // Tell the client once that a name it asked for does not exist.
             for n in &ts.names {
-                if !desired.contains_key(n.as_str()) && !ts.client_has.contains_key(n) && !ts.told_absent.contains(n) {
+                if desired.get(n).is_none() && !ts.client_has.contains_key(n) && !ts.told_absent.contains(n) {
                     removed.insert(n.clone());
                 }
             }
@@ -559,9 +755,9 @@ impl Stream {
             Vec::new()
         };
         if updated.is_empty() && removed.is_empty() {
-            return None;
+            return (None, matches);
         }
-        Some(Planned { ty, version, updated, removed, full_set: false })
+        (Some(Planned { ty, version: desired.version(), updated, removed, full_set: false }), matches)
     }
 
     fn send(&mut self, plan: Planned, now_ms: u64) -> Response {
@@ -570,6 +766,9 @@ impl Stream {
         let ty = plan.ty;
         let bytes = plan.updated.iter().map(|r| r.body.len()).sum();
         let ts = &mut self.types[ty.index()];
+        ts.epoch += 1;
+        ts.status.responses += 1;
+        ts.status.bytes_sent += bytes as u64;
         ts.status.last_sent = Some(Sent {
             version: plan.version.clone(),
             nonce: nonce.clone(),
@@ -616,6 +815,7 @@ impl Stream {
 
     fn ack(&mut self, ty: ResourceType, now_ms: u64, out: &mut Outcome) {
         let ts = &mut self.types[ty.index()];
+        ts.epoch += 1;
         let Some(f) = ts.in_flight.take() else { return };
         if f.full_set {
             ts.client_has = f.updated.iter().cloned().collect();
@@ -640,6 +840,7 @@ impl Stream {
 
     fn nack(&mut self, ty: ResourceType, message: &str, now_ms: u64, out: &mut Outcome) {
         let ts = &mut self.types[ty.index()];
+        ts.epoch += 1;
         let Some(f) = ts.in_flight.take() else { return };
         if f.full_set {
             ts.rejected_set = Some(f.version.clone());

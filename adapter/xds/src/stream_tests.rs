@@ -468,3 +468,87 @@ fn requests_for_unknown_types_are_ignored() {
     let req = DiscoveryRequest { type_url: "type.googleapis.com/envoy.other".into(), ..Default::default() };
     assert!(s.on_sotw_request(&req, 0).responses.is_empty());
 }
+
+#[test]
+fn large_updates_are_split_and_continue_after_each_ack() {
+    let mut items = vec![(CDS, "a", "cluster-a")];
+    let names: Vec<String> = (0..10).map(|i| format!("r{i}")).collect();
+    let content = "x".repeat(100);
+    for n in &names {
+        items.push((RDS, n.as_str(), content.as_str()));
+    }
+    let snapshot = snap(&items);
+    for mode in [Mode::Sotw, Mode::Delta] {
+        let mut s = Stream::new(mode, snapshot.clone()).with_max_response_bytes(250);
+        let subscribe: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut received = 0;
+        let mut out = match mode {
+            Mode::Sotw => s.on_sotw_request(&sotw_req(RDS, &subscribe, "", ""), 0),
+            Mode::Delta => s.on_delta_request(&delta_req(RDS, &subscribe, &[], ""), 0),
+        };
+        for _ in 0..10 {
+            let Some(resp) = out.responses.first().cloned() else { break };
+            out = match resp {
+                Response::Sotw(r) => {
+                    assert!(r.resources.len() <= 3, "{} resources in one response", r.resources.len());
+                    received += r.resources.len();
+                    s.on_sotw_request(&sotw_req(RDS, &subscribe, &r.version_info, &r.nonce), 0)
+                }
+                Response::Delta(r) => {
+                    assert!(r.resources.len() <= 3, "{} resources in one response", r.resources.len());
+                    received += r.resources.len();
+                    s.on_delta_request(&delta_req(RDS, &[], &[], &r.nonce), 0)
+                }
+            };
+        }
+        assert_eq!(received, 10, "{mode:?}: every resource arrives, a few at a time");
+        assert!(out.responses.is_empty());
+        assert!(s.in_sync());
+    }
+}
+
+/// Timing of one change against 10,000 resources per type (release build:
+/// `cargo test --release -p gateway-xds scale -- --ignored --nocapture`).
+#[test]
+#[ignore = "timing, run by hand"]
+fn scale_one_change_at_ten_thousand() {
+    let n = 10_000;
+    let mut maps: [ResourceMap; 5] = Default::default();
+    for i in 0..n {
+        for ty in [CDS, EDS, SRDS, RDS] {
+            let name = format!("name-{i:05}");
+            maps[ty.index()].insert(name.clone(), Arc::new(Resource::from_bytes(name, vec![0u8; 200])));
+        }
+    }
+    maps[LDS.index()].insert("l".into(), Arc::new(Resource::from_bytes("l", vec![1])));
+    let arcs = maps.clone().map(Arc::new);
+    let snap1 = Snapshot::new(arcs.clone());
+    let mut s = Stream::new(Mode::Delta, snap1);
+    let all: Vec<String> = (0..n).map(|i| format!("name-{i:05}")).collect();
+    let all_ref: Vec<&str> = all.iter().map(String::as_str).collect();
+    let mut pending: Vec<Response> = Vec::new();
+    for (ty, names) in [(CDS, vec![]), (EDS, all_ref.clone()), (LDS, vec![]), (SRDS, vec![]), (RDS, all_ref.clone())] {
+        pending.extend(s.on_delta_request(&delta_req(ty, &names, &[], ""), 0).responses);
+    }
+    for _ in 0..1000 {
+        let Some(Response::Delta(r)) = pending.pop() else { break };
+        let ty = ResourceType::from_type_url(&r.type_url).expect("type");
+        pending.extend(s.on_delta_request(&delta_req(ty, &[], &[], &r.nonce), 0).responses);
+    }
+    assert!(s.in_sync(), "synced");
+    let mut changed = maps.clone();
+    changed[RDS.index()].insert("name-00042".into(), Arc::new(Resource::from_bytes("name-00042", vec![9u8; 200])));
+    let mut arcs2 = arcs.clone();
+    arcs2[RDS.index()] = Arc::new(changed[RDS.index()].clone());
+    let started = std::time::Instant::now();
+    let out = s.on_snapshot(Snapshot::new(arcs2), 0);
+    let t = started.elapsed();
+    assert_eq!(out.responses.len(), 1);
+    let Response::Delta(r) = &out.responses[0] else { panic!("delta") };
+    let started = std::time::Instant::now();
+    let _ = s.on_delta_request(&delta_req(RDS, &[], &[], &r.nonce), 0);
+    let t2 = started.elapsed();
+    let started = std::time::Instant::now();
+    let _ = s.status();
+    eprintln!("on_snapshot {t:?}, ack {t2:?}, status {:?}", started.elapsed());
+}

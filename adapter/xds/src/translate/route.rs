@@ -25,7 +25,9 @@ use envoy_types::pb::envoy::config::route::v3::{
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy as PbCors;
 use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{CheckSettings, ExtAuthzPerRoute, ext_authz_per_route};
 use envoy_types::pb::envoy::extensions::retry::priority::previous_priorities::v3::PreviousPrioritiesConfig;
+use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
 use envoy_types::pb::envoy::r#type::matcher::v3::RegexMatchAndSubstitute;
+use envoy_types::pb::envoy::r#type::v3::FractionalPercent;
 use envoy_types::pb::google::protobuf::Any;
 use gateway_config::Config;
 use gateway_model::{Api, ApiCors, EndpointCluster, EndpointKind, Method, Resource};
@@ -217,18 +219,7 @@ fn retry_policy(ec: &EndpointCluster, c: &Config) -> Option<RetryPolicy> {
     })
 }
 
-fn cors_policy(api: &Api, c: &Config) -> Option<PbCors> {
-    let (origins, methods, headers, expose, credentials) = match &api.cors {
-        ApiCors::None => return None,
-        ApiCors::Global => {
-            let g = &c.router.cors;
-            if !g.enabled {
-                return None;
-            }
-            (&g.allow_origins, &g.allow_methods, &g.allow_headers, &g.expose_headers, g.allow_credentials)
-        }
-        ApiCors::Api(p) => (&p.allow_origins, &p.allow_methods, &p.allow_headers, &p.expose_headers, p.allow_credentials),
-    };
+fn cors_proto(origins: &[String], methods: &[String], headers: &[String], expose: &[String], credentials: bool) -> PbCors {
     let origin_matchers = origins
         .iter()
         .map(|o| {
@@ -241,7 +232,7 @@ fn cors_policy(api: &Api, c: &Config) -> Option<PbCors> {
             }
         })
         .collect();
-    Some(PbCors {
+    PbCors {
         allow_origin_string_match: origin_matchers,
         allow_methods: methods.join(", "),
         allow_headers: headers.join(", "),
@@ -251,7 +242,37 @@ fn cors_policy(api: &Api, c: &Config) -> Option<PbCors> {
         // too (without CORS headers), never forwarded to the backend.
         forward_not_matching_preflights: Some(bool_value(false)),
         ..Default::default()
-    })
+    }
+}
+
+/// The `[router.cors]` policy, set once per virtual host (not per route:
+/// every route of an API without `x-wso2-cors` inherits it).
+pub fn global_cors(c: &Config) -> Option<Any> {
+    let g = &c.router.cors;
+    g.enabled.then(|| any(&cors_proto(&g.allow_origins, &g.allow_methods, &g.allow_headers, &g.expose_headers, g.allow_credentials)))
+}
+
+/// An API's per-route CORS override, and whether CORS applies at all.
+fn api_cors(api: &Api, c: &Config) -> (Option<Any>, bool) {
+    match &api.cors {
+        ApiCors::Global => (None, c.router.cors.enabled),
+        ApiCors::Api(p) => (
+            Some(any(&cors_proto(&p.allow_origins, &p.allow_methods, &p.allow_headers, &p.expose_headers, p.allow_credentials))),
+            true,
+        ),
+        ApiCors::None if c.router.cors.enabled => {
+            // Switch the inherited virtual-host policy off for this API.
+            let off = PbCors {
+                filter_enabled: Some(RuntimeFractionalPercent {
+                    default_value: Some(FractionalPercent { numerator: 0, denominator: 0 }),
+                    runtime_key: String::new(),
+                }),
+                ..Default::default()
+            };
+            (Some(any(&off)), false)
+        }
+        ApiCors::None => (None, false),
+    }
 }
 
 fn ext_authz_disabled() -> Any {
@@ -283,7 +304,7 @@ pub fn translate_api(api: &Api, vhost: &str, c: &Config) -> ApiTranslation {
         add_cluster(&t.name, t.ec, &mut clusters);
     }
 
-    let cors = cors_policy(api, c).map(|p| any(&p));
+    let cors = api_cors(api, c);
     let mut base_paths = vec![api.base_path.clone()];
     if let Some(v) = &api.versionless_base_path {
         base_paths.push(v.clone());
@@ -306,10 +327,136 @@ pub fn translate_api(api: &Api, vhost: &str, c: &Config) -> ApiTranslation {
             add_cluster(&t.name, t.ec, &mut clusters);
         }
         for base in &base_paths {
-            routes.extend(resource_routes(api, resource, base, vhost, prod.as_ref(), sand.as_ref(), cors.as_ref(), c));
+            routes.extend(resource_routes(api, resource, base, vhost, prod.as_ref(), sand.as_ref(), &cors, c));
+        }
+    }
+    // CORS preflights, one route per base path: the CORS filter answers them
+    // (the answer depends on the API's policy, not on the resource), but only
+    // on a route that forwards, never on a direct response: this one names
+    // the API's cluster without ever reaching it.
+    if let (true, Some(main)) = (cors.1, api_prod.as_ref().or(api_sand.as_ref())) {
+        for base in &base_paths {
+            routes.push(preflight_route(api, base, vhost, &main.name, &cors));
         }
     }
     ApiTranslation { clusters, routes }
+}
+
+fn preflight_route(api: &Api, base: &str, vhost: &str, cluster: &str, cors: &(Option<Any>, bool)) -> PlacedRoute {
+    let mut per_filter = HashMap::new();
+    per_filter.insert(FILTER_EXT_AUTHZ.to_string(), ext_authz_disabled());
+    if let Some(c) = &cors.0 {
+        per_filter.insert(FILTER_CORS.to_string(), c.clone());
+    }
+    let name = format!("{}:{} CORS preflight {base}", api.name, api.version);
+    let route = Route {
+        name: name.clone(),
+        r#match: Some(RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::PathSeparatedPrefix(base.to_string())),
+            headers: vec![
+                HeaderMatcher {
+                    name: ":method".to_string(),
+                    header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(string_exact("OPTIONS"))),
+                    ..Default::default()
+                },
+                HeaderMatcher {
+                    name: "access-control-request-method".to_string(),
+                    header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::PresentMatch(true)),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }),
+        action: Some(route::Action::Route(RouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.to_string())),
+            ..Default::default()
+        })),
+        typed_per_filter_config: per_filter,
+        ..Default::default()
+    };
+    // It covers everything below the base path, so it sorts like a wildcard:
+    // after the more specific routes of other APIs under the same prefix.
+    PlacedRoute { scope: scope_of(base), vhost: vhost.to_string(), key: SortKey::of_path(&format!("{base}/*"), 2, &name), route }
+}
+
+/// How a resource's path is matched and rewritten. Envoy holds every route
+/// in memory and compiles each regex: the forms below use as few regexes as
+/// the template allows (measured: a regex route with a regex rewrite costs
+/// about 8 KB in Envoy, a prefix route about 2.3 KB).
+enum PathMatch {
+    /// No parameters, no wildcard: the path with an optional trailing slash,
+    /// and a prefix rewrite (which, on a regex route, replaces the whole path).
+    Literal { matcher: String, template_subst: String },
+    /// A trailing `/*` and no parameters: Envoy's path-separated prefix match
+    /// (the path itself or anything below it), and a prefix rewrite.
+    Prefix { prefix: String, body: String },
+    /// Parameters: a regex match and a regex rewrite.
+    Regex(PathRegex),
+}
+
+impl PathMatch {
+    fn new(base: &str, template: &str) -> PathMatch {
+        let wildcard = template.ends_with("/*") || template == "*";
+        if template.contains('{') {
+            return PathMatch::Regex(path_regex(base, template));
+        }
+        if wildcard {
+            let body = template.strip_suffix("/*").or_else(|| template.strip_suffix('*')).unwrap_or("");
+            let body = body.trim_end_matches('/').to_string();
+            PathMatch::Prefix { prefix: format!("{base}{body}"), body }
+        } else {
+            let trimmed = template.trim_end_matches('/');
+            PathMatch::Literal {
+                matcher: format!("^{}/?$", escape(&format!("{base}{trimmed}"))),
+                template_subst: template.to_string(),
+            }
+        }
+    }
+
+    /// The route match for this path.
+    fn route_match(&self, headers: Vec<HeaderMatcher>) -> RouteMatch {
+        let path_specifier = match self {
+            PathMatch::Literal { matcher, .. } => route_match::PathSpecifier::SafeRegex(regex(matcher.clone())),
+            PathMatch::Prefix { prefix, .. } => route_match::PathSpecifier::PathSeparatedPrefix(prefix.clone()),
+            PathMatch::Regex(r) => route_match::PathSpecifier::SafeRegex(regex(r.matcher.clone())),
+        };
+        RouteMatch { path_specifier: Some(path_specifier), headers, ..Default::default() }
+    }
+
+    /// Sets the upstream path rewrite on `action`.
+    fn set_rewrite(&self, action: &mut RouteAction, endpoint_base: &str) {
+        match self {
+            PathMatch::Literal { template_subst, .. } => {
+                let s = format!("{endpoint_base}{template_subst}");
+                action.prefix_rewrite = if s.is_empty() { "/".to_string() } else { s };
+            }
+            PathMatch::Prefix { prefix, body } => {
+                let head = format!("{endpoint_base}{body}");
+                if head.is_empty() {
+                    // Nothing goes before the rest of the path, and it must never be empty.
+                    action.regex_rewrite = Some(RegexMatchAndSubstitute {
+                        pattern: Some(regex(format!("^{}/?(.*)$", escape(prefix)))),
+                        substitution: "/\\1".to_string(),
+                    });
+                } else {
+                    action.prefix_rewrite = head;
+                }
+            }
+            PathMatch::Regex(r) => action.regex_rewrite = Some(rewrite(r, endpoint_base)),
+        }
+    }
+}
+
+fn method_matcher(methods: &[Method]) -> HeaderMatcher {
+    let matcher = match methods {
+        [one] => string_exact(one.as_str()),
+        many => string_regex(format!("^({})$", many.iter().map(|m| m.as_str()).collect::<Vec<_>>().join("|"))),
+    };
+    HeaderMatcher {
+        name: ":method".to_string(),
+        header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(matcher)),
+        ..Default::default()
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -320,11 +467,11 @@ fn resource_routes(
     vhost: &str,
     prod: Option<&Target<'_>>,
     sand: Option<&Target<'_>>,
-    cors: Option<&Any>,
+    cors: &(Option<Any>, bool),
     c: &Config,
 ) -> Vec<PlacedRoute> {
     let template = resource.path.split('?').next().unwrap_or("");
-    let p = path_regex(base, template);
+    let pm = PathMatch::new(base, template);
     let scope = scope_of(base);
     let full_template = format!("{base}{template}");
     let all_methods: Vec<Method> = resource.operations.iter().map(|o| o.method).collect();
@@ -333,28 +480,50 @@ fn resource_routes(
     let open: Vec<Method> =
         resource.operations.iter().filter(|o| o.disable_security || api.disable_security).map(|o| o.method).collect();
     let method_list = |ms: &[Method]| ms.iter().map(|m| m.as_str()).collect::<Vec<_>>();
-    let context_extensions = |ms: &[Method]| {
+    let (cors_override, _) = cors;
+    let context_extensions = || {
         let mut ext = HashMap::new();
         ext.insert("path".to_string(), template.to_string());
         ext.insert("vHost".to_string(), vhost.to_string());
         ext.insert("basePath".to_string(), api.base_path.clone());
-        ext.insert("method".to_string(), method_list(ms).join(" "));
+        ext.insert("method".to_string(), method_list(&all_methods).join(" "));
         ext.insert("version".to_string(), api.version.clone());
         ext.insert("name".to_string(), api.name.clone());
         ext.insert("prodClusterName".to_string(), prod.map(|t| t.name.clone()).unwrap_or_default());
         ext.insert("sandClusterName".to_string(), sand.map(|t| t.name.clone()).unwrap_or_default());
         ext
     };
+    let per_filter = |secured: bool| {
+        let mut m = HashMap::new();
+        m.insert(
+            FILTER_EXT_AUTHZ.to_string(),
+            if secured {
+                any(&ExtAuthzPerRoute {
+                    r#override: Some(ext_authz_per_route::Override::CheckSettings(CheckSettings {
+                        context_extensions: context_extensions(),
+                        disable_request_body_buffering: !c.router.payload_passing_to_enforcer.pass_request_payload,
+                        ..Default::default()
+                    })),
+                })
+            } else {
+                ext_authz_disabled()
+            },
+        );
+        if let Some(cors) = cors_override {
+            m.insert(FILTER_CORS.to_string(), cors.clone());
+        }
+        m
+    };
 
-    let make = |target: &Target<'_>, methods: &[Method], secured: bool, sandbox_match: bool| -> Route {
-        let mut headers = vec![HeaderMatcher {
-            name: ":method".to_string(),
-            header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(string_regex(format!(
-                "^({})$",
-                method_list(methods).join("|")
-            )))),
-            ..Default::default()
-        }];
+    let mut out = Vec::new();
+    let mut place = |mut route: Route, headers: Vec<HeaderMatcher>, variant: u8| {
+        let key = SortKey::of_path(&full_template, variant, &route.name);
+        route.r#match = Some(pm.route_match(headers));
+        out.push(PlacedRoute { scope: scope.clone(), vhost: vhost.to_string(), key, route });
+    };
+
+    let forward = |target: &Target<'_>, methods: &[Method], secured: bool, sandbox_match: bool| -> (Route, Vec<HeaderMatcher>) {
+        let mut headers = vec![method_matcher(methods)];
         if sandbox_match {
             headers.push(HeaderMatcher {
                 name: HEADER_CLUSTER.to_string(),
@@ -369,39 +538,21 @@ fn resource_routes(
             Some(ms) => millis(ms),
             None => secs(c.router.upstream.timeouts.route_timeout_in_seconds),
         };
-        let action = RouteAction {
+        let mut action = RouteAction {
             cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(target.name.clone())),
             host_rewrite_specifier: Some(route_action::HostRewriteSpecifier::AutoHostRewrite(bool_value(true))),
-            regex_rewrite: Some(rewrite(&p, ec.base_path())),
             timeout: Some(timeout),
             idle_timeout: Some(secs(c.router.upstream.timeouts.route_idle_timeout_in_seconds)),
             retry_policy: retry_policy(ec, c),
             ..Default::default()
         };
-        let mut per_filter = HashMap::new();
-        per_filter.insert(
-            FILTER_EXT_AUTHZ.to_string(),
-            if secured {
-                any(&ExtAuthzPerRoute {
-                    r#override: Some(ext_authz_per_route::Override::CheckSettings(CheckSettings {
-                        context_extensions: context_extensions(&all_methods),
-                        disable_request_body_buffering: !c.router.payload_passing_to_enforcer.pass_request_payload,
-                        ..Default::default()
-                    })),
-                })
-            } else {
-                ext_authz_disabled()
-            },
-        );
-        if let Some(cors) = cors {
-            per_filter.insert(FILTER_CORS.to_string(), cors.clone());
-        }
+        pm.set_rewrite(&mut action, ec.base_path());
         let mut request_headers_to_add = Vec::new();
         if let Some(auth) = &ec.basic_auth {
             let token = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", auth.username, auth.password));
             request_headers_to_add.push(set_header("authorization", &format!("Basic {token}")));
         }
-        Route {
+        let route = Route {
             name: format!(
                 "{}:{} {} {}{}",
                 api.name,
@@ -410,89 +561,56 @@ fn resource_routes(
                 full_template,
                 if sandbox_match { " (sandbox)" } else { "" }
             ),
-            r#match: Some(RouteMatch {
-                path_specifier: Some(route_match::PathSpecifier::SafeRegex(regex(p.matcher.clone()))),
-                headers,
-                ..Default::default()
-            }),
             action: Some(route::Action::Route(action)),
             decorator: Some(Decorator { operation: format!("{vhost}:{full_template}"), ..Default::default() }),
-            typed_per_filter_config: per_filter,
+            typed_per_filter_config: per_filter(secured),
             request_headers_to_add,
             ..Default::default()
-        }
+        };
+        (route, headers)
     };
 
-    let mut out = Vec::new();
-    let mut place = |route: Route, variant: u8| {
-        let key = SortKey::of_path(&full_template, variant, &route.name);
-        out.push(PlacedRoute { scope: scope.clone(), vhost: vhost.to_string(), key, route });
-    };
     let main = prod.or(sand);
     if let Some(main) = main {
         if !secured.is_empty() {
             if let (Some(s), Some(p)) = (sand, prod)
                 && s.name != p.name
             {
-                place(make(s, &secured, true, true), 0);
+                let (r, h) = forward(s, &secured, true, true);
+                place(r, h, 0);
             }
-            place(make(main, &secured, true, false), 1);
+            let (r, h) = forward(main, &secured, true, false);
+            place(r, h, 1);
         }
         if !open.is_empty() {
-            place(make(main, &open, false, false), 1);
+            let (r, h) = forward(main, &open, false, false);
+            place(r, h, 1);
         }
     }
     if !all_methods.contains(&Method::Options) {
-        let options_match = |preflight: bool| {
-            let mut headers = vec![HeaderMatcher {
-                name: ":method".to_string(),
-                header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(string_exact("OPTIONS"))),
-                ..Default::default()
-            }];
-            if preflight {
-                headers.push(HeaderMatcher {
-                    name: "access-control-request-method".to_string(),
-                    header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::PresentMatch(true)),
-                    ..Default::default()
-                });
-            }
-            RouteMatch {
-                path_specifier: Some(route_match::PathSpecifier::SafeRegex(regex(p.matcher.clone()))),
-                headers,
-                ..Default::default()
-            }
+        let options = HeaderMatcher {
+            name: ":method".to_string(),
+            header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(string_exact("OPTIONS"))),
+            ..Default::default()
         };
-        let mut per_filter = HashMap::new();
-        per_filter.insert(FILTER_EXT_AUTHZ.to_string(), ext_authz_disabled());
-        if let (Some(cors), Some(main)) = (cors, main) {
-            // CORS preflights: the CORS filter answers them, but only on a
-            // route that forwards (never on a direct response), so this one
-            // names the API's cluster without ever reaching it.
-            per_filter.insert(FILTER_CORS.to_string(), cors.clone());
-            let route = Route {
-                name: format!("{}:{} CORS preflight {}", api.name, api.version, full_template),
-                r#match: Some(options_match(true)),
-                action: Some(route::Action::Route(RouteAction {
-                    cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(main.name.clone())),
-                    ..Default::default()
-                })),
-                typed_per_filter_config: per_filter.clone(),
-                ..Default::default()
-            };
-            place(route, 2);
-        }
         // Other OPTIONS requests: answered by Envoy with the allowed methods.
         let mut allow = vec!["OPTIONS"];
         allow.extend(method_list(&all_methods));
         let route = Route {
             name: format!("{}:{} OPTIONS {}", api.name, api.version, full_template),
-            r#match: Some(options_match(false)),
             action: Some(route::Action::DirectResponse(DirectResponseAction { status: 204, ..Default::default() })),
             response_headers_to_add: vec![set_header("allow", &allow.join(", "))],
-            typed_per_filter_config: per_filter,
+            typed_per_filter_config: per_filter(false),
             ..Default::default()
         };
-        place(route, 3);
+        // Not preflights (those go to the API's preflight route).
+        let not_preflight = HeaderMatcher {
+            name: "access-control-request-method".to_string(),
+            header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::PresentMatch(true)),
+            invert_match: true,
+            ..Default::default()
+        };
+        place(route, vec![options, not_preflight], 3);
     }
     out
 }

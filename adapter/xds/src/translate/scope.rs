@@ -15,7 +15,9 @@ use envoy_types::pb::envoy::config::route::v3::{
 use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source};
 use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{ExtAuthzPerRoute, ext_authz_per_route};
 
-use super::names::{FILTER_EXT_AUTHZ, HEADER_CLUSTER, HEADER_ROUTE_SCOPE, route_config_name, scope_name};
+use envoy_types::pb::google::protobuf::Any;
+
+use super::names::{FILTER_CORS, FILTER_EXT_AUTHZ, HEADER_CLUSTER, HEADER_ROUTE_SCOPE, route_config_name, scope_name};
 use super::route::{PlacedRoute, SortKey};
 use super::util::{any, set_header};
 
@@ -55,8 +57,9 @@ fn direct(scope: &str, path: &str, body: &str, vhost: &str) -> PlacedRoute {
     PlacedRoute { scope: scope.to_string(), vhost: vhost.to_string(), key: SortKey::last(path), route }
 }
 
-/// The route configuration of `scope` from its routes (any order).
-pub fn route_configuration(scope: &str, routes: Vec<PlacedRoute>) -> RouteConfiguration {
+/// The route configuration of `scope` from its routes (any order). `cors`
+/// is the gateway-wide CORS policy, set on every virtual host.
+pub fn route_configuration(scope: &str, routes: Vec<PlacedRoute>, cors: Option<&Any>) -> RouteConfiguration {
     let mut by_vhost: BTreeMap<String, Vec<PlacedRoute>> = BTreeMap::new();
     for r in routes {
         by_vhost.entry(r.vhost.clone()).or_default().push(r);
@@ -65,10 +68,15 @@ pub fn route_configuration(scope: &str, routes: Vec<PlacedRoute>) -> RouteConfig
         .into_iter()
         .map(|(vhost, mut rs)| {
             rs.sort_by(|a, b| a.key.cmp(&b.key));
+            let mut per_filter = std::collections::HashMap::new();
+            if let Some(cors) = cors {
+                per_filter.insert(FILTER_CORS.to_string(), cors.clone());
+            }
             VirtualHost {
                 name: vhost.clone(),
                 domains: vec![vhost.clone(), format!("{vhost}:*")],
                 routes: rs.into_iter().map(|r| r.route).collect(),
+                typed_per_filter_config: per_filter,
                 ..Default::default()
             }
         })
