@@ -58,18 +58,18 @@ fn rss_mb(pid: u32) -> f64 {
 }
 
 fn oas(i: usize, extra: &str) -> String {
-    let mut s = format!(
-        "openapi: 3.0.1\ninfo: {{title: Api{i}, version: v1}}\nx-wso2-disable-security: true\npaths:\n"
-    );
+    // A typical API: secured resources (the enforcer's, once it runs) and one public one.
+    let mut s = format!("openapi: 3.0.1\ninfo: {{title: Api{i}, version: v1}}\npaths:\n");
     for r in 0..5 {
-        let path = match r {
-            0 => "/items".to_string(),
-            1 => "/items/{id}".to_string(),
-            2 => "/items/{id}/details".to_string(),
-            3 => "/search".to_string(),
-            _ => "/files/*".to_string(),
+        let (path, public) = match r {
+            0 => ("/items", false),
+            1 => ("/items/{id}", false),
+            2 => ("/items/{id}/details", false),
+            3 => ("/search", true),
+            _ => ("/files/*", false),
         };
-        s.push_str(&format!("  {path}:\n    get: {{}}\n    post: {{}}\n"));
+        let ext = if public { " {x-wso2-disable-security: true}" } else { " {}" };
+        s.push_str(&format!("  {path}:\n    get:{ext}\n    post:{ext}\n"));
     }
     s.push_str(extra);
     s
@@ -141,7 +141,8 @@ async fn control_plane(n: usize, changes: usize, config: &str) -> Result<Value> 
     gw.spawn_envoy().await;
     let t0 = Instant::now();
     gw.start_adapter().await;
-    let last = format!("/api{}/v1/items/9/details", n - 1);
+    // The public resource answers 200 once the API is served.
+    let last = format!("/api{}/v1/search", n - 1);
     until_served(&gw, &last, Duration::from_secs(120)).await?;
     let startup = t0.elapsed();
     let first = format!("/api0/v1/search");
@@ -157,7 +158,7 @@ async fn control_plane(n: usize, changes: usize, config: &str) -> Result<Value> 
     for c in 0..changes {
         let i = (c * 7919 + 13) % n;
         let before = bytes_sent(&gw.xds_status().await);
-        let extra = format!("  /changed{c}:\n    get: {{}}\n");
+        let extra = format!("  /changed{c}:\n    get: {{x-wso2-disable-security: true}}\n");
         let t = Instant::now();
         gw.write_project(&format!("api{i:05}"), &[("Definitions/swagger.yaml", &oas(i, &extra))]);
         until_served(&gw, &format!("/api{i}/v1/changed{c}"), Duration::from_secs(30)).await?;
@@ -252,23 +253,84 @@ async fn data_plane(duration: u64, connections: u32) -> Result<Value> {
         .start()
         .await;
     gw.wait_status("/bench/v1/__fixed", 200).await;
+    // Plain Envoy, same binary and concurrency, a minimal static config
+    // routing everything to the same backend: the reference for what the
+    // gateway's configuration costs.
+    let plain_port = free_port();
+    let plain_cfg = gw.dir.path().join("plain-envoy.yaml");
+    std::fs::write(&plain_cfg, plain_envoy_config(plain_port, port))?;
+    let mut plain = Command::new(integration::envoy_bin())
+        .arg("-c")
+        .arg(&plain_cfg)
+        .args(["--use-dynamic-base-id", "--concurrency"])
+        .arg(std::env::var("ENVOY_CONCURRENCY").unwrap_or_else(|_| "1".into()))
+        .args(["--log-level", "warn"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("start plain Envoy")?;
+    let plain_url = format!("http://127.0.0.1:{plain_port}/__fixed");
+    integration::eventually("plain Envoy", || async {
+        reqwest_get(&plain_url).await
+    })
+    .await;
     let via = format!("http://127.0.0.1:{}/bench/v1/__fixed", gw.ports.http);
     let direct = format!("http://127.0.0.1:{port}/__fixed");
-    // Warm-up, then interleaved measured runs.
+    // Warm-up, then the measured runs back to back.
     wrk(&via, Some("localhost"), 3, connections)?;
+    wrk(&plain_url, None, 3, connections)?;
     wrk(&direct, None, 3, connections)?;
     let (e, envoy_cmd) = wrk(&via, Some("localhost"), duration, connections)?;
+    let (p, plain_cmd) = wrk(&plain_url, None, duration, connections)?;
     let (d, direct_cmd) = wrk(&direct, None, duration, connections)?;
+    let _ = plain.kill();
+    let _ = plain.wait();
     let _ = backend.kill();
     let _ = backend.wait();
     Ok(json!({
         "tool": "wrk",
         "envoy_concurrency": std::env::var("ENVOY_CONCURRENCY").unwrap_or_else(|_| "1".into()),
         "through_envoy": {"command": envoy_cmd, "rps": e.rps, "p50_ms": e.p50_ms, "p99_ms": e.p99_ms, "non_2xx": e.non2xx},
+        "plain_envoy": {"command": plain_cmd, "rps": p.rps, "p50_ms": p.p50_ms, "p99_ms": p.p99_ms, "non_2xx": p.non2xx},
         "direct": {"command": direct_cmd, "rps": d.rps, "p50_ms": d.p50_ms, "p99_ms": d.p99_ms, "non_2xx": d.non2xx},
         "rps_ratio_envoy_to_direct": e.rps / d.rps,
+        "rps_ratio_gateway_to_plain_envoy": e.rps / p.rps,
         "added_p50_ms": e.p50_ms - d.p50_ms,
     }))
+}
+
+fn plain_envoy_config(listen: u16, backend: u16) -> String {
+    format!(
+        r#"static_resources:
+  listeners:
+  - name: plain
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listen} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: plain
+          route_config:
+            virtual_hosts:
+            - {{ name: all, domains: ["*"], routes: [ {{ match: {{ prefix: "/" }}, route: {{ cluster: backend }} }} ] }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+  clusters:
+  - name: backend
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: backend
+      endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {backend} }} }} }} }} ] }} ]
+"#
+    )
+}
+
+async fn reqwest_get(url: &str) -> Result<(), String> {
+    let r = reqwest::get(url).await.map_err(|e| e.to_string())?;
+    if r.status().is_success() { Ok(()) } else { Err(r.status().to_string()) }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -332,14 +394,18 @@ fn print_summary(r: &Value) {
     let dp = &r["data_plane"];
     if dp.is_object() {
         println!(
-            "data plane ({}):\n  through Envoy: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms\n  direct:        {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms\n  ratio Envoy/direct: {:.3}\n  commands: {} | {}",
+            "data plane ({}):\n  gateway (Envoy): {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms\n  plain Envoy:     {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms\n  direct:          {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms\n  ratio gateway/plain Envoy: {:.3}\n  ratio gateway/direct: {:.3}\n  commands: {} | {}",
             dp["tool"].as_str().unwrap_or(""),
             dp["through_envoy"]["rps"].as_f64().unwrap_or(0.0),
             dp["through_envoy"]["p50_ms"].as_f64().unwrap_or(0.0),
             dp["through_envoy"]["p99_ms"].as_f64().unwrap_or(0.0),
+            dp["plain_envoy"]["rps"].as_f64().unwrap_or(0.0),
+            dp["plain_envoy"]["p50_ms"].as_f64().unwrap_or(0.0),
+            dp["plain_envoy"]["p99_ms"].as_f64().unwrap_or(0.0),
             dp["direct"]["rps"].as_f64().unwrap_or(0.0),
             dp["direct"]["p50_ms"].as_f64().unwrap_or(0.0),
             dp["direct"]["p99_ms"].as_f64().unwrap_or(0.0),
+            dp["rps_ratio_gateway_to_plain_envoy"].as_f64().unwrap_or(0.0),
             dp["rps_ratio_envoy_to_direct"].as_f64().unwrap_or(0.0),
             dp["through_envoy"]["command"].as_str().unwrap_or(""),
             dp["direct"]["command"].as_str().unwrap_or(""),

@@ -35,6 +35,16 @@ async fn secured_routes_fail_closed_without_an_enforcer() {
             })
         );
     }
+    // OPTIONS on a secured resource is the enforcer's to answer (204 with
+    // Allow, as in Choreo Connect): without it, refused too.
+    let r = gw.request("OPTIONS", "localhost", "/guarded/v1/secret", &[]).await.expect("request");
+    assert_eq!(r.status, 500);
+    // A CORS preflight is answered by Envoy, enforcer or not.
+    let r = gw
+        .request("OPTIONS", "localhost", "/guarded/v1/secret", &[("origin", "https://x.example"), ("access-control-request-method", "POST")])
+        .await
+        .expect("request");
+    assert_eq!((r.status, r.header("access-control-allow-origin")), (200, Some("https://x.example")));
     assert_eq!(b.hits(), 0, "nothing reached the backend");
     let r = gw.get("/guarded/v1/public").await.expect("request");
     assert_eq!(r.status, 200);
@@ -50,7 +60,7 @@ async fn secured_routes_fail_closed_without_an_enforcer() {
         .flatten()
         .flat_map(|c| c["route_config"]["virtual_hosts"].as_array().cloned().unwrap_or_default())
         .flat_map(|vh| vh["routes"].as_array().cloned().unwrap_or_default())
-        .find(|r| r["name"] == "Guarded:v1 GET,POST /guarded/v1/secret")
+        .find(|r| r["name"] == "Guarded:v1 GET,POST,OPTIONS /guarded/v1/secret")
         .expect("secured route");
     // Envoy redacts the (sensitive) context extensions in config_dump; the
     // golden tests check their values. Here: checked, not disabled.

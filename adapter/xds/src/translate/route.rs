@@ -570,16 +570,24 @@ fn resource_routes(
         (route, headers)
     };
 
+    // OPTIONS on a resource that does not declare it: with secured methods
+    // it goes to the enforcer, which answers 204 with `Allow` (as in Choreo
+    // Connect), so the secured route takes it; otherwise Envoy answers below.
+    let options_declared = all_methods.contains(&Method::Options);
+    let mut secured_matched = secured.clone();
+    if !secured.is_empty() && !options_declared {
+        secured_matched.push(Method::Options);
+    }
     let main = prod.or(sand);
     if let Some(main) = main {
         if !secured.is_empty() {
             if let (Some(s), Some(p)) = (sand, prod)
                 && s.name != p.name
             {
-                let (r, h) = forward(s, &secured, true, true);
+                let (r, h) = forward(s, &secured_matched, true, true);
                 place(r, h, 0);
             }
-            let (r, h) = forward(main, &secured, true, false);
+            let (r, h) = forward(main, &secured_matched, true, false);
             place(r, h, 1);
         }
         if !open.is_empty() {
@@ -587,7 +595,7 @@ fn resource_routes(
             place(r, h, 1);
         }
     }
-    if !all_methods.contains(&Method::Options) {
+    if !options_declared && secured.is_empty() {
         let options = HeaderMatcher {
             name: ":method".to_string(),
             header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(string_exact("OPTIONS"))),
