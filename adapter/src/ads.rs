@@ -120,9 +120,10 @@ async fn serve<W: Wire>(
         () = hub.loaded() => {}
         () = hub.closed() => return,
     }
-    let label = W::node(&first).map(|n| n.id.clone()).filter(|l| !l.is_empty()).unwrap_or_else(|| {
-        DEFAULT_ENVIRONMENT.to_string()
-    });
+    let label = W::node(&first)
+        .map(|n| n.id.clone())
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| DEFAULT_ENVIRONMENT.to_string());
     let mut snapshots = hub.subscribe(&label);
     let mut stream = Stream::new(W::MODE, snapshots.borrow_and_update().clone());
     let connected_at_ms = now_ms();

@@ -146,7 +146,11 @@ pub fn read_entry(path: &Path) -> Result<ProjectFiles, Problems> {
 }
 
 /// Reads and parses entries, in parallel on all cores.
-fn parse_all(dir: &Path, names: &[String], opts: &ParseOptions) -> Vec<(String, Result<gateway_model::Project, Problems>)> {
+fn parse_all(
+    dir: &Path,
+    names: &[String],
+    opts: &ParseOptions,
+) -> Vec<(String, Result<gateway_model::Project, Problems>)> {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
     let chunk = names.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
@@ -168,7 +172,12 @@ fn parse_all(dir: &Path, names: &[String], opts: &ParseOptions) -> Vec<(String, 
 }
 
 /// Applies parsed entries in one change.
-fn apply(hub: &Hub, report: &Report, parsed: Vec<(String, Result<gateway_model::Project, Problems>)>, removed: &[String]) {
+fn apply(
+    hub: &Hub,
+    report: &Report,
+    parsed: Vec<(String, Result<gateway_model::Project, Problems>)>,
+    removed: &[String],
+) {
     let started = std::time::Instant::now();
     let results = hub.update(|state| {
         let mut results = Vec::new();
@@ -200,7 +209,8 @@ fn apply(hub: &Hub, report: &Report, parsed: Vec<(String, Result<gateway_model::
     for (name, outcome) in results {
         match outcome {
             Ok((api, deployments, skipped)) => {
-                let targets: Vec<String> = deployments.iter().map(|d| format!("{}@{}", d.environment, d.vhost)).collect();
+                let targets: Vec<String> =
+                    deployments.iter().map(|d| format!("{}@{}", d.environment, d.vhost)).collect();
                 info!(project = %name, api = %api, deployments = ?targets, "API project deployed");
                 if !skipped.is_empty() {
                     warn!(project = %name, environments = ?skipped, "environments not in [[adapter.vhostMapping]] were skipped");
@@ -270,7 +280,13 @@ impl Pending {
 /// Watches `dir` and applies changes until the task is dropped. Events name
 /// the entries to re-read, so one change costs the same with 10 or 10,000
 /// projects; a full rescan runs every few seconds as a safety net.
-pub async fn watch(hub: Arc<Hub>, report: Arc<Report>, dir: PathBuf, opts: Arc<ParseOptions>, mut known: BTreeMap<String, u64>) {
+pub async fn watch(
+    hub: Arc<Hub>,
+    report: Arc<Report>,
+    dir: PathBuf,
+    opts: Arc<ParseOptions>,
+    mut known: BTreeMap<String, u64>,
+) {
     let (tx, mut rx) = mpsc::channel::<Pending>(1024);
     let watcher = {
         let tx = tx.clone();
@@ -349,7 +365,8 @@ pub async fn watch(hub: Arc<Hub>, report: Arc<Report>, dir: PathBuf, opts: Arc<P
                         continue;
                     }
                     let path = dir.join(&name);
-                    let is_entry = fs::metadata(&path).map(|m| m.is_dir()).unwrap_or(false) || (name.ends_with(".zip") && path.exists());
+                    let is_entry = fs::metadata(&path).map(|m| m.is_dir()).unwrap_or(false)
+                        || (name.ends_with(".zip") && path.exists());
                     if is_entry {
                         let fp = fingerprint(&path);
                         if known.get(&name) != Some(&fp) {

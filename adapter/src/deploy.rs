@@ -58,12 +58,20 @@ impl Registry {
                 continue;
             }
             for p in routable_paths(api) {
-                if let Some(other_source) = self.paths.get(vhost).and_then(|m| m.get(&p)).filter(|o| o.as_str() != source) {
-                    let other = self.sources.get(other_source).map(|d| format!("{} {}", d.api.name, d.api.version)).unwrap_or_default();
+                if let Some(other_source) =
+                    self.paths.get(vhost).and_then(|m| m.get(&p)).filter(|o| o.as_str() != source)
+                {
+                    let other = self
+                        .sources
+                        .get(other_source)
+                        .map(|d| format!("{} {}", d.api.name, d.api.version))
+                        .unwrap_or_default();
                     out.push(Problem::new(
                         "",
                         "",
-                        format!("An API exists with the same basepath {p} on vhost {vhost}: {other} (from {other_source})"),
+                        format!(
+                            "An API exists with the same basepath {p} on vhost {vhost}: {other} (from {other_source})"
+                        ),
                     ));
                     break;
                 }

@@ -121,7 +121,8 @@ pub async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, app: Router
                 }
             };
             let service = hyper_util::service::TowerToHyperService::new(app);
-            if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).await {
+            if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).await
+            {
                 debug!(%peer, error = %e, "connection ended with an error");
             }
         });

@@ -71,7 +71,12 @@ pub fn apis_dir(config: &Config) -> PathBuf {
 }
 
 /// Runs the adapter until `shutdown` completes.
-pub async fn run(config: Config, opts: Options, parse_opts: ParseOptions, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AdapterError> {
+pub async fn run(
+    config: Config,
+    opts: Options,
+    parse_opts: ParseOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AdapterError> {
     let config = Arc::new(config);
     let hub = Hub::new(Arc::clone(&config));
     let report = Arc::new(artifacts::Report::default());
@@ -88,7 +93,10 @@ pub async fn run(config: Config, opts: Options, parse_opts: ParseOptions, shutdo
     let mut tasks = tokio::task::JoinSet::new();
     if config.adapter.server.enabled {
         let address = format!("{}:{}", config.adapter.server.host, config.adapter.server.port);
-        let tls = tls::server_config(Path::new(&config.adapter.keystore.cert_path), Path::new(&config.adapter.keystore.key_path))?;
+        let tls = tls::server_config(
+            Path::new(&config.adapter.keystore.cert_path),
+            Path::new(&config.adapter.keystore.key_path),
+        )?;
         let listener = TcpListener::bind(&address).await.map_err(|source| AdapterError::Bind { address, source })?;
         let app = http::router(Arc::clone(&hub), Arc::clone(&report), config.adapter.server.users.clone());
         tasks.spawn(http::serve_tls(listener, tokio_rustls::TlsAcceptor::from(tls), app));

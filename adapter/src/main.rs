@@ -86,7 +86,11 @@ fn main() -> ExitCode {
         }
     };
     let env: Vec<(String, String)> = std::env::vars().collect();
-    let loaded = match gateway_config::load(&text, &path.display().to_string(), env.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+    let loaded = match gateway_config::load(
+        &text,
+        &path.display().to_string(),
+        env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    ) {
         Ok(l) => l,
         Err(e) => {
             error!("invalid configuration: {e}");

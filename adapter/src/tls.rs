@@ -40,14 +40,23 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
     if certs.is_empty() {
         return Err(file_err(cert, "no certificate in the file".into()));
     }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, format!("no usable private key: {e}")))?;
+    let key_der =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, format!("no usable private key: {e}")))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Pair { cert: cert.display().to_string(), key: key.display().to_string(), reason: e.to_string() })?
+        .map_err(|e| TlsError::Pair {
+            cert: cert.display().to_string(),
+            key: key.display().to_string(),
+            reason: e.to_string(),
+        })?
         .with_no_client_auth()
         .with_single_cert(certs, key_der)
-        .map_err(|e| TlsError::Pair { cert: cert.display().to_string(), key: key.display().to_string(), reason: e.to_string() })?;
+        .map_err(|e| TlsError::Pair {
+            cert: cert.display().to_string(),
+            key: key.display().to_string(),
+            reason: e.to_string(),
+        })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

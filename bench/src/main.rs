@@ -133,7 +133,10 @@ async fn control_plane(n: usize, changes: usize, config: &str) -> Result<Value> 
     for i in 0..n {
         gw.write_project(
             &format!("api{i:05}"),
-            &[("api.yaml", &api_yaml(&format!("Api{i}"), "v1", &format!("/api{i}"), &backend.url())), ("Definitions/swagger.yaml", &oas(i, ""))],
+            &[
+                ("api.yaml", &api_yaml(&format!("Api{i}"), "v1", &format!("/api{i}"), &backend.url())),
+                ("Definitions/swagger.yaml", &oas(i, "")),
+            ],
         );
     }
     let mut gw = gw;
@@ -145,7 +148,7 @@ async fn control_plane(n: usize, changes: usize, config: &str) -> Result<Value> 
     let last = format!("/api{}/v1/search", n - 1);
     until_served(&gw, &last, Duration::from_secs(120)).await?;
     let startup = t0.elapsed();
-    let first = format!("/api0/v1/search");
+    let first = "/api0/v1/search".to_string();
     until_served(&gw, &first, Duration::from_secs(10)).await?;
     let status = in_sync(&gw).await;
     let (full_bytes, per_type) = full_config_bytes(&status);
@@ -249,7 +252,13 @@ async fn data_plane(duration: u64, connections: u32) -> Result<Value> {
         .context("start the test backend")?;
     let oas = "openapi: 3.0.1\ninfo: {title: Bench, version: v1}\nx-wso2-disable-security: true\npaths:\n  /__fixed:\n    get: {}\n";
     let gw = Gateway::builder(XdsMode::Delta)
-        .project("bench", &[("api.yaml", &api_yaml("Bench", "v1", "/bench", &format!("http://127.0.0.1:{port}"))), ("Definitions/swagger.yaml", oas)])
+        .project(
+            "bench",
+            &[
+                ("api.yaml", &api_yaml("Bench", "v1", "/bench", &format!("http://127.0.0.1:{port}"))),
+                ("Definitions/swagger.yaml", oas),
+            ],
+        )
         .start()
         .await;
     gw.wait_status("/bench/v1/__fixed", 200).await;
@@ -270,10 +279,7 @@ async fn data_plane(duration: u64, connections: u32) -> Result<Value> {
         .spawn()
         .context("start plain Envoy")?;
     let plain_url = format!("http://127.0.0.1:{plain_port}/__fixed");
-    integration::eventually("plain Envoy", || async {
-        reqwest_get(&plain_url).await
-    })
-    .await;
+    integration::eventually("plain Envoy", || async { reqwest_get(&plain_url).await }).await;
     let via = format!("http://127.0.0.1:{}/bench/v1/__fixed", gw.ports.http);
     let direct = format!("http://127.0.0.1:{port}/__fixed");
     // Warm-up, then the measured runs back to back.
@@ -370,7 +376,11 @@ fn machine() -> Value {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default();
     json!({"cpus": cpus, "cpu": model})
 }

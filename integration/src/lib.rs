@@ -75,7 +75,11 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         dir.pop();
     }
     let p = dir.join(name);
-    assert!(p.exists(), "{} is missing: build the binaries first (`cargo build --bins`, done by `make test`)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: build the binaries first (`cargo build --bins`, done by `make test`)",
+        p.display()
+    );
     p
 }
 
@@ -231,6 +235,7 @@ pub struct Gateway {
     // Processes first: fields drop in order, and their logs live in `dir`.
     adapter: Option<Proc>,
     envoy: Option<Proc>,
+    extra_envoys: Vec<Proc>,
     /// The ports.
     pub ports: Ports,
     /// The xDS variant Envoy uses.
@@ -285,7 +290,8 @@ impl GatewayBuilder {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("artifacts/apis")).expect("apis dir");
         let certs = make_certs(dir.path());
-        let ports = Ports { xds: free_port(), mgmt: free_port(), http: free_port(), https: free_port(), enforcer: free_port() };
+        let ports =
+            Ports { xds: free_port(), mgmt: free_port(), http: free_port(), https: free_port(), enforcer: free_port() };
         let ca = reqwest::Certificate::from_pem(certs.cert_pem.as_bytes()).expect("ca");
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -301,6 +307,7 @@ impl GatewayBuilder {
             certs,
             adapter: None,
             envoy: None,
+            extra_envoys: Vec::new(),
             admin: None,
             client,
             extra_config: self.extra_config,
@@ -322,7 +329,13 @@ impl GatewayBuilder {
 impl Gateway {
     /// A builder for a gateway whose Envoy uses `mode`.
     pub fn builder(mode: XdsMode) -> GatewayBuilder {
-        GatewayBuilder { mode, extra_config: String::new(), projects: Vec::new(), start_envoy: true, start_adapter: true }
+        GatewayBuilder {
+            mode,
+            extra_config: String::new(),
+            projects: Vec::new(),
+            start_envoy: true,
+            start_adapter: true,
+        }
     }
 
     /// The folder the adapter watches.
@@ -383,7 +396,9 @@ keyPath = "{key}"
             }
             match self.xds_status_raw().await {
                 Ok(_) => break,
-                Err(e) if Instant::now() > deadline => panic!("the adapter's management API did not come up: {e}\n{}", proc.log()),
+                Err(e) if Instant::now() > deadline => {
+                    panic!("the adapter's management API did not come up: {e}\n{}", proc.log())
+                }
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
@@ -419,9 +434,15 @@ keyPath = "{key}"
 
     /// The rendered Envoy bootstrap.
     pub fn bootstrap(&self) -> String {
-        let template = std::fs::read_to_string(workspace_root().join("envoy/bootstrap.yaml")).expect("envoy/bootstrap.yaml");
+        self.bootstrap_for("Default", "test-router")
+    }
+
+    /// The rendered Envoy bootstrap for a router of `label`.
+    pub fn bootstrap_for(&self, label: &str, hostname: &str) -> String {
+        let template =
+            std::fs::read_to_string(workspace_root().join("envoy/bootstrap.yaml")).expect("envoy/bootstrap.yaml");
         let mut vars = BTreeMap::new();
-        vars.insert("ROUTER_LABEL", "Default".to_string());
+        vars.insert("ROUTER_LABEL", label.to_string());
         vars.insert("ROUTER_CLUSTER", "default_cluster".to_string());
         vars.insert("ROUTER_ADMIN_HOST", "127.0.0.1".to_string());
         vars.insert("ROUTER_ADMIN_PORT", "0".to_string());
@@ -431,7 +452,7 @@ keyPath = "{key}"
         vars.insert("ENFORCER_HOST", "127.0.0.1".to_string());
         vars.insert("ENFORCER_PORT", self.ports.enforcer.to_string());
         vars.insert("ENFORCER_ANALYTICS_RECEIVER_PORT", self.ports.enforcer.to_string());
-        vars.insert("HOSTNAME", "test-router".to_string());
+        vars.insert("HOSTNAME", hostname.to_string());
         render(&template, &vars)
     }
 
@@ -486,6 +507,60 @@ keyPath = "{key}"
         self.admin = Some(admin);
     }
 
+    /// Starts another Envoy serving `label` (listeners share ports through
+    /// SO_REUSEPORT); returns its admin address. It stops with the gateway.
+    pub async fn add_envoy(&mut self, label: &str, hostname: &str) -> String {
+        let n = self.extra_envoys.len();
+        let path = self.dir.path().join(format!("envoy-{n}.yaml"));
+        std::fs::write(&path, self.bootstrap_for(label, hostname)).expect("write bootstrap");
+        let admin_file = self.dir.path().join(format!("envoy-{n}-admin-address"));
+        let mut cmd = Command::new(envoy_bin());
+        cmd.arg("-c").arg(&path).arg("--use-dynamic-base-id").arg("--admin-address-path").arg(&admin_file).args([
+            "--concurrency",
+            "1",
+            "--log-level",
+            "info",
+        ]);
+        let mut proc = Proc::spawn(&format!("envoy-{label}"), &mut cmd, self.dir.path().join(format!("envoy-{n}.log")));
+        let deadline = Instant::now() + patience();
+        let admin = loop {
+            assert!(proc.running(), "Envoy for {label} exited:\n{}", proc.log());
+            if let Some(a) = std::fs::read_to_string(&admin_file).ok().filter(|s| !s.trim().is_empty()) {
+                break a.trim().to_string();
+            }
+            assert!(Instant::now() < deadline, "Envoy for {label} wrote no admin address");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        self.extra_envoys.push(proc);
+        admin
+    }
+
+    /// Route names held by the Envoy whose admin interface is at `admin`.
+    pub async fn route_names_at(&self, admin: &str) -> Vec<String> {
+        let text = self
+            .client
+            .get(format!("http://{admin}/config_dump?resource=dynamic_route_configs"))
+            .send()
+            .await
+            .expect("config_dump")
+            .text()
+            .await
+            .expect("body");
+        // Before any route configuration arrived, Envoy answers with a non-JSON message.
+        let dump: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let mut out = Vec::new();
+        for c in dump["configs"].as_array().into_iter().flatten() {
+            for vh in c["route_config"]["virtual_hosts"].as_array().into_iter().flatten() {
+                for r in vh["routes"].as_array().into_iter().flatten() {
+                    if let Some(n) = r["name"].as_str() {
+                        out.push(n.to_string());
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The adapter's process id.
     pub fn adapter_pid(&self) -> Option<u32> {
         self.adapter.as_ref().map(Proc::pid)
@@ -522,7 +597,13 @@ keyPath = "{key}"
     }
 
     /// A request to Envoy's HTTP listener with `Host: host`.
-    pub async fn request(&self, method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> Result<Resp, String> {
+    pub async fn request(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Resp, String> {
         let url = format!("http://127.0.0.1:{}{path}", self.ports.http);
         self.send(method, &url, host, headers).await
     }
@@ -544,11 +625,12 @@ keyPath = "{key}"
         let mut hs: BTreeMap<String, String> = BTreeMap::new();
         for (k, v) in r.headers() {
             let v = String::from_utf8_lossy(v.as_bytes()).to_string();
-            hs.entry(k.as_str().to_string()).and_modify(|e| {
-                e.push_str(", ");
-                e.push_str(&v);
-            })
-            .or_insert(v);
+            hs.entry(k.as_str().to_string())
+                .and_modify(|e| {
+                    e.push_str(", ");
+                    e.push_str(&v);
+                })
+                .or_insert(v);
         }
         let body = r.text().await.map_err(|e| e.to_string())?;
         Ok(Resp { status, headers: hs, body })
@@ -586,10 +668,7 @@ keyPath = "{key}"
     pub async fn stats(&self) -> BTreeMap<String, String> {
         let url = format!("http://{}/stats", self.admin());
         let text = self.client.get(url).send().await.expect("stats").text().await.expect("body");
-        text.lines()
-            .filter_map(|l| l.split_once(": "))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        text.lines().filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     /// A counter (0 when absent).

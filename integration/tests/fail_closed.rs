@@ -19,7 +19,10 @@ paths:
 async fn secured_routes_fail_closed_without_an_enforcer() {
     let b = Backend::start("b").await.expect("backend");
     let gw = Gateway::builder(XdsMode::Delta)
-        .project("guarded", &[("api.yaml", &api_yaml("Guarded", "v1", "/guarded", &b.url())), ("Definitions/swagger.yaml", OAS)])
+        .project(
+            "guarded",
+            &[("api.yaml", &api_yaml("Guarded", "v1", "/guarded", &b.url())), ("Definitions/swagger.yaml", OAS)],
+        )
         .start()
         .await;
     for (method, headers) in [("GET", vec![]), ("POST", vec![("authorization", "Bearer a.b.c")])] {
@@ -41,7 +44,12 @@ async fn secured_routes_fail_closed_without_an_enforcer() {
     assert_eq!(r.status, 500);
     // A CORS preflight is answered by Envoy, enforcer or not.
     let r = gw
-        .request("OPTIONS", "localhost", "/guarded/v1/secret", &[("origin", "https://x.example"), ("access-control-request-method", "POST")])
+        .request(
+            "OPTIONS",
+            "localhost",
+            "/guarded/v1/secret",
+            &[("origin", "https://x.example"), ("access-control-request-method", "POST")],
+        )
         .await
         .expect("request");
     assert_eq!((r.status, r.header("access-control-allow-origin")), (200, Some("https://x.example")));

@@ -94,7 +94,10 @@ async fn projects_change_while_running(mode: XdsMode) {
     assert_eq!(gw.get("/shop/v1/items").await.expect("request").status, 404);
 
     // Added.
-    gw.write_project("shop", &[("api.yaml", &api_yaml("Shop", "v1", "/shop", &one.url())), ("Definitions/swagger.yaml", &oas(&["/items"]))]);
+    gw.write_project(
+        "shop",
+        &[("api.yaml", &api_yaml("Shop", "v1", "/shop", &one.url())), ("Definitions/swagger.yaml", &oas(&["/items"]))],
+    );
     let r = gw.wait_status("/shop/v1/items", 200).await;
     assert_eq!(r.header("x-backend-name"), Some("one"));
     assert!(gw.route_names().await.iter().any(|n| n == "Shop:v1 GET /shop/v1/items"));
@@ -104,13 +107,20 @@ async fn projects_change_while_running(mode: XdsMode) {
     // Changed: a new resource and a new endpoint.
     gw.write_project(
         "shop",
-        &[("api.yaml", &api_yaml("Shop", "v1", "/shop", &two.url())), ("Definitions/swagger.yaml", &oas(&["/items", "/orders"]))],
+        &[
+            ("api.yaml", &api_yaml("Shop", "v1", "/shop", &two.url())),
+            ("Definitions/swagger.yaml", &oas(&["/items", "/orders"])),
+        ],
     );
     let r = gw.wait_status("/shop/v1/orders", 200).await;
     assert_eq!(r.header("x-backend-name"), Some("two"));
     eventually("the new endpoint for /items", || async {
         let r = gw.get("/shop/v1/items").await?;
-        if r.header("x-backend-name") == Some("two") { Ok(()) } else { Err(format!("{:?}", r.header("x-backend-name"))) }
+        if r.header("x-backend-name") == Some("two") {
+            Ok(())
+        } else {
+            Err(format!("{:?}", r.header("x-backend-name")))
+        }
     })
     .await;
 
@@ -154,7 +164,10 @@ async fn an_invalid_project_is_refused_and_everything_else_keeps_serving() {
     let good_yaml = api_yaml("Good", "v1", "/good", &b.url());
     let gw = Gateway::builder(XdsMode::Delta)
         .project("good", &[("api.yaml", &good_yaml), ("Definitions/swagger.yaml", &oas(&["/a"]))])
-        .project("broken", &[("api.yaml", &api_yaml("Broken", "v1", "/broken", &b.url())), ("Definitions/swagger.yaml", "openapi: [")])
+        .project(
+            "broken",
+            &[("api.yaml", &api_yaml("Broken", "v1", "/broken", &b.url())), ("Definitions/swagger.yaml", "openapi: [")],
+        )
         .start()
         .await;
     gw.wait_status("/good/v1/a", 200).await;
@@ -165,7 +178,13 @@ async fn an_invalid_project_is_refused_and_everything_else_keeps_serving() {
     assert!(problem.starts_with("Definitions/swagger.yaml: not valid YAML"), "{problem}");
 
     // Break the deployed project: it is refused and its last good version keeps serving.
-    gw.write_project("good", &[("Definitions/swagger.yaml", "openapi: 3.0.1\npaths:\n  /a:\n    get:\n      x-wso2-disable-security: maybe\n")]);
+    gw.write_project(
+        "good",
+        &[(
+            "Definitions/swagger.yaml",
+            "openapi: 3.0.1\npaths:\n  /a:\n    get:\n      x-wso2-disable-security: maybe\n",
+        )],
+    );
     let status = eventually("the change to be refused", || async {
         let s = gw.artifacts_status().await;
         if s["entries"]["good"]["state"] == "refused" { Ok(s) } else { Err(s.to_string()) }
@@ -178,7 +197,10 @@ async fn an_invalid_project_is_refused_and_everything_else_keeps_serving() {
     assert_eq!(gw.get("/good/v1/a").await.expect("request").status, 200);
 
     // A project claiming a base path another API owns on the vhost is refused.
-    gw.write_project("thief", &[("api.yaml", &api_yaml("Thief", "v1", "/good", &b.url())), ("Definitions/swagger.yaml", &oas(&["/b"]))]);
+    gw.write_project(
+        "thief",
+        &[("api.yaml", &api_yaml("Thief", "v1", "/good", &b.url())), ("Definitions/swagger.yaml", &oas(&["/b"]))],
+    );
     let status = eventually("the conflict to be refused", || async {
         let s = gw.artifacts_status().await;
         if s["entries"]["thief"]["state"] == "refused" { Ok(s) } else { Err(s.to_string()) }
@@ -200,14 +222,20 @@ async fn a_rejected_config_is_reported(mode: XdsMode) {
     let b = Backend::start("b").await.expect("backend");
     let gw = Gateway::builder(mode)
         .config("[router.upstream.tls]\nciphers = \"ECDHE-RSA-AES128-GCM-SHA256:NOT-A-CIPHER\"\n")
-        .project("plain", &[("api.yaml", &api_yaml("Plain", "v1", "/plain", &b.url())), ("Definitions/swagger.yaml", &oas(&["/ok"]))])
+        .project(
+            "plain",
+            &[("api.yaml", &api_yaml("Plain", "v1", "/plain", &b.url())), ("Definitions/swagger.yaml", &oas(&["/ok"]))],
+        )
         .start()
         .await;
     gw.wait_status("/plain/v1/ok", 200).await;
 
     gw.write_project(
         "secure",
-        &[("api.yaml", &api_yaml("Secure", "v1", "/secure", "https://127.0.0.1:1/x")), ("Definitions/swagger.yaml", &oas(&["/s"]))],
+        &[
+            ("api.yaml", &api_yaml("Secure", "v1", "/secure", "https://127.0.0.1:1/x")),
+            ("Definitions/swagger.yaml", &oas(&["/s"])),
+        ],
     );
     let status = eventually("the adapter to report the NACK", || async {
         let s = gw.xds_status().await;
@@ -218,7 +246,8 @@ async fn a_rejected_config_is_reported(mode: XdsMode) {
     let cds = &status["streams"][0]["types"]["cds"];
     let message = cds["lastNack"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("NOT-A-CIPHER"), "Envoy's error text is reported: {message}");
-    let resources: Vec<&str> = cds["lastNack"]["resources"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+    let resources: Vec<&str> =
+        cds["lastNack"]["resources"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
     assert!(resources.contains(&"carbon.super_clusterProd_localhost_Securev1"), "{resources:?}");
     assert!(gw.adapter_log().contains("Envoy rejected configuration (NACK)"), "logged");
     assert!(gw.stat("cluster_manager.cds.update_rejected").await >= 1);
@@ -307,7 +336,9 @@ async fn an_unchanged_restart_sends_nothing_in_delta_mode() {
     gw.start_adapter().await;
     let s = eventually("Envoy to reconnect", || async {
         let s = gw.xds_status().await;
-        if s["streams"].as_array().is_some_and(|a| !a.is_empty()) && s["streams"][0]["types"]["rds"]["subscribed"] == true {
+        if s["streams"].as_array().is_some_and(|a| !a.is_empty())
+            && s["streams"][0]["types"]["rds"]["subscribed"] == true
+        {
             Ok(s)
         } else {
             Err(s.to_string())

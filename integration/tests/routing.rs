@@ -99,7 +99,10 @@ async fn routing(mode: XdsMode) {
             "GET",
             "localhost",
             "/petstore/1.0.0/pets",
-            &[("x-wso2-cluster-header", "carbon.super_clusterSand_localhost_PetStore1.0.0"), ("x-wso2-route-scope", "/x")],
+            &[
+                ("x-wso2-cluster-header", "carbon.super_clusterSand_localhost_PetStore1.0.0"),
+                ("x-wso2-route-scope", "/x"),
+            ],
         )
         .await
         .expect("request");
@@ -157,7 +160,9 @@ async fn vhosts_separate_apis_with_the_same_base_path() {
     let b = Backend::start("b").await.expect("backend");
     let oas = "openapi: 3.0.1\ninfo: {title: x, version: '1'}\nx-wso2-disable-security: true\npaths:\n  /hello:\n    get: {}\n";
     let envs = |vhost: &str| {
-        format!("type: deployment_environments\ndata:\n  - deploymentEnvironment: Default\n    deploymentVhost: {vhost}\n")
+        format!(
+            "type: deployment_environments\ndata:\n  - deploymentEnvironment: Default\n    deploymentVhost: {vhost}\n"
+        )
     };
     let gw = Gateway::builder(XdsMode::Delta)
         .config("[[adapter.vhostMapping]]\nenvironment = \"Default\"\nvhost = \"localhost\"\n")
@@ -185,4 +190,76 @@ async fn vhosts_separate_apis_with_the_same_base_path() {
     assert_eq!((rb.status, rb.header("x-backend-name")), (200, Some("b")));
     let r = gw.request("GET", "localhost", "/shared/v1/hello", &[]).await.expect("request");
     assert_eq!(r.status, 404, "not deployed on the default vhost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_envoy_gets_the_apis_of_its_label() {
+    let b = Backend::start("b").await.expect("backend");
+    let oas =
+        "openapi: 3.0.1\ninfo: {title: x, version: '1'}\nx-wso2-disable-security: true\npaths:\n  /a:\n    get: {}\n";
+    let envs = |list: &[&str]| {
+        let mut s = String::from("type: deployment_environments\ndata:\n");
+        for e in list {
+            s.push_str(&format!("  - deploymentEnvironment: {e}\n"));
+        }
+        s
+    };
+    let project = |name: &str, list: &[&str]| {
+        vec![
+            ("api.yaml".to_string(), api_yaml(name, "v1", &format!("/{}", name.to_lowercase()), &b.url())),
+            ("Definitions/swagger.yaml".to_string(), oas.to_string()),
+            ("deployment_environments.yaml".to_string(), envs(list)),
+        ]
+    };
+    let mut builder = Gateway::builder(XdsMode::Delta).config("[[adapter.vhostMapping]]\nenvironment = \"Default\"\nvhost = \"localhost\"\n[[adapter.vhostMapping]]\nenvironment = \"staging\"\nvhost = \"localhost\"\n");
+    for (name, list) in
+        [("OnlyDefault", &["Default"][..]), ("OnlyStaging", &["staging"][..]), ("Both", &["Default", "staging"][..])]
+    {
+        let files = project(name, list);
+        let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        builder = builder.project(name, &refs);
+    }
+    let mut gw = builder.start().await;
+    let staging_a = gw.add_envoy("staging", "staging-a").await;
+    let staging_b = gw.add_envoy("staging", "staging-b").await;
+
+    let has = |names: &[String], api: &str| names.iter().any(|n| n.starts_with(&format!("{api}:v1 ")));
+    for admin in [&staging_a, &staging_b] {
+        let names = integration::eventually("the staging routes", || async {
+            let n = gw.route_names_at(admin).await;
+            if has(&n, "OnlyStaging") { Ok(n) } else { Err(format!("{n:?}")) }
+        })
+        .await;
+        assert!(has(&names, "Both"), "{names:?}");
+        assert!(!has(&names, "OnlyDefault"), "{names:?}");
+    }
+    let names = gw.route_names().await;
+    assert!(has(&names, "OnlyDefault") && has(&names, "Both") && !has(&names, "OnlyStaging"), "{names:?}");
+
+    // The adapter reports three routers, grouped by label.
+    let status = integration::eventually("three streams", || async {
+        let s = gw.xds_status().await;
+        if s["streams"].as_array().map(|a| a.len()) == Some(3) { Ok(s) } else { Err(s.to_string()) }
+    })
+    .await;
+    let mut nodes: Vec<(String, String)> = status["streams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            (
+                s["node"]["id"].as_str().unwrap_or("").to_string(),
+                s["node"]["instance"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    nodes.sort();
+    assert_eq!(
+        nodes,
+        vec![
+            ("Default".to_string(), "test-router".to_string()),
+            ("staging".to_string(), "staging-a".to_string()),
+            ("staging".to_string(), "staging-b".to_string())
+        ]
+    );
 }

@@ -15,7 +15,10 @@ async fn gateway(endpoints: &str) -> Gateway {
     Gateway::builder(XdsMode::Delta)
         .project(
             "up",
-            &[("api.yaml", &api_yaml("Up", "v1", "/up", "http://127.0.0.1:1")), ("Definitions/swagger.yaml", &oas_with(endpoints))],
+            &[
+                ("api.yaml", &api_yaml("Up", "v1", "/up", "http://127.0.0.1:1")),
+                ("Definitions/swagger.yaml", &oas_with(endpoints)),
+            ],
         )
         .start()
         .await

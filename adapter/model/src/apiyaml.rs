@@ -3,10 +3,10 @@
 
 use serde_json::{Map, Value};
 
+use crate::endpoint::parse_security_config;
 use crate::model::{ApiType, BasicAuth};
 use crate::problem::Ctx;
 use crate::value::{field, get_ci, kind, opt_bool, opt_object, opt_string, opt_string_list, opt_u64};
-use crate::endpoint::parse_security_config;
 
 /// One endpoint of `endpointConfig`.
 #[derive(Debug, Clone, Default)]
@@ -79,10 +79,7 @@ pub(crate) fn parse_api_yaml(ctx: &mut Ctx<'_>, doc: &Value) -> Option<ApiYaml> 
         "WS" => ApiType::Ws,
         "GRAPHQL" => ApiType::Graphql,
         other => {
-            ctx.err(
-                "data.type",
-                format!("API type {other:?} is not supported (expected HTTP, SOAP, WS or GRAPHQL)"),
-            );
+            ctx.err("data.type", format!("API type {other:?} is not supported (expected HTTP, SOAP, WS or GRAPHQL)"));
             ApiType::Http
         }
     };
@@ -92,7 +89,8 @@ pub(crate) fn parse_api_yaml(ctx: &mut Ctx<'_>, doc: &Value) -> Option<ApiYaml> 
         ctx.err("data.endpointImplementationType", "INLINE endpoint implementations are not supported");
     }
 
-    let security_scheme = opt_string_list(ctx, get_ci(data, "securityScheme"), "data.securityScheme").unwrap_or_default();
+    let security_scheme =
+        opt_string_list(ctx, get_ci(data, "securityScheme"), "data.securityScheme").unwrap_or_default();
     let is_default_version = opt_bool(ctx, get_ci(data, "isDefaultVersion"), "data.isDefaultVersion").unwrap_or(false);
 
     let mut y = ApiYaml {

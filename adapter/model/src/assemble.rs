@@ -11,8 +11,8 @@ use crate::apiyaml::{ApiYaml, YamlEndpoint, parse_api_yaml};
 use crate::endpoint::{EndpointsValue, parse_endpoint_url};
 use crate::files::ProjectFiles;
 use crate::model::{
-    Api, ApiCors, ApiType, Deployment, Endpoint, EndpointCluster, EndpointKind, Project, Resource, RetryConfig, Scheme,
-    SecurityRequirement, SecurityScheme, DEFAULT_ORGANIZATION,
+    Api, ApiCors, ApiType, DEFAULT_ORGANIZATION, Deployment, Endpoint, EndpointCluster, EndpointKind, Project,
+    Resource, RetryConfig, Scheme, SecurityRequirement, SecurityScheme,
 };
 use crate::openapi::{Definition, OasVersion, RawResource, parse_definition};
 use crate::problem::{Ctx, Problem, Problems};
@@ -134,11 +134,7 @@ pub fn name_version_hash(name: &str, version: &str) -> String {
     hex::encode(Sha1::digest(format!("{name}:{version}").as_bytes()))
 }
 
-fn yaml_cluster(
-    ctx: &mut Ctx<'_>,
-    eps: &[YamlEndpoint],
-    failover: bool,
-) -> Option<EndpointCluster> {
+fn yaml_cluster(ctx: &mut Ctx<'_>, eps: &[YamlEndpoint], failover: bool) -> Option<EndpointCluster> {
     if eps.is_empty() {
         return None;
     }
@@ -258,10 +254,9 @@ fn build_api(
     }
 
     // 4. api.yaml fills what the definition left open.
-    for (cluster, eps, security) in [
-        (&mut production, &y.production, &y.production_security),
-        (&mut sandbox, &y.sandbox, &y.sandbox_security),
-    ] {
+    for (cluster, eps, security) in
+        [(&mut production, &y.production, &y.production_security), (&mut sandbox, &y.sandbox, &y.sandbox_security)]
+    {
         if let Some(c) = cluster {
             if let Some(first) = eps.first() {
                 if c.timeout_ms.is_none() {
@@ -316,7 +311,9 @@ fn build_api(
             "no endpoints: give production or sandbox endpoints in api.yaml, the definition's servers or x-wso2-production-endpoints",
         );
     }
-    for (what, c) in [("x-wso2-production-endpoints", production.as_mut()), ("x-wso2-sandbox-endpoints", sandbox.as_mut())] {
+    for (what, c) in
+        [("x-wso2-production-endpoints", production.as_mut()), ("x-wso2-sandbox-endpoints", sandbox.as_mut())]
+    {
         if let Some(c) = c {
             validate_cluster(&mut ctx, c, what, opts);
         }
@@ -325,7 +322,9 @@ fn build_api(
         validate_cluster(&mut ctx, c, &format!("x-wso2-endpoints.{name}"), opts);
     }
     for (r, raw) in resources.iter_mut().zip(&def.resources) {
-        for (key, c) in [("x-wso2-production-endpoints", r.production.as_mut()), ("x-wso2-sandbox-endpoints", r.sandbox.as_mut())] {
+        for (key, c) in
+            [("x-wso2-production-endpoints", r.production.as_mut()), ("x-wso2-sandbox-endpoints", r.sandbox.as_mut())]
+        {
             if let Some(c) = c {
                 validate_cluster(&mut ctx, c, &field(&raw.field, key), opts);
             }
@@ -342,7 +341,10 @@ fn build_api(
             _ => {
                 ctx.for_file(yaml_name).err(
                     "data.isDefaultVersion",
-                    format!("the base path {base_path:?} does not end with /{}, so it has no version-less form", y.version),
+                    format!(
+                        "the base path {base_path:?} does not end with /{}, so it has no version-less form",
+                        y.version
+                    ),
                 );
                 None
             }
@@ -542,9 +544,10 @@ fn read_certificates(files: &ProjectFiles, problems: &mut Vec<Problem>) -> (BTre
         }
     }
     let mut by_url = BTreeMap::new();
-    let index = ["Endpoint-certificates/endpoint_certificates.yaml", "Endpoint-certificates/endpoint_certificates.json"]
-        .into_iter()
-        .find(|n| files.get(n).is_some());
+    let index =
+        ["Endpoint-certificates/endpoint_certificates.yaml", "Endpoint-certificates/endpoint_certificates.json"]
+            .into_iter()
+            .find(|n| files.get(n).is_some());
     if let Some(name) = index
         && let Some(doc) = read_doc(files, name, problems)
     {
@@ -556,8 +559,10 @@ fn read_certificates(files: &ProjectFiles, problems: &mut Vec<Problem>) -> (BTre
                 for (i, item) in items.iter().enumerate() {
                     let p = format!("data[{i}]");
                     let Some(obj) = opt_object(&mut ctx, Some(item), &p) else { continue };
-                    let endpoint = opt_string(&mut ctx, get_ci(obj, "endpoint"), &field(&p, "endpoint")).unwrap_or_default();
-                    let cert = opt_string(&mut ctx, get_ci(obj, "certificate"), &field(&p, "certificate")).unwrap_or_default();
+                    let endpoint =
+                        opt_string(&mut ctx, get_ci(obj, "endpoint"), &field(&p, "endpoint")).unwrap_or_default();
+                    let cert =
+                        opt_string(&mut ctx, get_ci(obj, "certificate"), &field(&p, "certificate")).unwrap_or_default();
                     if endpoint.is_empty() || cert.is_empty() {
                         ctx.err(&p, "each entry needs `endpoint` and `certificate`");
                         continue;
@@ -632,8 +637,9 @@ fn read_deployments(
             for (i, item) in items.iter().enumerate() {
                 let p = format!("data[{i}]");
                 let Some(obj) = opt_object(&mut ctx, Some(item), &p) else { continue };
-                let env = opt_string(&mut ctx, get_ci(obj, "deploymentEnvironment"), &field(&p, "deploymentEnvironment"))
-                    .unwrap_or_default();
+                let env =
+                    opt_string(&mut ctx, get_ci(obj, "deploymentEnvironment"), &field(&p, "deploymentEnvironment"))
+                        .unwrap_or_default();
                 if env.is_empty() {
                     ctx.err(field(&p, "deploymentEnvironment"), "missing or empty");
                     continue;

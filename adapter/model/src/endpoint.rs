@@ -133,7 +133,9 @@ pub(crate) fn parse_endpoint_object(
             for (i, item) in items.iter().enumerate() {
                 match item {
                     Value::String(s) => out.push(s.clone()),
-                    other => ctx.err(format!("{urls_path}[{i}]"), format!("expected a URL string, found {}", kind(other))),
+                    other => {
+                        ctx.err(format!("{urls_path}[{i}]"), format!("expected a URL string, found {}", kind(other)))
+                    }
                 }
             }
             out
@@ -245,10 +247,7 @@ pub(crate) fn parse_security_config(ctx: &mut Ctx<'_>, sec: &Map<String, Value>,
     }
     let ty = opt_string(ctx, get_ci(sec, "type"), &field(path, "type")).unwrap_or_default();
     if !ty.eq_ignore_ascii_case("basic") {
-        ctx.err(
-            field(path, "type"),
-            format!("endpoint security type {ty:?} is not supported (only basic)"),
-        );
+        ctx.err(field(path, "type"), format!("endpoint security type {ty:?} is not supported (only basic)"));
         return None;
     }
     let username = opt_string(ctx, get_ci(sec, "username"), &field(path, "username")).unwrap_or_default();
@@ -267,7 +266,10 @@ mod tests {
     #[test]
     fn urls_are_split_into_host_port_and_base_path() {
         let e = parse_endpoint_url("https://api.example.com/v3/", Scheme::Http).expect("valid");
-        assert_eq!((e.scheme, e.host.as_str(), e.port, e.base_path.as_str()), (Scheme::Https, "api.example.com", 443, "/v3"));
+        assert_eq!(
+            (e.scheme, e.host.as_str(), e.port, e.base_path.as_str()),
+            (Scheme::Https, "api.example.com", 443, "/v3")
+        );
         let e = parse_endpoint_url("backend:8080", Scheme::Http).expect("valid");
         assert_eq!((e.url.as_str(), e.port, e.base_path.as_str()), ("http://backend:8080", 8080, ""));
         let e = parse_endpoint_url("http://[::1]:9000/x", Scheme::Http).expect("valid");

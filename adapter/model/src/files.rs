@@ -53,10 +53,7 @@ impl ProjectFiles {
 
     /// Files whose path starts with `dir` (e.g. `Endpoint-certificates/`).
     pub fn under<'a>(&'a self, dir: &'a str) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
-        self.files
-            .iter()
-            .filter(move |(p, _)| p.starts_with(dir))
-            .map(|(p, c)| (p.as_str(), c.as_slice()))
+        self.files.iter().filter(move |(p, _)| p.starts_with(dir)).map(|(p, c)| (p.as_str(), c.as_slice()))
     }
 
     /// Number of files.
@@ -103,7 +100,8 @@ impl ProjectFiles {
     /// not UTF-8.
     pub fn from_zip(bytes: &[u8], limits: ZipLimits) -> Result<ProjectFiles, Problems> {
         let bad = |reason: String| Problems::one(Problem::new("", "", reason));
-        let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| bad(format!("not a valid zip file: {e}")))?;
+        let mut archive =
+            zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| bad(format!("not a valid zip file: {e}")))?;
         if archive.len() > limits.max_entries {
             return Err(bad(format!(
                 "the zip has {} entries, more than the limit of {}",
@@ -116,12 +114,13 @@ impl ProjectFiles {
         for i in 0..archive.len() {
             let mut entry = archive.by_index(i).map_err(|e| bad(format!("unreadable zip entry {i}: {e}")))?;
             let raw_name = entry.name_raw().to_vec();
-            let name = String::from_utf8(raw_name)
-                .map_err(|_| bad(format!("zip entry {i} has a name that is not UTF-8")))?;
+            let name =
+                String::from_utf8(raw_name).map_err(|_| bad(format!("zip entry {i} has a name that is not UTF-8")))?;
             if entry.is_symlink() {
                 return Err(bad(format!("zip entry {name:?} is a symbolic link, which is not allowed")));
             }
-            if name.starts_with('/') || name.contains('\\') || name.split('/').any(|s| s == "..") || name.contains(':') {
+            if name.starts_with('/') || name.contains('\\') || name.split('/').any(|s| s == "..") || name.contains(':')
+            {
                 return Err(bad(format!("zip entry {name:?} has an unsafe path (absolute, `..` or a drive)")));
             }
             if entry.is_dir() {
@@ -138,10 +137,7 @@ impl ProjectFiles {
             }
             total = total.saturating_add(size);
             if total > limits.max_total_bytes {
-                return Err(bad(format!(
-                    "the zip expands to more than the limit of {} bytes",
-                    limits.max_total_bytes
-                )));
+                return Err(bad(format!("the zip expands to more than the limit of {} bytes", limits.max_total_bytes)));
             }
             // Never trust the declared size: read at most one byte more than it.
             let mut content = Vec::with_capacity(size.min(16 * 1024 * 1024) as usize);

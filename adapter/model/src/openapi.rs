@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::endpoint::{EndpointsValue, parse_endpoint_object, parse_endpoint_url, parse_endpoints_extension};
-use crate::model::{ApiCors, CorsPolicy, Endpoint, EndpointCluster, Method, Operation, Scheme, SecurityRequirement, SecurityScheme};
+use crate::model::{
+    ApiCors, CorsPolicy, Endpoint, EndpointCluster, Method, Operation, Scheme, SecurityRequirement, SecurityScheme,
+};
 use crate::problem::Ctx;
 use crate::value::{field, get_ci, kind, opt_bool, opt_object, opt_string, opt_string_list};
 
@@ -107,7 +109,9 @@ pub(crate) fn parse_definition(ctx: &mut Ctx<'_>, doc: &Value, prototyped: bool,
                 def.base_path = base;
             }
             let comp = opt_object(ctx, root.get("components"), "components");
-            if let Some(schemes) = comp.and_then(|c| opt_object(ctx, c.get("securitySchemes"), "components.securitySchemes")) {
+            if let Some(schemes) =
+                comp.and_then(|c| opt_object(ctx, c.get("securitySchemes"), "components.securitySchemes"))
+            {
                 def.security_schemes = parse_schemes(ctx, schemes, "components.securitySchemes");
             }
         }
@@ -127,7 +131,9 @@ pub(crate) fn parse_definition(ctx: &mut Ctx<'_>, doc: &Value, prototyped: bool,
                 }
                 let item_path = format!("paths.{path}");
                 let Some(item) = opt_object(ctx, Some(item), &item_path) else { continue };
-                if let Some(r) = parse_path_item(ctx, path, item, &item_path, methods, root_disable, api_disable, scheme, version) {
+                if let Some(r) =
+                    parse_path_item(ctx, path, item, &item_path, methods, root_disable, api_disable, scheme, version)
+                {
                     def.resources.push(r);
                 }
             }
@@ -248,9 +254,13 @@ fn parse_root_extensions(ctx: &mut Ctx<'_>, root: &Map<String, Value>, scheme: S
                 }
             }
         }
-        Some(other) => ctx.err("x-wso2-endpoints", format!("expected a list of named endpoint lists, found {}", kind(other))),
+        Some(other) => {
+            ctx.err("x-wso2-endpoints", format!("expected a list of named endpoint lists, found {}", kind(other)))
+        }
     }
-    for (key, slot) in [("x-wso2-production-endpoints", &mut ext.production), ("x-wso2-sandbox-endpoints", &mut ext.sandbox)] {
+    for (key, slot) in
+        [("x-wso2-production-endpoints", &mut ext.production), ("x-wso2-sandbox-endpoints", &mut ext.sandbox)]
+    {
         if let Some(v) = root.get(key).filter(|v| !v.is_null()) {
             *slot = parse_endpoints_extension(ctx, v, key, scheme, true);
         }
@@ -272,9 +282,8 @@ fn parse_cors(ctx: &mut Ctx<'_>, v: Option<&Value>) -> Option<ApiCors> {
     if enabled == Some(false) {
         return Some(ApiCors::Global);
     }
-    let list = |ctx: &mut Ctx<'_>, key: &str| {
-        opt_string_list(ctx, get_ci(obj, key), &field(path, key)).unwrap_or_default()
-    };
+    let list =
+        |ctx: &mut Ctx<'_>, key: &str| opt_string_list(ctx, get_ci(obj, key), &field(path, key)).unwrap_or_default();
     let policy = CorsPolicy {
         allow_origins: list(ctx, "accessControlAllowOrigins"),
         allow_methods: list(ctx, "accessControlAllowMethods"),
@@ -339,7 +348,9 @@ fn parse_path_item(
         sandbox: None,
         servers: Vec::new(),
     };
-    for (key, slot) in [("x-wso2-production-endpoints", &mut res.production), ("x-wso2-sandbox-endpoints", &mut res.sandbox)] {
+    for (key, slot) in
+        [("x-wso2-production-endpoints", &mut res.production), ("x-wso2-sandbox-endpoints", &mut res.sandbox)]
+    {
         if let Some(v) = item.get(key).filter(|v| !v.is_null()) {
             *slot = parse_endpoints_extension(ctx, v, &field(item_path, key), scheme, true);
         }

@@ -205,7 +205,8 @@ paths:
         ]
     );
     assert!(!a.disable_security);
-    let api_level = "openapi: 3.0.0\ninfo: {title: x, version: '1'}\nx-wso2-disable-security: true\npaths:\n  /a:\n    get: {}\n";
+    let api_level =
+        "openapi: 3.0.0\ninfo: {title: x, version: '1'}\nx-wso2-disable-security: true\npaths:\n  /a:\n    get: {}\n";
     let a = parse(&[("api.yaml", API_YAML), ("Definitions/swagger.yaml", api_level)]).expect("valid").api;
     assert!(a.disable_security);
     assert!(a.resources[0].operations[0].disable_security);
@@ -237,9 +238,13 @@ paths:
 
 #[test]
 fn api_yaml_problems_name_the_data_fields() {
-    let yaml = "type: api\ndata:\n  name: ''\n  version: 1.0\n  context: /x\n  type: GRPC\n  isDefaultVersion: sometimes\n";
+    let yaml =
+        "type: api\ndata:\n  name: ''\n  version: 1.0\n  context: /x\n  type: GRPC\n  isDefaultVersion: sometimes\n";
     let ps = problems(&[("api.yaml", yaml), ("Definitions/swagger.yaml", OAS3)]);
-    assert!(ps.contains(&"api.yaml: data.name: missing or empty: an API needs a name, a version and a context".to_string()), "{ps:#?}");
+    assert!(
+        ps.contains(&"api.yaml: data.name: missing or empty: an API needs a name, a version and a context".to_string()),
+        "{ps:#?}"
+    );
     assert!(ps.iter().any(|p| p.starts_with("api.yaml: data.type: API type \"GRPC\" is not supported")), "{ps:#?}");
     assert!(ps.iter().any(|p| p.starts_with("api.yaml: data.isDefaultVersion: expected true or false")), "{ps:#?}");
 }
@@ -299,7 +304,8 @@ fn environment_variables_override_endpoints() {
     opts.env.insert(format!("api_{hash}_prod_endpoint_0"), "\"http://env1.example.com/e\"".into());
     opts.env.insert(format!("api_{hash}_prod_endpoint_1"), "http://env2.example.com/e".into());
     opts.env.insert(format!("api_{hash}_sand_endpoint_1"), "http://skipped.example.com".into());
-    let p = parse_project(&project(&[("api.yaml", API_YAML), ("Definitions/swagger.yaml", OAS3)]), &opts).expect("valid");
+    let p =
+        parse_project(&project(&[("api.yaml", API_YAML), ("Definitions/swagger.yaml", OAS3)]), &opts).expect("valid");
     let hosts: Vec<_> = p.api.production.expect("prod").endpoints.into_iter().map(|e| e.host).collect();
     assert_eq!(hosts, vec!["env1.example.com", "env2.example.com"]);
     assert_eq!(p.api.sandbox.expect("sand").endpoints[0].host, "sand.example.com", "index 0 missing: no override");
@@ -318,7 +324,8 @@ data:
 "#;
     let mut opts = ParseOptions::default();
     opts.vhost_mapping.push(("staging".into(), "staging.example.com".into()));
-    let files = project(&[("api.yaml", API_YAML), ("Definitions/swagger.yaml", OAS3), ("deployment_environments.yaml", envs)]);
+    let files =
+        project(&[("api.yaml", API_YAML), ("Definitions/swagger.yaml", OAS3), ("deployment_environments.yaml", envs)]);
     let p = parse_project(&files, &opts).expect("valid");
     assert_eq!(
         p.deployments,
@@ -337,14 +344,18 @@ fn default_version_needs_a_versioned_base_path() {
     assert_eq!(a.versionless_base_path.as_deref(), Some("/petstore"));
     let oas = OAS3.replace("paths:", "x-wso2-basePath: /other\npaths:");
     let ps = problems(&[("api.yaml", &yaml), ("Definitions/swagger.yaml", &oas)]);
-    assert!(ps[0].starts_with("api.yaml: data.isDefaultVersion: the base path \"/other\" does not end with /1.0.0"), "{ps:?}");
+    assert!(
+        ps[0].starts_with("api.yaml: data.isDefaultVersion: the base path \"/other\" does not end with /1.0.0"),
+        "{ps:?}"
+    );
 }
 
 #[test]
 fn endpoint_certificates_are_matched_by_url_or_used_as_default() {
     let cert_a = rcgen::generate_simple_self_signed(vec!["a.example".into()]).expect("cert").cert.pem();
     let cert_b = rcgen::generate_simple_self_signed(vec!["b.example".into()]).expect("cert").cert.pem();
-    let index = "type: endpoint_certificates\ndata:\n  - alias: a\n    endpoint: https://a.example/x\n    certificate: a.crt\n";
+    let index =
+        "type: endpoint_certificates\ndata:\n  - alias: a\n    endpoint: https://a.example/x\n    certificate: a.crt\n";
     let p = parse(&[
         ("api.yaml", API_YAML),
         ("Definitions/swagger.yaml", OAS3),

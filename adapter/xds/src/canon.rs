@@ -299,7 +299,9 @@ mod tests {
     use std::collections::HashMap;
 
     use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost};
-    use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{CheckSettings, ExtAuthzPerRoute, ext_authz_per_route};
+    use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{
+        CheckSettings, ExtAuthzPerRoute, ext_authz_per_route,
+    };
     use envoy_types::pb::google::protobuf::Any;
     use prost::{Message, Name};
 
@@ -319,7 +321,10 @@ mod tests {
         };
         let mut tpfc = HashMap::new();
         let entries = [
-            ("envoy.filters.http.ext_authz", Any { type_url: ExtAuthzPerRoute::type_url(), value: per_route.encode_to_vec() }),
+            (
+                "envoy.filters.http.ext_authz",
+                Any { type_url: ExtAuthzPerRoute::type_url(), value: per_route.encode_to_vec() },
+            ),
             ("envoy.filters.http.cors", Any { type_url: "type.googleapis.com/x".into(), value: vec![1, 2, 3] }),
             ("envoy.filters.http.lua", Any { type_url: "type.googleapis.com/y".into(), value: vec![] }),
         ];

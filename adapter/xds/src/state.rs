@@ -14,8 +14,10 @@ use gateway_model::Api;
 
 use crate::snapshot::{Resource, ResourceMap, ResourceType, Snapshot, set_version};
 use crate::translate::{
-    listener::listeners, route::{PlacedRoute, translate_api}, scope::{route_configuration, scoped_route, system_routes},
+    listener::listeners,
     names::{route_config_name, scope_name},
+    route::{PlacedRoute, translate_api},
+    scope::{route_configuration, scoped_route, system_routes},
 };
 
 /// Identifies an API deployment within a label: the vhost and the API id.
@@ -215,7 +217,8 @@ impl Gateway {
         let Some(state) = self.labels.get_mut(label) else { return };
         let mut routes: Vec<PlacedRoute> =
             system_routes(&config.router.system_host, ready).into_iter().filter(|r| r.scope == scope).collect();
-        let members: Vec<ApiKey> = state.scope_members.get(scope).map(|m| m.iter().cloned().collect()).unwrap_or_default();
+        let members: Vec<ApiKey> =
+            state.scope_members.get(scope).map(|m| m.iter().cloned().collect()).unwrap_or_default();
         for key in members {
             match fresh {
                 Some((k, rs)) if *k == key => routes.extend(rs.iter().filter(|r| r.scope == scope).cloned()),

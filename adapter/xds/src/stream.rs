@@ -62,15 +62,14 @@ impl<'a> Desired<'a> {
     fn iter(&self) -> Box<dyn Iterator<Item = (&'a str, &'a Arc<Resource>)> + '_> {
         match self {
             Desired::All(m, _) => Box::new(m.iter().map(|(n, r)| (n.as_str(), r))),
-            Desired::Named(names, m, None) => Box::new(MergeJoin {
-                names: names.iter().peekable(),
-                map: m.iter().peekable(),
-            }),
+            Desired::Named(names, m, None) => {
+                Box::new(MergeJoin { names: names.iter().peekable(), map: m.iter().peekable() })
+            }
             Desired::Named(names, m, Some(retained)) => {
                 let (m, retained) = (*m, *retained);
-                Box::new(names.iter().filter_map(move |n| {
-                    m.get(n).or_else(|| retained.get(n)).map(|r| (n.as_str(), r))
-                }))
+                Box::new(
+                    names.iter().filter_map(move |n| m.get(n).or_else(|| retained.get(n)).map(|r| (n.as_str(), r))),
+                )
             }
             Desired::Built(m) => Box::new(m.iter().map(|(n, r)| (*n, *r))),
         }
@@ -199,7 +198,9 @@ impl NodeInfo {
                 .as_ref()
                 .map(|v| format!("{}.{}.{}", v.major_number, v.minor_number, v.patch))
                 .unwrap_or_default(),
-            Some(envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType::UserAgentVersion(v)) => v.clone(),
+            Some(envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType::UserAgentVersion(v)) => {
+                v.clone()
+            }
             None => String::new(),
         };
         NodeInfo { id: node.id.clone(), cluster: node.cluster.clone(), instance, version }
@@ -530,13 +531,7 @@ impl Stream {
                 (ty.short_name(), s)
             })
             .collect();
-        StreamStatus {
-            mode: self.mode,
-            node: self.node.clone(),
-            snapshot: self.snapshot.fingerprint(),
-            in_sync,
-            types,
-        }
+        StreamStatus { mode: self.mode, node: self.node.clone(), snapshot: self.snapshot.fingerprint(), in_sync, types }
     }
 
     fn note_node(&mut self, node: Option<&Node>) {
@@ -716,7 +711,10 @@ impl Stream {
         if matches {
             // Nothing to update; only told-absent names could remain (delta).
             let absent = self.mode == Mode::Delta
-                && ts.names.iter().any(|n| desired.get(n).is_none() && !ts.client_has.contains_key(n) && !ts.told_absent.contains(n));
+                && ts
+                    .names
+                    .iter()
+                    .any(|n| desired.get(n).is_none() && !ts.client_has.contains_key(n) && !ts.told_absent.contains(n));
             if !absent {
                 return (None, true);
             }

@@ -136,7 +136,7 @@ fn sotw_start_up_sends_each_type_once_in_order() {
 fn an_ack_is_never_answered_and_stale_nonces_are_ignored() {
     let mut s = synced_sotw(base());
     // The same ACK again, and requests quoting old nonces: nothing.
-    assert!(sotw(&s.on_sotw_request(&sotw_req(CDS, &[], &base().version(CDS).to_string(), "1"), 0)).is_empty());
+    assert!(sotw(&s.on_sotw_request(&sotw_req(CDS, &[], base().version(CDS), "1"), 0)).is_empty());
     assert!(sotw(&s.on_sotw_request(&sotw_req(RDS, &["r1"], "x", "999"), 0)).is_empty());
     // Republishing identical content sends nothing.
     assert!(s.on_snapshot(base(), 0).responses.is_empty());
@@ -174,15 +174,15 @@ fn a_route_change_sends_only_the_changed_route_configuration() {
 
     // Change r2 only.
     let changed = snap(&[
-            (CDS, "a", "cluster-a"),
-            (CDS, "b", "cluster-b"),
-            (EDS, "a", "eps-a"),
-            (LDS, "http", "listener"),
-            (SRDS, "s1", "scope-1"),
-            (SRDS, "s2", "scope-2"),
-            (RDS, "r1", "routes-1"),
-            (RDS, "r2", "routes-2 v2"),
-        ]);
+        (CDS, "a", "cluster-a"),
+        (CDS, "b", "cluster-b"),
+        (EDS, "a", "eps-a"),
+        (LDS, "http", "listener"),
+        (SRDS, "s1", "scope-1"),
+        (SRDS, "s2", "scope-2"),
+        (RDS, "r1", "routes-1"),
+        (RDS, "r2", "routes-2 v2"),
+    ]);
     let out = s.on_snapshot(changed, 0);
     let resp = only(&out).clone();
     assert_eq!(resp.type_url, RDS.type_url());
@@ -204,7 +204,7 @@ fn a_nack_is_recorded_and_the_rejected_version_is_not_resent() {
     ]);
     let resp = only(&s.on_snapshot(bad.clone(), 10)).clone();
     let out = s.on_sotw_request(
-        &nack_req(RDS, &["r1"], &base().version(RDS).to_string(), &resp.nonce, "missing ]: [unclosed"),
+        &nack_req(RDS, &["r1"], base().version(RDS), &resp.nonce, "missing ]: [unclosed"),
         11,
     );
     assert!(out.responses.is_empty(), "no resend after a NACK");
@@ -427,7 +427,10 @@ fn delta_reconnect_honours_initial_resource_versions() {
     initial.insert("a".to_string(), snapshot.resources(CDS)["a"].version.clone());
     initial.insert("b".to_string(), "old-version".to_string());
     initial.insert("gone".to_string(), "v".to_string());
-    let req = DeltaDiscoveryRequest { initial_resource_versions: initial.into_iter().collect(), ..delta_req(CDS, &[], &[], "") };
+    let req = DeltaDiscoveryRequest {
+        initial_resource_versions: initial.into_iter().collect(),
+        ..delta_req(CDS, &[], &[], "")
+    };
     let out = only_delta(&s.on_delta_request(&req, 0));
     assert_eq!(delta_names(&out), vec!["b"], "a is current and is not resent");
     assert_eq!(out.removed_resources, vec!["gone".to_string()]);

@@ -43,11 +43,19 @@ fn pool() -> &'static DescriptorPool {
             .and_then(|p| p["manifest_path"].as_str())
             .expect("envoy-types in the dependency graph");
         let proto = Path::new(manifest).parent().expect("crate dir").join("proto");
-        let includes: Vec<PathBuf> = ["data-plane-api", "xds", "googleapis", "protoc-gen-validate", "cel-spec/proto", "opentelemetry-proto", "client_model"]
-            .iter()
-            .map(|d| proto.join(d))
-            .filter(|p| p.exists())
-            .collect();
+        let includes: Vec<PathBuf> = [
+            "data-plane-api",
+            "xds",
+            "googleapis",
+            "protoc-gen-validate",
+            "cel-spec/proto",
+            "opentelemetry-proto",
+            "client_model",
+        ]
+        .iter()
+        .map(|d| proto.join(d))
+        .filter(|p| p.exists())
+        .collect();
         let files = [
             "envoy/config/cluster/v3/cluster.proto",
             "envoy/config/endpoint/v3/endpoint.proto",
@@ -152,7 +160,12 @@ fn projects_translate_to_the_golden_resources() {
             max_retry_count: config.router.upstream.retry.max_retry_count,
             default_retry_status_codes: config.router.upstream.retry.status_codes.clone(),
             max_route_timeout_ms: config.router.upstream.timeouts.max_route_timeout_in_seconds * 1000,
-            vhost_mapping: config.adapter.vhost_mapping.iter().map(|m| (m.environment.clone(), m.vhost.clone())).collect(),
+            vhost_mapping: config
+                .adapter
+                .vhost_mapping
+                .iter()
+                .map(|m| (m.environment.clone(), m.vhost.clone()))
+                .collect(),
             env: Default::default(),
         };
         let project = parse_project(&read_project(&case.join("project")), &opts)

@@ -67,6 +67,7 @@ where
     };
 
     canonicalize_table(&mut doc, &schema, "", &mut warnings)?;
+    alias_connection_timeouts(&mut doc, &schema, &mut warnings)?;
     // Start from the defaults so that `$env{}` in a default value (such as the
     // default user's password) is resolved too, as Choreo Connect does.
     let mut doc = merge_onto(schema.clone(), doc);
@@ -92,6 +93,37 @@ where
 
     validate::validate(&config)?;
     Ok(Loaded { config, warnings })
+}
+
+/// Choreo Connect documents `[router.connectionTimeout]`, but its parser
+/// reads `[router.connection.timeouts]`: accept that spelling too.
+fn alias_connection_timeouts(doc: &mut Table, schema: &Table, warnings: &mut Vec<Warning>) -> Result<(), ConfigError> {
+    let Some(Value::Table(router)) = doc.get_mut("router") else { return Ok(()) };
+    let Some(conn_key) = router.keys().find(|k| k.eq_ignore_ascii_case("connection")).cloned() else { return Ok(()) };
+    let Some(Value::Table(conn)) = router.get_mut(&conn_key) else { return Ok(()) };
+    let Some(t_key) = conn.keys().find(|k| k.eq_ignore_ascii_case("timeouts")).cloned() else { return Ok(()) };
+    let Some(Value::Table(mut timeouts)) = conn.remove(&t_key) else { return Ok(()) };
+    if conn.is_empty() {
+        router.remove(&conn_key);
+    }
+    if router.contains_key("connectionTimeout") {
+        return Err(ConfigError::Invalid {
+            key: "router.connection.timeouts".into(),
+            value: None,
+            reason: "given together with [router.connectionTimeout]; keep one".into(),
+        });
+    }
+    if let Some(Value::Table(router_schema)) = schema.get("router")
+        && let Some(Value::Table(s)) = router_schema.get("connectionTimeout")
+    {
+        canonicalize_table(&mut timeouts, s, "router.connectionTimeout", warnings)?;
+    }
+    router.insert("connectionTimeout".into(), Value::Table(timeouts));
+    warnings.push(Warning::KeyCase {
+        given: "router.connection.timeouts".into(),
+        canonical: "router.connectionTimeout".into(),
+    });
+    Ok(())
 }
 
 /// Overlays `over` onto `base`: tables merge key by key, anything else
@@ -245,9 +277,7 @@ fn apply_overrides(
             Some(Value::Table(t)) => t,
             _ => continue,
         };
-        let section_doc = doc
-            .entry(table_name.to_string())
-            .or_insert_with(|| Value::Table(Table::new()));
+        let section_doc = doc.entry(table_name.to_string()).or_insert_with(|| Value::Table(Table::new()));
         let Value::Table(section_doc) = section_doc else {
             return Err(ConfigError::Invalid {
                 key: table_name.to_string(),
@@ -326,7 +356,9 @@ fn set_override(
                 items.push(Value::Table(Table::new()));
             }
             match items.get_mut(index) {
-                Some(Value::Table(t)) => set_override(t, elem_schema, &rest[1..], raw, variable, &format!("{path}[{index}]")),
+                Some(Value::Table(t)) => {
+                    set_override(t, elem_schema, &rest[1..], raw, variable, &format!("{path}[{index}]"))
+                }
                 _ => Ok(false),
             }
         }
@@ -338,9 +370,9 @@ fn set_override(
 fn convert(raw: &str, template: Option<&Value>) -> Result<Value, String> {
     let raw_trimmed = raw.trim();
     Ok(match template {
-        Some(Value::Integer(_)) => Value::Integer(
-            raw_trimmed.parse::<i64>().map_err(|_| "expected an integer".to_string())?,
-        ),
+        Some(Value::Integer(_)) => {
+            Value::Integer(raw_trimmed.parse::<i64>().map_err(|_| "expected an integer".to_string())?)
+        }
         Some(Value::Float(_)) => Value::Float(raw_trimmed.parse::<f64>().map_err(|_| "expected a number".to_string())?),
         Some(Value::Boolean(_)) => Value::Boolean(match raw_trimmed.to_ascii_lowercase().as_str() {
             "true" | "1" => true,

@@ -65,10 +65,7 @@ impl Default for Adapter {
             artifacts_directory: "/home/wso2/artifacts".into(),
             soap_error_in_xml_enabled: false,
             server: AdapterServer::default(),
-            vhost_mapping: vec![VhostMapping {
-                environment: DEFAULT_ENVIRONMENT.into(),
-                vhost: DEFAULT_VHOST.into(),
-            }],
+            vhost_mapping: vec![VhostMapping { environment: DEFAULT_ENVIRONMENT.into(), vhost: DEFAULT_VHOST.into() }],
             keystore: Keystore::default(),
             truststore: Truststore::default(),
         }
@@ -102,10 +99,7 @@ impl Default for AdapterServer {
             port: "9843".into(),
             token_ttl: "1h".into(),
             token_private_key_path: DEFAULT_KEYSTORE_KEY.into(),
-            users: vec![User {
-                username: "admin".into(),
-                password: "$env{adapter_admin_pwd}".into(),
-            }],
+            users: vec![User { username: "admin".into(), password: "$env{adapter_admin_pwd}".into() }],
         }
     }
 }

@@ -24,7 +24,9 @@ fn empty_file_gives_choreo_connect_defaults() {
     assert!(c.router.cors.enabled);
     assert_eq!(c.router.cors.allow_origins, vec!["*"]);
     // The default user password refers to an unset variable: warned, kept.
-    assert!(l.warnings.iter().any(|w| matches!(w, Warning::UnsetEnv { variable, .. } if variable == "adapter_admin_pwd")));
+    assert!(
+        l.warnings.iter().any(|w| matches!(w, Warning::UnsetEnv { variable, .. } if variable == "adapter_admin_pwd"))
+    );
 }
 
 #[test]
@@ -68,7 +70,11 @@ fn keys_match_case_insensitively_with_a_warning() {
     let l = load(text, "config.toml", no_env()).expect("valid");
     assert_eq!(l.config.router.listener_port, 7000);
     assert_eq!(l.config.router.upstream.dns.dns_refresh_rate, 100);
-    assert!(l.warnings.iter().any(|w| matches!(w, Warning::KeyCase { canonical, .. } if canonical == "router.listenerPort")));
+    assert!(
+        l.warnings
+            .iter()
+            .any(|w| matches!(w, Warning::KeyCase { canonical, .. } if canonical == "router.listenerPort"))
+    );
 }
 
 #[test]
@@ -202,4 +208,18 @@ fn duplicate_environment_mapping_is_refused() {
     let text = "[[adapter.vhostMapping]]\nenvironment=\"Default\"\nvhost=\"a\"\n[[adapter.vhostMapping]]\nenvironment=\"Default\"\nvhost=\"b\"\n";
     let msg = load(text, "config.toml", no_env()).unwrap_err().to_string();
     assert!(msg.starts_with("adapter.vhostMapping[1].environment"), "{msg}");
+}
+
+#[test]
+fn choreo_connects_connection_timeouts_table_is_accepted() {
+    let l = load("[router.connection.timeouts]\nidleTimeoutInSeconds = 120\n", "config.toml", no_env()).expect("valid");
+    assert_eq!(l.config.router.connection_timeout.idle_timeout_in_seconds, 120);
+    assert_eq!(l.config.router.connection_timeout.stream_idle_timeout_in_seconds, 300);
+    assert!(l.warnings.iter().all(|w| !matches!(w, Warning::UnknownKey { .. })), "{:?}", l.warnings);
+    let err = load(
+        "[router.connection.timeouts]\nidleTimeoutInSeconds = 1\n[router.connectionTimeout]\nidleTimeoutInSeconds = 2\n",
+        "c",
+        no_env(),
+    );
+    assert!(err.is_err());
 }

@@ -93,7 +93,11 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
         return Err(invalid("router.upstream.retry.baseIntervalInMillis", 0, "must be at least 1"));
     }
     if r.upstream.dns.dns_refresh_rate < 2 {
-        return Err(invalid("router.upstream.dns.dNSRefreshRate", r.upstream.dns.dns_refresh_rate, "must be at least 2 ms"));
+        return Err(invalid(
+            "router.upstream.dns.dNSRefreshRate",
+            r.upstream.dns.dns_refresh_rate,
+            "must be at least 2 ms",
+        ));
     }
     if r.upstream.http2.max_concurrent_streams == 0 || r.upstream.http2.max_concurrent_streams > 2_147_483_647 {
         return Err(invalid(

@@ -27,7 +27,8 @@ fn main() -> anyhow::Result<()> {
     }
     let rt = rt.enable_all().build().context("tokio runtime")?;
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(cli.listen).await.with_context(|| format!("listen on {}", cli.listen))?;
+        let listener =
+            tokio::net::TcpListener::bind(cli.listen).await.with_context(|| format!("listen on {}", cli.listen))?;
         tracing::info!(address = %cli.listen, name = %cli.name, "test backend listening");
         tokio::select! {
             _ = test_backend::serve(listener, cli.name, Default::default()) => {}

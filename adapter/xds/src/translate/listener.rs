@@ -2,8 +2,8 @@
 
 use envoy_types::pb::envoy::config::common::mutation_rules::v3::{HeaderMutation as Mutation, header_mutation::Action};
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, ApiVersion, DataSource, GrpcService, HttpProtocolOptions, SocketAddress, TransportSocket, TypedExtensionConfig,
-    address, data_source, grpc_service, socket_address, transport_socket,
+    Address, ApiVersion, DataSource, GrpcService, HttpProtocolOptions, SocketAddress, TransportSocket,
+    TypedExtensionConfig, address, data_source, grpc_service, socket_address, transport_socket,
 };
 use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
@@ -62,7 +62,7 @@ fn http_filters(c: &Config) -> Vec<HttpFilter> {
         clear_route_cache: true,
         include_peer_certificate: true,
         status_on_error: Some(HttpStatus { code: StatusCode::InternalServerError as i32 }),
-        with_request_body: r.payload_passing_to_enforcer.pass_request_payload.then(|| BufferSettings {
+        with_request_body: r.payload_passing_to_enforcer.pass_request_payload.then_some(BufferSettings {
             max_request_bytes: r.payload_passing_to_enforcer.max_request_bytes,
             allow_partial_message: r.payload_passing_to_enforcer.allow_partial_message,
             pack_as_bytes: r.payload_passing_to_enforcer.pack_as_bytes,
@@ -100,7 +100,9 @@ pub fn http_connection_manager(c: &Config) -> HttpConnectionManager {
                     name: HEADER_ROUTE_SCOPE.to_string(),
                     element_separator: "/".to_string(),
                     extract_type: Some(
-                        scoped_routes::scope_key_builder::fragment_builder::header_value_extractor::ExtractType::Index(1),
+                        scoped_routes::scope_key_builder::fragment_builder::header_value_extractor::ExtractType::Index(
+                            1,
+                        ),
                     ),
                 },
             )),
@@ -144,7 +146,14 @@ pub fn http_connection_manager(c: &Config) -> HttpConnectionManager {
     }
 }
 
-fn listener(name: &str, host: &str, port: u16, hcm: &HttpConnectionManager, tls: Option<TransportSocket>, c: &Config) -> Listener {
+fn listener(
+    name: &str,
+    host: &str,
+    port: u16,
+    hcm: &HttpConnectionManager,
+    tls: Option<TransportSocket>,
+    c: &Config,
+) -> Listener {
     Listener {
         name: name.to_string(),
         address: Some(Address {
@@ -213,7 +222,14 @@ pub fn listeners(c: &Config) -> Vec<Listener> {
     let hcm = http_connection_manager(c);
     let mut out = Vec::new();
     if r.secured_listener_port > 0 {
-        out.push(listener(LISTENER_HTTPS, &r.secured_listener_host, r.secured_listener_port, &hcm, Some(downstream_tls(c)), c));
+        out.push(listener(
+            LISTENER_HTTPS,
+            &r.secured_listener_host,
+            r.secured_listener_port,
+            &hcm,
+            Some(downstream_tls(c)),
+            c,
+        ));
     }
     if r.listener_port > 0 {
         out.push(listener(LISTENER_HTTP, &r.listener_host, r.listener_port, &hcm, None, c));

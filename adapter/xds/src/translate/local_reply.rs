@@ -4,7 +4,9 @@ use envoy_types::pb::envoy::config::accesslog::v3::{
     AccessLogFilter, AndFilter, MetadataFilter, ResponseFlagFilter, access_log_filter::FilterSpecifier,
 };
 use envoy_types::pb::envoy::config::core::v3::{SubstitutionFormatString, substitution_format_string::Format};
-use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{LocalReplyConfig, ResponseMapper};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    LocalReplyConfig, ResponseMapper,
+};
 use envoy_types::pb::envoy::r#type::matcher::v3::{
     MetadataMatcher, ValueMatcher, metadata_matcher::PathSegment, metadata_matcher::path_segment::Segment,
     value_matcher::MatchPattern,
@@ -31,21 +33,81 @@ pub struct RouterError {
 
 /// The table of spec §6.2, in a fixed order.
 pub const ROUTER_ERRORS: &[RouterError] = &[
-    RouterError { flag: "NR", status: 404, code: "404", message: "Not Found", description: Some("The requested resource is not available.") },
+    RouterError {
+        flag: "NR",
+        status: 404,
+        code: "404",
+        message: "Not Found",
+        description: Some("The requested resource is not available."),
+    },
     RouterError { flag: "UF", status: 503, code: "102503", message: "Upstream connection failed", description: None },
     RouterError { flag: "UT", status: 504, code: "102504", message: "Upstream connection timeout", description: None },
     RouterError { flag: "UO", status: 503, code: "102505", message: "Upstream overflow", description: None },
-    RouterError { flag: "URX", status: 500, code: "102506", message: "Upstream maximum connect attempts reached", description: None },
-    RouterError { flag: "NC", status: 500, code: "102507", message: "Upstream not configured for the resource", description: None },
+    RouterError {
+        flag: "URX",
+        status: 500,
+        code: "102506",
+        message: "Upstream maximum connect attempts reached",
+        description: None,
+    },
+    RouterError {
+        flag: "NC",
+        status: 500,
+        code: "102507",
+        message: "Upstream not configured for the resource",
+        description: None,
+    },
     RouterError { flag: "UH", status: 503, code: "102508", message: "No healthy upstream", description: None },
-    RouterError { flag: "UR", status: 503, code: "102509", message: "Upstream connection reset by the remote", description: None },
-    RouterError { flag: "UC", status: 503, code: "102510", message: "Upstream connection termination", description: None },
-    RouterError { flag: "LR", status: 503, code: "102511", message: "Connection reset by the gateway", description: None },
-    RouterError { flag: "IH", status: 400, code: "102512", message: "Strictly checked header validation failure", description: None },
+    RouterError {
+        flag: "UR",
+        status: 503,
+        code: "102509",
+        message: "Upstream connection reset by the remote",
+        description: None,
+    },
+    RouterError {
+        flag: "UC",
+        status: 503,
+        code: "102510",
+        message: "Upstream connection termination",
+        description: None,
+    },
+    RouterError {
+        flag: "LR",
+        status: 503,
+        code: "102511",
+        message: "Connection reset by the gateway",
+        description: None,
+    },
+    RouterError {
+        flag: "IH",
+        status: 400,
+        code: "102512",
+        message: "Strictly checked header validation failure",
+        description: None,
+    },
     RouterError { flag: "SI", status: 500, code: "102513", message: "Stream idle timeout", description: None },
-    RouterError { flag: "DPE", status: 500, code: "102514", message: "HTTP protocol error in downstream request", description: None },
-    RouterError { flag: "UPE", status: 500, code: "102515", message: "HTTP protocol error in upstream request", description: None },
-    RouterError { flag: "UMSDR", status: 500, code: "102516", message: "Upstream request reached max stream duration", description: None },
+    RouterError {
+        flag: "DPE",
+        status: 500,
+        code: "102514",
+        message: "HTTP protocol error in downstream request",
+        description: None,
+    },
+    RouterError {
+        flag: "UPE",
+        status: 500,
+        code: "102515",
+        message: "HTTP protocol error in upstream request",
+        description: None,
+    },
+    RouterError {
+        flag: "UMSDR",
+        status: 500,
+        code: "102516",
+        message: "Upstream request reached max stream duration",
+        description: None,
+    },
 ];
 
 /// The ext_authz failure (enforcer unreachable, timed out or failed).
@@ -71,7 +133,9 @@ fn json_body(e: &RouterError) -> SubstitutionFormatString {
 
 fn flag_filter(flag: &str) -> AccessLogFilter {
     AccessLogFilter {
-        filter_specifier: Some(FilterSpecifier::ResponseFlagFilter(ResponseFlagFilter { flags: vec![flag.to_string()] })),
+        filter_specifier: Some(FilterSpecifier::ResponseFlagFilter(ResponseFlagFilter {
+            flags: vec![flag.to_string()],
+        })),
     }
 }
 

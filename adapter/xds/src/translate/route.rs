@@ -18,14 +18,16 @@
 use std::collections::HashMap;
 
 use base64::Engine;
+use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
 use envoy_types::pb::envoy::config::route::v3::{
     Decorator, DirectResponseAction, HeaderMatcher, RetryPolicy, Route, RouteAction, RouteMatch, header_matcher,
     retry_policy, route, route_action, route_match,
 };
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy as PbCors;
-use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{CheckSettings, ExtAuthzPerRoute, ext_authz_per_route};
+use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{
+    CheckSettings, ExtAuthzPerRoute, ext_authz_per_route,
+};
 use envoy_types::pb::envoy::extensions::retry::priority::previous_priorities::v3::PreviousPrioritiesConfig;
-use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
 use envoy_types::pb::envoy::r#type::matcher::v3::RegexMatchAndSubstitute;
 use envoy_types::pb::envoy::r#type::v3::FractionalPercent;
 use envoy_types::pb::google::protobuf::Any;
@@ -120,7 +122,11 @@ struct PathRegex {
 fn path_regex(base: &str, template: &str) -> PathRegex {
     let template = template.split('?').next().unwrap_or("");
     let wildcard = template.ends_with("/*") || template == "*";
-    let body = if wildcard { &template[..template.len() - if template == "*" { 1 } else { 2 }] } else { template.trim_end_matches('/') };
+    let body = if wildcard {
+        &template[..template.len() - if template == "*" { 1 } else { 2 }]
+    } else {
+        template.trim_end_matches('/')
+    };
     let mut params = 0;
     let mut prefix = String::new();
     let mut body_subst = String::new();
@@ -219,7 +225,13 @@ fn retry_policy(ec: &EndpointCluster, c: &Config) -> Option<RetryPolicy> {
     })
 }
 
-fn cors_proto(origins: &[String], methods: &[String], headers: &[String], expose: &[String], credentials: bool) -> PbCors {
+fn cors_proto(
+    origins: &[String],
+    methods: &[String],
+    headers: &[String],
+    expose: &[String],
+    credentials: bool,
+) -> PbCors {
     let origin_matchers = origins
         .iter()
         .map(|o| {
@@ -249,7 +261,9 @@ fn cors_proto(origins: &[String], methods: &[String], headers: &[String], expose
 /// every route of an API without `x-wso2-cors` inherits it).
 pub fn global_cors(c: &Config) -> Option<Any> {
     let g = &c.router.cors;
-    g.enabled.then(|| any(&cors_proto(&g.allow_origins, &g.allow_methods, &g.allow_headers, &g.expose_headers, g.allow_credentials)))
+    g.enabled.then(|| {
+        any(&cors_proto(&g.allow_origins, &g.allow_methods, &g.allow_headers, &g.expose_headers, g.allow_credentials))
+    })
 }
 
 /// An API's per-route CORS override, and whether CORS applies at all.
@@ -257,7 +271,13 @@ fn api_cors(api: &Api, c: &Config) -> (Option<Any>, bool) {
     match &api.cors {
         ApiCors::Global => (None, c.router.cors.enabled),
         ApiCors::Api(p) => (
-            Some(any(&cors_proto(&p.allow_origins, &p.allow_methods, &p.allow_headers, &p.expose_headers, p.allow_credentials))),
+            Some(any(&cors_proto(
+                &p.allow_origins,
+                &p.allow_methods,
+                &p.allow_headers,
+                &p.expose_headers,
+                p.allow_credentials,
+            ))),
             true,
         ),
         ApiCors::None if c.router.cors.enabled => {
@@ -356,7 +376,9 @@ fn preflight_route(api: &Api, base: &str, vhost: &str, cluster: &str, cors: &(Op
             headers: vec![
                 HeaderMatcher {
                     name: ":method".to_string(),
-                    header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(string_exact("OPTIONS"))),
+                    header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(string_exact(
+                        "OPTIONS",
+                    ))),
                     ..Default::default()
                 },
                 HeaderMatcher {
@@ -376,7 +398,12 @@ fn preflight_route(api: &Api, base: &str, vhost: &str, cluster: &str, cors: &(Op
     };
     // It covers everything below the base path, so it sorts like a wildcard:
     // after the more specific routes of other APIs under the same prefix.
-    PlacedRoute { scope: scope_of(base), vhost: vhost.to_string(), key: SortKey::of_path(&format!("{base}/*"), 2, &name), route }
+    PlacedRoute {
+        scope: scope_of(base),
+        vhost: vhost.to_string(),
+        key: SortKey::of_path(&format!("{base}/*"), 2, &name),
+        route,
+    }
 }
 
 /// How a resource's path is matched and rewritten. Envoy holds every route
@@ -522,53 +549,55 @@ fn resource_routes(
         out.push(PlacedRoute { scope: scope.clone(), vhost: vhost.to_string(), key, route });
     };
 
-    let forward = |target: &Target<'_>, methods: &[Method], secured: bool, sandbox_match: bool| -> (Route, Vec<HeaderMatcher>) {
-        let mut headers = vec![method_matcher(methods)];
-        if sandbox_match {
-            headers.push(HeaderMatcher {
-                name: HEADER_CLUSTER.to_string(),
-                header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(string_exact(
-                    target.name.clone(),
-                ))),
+    let forward =
+        |target: &Target<'_>, methods: &[Method], secured: bool, sandbox_match: bool| -> (Route, Vec<HeaderMatcher>) {
+            let mut headers = vec![method_matcher(methods)];
+            if sandbox_match {
+                headers.push(HeaderMatcher {
+                    name: HEADER_CLUSTER.to_string(),
+                    header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(string_exact(
+                        target.name.clone(),
+                    ))),
+                    ..Default::default()
+                });
+            }
+            let ec = target.ec;
+            let timeout = match ec.timeout_ms {
+                Some(ms) => millis(ms),
+                None => secs(c.router.upstream.timeouts.route_timeout_in_seconds),
+            };
+            let mut action = RouteAction {
+                cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(target.name.clone())),
+                host_rewrite_specifier: Some(route_action::HostRewriteSpecifier::AutoHostRewrite(bool_value(true))),
+                timeout: Some(timeout),
+                idle_timeout: Some(secs(c.router.upstream.timeouts.route_idle_timeout_in_seconds)),
+                retry_policy: retry_policy(ec, c),
                 ..Default::default()
-            });
-        }
-        let ec = target.ec;
-        let timeout = match ec.timeout_ms {
-            Some(ms) => millis(ms),
-            None => secs(c.router.upstream.timeouts.route_timeout_in_seconds),
+            };
+            pm.set_rewrite(&mut action, ec.base_path());
+            let mut request_headers_to_add = Vec::new();
+            if let Some(auth) = &ec.basic_auth {
+                let token =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", auth.username, auth.password));
+                request_headers_to_add.push(set_header("authorization", &format!("Basic {token}")));
+            }
+            let route = Route {
+                name: format!(
+                    "{}:{} {} {}{}",
+                    api.name,
+                    api.version,
+                    method_list(methods).join(","),
+                    full_template,
+                    if sandbox_match { " (sandbox)" } else { "" }
+                ),
+                action: Some(route::Action::Route(action)),
+                decorator: Some(Decorator { operation: format!("{vhost}:{full_template}"), ..Default::default() }),
+                typed_per_filter_config: per_filter(secured),
+                request_headers_to_add,
+                ..Default::default()
+            };
+            (route, headers)
         };
-        let mut action = RouteAction {
-            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(target.name.clone())),
-            host_rewrite_specifier: Some(route_action::HostRewriteSpecifier::AutoHostRewrite(bool_value(true))),
-            timeout: Some(timeout),
-            idle_timeout: Some(secs(c.router.upstream.timeouts.route_idle_timeout_in_seconds)),
-            retry_policy: retry_policy(ec, c),
-            ..Default::default()
-        };
-        pm.set_rewrite(&mut action, ec.base_path());
-        let mut request_headers_to_add = Vec::new();
-        if let Some(auth) = &ec.basic_auth {
-            let token = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", auth.username, auth.password));
-            request_headers_to_add.push(set_header("authorization", &format!("Basic {token}")));
-        }
-        let route = Route {
-            name: format!(
-                "{}:{} {} {}{}",
-                api.name,
-                api.version,
-                method_list(methods).join(","),
-                full_template,
-                if sandbox_match { " (sandbox)" } else { "" }
-            ),
-            action: Some(route::Action::Route(action)),
-            decorator: Some(Decorator { operation: format!("{vhost}:{full_template}"), ..Default::default() }),
-            typed_per_filter_config: per_filter(secured),
-            request_headers_to_add,
-            ..Default::default()
-        };
-        (route, headers)
-    };
 
     // OPTIONS on a resource that does not declare it: with secured methods
     // it goes to the enforcer, which answers 204 with `Allow` (as in Choreo

@@ -8,11 +8,11 @@
 
 use std::collections::BTreeMap;
 
-use envoy_types::pb::envoy::config::route::v3::{
-    DirectResponseAction, Route, RouteConfiguration, RouteMatch, ScopedRouteConfiguration, VirtualHost, route, route_match,
-    scoped_route_configuration,
-};
 use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source};
+use envoy_types::pb::envoy::config::route::v3::{
+    DirectResponseAction, Route, RouteConfiguration, RouteMatch, ScopedRouteConfiguration, VirtualHost, route,
+    route_match, scoped_route_configuration,
+};
 use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{ExtAuthzPerRoute, ext_authz_per_route};
 
 use envoy_types::pb::google::protobuf::Any;

@@ -1,8 +1,8 @@
 //! Small builders shared by the translators.
 
 use envoy_types::pb::envoy::config::core::v3::{
-    AggregatedConfigSource, ApiVersion, ConfigSource, HeaderValue, HeaderValueOption, config_source::ConfigSourceSpecifier,
-    header_value_option::HeaderAppendAction,
+    AggregatedConfigSource, ApiVersion, ConfigSource, HeaderValue, HeaderValueOption,
+    config_source::ConfigSourceSpecifier, header_value_option::HeaderAppendAction,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher::MatchPattern};
 use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration, UInt32Value};
