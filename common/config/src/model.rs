@@ -27,12 +27,12 @@ pub struct Config {
     pub adapter: Adapter,
     /// `[router]` (Choreo Connect's Go struct is called `Envoy`).
     pub router: Router,
-    /// `[enforcer]`: carried through untouched for the enforcer.
-    pub enforcer: toml::Table,
-    /// `[analytics]`: carried through untouched for the enforcer.
-    pub analytics: toml::Table,
-    /// `[tracing]`: carried through untouched for the enforcer.
-    pub tracing: toml::Table,
+    /// `[enforcer]`: shipped to the enforcer.
+    pub enforcer: crate::enforcer::Enforcer,
+    /// `[analytics]`: shipped to the enforcer; also configures Envoy's access logs.
+    pub analytics: crate::enforcer::Analytics,
+    /// `[tracing]`: shipped to the enforcer.
+    pub tracing: crate::enforcer::Tracing,
     /// `[controlPlane]`: API Manager as control plane (not supported yet; parsed so it is not warned about).
     pub control_plane: toml::Table,
     /// `[globalAdapter]`: not supported yet; parsed so it is not warned about.
@@ -57,6 +57,23 @@ pub struct Adapter {
     pub keystore: Keystore,
     /// `[adapter.truststore]`
     pub truststore: Truststore,
+    /// `[adapter.revocation]`: revoked tokens (not in Choreo Connect).
+    pub revocation: Revocation,
+}
+
+/// `[adapter.revocation]`: tokens revoked through the management APIs are
+/// kept in this file, so they stay revoked across restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Revocation {
+    /// JSON file of revoked tokens; empty keeps them in memory only.
+    pub file_path: String,
+}
+
+impl Default for Revocation {
+    fn default() -> Self {
+        Revocation { file_path: "/home/wso2/data/revoked-tokens.json".into() }
+    }
 }
 
 impl Default for Adapter {
@@ -68,6 +85,7 @@ impl Default for Adapter {
             vhost_mapping: vec![VhostMapping { environment: DEFAULT_ENVIRONMENT.into(), vhost: DEFAULT_VHOST.into() }],
             keystore: Keystore::default(),
             truststore: Truststore::default(),
+            revocation: Revocation::default(),
         }
     }
 }

@@ -148,8 +148,7 @@ password = "$env{ENF}"
     assert_eq!(c.adapter.server.users[0].password, "s3cret");
     assert_eq!(c.router.system_host, "sys.example.com");
     // [enforcer] is resolved by the enforcer itself.
-    let enf = c.enforcer.get("management").and_then(|m| m.get("password")).and_then(|p| p.as_str());
-    assert_eq!(enf, Some("$env{ENF}"));
+    assert_eq!(c.enforcer.management.password, "$env{ENF}");
 }
 
 #[test]
@@ -222,4 +221,57 @@ fn choreo_connects_connection_timeouts_table_is_accepted() {
         no_env(),
     );
     assert!(err.is_err());
+}
+
+#[test]
+fn enforcer_sections_are_typed_with_choreo_connect_defaults() {
+    let text = r#"
+[[enforcer.security.tokenService]]
+name = "Auth0"
+issuer = "https://example.auth0.com/"
+JWKSUrl = "https://example.auth0.com/.well-known/jwks.json"
+validateSubscription = true
+[[enforcer.security.tokenService.claimMapping]]
+remoteClaim = "client_id"
+localClaim = "azp"
+[enforcer.jwtGenerator]
+enabled = true
+tokenTTL = 600
+[analytics]
+enabled = true
+[analytics.enforcer.configProperties]
+sink = "/tmp/analytics.jsonl"
+"#;
+    let c = load(text, "config.toml", Vec::<(&str, &str)>::new()).expect("valid").config;
+    let ts = &c.enforcer.security.token_service;
+    assert_eq!(ts.len(), 1, "a configured list replaces the default issuers");
+    assert_eq!(ts[0].jwks_url, "https://example.auth0.com/.well-known/jwks.json", "keys are case-insensitive");
+    assert_eq!(ts[0].claim_mapping[0].local_claim, "azp");
+    assert!(c.enforcer.jwt_generator.enabled);
+    assert_eq!(c.enforcer.jwt_generator.token_ttl, 600);
+    assert_eq!(c.enforcer.jwt_generator.header, "X-JWT-Assertion");
+    assert_eq!(c.enforcer.auth_service.port, 8081);
+    assert_eq!(c.enforcer.security.auth_header.test_console_header_name, "Internal-Key");
+    assert_eq!(c.enforcer.cache.maximum_size, 10_000);
+    assert!(c.analytics.enabled);
+    assert_eq!(c.analytics.enforcer.config_properties.get("sink").and_then(|v| v.as_str()), Some("/tmp/analytics.jsonl"));
+    assert_eq!(c.analytics.enforcer.log_receiver.port, 18090);
+    let d = crate::Config::default();
+    assert_eq!(d.enforcer.security.token_service.len(), 4, "Choreo Connect's four default issuers");
+    assert_eq!(d.enforcer.jwt_issuer.issuer, "https://localhost:9095/testkey");
+}
+
+#[test]
+fn bad_enforcer_values_name_the_key() {
+    let cases = [
+        ("[enforcer.jwtGenerator]\nencoding = \"hex\"\n", "enforcer.jwtGenerator.encoding"),
+        ("[enforcer.jwtIssuer]\nvalidityPeriod = 0\n", "enforcer.jwtIssuer.validityPeriod"),
+        ("[[enforcer.security.tokenService]]\nname = \"x\"\n", "enforcer.security.tokenService[0].issuer"),
+        ("[[enforcer.security.tokenService]]\nname = \"x\"\nissuer = \"i\"\njwksURL = \"ftp://x\"\n", "enforcer.security.tokenService[0].jwksURL"),
+        ("[enforcer.cache]\nmaximumSize = 0\n", "enforcer.cache.maximumSize"),
+    ];
+    for (text, key) in cases {
+        let err = load(text, "config.toml", Vec::<(&str, &str)>::new()).expect_err(text).to_string();
+        assert!(err.contains(key), "{text}: {err}");
+    }
 }

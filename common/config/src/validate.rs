@@ -92,6 +92,7 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
     if r.upstream.retry.base_interval_in_millis == 0 {
         return Err(invalid("router.upstream.retry.baseIntervalInMillis", 0, "must be at least 1"));
     }
+    validate_enforcer(c)?;
     if r.upstream.dns.dns_refresh_rate < 2 {
         return Err(invalid(
             "router.upstream.dns.dNSRefreshRate",
@@ -108,6 +109,78 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
     }
     for (i, o) in r.cors.allow_origins.iter().enumerate() {
         not_empty(&format!("router.cors.allowOrigins[{i}]"), o)?;
+    }
+    Ok(())
+}
+
+fn validate_enforcer(c: &Config) -> Result<(), ConfigError> {
+    let e = &c.enforcer;
+    for (i, ts) in e.security.token_service.iter().enumerate() {
+        let key = |k: &str| format!("enforcer.security.tokenService[{i}].{k}");
+        not_empty(&key("name"), &ts.name)?;
+        // The API-key issuer is looked up by name; its `iss` is not checked.
+        if ts.name != "APIM APIkey" {
+            not_empty(&key("issuer"), &ts.issuer)?;
+        }
+        if !ts.jwks_url.is_empty() {
+            match url::Url::parse(&ts.jwks_url) {
+                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                Ok(_) => return Err(invalid(&key("jwksURL"), &ts.jwks_url, "expected an http or https URL")),
+                Err(err) => return Err(invalid(&key("jwksURL"), &ts.jwks_url, err.to_string())),
+            }
+        }
+        if e.security.token_service[..i].iter().any(|o| !ts.issuer.is_empty() && o.issuer == ts.issuer) {
+            return Err(invalid(&key("issuer"), &ts.issuer, "issuer is configured twice"));
+        }
+    }
+    not_empty("enforcer.security.authHeader.authorizationHeader", &e.security.auth_header.authorization_header)?;
+    not_empty("enforcer.security.authHeader.testConsoleHeaderName", &e.security.auth_header.test_console_header_name)?;
+    if e.cache.enabled && e.cache.maximum_size == 0 {
+        return Err(invalid("enforcer.cache.maximumSize", 0, "must be at least 1 when the cache is enabled"));
+    }
+    let g = &e.jwt_generator;
+    one_of("enforcer.jwtGenerator.encoding", &g.encoding, &["base64", "base64url"])?;
+    one_of("enforcer.jwtGenerator.signingAlgorithm", &g.signing_algorithm, &["SHA256withRSA", "NONE"])?;
+    not_empty("enforcer.jwtGenerator.header", &g.header)?;
+    if g.enabled {
+        if g.token_ttl == 0 {
+            return Err(invalid("enforcer.jwtGenerator.tokenTTL", 0, "must be at least 1"));
+        }
+        if g.keypair.iter().filter(|k| k.use_for_signing).count() != 1 {
+            return Err(invalid(
+                "enforcer.jwtGenerator.keypair",
+                g.keypair.len(),
+                "exactly one keypair must have useForSigning = true",
+            ));
+        }
+    }
+    let t = &e.jwt_issuer;
+    one_of("enforcer.jwtIssuer.encoding", &t.encoding, &["base64", "base64url"])?;
+    one_of("enforcer.jwtIssuer.signingAlgorithm", &t.signing_algorithm, &["SHA256withRSA"])?;
+    if t.enabled {
+        not_empty("enforcer.jwtIssuer.issuer", &t.issuer)?;
+        if t.validity_period == 0 {
+            return Err(invalid("enforcer.jwtIssuer.validityPeriod", 0, "must be at least 1"));
+        }
+    }
+    if c.analytics.enabled {
+        let props = &c.analytics.enforcer.config_properties;
+        if let Some(v) = props.get("queueSize") {
+            let ok = v.as_integer().is_some_and(|n| n > 0)
+                || v.as_str().and_then(|s| s.parse::<u64>().ok()).is_some_and(|n| n > 0);
+            if !ok {
+                return Err(invalid("analytics.enforcer.configProperties.queueSize", v, "expected a positive number"));
+            }
+        }
+        if let Some(v) = props.get("sink") {
+            if v.as_str().is_none_or(|s| s.trim().is_empty()) {
+                return Err(invalid(
+                    "analytics.enforcer.configProperties.sink",
+                    v,
+                    "expected \"stdout\" or a file path",
+                ));
+            }
+        }
     }
     Ok(())
 }
