@@ -76,7 +76,59 @@ async fn xds_status(State(s): State<AppState>) -> Response {
             (label, serde_json::Value::Object(t))
         })
         .collect();
-    axum::Json(json!({ "nacks": s.hub.nacks(), "labels": labels, "streams": streams })).into_response()
+    axum::Json(json!({
+        "nacks": s.hub.nacks(),
+        "labels": labels,
+        "streams": streams,
+        "enforcers": s.hub.enforcer_streams(),
+    }))
+    .into_response()
+}
+
+fn bad_request(message: impl Into<String>) -> Response {
+    (StatusCode::BAD_REQUEST, axum::Json(json!({"code": 400, "message": message.into()}))).into_response()
+}
+
+/// `POST /revoked_tokens`: `{"token": "<JWT>"}` or `{"jti": "...", "expiryTime": <unix seconds>}`.
+async fn revoke(State(s): State<AppState>, body: axum::body::Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        token: Option<String>,
+        jti: Option<String>,
+        #[serde(rename = "expiryTime")]
+        expiry_time: Option<i64>,
+    }
+    let b: Body = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return bad_request(format!("request body: {e}")),
+    };
+    let now = crate::hub::now_secs();
+    let entry = match (b.token, b.jti) {
+        (Some(token), None) => match crate::enforcer::revocation::token_identity(&token, now) {
+            Ok(r) => r,
+            Err(e) => return bad_request(e.to_string()),
+        },
+        (None, Some(jti)) if !jti.trim().is_empty() => {
+            crate::enforcer::revocation::Revoked { jti: jti.trim().to_string(), expiry: b.expiry_time.unwrap_or(0) }
+        }
+        _ => return bad_request("give either \"token\" (a JWT) or \"jti\""),
+    };
+    match s.hub.revoke(std::slice::from_ref(&entry)) {
+        Ok(version) => {
+            info!(jti = %entry.jti, "token revoked");
+            axum::Json(json!({"jti": entry.jti, "expiryTime": entry.expiry, "version": version})).into_response()
+        }
+        Err(crate::enforcer::revocation::RevocationError::BadRequest(m)) => bad_request(m),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"code": 500, "message": e.to_string()})))
+            .into_response(),
+    }
+}
+
+/// `GET /revoked_tokens`
+async fn revoked_list(State(s): State<AppState>) -> Response {
+    let list = s.hub.revoked_list();
+    axum::Json(json!({"count": list.len(), "list": list})).into_response()
 }
 
 async fn artifacts_status(State(s): State<AppState>) -> Response {
@@ -93,6 +145,7 @@ pub fn router(hub: Arc<Hub>, report: Arc<Report>, users: Vec<User>) -> Router {
     let api = Router::new()
         .route("/xds", get(xds_status))
         .route("/artifacts", get(artifacts_status))
+        .route("/revoked_tokens", get(revoked_list).post(revoke))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state);
     Router::new().nest(BASE_PATH, api).fallback(not_found)

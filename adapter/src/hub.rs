@@ -20,6 +20,10 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::deploy::Registry;
+use crate::enforcer::Apis;
+use crate::enforcer::resources::{ResourceSet, any, config_resource};
+use crate::enforcer::revocation::{RevocationError, Revoked, Store};
+use crate::enforcer::service::EnforcerStreamReport;
 
 /// Everything behind the lock.
 pub struct State {
@@ -53,6 +57,30 @@ pub struct Hub {
     nacks: AtomicU64,
     closing: watch::Sender<bool>,
     loaded: watch::Sender<bool>,
+    enforcer_config: watch::Sender<Arc<ResourceSet>>,
+    enforcer_apis: Mutex<Apis>,
+    revoked: Mutex<Store>,
+    revoked_tx: watch::Sender<Arc<ResourceSet>>,
+    enforcer_streams: Mutex<BTreeMap<u64, EnforcerStreamReport>>,
+}
+
+/// Unix time in seconds.
+pub fn now_secs() -> i64 {
+    (now_ms() / 1000) as i64
+}
+
+fn revoked_set(store: &Store) -> ResourceSet {
+    ResourceSet::new(
+        store
+            .entries()
+            .map(|r| {
+                any(
+                    gateway_proto::REVOKED_TOKEN_TYPE_URL,
+                    &gateway_proto::api::RevokedToken { jti: r.jti, expirytime: r.expiry },
+                )
+            })
+            .collect(),
+    )
 }
 
 /// Unix time in milliseconds.
@@ -63,7 +91,13 @@ pub fn now_ms() -> u64 {
 impl Hub {
     /// A hub serving `config`.
     pub fn new(config: Arc<Config>) -> Arc<Hub> {
+        let enforcer_config = ResourceSet::new(vec![any(gateway_proto::CONFIG_TYPE_URL, &config_resource(&config))]);
         Arc::new(Hub {
+            enforcer_config: watch::Sender::new(Arc::new(enforcer_config)),
+            enforcer_apis: Mutex::new(Apis::default()),
+            revoked: Mutex::new(Store::default()),
+            revoked_tx: watch::Sender::new(Arc::new(ResourceSet::new(Vec::new()))),
+            enforcer_streams: Mutex::new(BTreeMap::new()),
             state: Mutex::new(State { gateway: Gateway::new(config), registry: Registry::default() }),
             channels: Mutex::new(BTreeMap::new()),
             streams: Mutex::new(BTreeMap::new()),
@@ -98,7 +132,68 @@ impl Hub {
                 }
             }
         }
+        self.enforcer_apis.lock().refresh(&state.gateway);
         r
+    }
+
+    /// Watches the enforcer configuration.
+    pub fn enforcer_config(&self) -> watch::Receiver<Arc<ResourceSet>> {
+        self.enforcer_config.subscribe()
+    }
+
+    /// Watches the enforcer API resources of `label`.
+    pub fn enforcer_apis(&self, label: &str) -> watch::Receiver<Arc<ResourceSet>> {
+        self.enforcer_apis.lock().subscribe(label)
+    }
+
+    /// Watches the revoked tokens.
+    pub fn revoked_tokens(&self) -> watch::Receiver<Arc<ResourceSet>> {
+        self.revoked_tx.subscribe()
+    }
+
+    /// Uses `store` for revoked tokens (at start-up).
+    pub fn set_revocation_store(&self, store: Store) {
+        let set = revoked_set(&store);
+        *self.revoked.lock() = store;
+        self.revoked_tx.send_replace(Arc::new(set));
+    }
+
+    /// Revokes `tokens`: saved, then pushed to every enforcer. Returns the
+    /// version of the revoked-token set that includes them.
+    pub fn revoke(&self, tokens: &[Revoked]) -> Result<String, RevocationError> {
+        let mut store = self.revoked.lock();
+        if store.revoke(tokens, now_secs())? {
+            self.revoked_tx.send_replace(Arc::new(revoked_set(&store)));
+        }
+        Ok(self.revoked_tx.borrow().version.clone())
+    }
+
+    /// The revoked tokens.
+    pub fn revoked_list(&self) -> Vec<Revoked> {
+        self.revoked.lock().entries().collect()
+    }
+
+    /// Drops revocations of tokens that have expired.
+    pub fn expire_revocations(&self) {
+        let mut store = self.revoked.lock();
+        if store.expire(now_secs()) {
+            self.revoked_tx.send_replace(Arc::new(revoked_set(&store)));
+        }
+    }
+
+    /// Records an enforcer stream's status.
+    pub fn report_enforcer(&self, report: EnforcerStreamReport) {
+        self.enforcer_streams.lock().insert(report.id, report);
+    }
+
+    /// Forgets a closed enforcer stream.
+    pub fn forget_enforcer(&self, id: u64) {
+        self.enforcer_streams.lock().remove(&id);
+    }
+
+    /// The connected enforcer streams.
+    pub fn enforcer_streams(&self) -> Vec<EnforcerStreamReport> {
+        self.enforcer_streams.lock().values().cloned().collect()
     }
 
     /// Reads the state.

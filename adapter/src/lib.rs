@@ -9,6 +9,7 @@
 pub mod ads;
 pub mod artifacts;
 pub mod deploy;
+pub mod enforcer;
 pub mod http;
 pub mod hub;
 pub mod tls;
@@ -48,6 +49,9 @@ pub enum AdapterError {
     /// The management API's key pair is unusable.
     #[error("[adapter.keystore]: {0}")]
     Tls(#[from] tls::TlsError),
+    /// The revoked-token file is unusable.
+    #[error("[adapter.revocation]: {0}")]
+    Revocation(#[from] enforcer::revocation::RevocationError),
     /// The gRPC server failed.
     #[error("xDS server: {0}")]
     Grpc(#[from] tonic::transport::Error),
@@ -79,6 +83,8 @@ pub async fn run(
 ) -> Result<(), AdapterError> {
     let config = Arc::new(config);
     let hub = Hub::new(Arc::clone(&config));
+    let revocation_file = Some(Path::new(&config.adapter.revocation.file_path)).filter(|p| !p.as_os_str().is_empty());
+    hub.set_revocation_store(enforcer::revocation::Store::open(revocation_file, hub::now_secs())?);
     let report = Arc::new(artifacts::Report::default());
     let parse_opts = Arc::new(parse_opts);
 
@@ -115,6 +121,17 @@ pub async fn run(
         });
     }
 
+    {
+        let h = Arc::clone(&hub);
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                h.expire_revocations();
+            }
+        });
+    }
+
     // On shutdown, end the long-lived ADS streams so the gRPC server can
     // finish; give it a few seconds, then stop regardless.
     let closing_hub = Arc::clone(&hub);
@@ -127,6 +144,7 @@ pub async fn run(
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(ads::Ads::service(Arc::clone(&hub)))
+        .add_service(enforcer::service::Service::server(Arc::clone(&hub)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(xds), signal);
     let deadline = async {
         let _ = stop_rx.await;

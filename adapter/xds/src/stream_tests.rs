@@ -203,10 +203,7 @@ fn a_nack_is_recorded_and_the_rejected_version_is_not_resent() {
         (RDS, "r1", "routes-1 BAD"),
     ]);
     let resp = only(&s.on_snapshot(bad.clone(), 10)).clone();
-    let out = s.on_sotw_request(
-        &nack_req(RDS, &["r1"], base().version(RDS), &resp.nonce, "missing ]: [unclosed"),
-        11,
-    );
+    let out = s.on_sotw_request(&nack_req(RDS, &["r1"], base().version(RDS), &resp.nonce, "missing ]: [unclosed"), 11);
     assert!(out.responses.is_empty(), "no resend after a NACK");
     assert_eq!(
         out.events,

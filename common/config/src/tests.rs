@@ -254,7 +254,10 @@ sink = "/tmp/analytics.jsonl"
     assert_eq!(c.enforcer.security.auth_header.test_console_header_name, "Internal-Key");
     assert_eq!(c.enforcer.cache.maximum_size, 10_000);
     assert!(c.analytics.enabled);
-    assert_eq!(c.analytics.enforcer.config_properties.get("sink").and_then(|v| v.as_str()), Some("/tmp/analytics.jsonl"));
+    assert_eq!(
+        c.analytics.enforcer.config_properties.get("sink").and_then(|v| v.as_str()),
+        Some("/tmp/analytics.jsonl")
+    );
     assert_eq!(c.analytics.enforcer.log_receiver.port, 18090);
     let d = crate::Config::default();
     assert_eq!(d.enforcer.security.token_service.len(), 4, "Choreo Connect's four default issuers");
@@ -267,7 +270,10 @@ fn bad_enforcer_values_name_the_key() {
         ("[enforcer.jwtGenerator]\nencoding = \"hex\"\n", "enforcer.jwtGenerator.encoding"),
         ("[enforcer.jwtIssuer]\nvalidityPeriod = 0\n", "enforcer.jwtIssuer.validityPeriod"),
         ("[[enforcer.security.tokenService]]\nname = \"x\"\n", "enforcer.security.tokenService[0].issuer"),
-        ("[[enforcer.security.tokenService]]\nname = \"x\"\nissuer = \"i\"\njwksURL = \"ftp://x\"\n", "enforcer.security.tokenService[0].jwksURL"),
+        (
+            "[[enforcer.security.tokenService]]\nname = \"x\"\nissuer = \"i\"\njwksURL = \"ftp://x\"\n",
+            "enforcer.security.tokenService[0].jwksURL",
+        ),
         ("[enforcer.cache]\nmaximumSize = 0\n", "enforcer.cache.maximumSize"),
     ];
     for (text, key) in cases {

@@ -1,0 +1,210 @@
+//! What the enforcer is sent: its configuration (from `config.toml`) and one
+//! `Api` per deployed API and virtual host (spec §10).
+
+use gateway_config::Config;
+use gateway_model::{Api, SecurityRequirement};
+use gateway_proto::{api as pa, config as pc};
+use prost::Message;
+use prost_types::Any;
+
+/// A set of resources of one type, as sent in one response.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ResourceSet {
+    /// Content hash of the set.
+    pub version: String,
+    /// The resources.
+    pub resources: Vec<Any>,
+}
+
+impl ResourceSet {
+    /// A set whose version is the hash of its resources' type URLs and bytes.
+    pub fn new(resources: Vec<Any>) -> ResourceSet {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for r in &resources {
+            h.update(r.type_url.as_bytes());
+            h.update(&(r.value.len() as u64).to_le_bytes());
+            h.update(&r.value);
+        }
+        ResourceSet { version: format!("{:016x}", h.digest()), resources }
+    }
+}
+
+/// Wraps a message in an `Any`.
+pub fn any<M: Message>(type_url: &str, m: &M) -> Any {
+    Any { type_url: type_url.to_string(), value: m.encode_to_vec() }
+}
+
+fn toml_map(t: &toml::Table) -> std::collections::HashMap<String, String> {
+    t.iter()
+        .map(|(k, v)| {
+            let s = match v {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), s)
+        })
+        .collect()
+}
+
+/// The enforcer's configuration.
+pub fn config_resource(c: &Config) -> pc::Config {
+    let e = &c.enforcer;
+    pc::Config {
+        security: Some(pc::Security {
+            token_service: e
+                .security
+                .token_service
+                .iter()
+                .map(|t| pc::Issuer {
+                    name: t.name.clone(),
+                    issuer: t.issuer.clone(),
+                    certificate_alias: t.certificate_alias.clone(),
+                    jwks_url: t.jwks_url.clone(),
+                    validate_subscription: t.validate_subscription,
+                    consumer_key_claim: t.consumer_key_claim.clone(),
+                    certificate_file_path: t.certificate_file_path.clone(),
+                    claim_mapping: t
+                        .claim_mapping
+                        .iter()
+                        .map(|m| pc::ClaimMapping {
+                            remote_claim: m.remote_claim.clone(),
+                            local_claim: m.local_claim.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            auth_header: Some(pc::AuthHeader {
+                enable_outbound_auth_header: e.security.auth_header.enable_outbound_auth_header,
+                authorization_header: e.security.auth_header.authorization_header.clone(),
+                test_console_header_name: e.security.auth_header.test_console_header_name.clone(),
+            }),
+            mutual_ssl: Some(pc::MutualSsl {
+                certificate_header: e.security.mutual_ssl.certificate_header.clone(),
+                enable_client_validation: e.security.mutual_ssl.enable_client_validation,
+                client_certificate_encode: e.security.mutual_ssl.client_certificate_encode,
+                enable_outbound_certificate_header: e.security.mutual_ssl.enable_outbound_certificate_header,
+            }),
+        }),
+        jwt_generator: Some(pc::JwtGenerator {
+            enabled: e.jwt_generator.enabled,
+            encoding: e.jwt_generator.encoding.clone(),
+            claim_dialect: e.jwt_generator.claim_dialect.clone(),
+            header: e.jwt_generator.header.clone(),
+            signing_algorithm: e.jwt_generator.signing_algorithm.clone(),
+            token_ttl: e.jwt_generator.token_ttl as i64,
+            use_kid_property: e.jwt_generator.use_kid_property,
+            keypair: e
+                .jwt_generator
+                .keypair
+                .iter()
+                .map(|k| pc::Keypair {
+                    public_certificate_path: k.public_certificate_path.clone(),
+                    private_key_path: k.private_key_path.clone(),
+                    use_for_signing: k.use_for_signing,
+                })
+                .collect(),
+        }),
+        jwt_issuer: Some(pc::JwtIssuer {
+            enabled: e.jwt_issuer.enabled,
+            issuer: e.jwt_issuer.issuer.clone(),
+            encoding: e.jwt_issuer.encoding.clone(),
+            signing_algorithm: e.jwt_issuer.signing_algorithm.clone(),
+            public_certificate_path: e.jwt_issuer.public_certificate_path.clone(),
+            private_key_path: e.jwt_issuer.private_key_path.clone(),
+            validity_period: e.jwt_issuer.validity_period as i64,
+            jwt_user: e
+                .jwt_issuer
+                .jwt_user
+                .iter()
+                .map(|u| pc::User { username: u.username.clone(), password: u.password.clone() })
+                .collect(),
+        }),
+        cache: Some(pc::Cache {
+            enabled: e.cache.enabled,
+            maximum_size: e.cache.maximum_size,
+            expiry_time: e.cache.expiry_time,
+        }),
+        management: Some(pc::Management {
+            username: e.management.username.clone(),
+            password: e.management.password.clone(),
+        }),
+        rest_server: Some(pc::RestServer { enabled: e.rest_server.enabled }),
+        analytics: Some(pc::Analytics {
+            enabled: c.analytics.enabled,
+            r#type: c.analytics.kind.clone(),
+            config_properties: toml_map(&c.analytics.enforcer.config_properties),
+        }),
+        tracing: Some(pc::Tracing {
+            enabled: c.tracing.enabled,
+            r#type: c.tracing.kind.clone(),
+            config_properties: toml_map(&c.tracing.config_properties),
+        }),
+        truststore_location: e.truststore.location.clone(),
+    }
+}
+
+fn security_lists(reqs: &[SecurityRequirement]) -> Vec<pa::SecurityList> {
+    reqs.iter()
+        .map(|req| pa::SecurityList {
+            scope_list: req.iter().map(|(k, v)| (k.clone(), pa::Scopes { scopes: v.clone() })).collect(),
+        })
+        .collect()
+}
+
+/// The resource name of an API on a virtual host.
+pub fn api_resource_name(api: &Api, vhost: &str) -> String {
+    format!("{vhost}:{}:{}", api.base_path, api.version)
+}
+
+/// What the enforcer needs to know about `api` deployed on `vhost`.
+pub fn api_resource(api: &Api, vhost: &str) -> pa::Api {
+    pa::Api {
+        id: api.id.clone(),
+        title: api.name.clone(),
+        version: api.version.clone(),
+        api_type: api.api_type.to_string(),
+        base_path: api.base_path.clone(),
+        vhost: vhost.to_string(),
+        organization_id: api.organization.clone(),
+        api_lifecycle_state: api.lifecycle_status.clone(),
+        tier: api.tier.clone().unwrap_or_default(),
+        disable_security: api.disable_security,
+        authorization_header: api.auth_header.clone().unwrap_or_default(),
+        resources: api
+            .resources
+            .iter()
+            .map(|r| pa::Resource {
+                path: r.path.split('?').next().unwrap_or("").to_string(),
+                methods: r
+                    .operations
+                    .iter()
+                    .map(|o| pa::Operation {
+                        method: o.method.as_str().to_string(),
+                        security: o.security.as_deref().map(security_lists).unwrap_or_default(),
+                        has_security: o.security.is_some(),
+                        tier: o.tier.clone().unwrap_or_default(),
+                        disable_security: o.disable_security || api.disable_security,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        security_scheme: api
+            .security_schemes
+            .iter()
+            .map(|(name, s)| pa::SecurityScheme {
+                definition_name: name.clone(),
+                r#type: s.kind.clone(),
+                name: s.name.clone(),
+                r#in: s.location.clone(),
+            })
+            .collect(),
+        security: security_lists(&api.security),
+        has_production: api.production.is_some() || api.resources.iter().any(|r| r.production.is_some()),
+        has_sandbox: api.sandbox.is_some() || api.resources.iter().any(|r| r.sandbox.is_some()),
+        mutual_ssl: api.mutual_ssl.clone(),
+        application_security: api.application_security,
+        client_certificates: Vec::new(),
+        provider: String::new(),
+        is_default_version: api.is_default_version,
+    }
+}
