@@ -4,7 +4,6 @@
 //! per resource type, the last version sent and acknowledged and the last
 //! NACK (`GET /xds`), and the state of the artifacts folder (`GET /artifacts`).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -15,13 +14,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
 use gateway_config::model::User;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use serde_json::json;
 use subtle::ConstantTimeEq;
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info};
+use tracing::info;
 
 use crate::artifacts::Report;
 use crate::hub::Hub;
@@ -149,35 +144,4 @@ pub fn router(hub: Arc<Hub>, report: Arc<Report>, users: Vec<User>) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state);
     Router::new().nest(BASE_PATH, api).fallback(not_found)
-}
-
-/// Serves `app` over TLS on `listener` until the task is dropped.
-pub async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, app: Router) {
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    info!(address = %addr, "management API listening (HTTPS)");
-    loop {
-        let (tcp, peer): (_, SocketAddr) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                debug!(error = %e, "accept failed");
-                continue;
-            }
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(t) => t,
-                Err(e) => {
-                    debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-            };
-            let service = hyper_util::service::TowerToHyperService::new(app);
-            if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).await
-            {
-                debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
 }

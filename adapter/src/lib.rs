@@ -12,7 +12,6 @@ pub mod deploy;
 pub mod enforcer;
 pub mod http;
 pub mod hub;
-pub mod tls;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -48,7 +47,7 @@ pub enum AdapterError {
     },
     /// The management API's key pair is unusable.
     #[error("[adapter.keystore]: {0}")]
-    Tls(#[from] tls::TlsError),
+    Tls(#[from] gateway_tls::TlsError),
     /// The revoked-token file is unusable.
     #[error("[adapter.revocation]: {0}")]
     Revocation(#[from] enforcer::revocation::RevocationError),
@@ -99,13 +98,13 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     if config.adapter.server.enabled {
         let address = format!("{}:{}", config.adapter.server.host, config.adapter.server.port);
-        let tls = tls::server_config(
+        let tls = gateway_tls::server_config(
             Path::new(&config.adapter.keystore.cert_path),
             Path::new(&config.adapter.keystore.key_path),
         )?;
         let listener = TcpListener::bind(&address).await.map_err(|source| AdapterError::Bind { address, source })?;
         let app = http::router(Arc::clone(&hub), Arc::clone(&report), config.adapter.server.users.clone());
-        tasks.spawn(http::serve_tls(listener, tokio_rustls::TlsAcceptor::from(tls), app));
+        tasks.spawn(gateway_tls::serve_tls("management API", listener, tokio_rustls::TlsAcceptor::from(tls), app));
     }
 
     let dir = apis_dir(&config);

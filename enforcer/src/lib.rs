@@ -1,1 +1,169 @@
+//! The enforcer: Envoy's ext_authz v3 service with Choreo Connect's security
+//! semantics, the access-log service for analytics, and an HTTPS server for
+//! `/testkey`, `/jwks` and the admin API.
+//!
+//! Configuration, APIs and revoked tokens come from the adapter
+//! ([`discovery`]); until the first configuration arrives every check fails
+//! (fail closed). Decisions are made in [`check`], independent of gRPC.
 
+pub mod admin;
+pub mod analytics;
+pub mod apis;
+pub mod authz;
+pub mod backend_jwt;
+pub mod cache;
+pub mod check;
+pub mod deny;
+pub mod discovery;
+pub mod keys;
+pub mod settings;
+pub mod signer;
+pub mod token;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::info;
+
+/// Unix time in seconds.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Process options (command line and environment; not part of config.toml).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The label (gateway environment) served.
+    pub label: String,
+    /// This instance's name, reported to the adapter.
+    pub instance: String,
+    /// The adapter's xDS endpoint, e.g. `http://adapter:18000`.
+    pub adapter_url: String,
+    /// ext_authz gRPC (and gRPC health).
+    pub authz_address: SocketAddr,
+    /// Access-log gRPC.
+    pub als_address: SocketAddr,
+    /// HTTPS: /testkey, /jwks, admin API.
+    pub admin_address: SocketAddr,
+    /// Certificate of the HTTPS server.
+    pub cert: PathBuf,
+    /// Key of the HTTPS server.
+    pub key: PathBuf,
+}
+
+/// Why the enforcer could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum EnforcerError {
+    /// A port could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The HTTPS key pair is unusable.
+    #[error("HTTPS key pair: {0}")]
+    Tls(#[from] gateway_tls::TlsError),
+    /// The adapter URL is unusable.
+    #[error("adapter URL {url:?}: {reason}")]
+    AdapterUrl {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// A gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+}
+
+async fn bind(address: SocketAddr) -> Result<TcpListener, EnforcerError> {
+    TcpListener::bind(address).await.map_err(|source| EnforcerError::Bind { address, source })
+}
+
+/// Runs the enforcer until `shutdown` completes.
+pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), EnforcerError> {
+    let engine = Arc::new(check::Engine::new());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap_or_default();
+    let (settings_tx, settings_rx) = tokio::sync::watch::channel(None);
+    let applier = Arc::new(discovery::Applier { engine: Arc::clone(&engine), http, settings_tx });
+
+    let channel = tonic::transport::Endpoint::from_shared(opts.adapter_url.clone())
+        .map_err(|e| EnforcerError::AdapterUrl { url: opts.adapter_url.clone(), reason: e.to_string() })?
+        .connect_timeout(Duration::from_secs(2))
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .connect_lazy();
+    let client =
+        discovery::Client { channel: channel.clone(), label: opts.label.clone(), instance: opts.instance.clone() };
+    let mut tasks = tokio::task::JoinSet::new();
+    for kind in [discovery::Kind::Config, discovery::Kind::Apis, discovery::Kind::Revoked] {
+        tasks.spawn(discovery::run_stream(client.clone(), kind, Arc::clone(&applier)));
+    }
+
+    let authz = bind(opts.authz_address).await?;
+    let als = bind(opts.als_address).await?;
+    let admin = bind(opts.admin_address).await?;
+    info!(
+        authz = %opts.authz_address, access_logs = %opts.als_address, https = %opts.admin_address,
+        adapter = %opts.adapter_url, label = %opts.label, "enforcer listening"
+    );
+
+    let tls = gateway_tls::server_config(&opts.cert, &opts.key)?;
+    let revoker: admin::Revoker = {
+        let channel = channel.clone();
+        Arc::new(move |tokens| {
+            let channel = channel.clone();
+            Box::pin(async move {
+                let mut c =
+                    gateway_proto::service::enforcer_discovery_service_client::EnforcerDiscoveryServiceClient::new(
+                        channel,
+                    );
+                c.revoke_tokens(gateway_proto::service::RevokeRequest { tokens })
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.message().to_string())
+            })
+        })
+    };
+    let app = axum::Router::new()
+        .fallback(admin::handle)
+        .with_state(admin::AdminState { engine: Arc::clone(&engine), revoker });
+    tasks.spawn(gateway_tls::serve_tls(
+        "enforcer HTTPS (testkey, jwks, admin)",
+        admin,
+        tokio_rustls::TlsAcceptor::from(tls),
+        app,
+    ));
+
+    let (als_service, _counters) = analytics::Als::start(settings_rx);
+    let als_server =
+        tonic::transport::Server::builder().add_service(als_service).serve_with_incoming(TcpListenerStream::new(als));
+    tasks.spawn(async move {
+        if let Err(e) = als_server.await {
+            tracing::error!(error = %e, "access-log server failed");
+        }
+    });
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer<authz::Authz>>().await;
+    let result = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_service(authz::Authz::server(Arc::clone(&engine), 64 * 1024 * 1024))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(authz), shutdown)
+        .await;
+    tasks.abort_all();
+    info!("enforcer stopped");
+    result.map_err(EnforcerError::from)
+}

@@ -1,1 +1,93 @@
-fn main() {}
+//! The enforcer binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// The gateway's enforcer: ext_authz, access logs and the admin API.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Gateway environment (label) whose APIs this enforcer serves.
+    #[arg(long, env = "ENFORCER_LABEL", default_value = "Default")]
+    label: String,
+    /// Adapter host (xDS).
+    #[arg(long, env = "ADAPTER_HOST", default_value = "127.0.0.1")]
+    adapter_host: String,
+    /// Adapter xDS port.
+    #[arg(long, env = "ADAPTER_XDS_PORT", default_value_t = 18000)]
+    adapter_xds_port: u16,
+    /// ext_authz gRPC address.
+    #[arg(long, env = "ENFORCER_AUTHZ_ADDRESS", default_value = "0.0.0.0:8081")]
+    authz_address: SocketAddr,
+    /// Access-log (analytics) gRPC address.
+    #[arg(long, env = "ENFORCER_ALS_ADDRESS", default_value = "0.0.0.0:18090")]
+    als_address: SocketAddr,
+    /// HTTPS address of /testkey, /jwks and the admin API.
+    #[arg(long, env = "ENFORCER_ADMIN_ADDRESS", default_value = "0.0.0.0:9001")]
+    admin_address: SocketAddr,
+    /// PEM certificate of the HTTPS server.
+    #[arg(long, env = "ENFORCER_PUBLIC_CERT_PATH", default_value = "/home/wso2/security/keystore/mg.pem")]
+    cert: PathBuf,
+    /// PEM private key of the HTTPS server.
+    #[arg(long, env = "ENFORCER_PRIVATE_KEY_PATH", default_value = "/home/wso2/security/keystore/mg.key")]
+    key: PathBuf,
+    /// Log format: text or json.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if args.log_format == "json" {
+        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let opts = enforcer::Options {
+        label: args.label,
+        instance: std::env::var("HOSTNAME").unwrap_or_default(),
+        adapter_url: format!("http://{}:{}", args.adapter_host, args.adapter_xds_port),
+        authz_address: args.authz_address,
+        als_address: args.als_address,
+        admin_address: args.admin_address,
+        cert: args.cert,
+        key: args.key,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("enforcer: cannot start the runtime: {e}");
+            return std::process::ExitCode::from(70);
+        }
+    };
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+    };
+    match runtime.block_on(enforcer::run(opts, shutdown)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "enforcer failed");
+            eprintln!("enforcer: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

@@ -1,11 +1,18 @@
-//! TLS server configuration from PEM files.
+//! TLS for the gateway's own HTTPS servers (adapter management API, enforcer
+//! admin API): server configuration from PEM files and an axum server loop.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info};
 
 /// Why a key pair could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -59,4 +66,35 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
         })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Serves `app` over TLS on `listener` until the task is dropped.
+pub async fn serve_tls(name: &'static str, listener: TcpListener, acceptor: TlsAcceptor, app: axum::Router) {
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    info!(address = %addr, name, "HTTPS server listening");
+    loop {
+        let (tcp, peer): (_, SocketAddr) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                debug!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(t) => t,
+                Err(e) => {
+                    debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).await
+            {
+                debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
 }

@@ -1,0 +1,286 @@
+//! The enforcer's HTTPS server (port 9001): `/testkey`, `/jwks` and the admin
+//! API (spec §5.7, §6.1), plus `POST /revoked_tokens` (not in Choreo Connect).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use crate::check::Engine;
+
+/// Forwards revocations to the adapter.
+pub type Revoker = Arc<
+    dyn Fn(Vec<gateway_proto::api::RevokedToken>) -> futures::future::BoxFuture<'static, Result<(), String>>
+        + Send
+        + Sync,
+>;
+
+/// Shared state of the server.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The engine (settings, APIs, revoked tokens).
+    pub engine: Arc<Engine>,
+    /// How revocations reach the adapter.
+    pub revoker: Revoker,
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+fn admin_error(status: StatusCode, message: &str) -> Response {
+    json_response(status, json!({"error": true, "message": message}))
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain")], body.into()).into_response()
+}
+
+/// `user:password` of a Basic authorization header: `None` when absent,
+/// `Some(Err)` when malformed.
+fn basic(headers: &HeaderMap) -> Option<Result<(String, String), ()>> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    if !v.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("basic")) {
+        return Some(Err(()));
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(v[5..].trim()).ok();
+    let Some(text) = decoded.and_then(|d| String::from_utf8(d).ok()) else { return Some(Err(())) };
+    match text.split_once(':') {
+        Some((u, p)) => Some(Ok((u.to_string(), p.to_string()))),
+        None => Some(Err(())),
+    }
+}
+
+fn same(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+fn query(req_query: Option<&str>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(req_query.unwrap_or("").as_bytes()).into_owned().collect()
+}
+
+/// The whole server: one handler, because Choreo Connect checks credentials
+/// before methods and paths.
+pub async fn handle(State(st): State<AdminState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let Some(s) = st.engine.settings.load_full() else {
+        return admin_error(StatusCode::SERVICE_UNAVAILABLE, "The enforcer has not received its configuration yet.");
+    };
+    let path = parts.uri.path();
+    if path == "/testkey"
+        && let Some(t) = &s.test_key
+    {
+        return testkey(t, &parts.headers, &body);
+    }
+    if path == "/jwks"
+        && parts.method == Method::GET
+        && let Some(bj) = &s.backend_jwt
+    {
+        return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], bj.jwks.clone()).into_response();
+    }
+    if !s.rest_server {
+        return admin_error(StatusCode::NOT_FOUND, "Requested Resource Not Found");
+    }
+    match basic(&parts.headers) {
+        None => return admin_error(StatusCode::UNAUTHORIZED, "No Authorization header provided"),
+        Some(Err(())) => {
+            return admin_error(
+                StatusCode::UNAUTHORIZED,
+                "Username/ password invalid. User is not authorized to invoke the resource.",
+            );
+        }
+        Some(Ok((u, p))) => {
+            if !(same(&u, &s.management.0) & same(&p, &s.management.1)) {
+                return admin_error(
+                    StatusCode::UNAUTHORIZED,
+                    "Username/ password invalid. User is not authorized to invoke the resource.",
+                );
+            }
+        }
+    }
+    let q = query(parts.uri.query());
+    let param = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    if parts.method == Method::POST && path == "/revoked_tokens" {
+        return revoke(&st, &body).await;
+    }
+    if parts.method != Method::GET {
+        return admin_error(StatusCode::NOT_IMPLEMENTED, "Request Method not implemented.");
+    }
+    let empty_list = || json_response(StatusCode::OK, json!({"count": 0, "list": []}));
+    match path {
+        "/apis" => {
+            let apis = st.engine.apis.load();
+            let list: Vec<Value> = apis
+                .iter()
+                .filter(|a| param("name").is_none_or(|n| a.raw.title.contains(n)))
+                .filter(|a| param("context").is_none_or(|c| a.raw.base_path == c))
+                .filter(|a| param("version").is_none_or(|v| a.raw.version == v))
+                .filter(|a| param("apiUUID").is_none_or(|u| a.raw.id == u))
+                .map(|a| api_json(a))
+                .collect();
+            json_response(StatusCode::OK, json!({"count": list.len(), "list": list}))
+        }
+        "/api/info" => {
+            let (Some(c), Some(v)) = (param("context"), param("version")) else {
+                return admin_error(StatusCode::BAD_REQUEST, "Query parameters context and version could not be empty");
+            };
+            let apis = st.engine.apis.load();
+            match apis.iter().find(|a| a.raw.base_path == c && a.raw.version == v) {
+                Some(a) => json_response(
+                    StatusCode::OK,
+                    json!({
+                        "apiId": a.raw.id, "provider": a.raw.provider, "name": a.raw.title,
+                        "version": a.raw.version, "context": a.raw.base_path, "tier": a.raw.tier,
+                        "apiType": a.raw.api_type, "lcState": a.raw.api_lifecycle_state,
+                        "apiUUID": a.raw.id, "defaultVersion": a.raw.is_default_version,
+                        "subscriptions": [],
+                    }),
+                ),
+                None => admin_error(
+                    StatusCode::NOT_FOUND,
+                    &format!("No API information found for context {c} and version {v}"),
+                ),
+            }
+        }
+        "/applications" => {
+            if param("orgId").is_none_or(str::is_empty) {
+                return admin_error(StatusCode::BAD_REQUEST, "Organization id should not be empty.");
+            }
+            empty_list()
+        }
+        "/subscriptions" | "/throttling_policies/application" | "/throttling_policies/subscription" => empty_list(),
+        "/revoked_tokens" => {
+            let revoked = st.engine.revoked.load();
+            let wanted = param("token").and_then(|t| crate::token::parse(t).ok().map(|j| token_id(&j)));
+            let tokens: Vec<Value> = revoked
+                .iter()
+                .filter(|(id, _)| wanted.as_deref().is_none_or(|w| w == &***id))
+                .map(|(id, exp)| json!({"token": &**id, "expiredTime": exp}))
+                .collect();
+            json_response(StatusCode::OK, json!({"count": tokens.len(), "tokens": tokens}))
+        }
+        _ => admin_error(StatusCode::NOT_FOUND, "Requested Resource Not Found"),
+    }
+}
+
+fn token_id(j: &crate::token::Jwt<'_>) -> String {
+    j.claims.get("jti").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or(j.signature).to_string()
+}
+
+fn api_json(a: &crate::apis::Api) -> Value {
+    let mut resources = Vec::new();
+    for r in &a.raw.resources {
+        for m in &r.methods {
+            let op = a.resources.get(&r.path).and_then(|x| x.operation(&m.method));
+            resources.push(json!({
+                "httpMethod": m.method, "throttlingPolicy": m.tier,
+                "authScheme": if m.disable_security { "None" } else { "Any" },
+                "urlPattern": r.path, "scopes": op.map(|o| o.scopes.clone()).unwrap_or_default(),
+            }));
+        }
+    }
+    json!({
+        "apiId": a.raw.id, "apiProvider": a.raw.provider, "apiName": a.raw.title,
+        "apiVersion": a.raw.version, "context": a.raw.base_path, "apiTier": a.raw.tier,
+        "apiType": a.raw.api_type, "lcState": a.raw.api_lifecycle_state, "apiUUID": a.raw.id,
+        "defaultVersion": a.raw.is_default_version, "resources": resources, "cacheKey": a.raw.id,
+        "vhost": a.raw.vhost,
+    })
+}
+
+/// `POST /revoked_tokens` `{"token": "<JWT>"}` or `{"jti": "...", "expiryTime": n}`:
+/// sent to the adapter, which keeps it and pushes it to every enforcer;
+/// answered once this enforcer applies it.
+async fn revoke(st: &AdminState, body: &Bytes) -> Response {
+    let v: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return admin_error(StatusCode::BAD_REQUEST, &format!("request body is not JSON: {e}")),
+    };
+    let now = crate::now_secs();
+    let entry = if let Some(t) = v.get("token").and_then(Value::as_str) {
+        match crate::token::parse(t) {
+            Ok(j) => gateway_proto::api::RevokedToken {
+                jti: token_id(&j),
+                expirytime: crate::token::time_claim(&j.claims, "exp").unwrap_or(0),
+            },
+            Err(e) => return admin_error(StatusCode::BAD_REQUEST, &format!("token: {e}")),
+        }
+    } else if let Some(j) = v.get("jti").and_then(Value::as_str).filter(|s| !s.trim().is_empty()) {
+        gateway_proto::api::RevokedToken {
+            jti: j.trim().to_string(),
+            expirytime: v.get("expiryTime").and_then(Value::as_i64).unwrap_or(0),
+        }
+    } else {
+        return admin_error(StatusCode::BAD_REQUEST, "give either \"token\" (a JWT) or \"jti\"");
+    };
+    if entry.expirytime != 0 && entry.expirytime <= now {
+        return json_response(
+            StatusCode::OK,
+            json!({"token": entry.jti, "expiredTime": entry.expirytime, "note": "already expired"}),
+        );
+    }
+    let jti = entry.jti.clone();
+    if let Err(e) = (st.revoker)(vec![entry]).await {
+        return admin_error(StatusCode::BAD_GATEWAY, &format!("the adapter did not take the revocation: {e}"));
+    }
+    // The adapter pushes it back; wait (briefly) until it is in force here.
+    for _ in 0..50 {
+        if st.engine.revoked.load().contains_key(jti.as_str()) {
+            let exp = st.engine.revoked.load().get(jti.as_str()).copied().unwrap_or(0);
+            return json_response(StatusCode::OK, json!({"token": jti, "expiredTime": exp}));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    json_response(StatusCode::ACCEPTED, json!({"token": jti, "note": "accepted by the adapter, not yet applied here"}))
+}
+
+fn testkey(t: &crate::settings::TestKeySettings, headers: &HeaderMap, body: &[u8]) -> Response {
+    let (user, pass) = match basic(headers) {
+        None => {
+            return text(
+                StatusCode::UNAUTHORIZED,
+                "User is NOT authorized to generate a token. Please provide a valid Authorization header to continue.",
+            );
+        }
+        Some(Err(())) => return text(StatusCode::BAD_REQUEST, "Error occurred while processing the request."),
+        Some(Ok(up)) => up,
+    };
+    let ok = t.users.iter().any(|(u, p)| same(u, &user) & same(p, &pass));
+    if !ok {
+        return text(StatusCode::UNAUTHORIZED, "Wrong username or password. Please provide valid credentials.");
+    }
+    let scope = std::str::from_utf8(body)
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| *k == "scope")
+        .map(|(_, v)| v.to_string())
+        .next_back();
+    let now = crate::now_secs();
+    let mut claims = serde_json::Map::new();
+    claims.insert("iss".into(), json!(t.issuer));
+    claims.insert("aud".into(), json!("http://org.wso2.apimgt/gateway"));
+    claims.insert("sub".into(), json!(user));
+    claims.insert("keytype".into(), json!("PRODUCTION"));
+    claims.insert("iat".into(), json!(now));
+    claims.insert("exp".into(), json!(now + t.validity));
+    claims.insert("jti".into(), json!(crate::backend_jwt::uuid_v4()));
+    if let Some(s) = scope {
+        claims.insert("scope".into(), json!(s));
+    }
+    let header = json!({"typ": "JWT", "alg": "RS256", "x5t": t.signer.x5t}).to_string();
+    match t.signer.sign(&header, &Value::Object(claims).to_string()) {
+        Ok(jwt) => text(StatusCode::OK, jwt),
+        Err(e) => {
+            tracing::error!(error = %e, "test key signing failed");
+            text(StatusCode::INTERNAL_SERVER_ERROR, "Error occurred while processing the request.")
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! Analytics: Envoy's gRPC access logs (one stream per Envoy worker) become
+//! events — what Envoy saw joined with what the enforcer decided (ext_authz
+//! dynamic metadata) — written as JSON lines to stdout or a file.
+//!
+//! Memory is bounded: events wait in a queue of fixed size; when the sink is
+//! slow the queue fills and new events are dropped and counted. Envoy is
+//! never slowed: the access-log stream is read as fast as it arrives.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use envoy_types::pb::envoy::data::accesslog::v3::HttpAccessLogEntry;
+use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_server::{
+    AccessLogService, AccessLogServiceServer,
+};
+use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::LogEntries;
+use envoy_types::pb::envoy::service::accesslog::v3::{StreamAccessLogsMessage, StreamAccessLogsResponse};
+use envoy_types::pb::google::protobuf::{Duration as PbDuration, value::Kind};
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, watch};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, warn};
+
+use crate::settings::{AnalyticsSettings, Settings};
+
+/// Counters of the pipeline.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Events written.
+    pub written: AtomicU64,
+    /// Events dropped because the queue was full.
+    pub dropped: AtomicU64,
+}
+
+/// The access-log service.
+#[derive(Clone)]
+pub struct Als {
+    queue: Arc<parking_lot::RwLock<Option<mpsc::Sender<Value>>>>,
+    counters: Arc<Counters>,
+}
+
+fn ms(d: &Option<PbDuration>) -> Option<f64> {
+    d.as_ref().map(|d| d.seconds as f64 * 1000.0 + f64::from(d.nanos) / 1e6)
+}
+
+/// The analytics event of one access-log entry, or `None` for requests that
+/// are not API traffic (no API known and no enforcer decision).
+pub fn event(e: &HttpAccessLogEntry) -> Option<Value> {
+    let common = e.common_properties.as_ref();
+    let req = e.request.as_ref();
+    let resp = e.response.as_ref();
+    let meta =
+        common.and_then(|c| c.metadata.as_ref()).and_then(|m| m.filter_metadata.get("envoy.filters.http.ext_authz"));
+    let get = |k: &str| -> Option<String> {
+        meta.and_then(|m| m.fields.get(k)).and_then(|v| match &v.kind {
+            Some(Kind::StringValue(s)) => Some(s.clone()),
+            _ => None,
+        })
+    };
+    let api_name = get("x-wso2-api-name");
+    let route = common.map(|c| c.route_name.clone()).unwrap_or_default();
+    if api_name.is_none() && meta.is_none() && route.is_empty() {
+        return None;
+    }
+    let status = resp.and_then(|r| r.response_code.as_ref()).map(|c| c.value).unwrap_or(0);
+    let flags = common.and_then(|c| c.response_flags.as_ref());
+    let denied = flags.is_some_and(|f| f.unauthorized_details.is_some());
+    let total = common.and_then(|c| ms(&c.time_to_last_downstream_tx_byte));
+    let upstream =
+        common.and_then(|c| match (ms(&c.time_to_first_upstream_tx_byte), ms(&c.time_to_last_upstream_rx_byte)) {
+            (Some(a), Some(b)) if b >= a => Some(b - a),
+            _ => None,
+        });
+    let start = common
+        .and_then(|c| c.start_time.as_ref())
+        .map(|t| t.seconds as f64 + f64::from(t.nanos) / 1e9)
+        .unwrap_or_else(|| crate::now_secs() as f64);
+    let client_ip = common
+        .and_then(|c| c.downstream_remote_address.as_ref())
+        .and_then(|a| match &a.address {
+            Some(envoy_types::pb::envoy::config::core::v3::address::Address::SocketAddress(s)) => {
+                Some(s.address.clone())
+            }
+            _ => None,
+        })
+        .unwrap_or_default();
+    let mut ev = Map::new();
+    ev.insert("timestamp".into(), json!(start));
+    ev.insert(
+        "correlationId".into(),
+        json!(get("x-wso2-correlation-id").or_else(|| req.map(|r| r.request_id.clone())).unwrap_or_default()),
+    );
+    ev.insert("apiId".into(), json!(get("x-wso2-api-id")));
+    ev.insert("apiName".into(), json!(api_name));
+    ev.insert("apiVersion".into(), json!(get("x-wso2-api-version")));
+    ev.insert("apiContext".into(), json!(get("x-wso2-api-context")));
+    ev.insert("apiType".into(), json!(get("x-wso2-api-type")));
+    ev.insert("resource".into(), json!(get("x-wso2-api-resource-template")));
+    ev.insert("method".into(), json!(req.map(|r| method_name(r.request_method))));
+    ev.insert(
+        "path".into(),
+        json!(req.map(|r| if r.original_path.is_empty() { r.path.clone() } else { r.original_path.clone() })),
+    );
+    ev.insert("applicationName".into(), json!(get("x-wso2-application-name")));
+    ev.insert("applicationId".into(), json!(get("x-wso2-application-id")));
+    ev.insert("applicationOwner".into(), json!(get("x-wso2-application-owner")));
+    ev.insert("keyType".into(), json!(get("x-wso2-application-key-type")));
+    ev.insert("authType".into(), json!(get("x-wso2-auth-type")));
+    ev.insert("userName".into(), json!(get("x-wso2-user")));
+    ev.insert("tier".into(), json!(get("x-wso2-tier")));
+    ev.insert("responseCode".into(), json!(status));
+    ev.insert("errorCode".into(), json!(get("ErrorCode")));
+    ev.insert("deniedByEnforcer".into(), json!(denied));
+    ev.insert("upstreamCluster".into(), json!(common.map(|c| c.upstream_cluster.clone()).filter(|s| !s.is_empty())));
+    ev.insert("upstreamLatencyMs".into(), json!(upstream));
+    ev.insert("totalLatencyMs".into(), json!(total));
+    ev.insert("clientIp".into(), json!(client_ip));
+    ev.insert("userAgent".into(), json!(req.map(|r| r.user_agent.clone())));
+    Some(Value::Object(ev))
+}
+
+fn method_name(m: i32) -> &'static str {
+    use envoy_types::pb::envoy::config::core::v3::RequestMethod as M;
+    match M::try_from(m).unwrap_or(M::MethodUnspecified) {
+        M::Get => "GET",
+        M::Head => "HEAD",
+        M::Post => "POST",
+        M::Put => "PUT",
+        M::Delete => "DELETE",
+        M::Connect => "CONNECT",
+        M::Options => "OPTIONS",
+        M::Trace => "TRACE",
+        M::Patch => "PATCH",
+        M::MethodUnspecified => "",
+    }
+}
+
+impl Als {
+    /// The service and its writer, following the analytics settings as they change.
+    pub fn start(mut settings: watch::Receiver<Option<Arc<Settings>>>) -> (AccessLogServiceServer<Als>, Arc<Counters>) {
+        let als = Als { queue: Arc::new(parking_lot::RwLock::new(None)), counters: Arc::new(Counters::default()) };
+        let (queue, counters) = (Arc::clone(&als.queue), Arc::clone(&als.counters));
+        tokio::spawn(async move {
+            let mut current: Option<AnalyticsSettings> = None;
+            loop {
+                let next = settings.borrow_and_update().as_ref().map(|s| s.analytics.clone()).filter(|a| a.enabled);
+                if next != current {
+                    let tx = match &next {
+                        Some(a) => match open_sink(&a.sink) {
+                            Ok(sink) => {
+                                let (tx, rx) = mpsc::channel(a.queue_size);
+                                let c = Arc::clone(&counters);
+                                tokio::task::spawn_blocking(move || write_loop(rx, sink, c));
+                                Some(tx)
+                            }
+                            Err(e) => {
+                                warn!(sink = %a.sink, error = %e, "analytics sink cannot be opened; events are dropped");
+                                None
+                            }
+                        },
+                        None => None,
+                    };
+                    *queue.write() = tx;
+                    current = next;
+                }
+                if settings.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        let counters = Arc::clone(&als.counters);
+        (AccessLogServiceServer::new(als), counters)
+    }
+}
+
+fn open_sink(sink: &str) -> std::io::Result<Box<dyn Write + Send>> {
+    if sink == "stdout" {
+        return Ok(Box::new(std::io::stdout()));
+    }
+    let f = std::fs::OpenOptions::new().create(true).append(true).open(sink)?;
+    Ok(Box::new(f))
+}
+
+fn write_loop(mut rx: mpsc::Receiver<Value>, sink: Box<dyn Write + Send>, counters: Arc<Counters>) {
+    let mut w = std::io::BufWriter::new(sink);
+    while let Some(ev) = rx.blocking_recv() {
+        let mut n = 1;
+        let mut ok = serde_json::to_writer(&mut w, &ev).is_ok() && w.write_all(b"\n").is_ok();
+        // Write what is already queued, then flush once.
+        while let Ok(ev) = rx.try_recv() {
+            ok &= serde_json::to_writer(&mut w, &ev).is_ok() && w.write_all(b"\n").is_ok();
+            n += 1;
+        }
+        ok &= w.flush().is_ok();
+        if ok {
+            counters.written.fetch_add(n, Ordering::Relaxed);
+        } else {
+            counters.dropped.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl AccessLogService for Als {
+    async fn stream_access_logs(
+        &self,
+        request: Request<Streaming<StreamAccessLogsMessage>>,
+    ) -> Result<Response<StreamAccessLogsResponse>, Status> {
+        let mut stream = request.into_inner();
+        while let Some(msg) = stream.message().await? {
+            let Some(LogEntries::HttpLogs(logs)) = msg.log_entries else { continue };
+            let tx = self.queue.read().clone();
+            let Some(tx) = tx else { continue };
+            for entry in &logs.log_entry {
+                if let Some(ev) = event(entry)
+                    && tx.try_send(ev).is_err()
+                {
+                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        debug!("access-log stream ended");
+        Ok(Response::new(StreamAccessLogsResponse {}))
+    }
+}

@@ -1,0 +1,162 @@
+//! Envoy's ext_authz v3 `Check`: CheckRequest → [`Decision`] → CheckResponse.
+//! A denial is a successful RPC carrying a denied response; only a check the
+//! enforcer cannot make at all (no configuration yet) is a gRPC error, which
+//! Envoy turns into the documented 500/102500.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::core::v3::{
+    HeaderValue, HeaderValueOption, header_value_option::HeaderAppendAction,
+};
+use envoy_types::pb::envoy::service::auth::v3::authorization_server::{Authorization, AuthorizationServer};
+use envoy_types::pb::envoy::service::auth::v3::{
+    CheckRequest, CheckResponse, DeniedHttpResponse, OkHttpResponse, check_response,
+};
+use envoy_types::pb::envoy::r#type::v3::HttpStatus;
+use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
+use envoy_types::pb::google::rpc;
+use tonic::{Request, Response, Status};
+
+use crate::check::{AuthInfo, Decision, Engine, Input};
+
+/// Metadata key telling the router the enforcer answered (spec §5.1).
+pub const REPLY_KEY: &str = "choreo-connect-enforcer-reply";
+
+/// The ext_authz service.
+#[derive(Clone)]
+pub struct Authz {
+    engine: Arc<Engine>,
+}
+
+impl Authz {
+    /// A tonic service deciding with `engine`.
+    pub fn server(engine: Arc<Engine>, max_message: usize) -> AuthorizationServer<Authz> {
+        AuthorizationServer::new(Authz { engine }).max_decoding_message_size(max_message)
+    }
+}
+
+fn string(s: impl Into<String>) -> Value {
+    Value { kind: Some(Kind::StringValue(s.into())) }
+}
+
+fn header(key: impl Into<String>, value: impl Into<String>) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue { key: key.into(), value: value.into(), ..Default::default() }),
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        ..Default::default()
+    }
+}
+
+fn analytics_fields(m: &mut HashMap<String, Value>, info: &AuthInfo, correlation: &str) {
+    let mut put = |k: &str, v: &str| {
+        if !v.is_empty() {
+            m.insert(k.to_string(), string(v));
+        }
+    };
+    put("x-wso2-api-id", &info.api_id);
+    put("x-wso2-api-name", &info.api_name);
+    put("x-wso2-api-version", &info.api_version);
+    put("x-wso2-api-type", &info.api_type);
+    put("x-wso2-api-context", &info.api_context);
+    put("x-wso2-api-resource-template", &info.resource);
+    put("x-wso2-application-name", &info.app_name);
+    put("x-wso2-application-id", &info.app_id);
+    put("x-wso2-application-owner", &info.app_owner);
+    put("x-wso2-application-key-type", &info.key_type);
+    put("x-wso2-auth-type", info.auth_type);
+    put("x-wso2-user", &info.user);
+    put("x-wso2-tier", &info.tier);
+    put("x-wso2-correlation-id", correlation);
+}
+
+/// Turns a decision into Envoy's answer.
+pub fn response(decision: Decision, path: &str, request_id: &str, analytics: bool) -> CheckResponse {
+    let mut meta = HashMap::with_capacity(20);
+    meta.insert(REPLY_KEY.to_string(), string("Ok"));
+    match decision {
+        Decision::Allow { set, remove, info } => {
+            meta.insert("originalPath".into(), string(path.split('?').next().unwrap_or(path)));
+            if analytics {
+                analytics_fields(&mut meta, &info, request_id);
+            }
+            CheckResponse {
+                status: Some(rpc::Status { code: 0, ..Default::default() }),
+                dynamic_metadata: Some(Struct { fields: meta }),
+                http_response: Some(check_response::HttpResponse::OkResponse(OkHttpResponse {
+                    headers: set.into_iter().map(|(k, v)| header(k.into_owned(), v)).collect(),
+                    headers_to_remove: remove,
+                    ..Default::default()
+                })),
+            }
+        }
+        Decision::Deny { deny, www_authenticate, info } => {
+            meta.insert("correlationID".into(), string(request_id));
+            if analytics {
+                analytics_fields(&mut meta, &info, request_id);
+                if !deny.code.is_empty() {
+                    meta.insert("ErrorCode".into(), string(deny.code));
+                }
+            }
+            let mut headers = Vec::with_capacity(2 + deny.headers.len());
+            for (k, v) in &deny.headers {
+                headers.push(header(*k, v.clone()));
+            }
+            if let Some(w) = www_authenticate {
+                headers.push(header("WWW-Authenticate", w));
+            }
+            let body = deny.body();
+            if !body.is_empty() {
+                headers.push(header("content-type", "application/json"));
+            }
+            CheckResponse {
+                status: Some(rpc::Status { code: deny.grpc_code(), ..Default::default() }),
+                dynamic_metadata: Some(Struct { fields: meta }),
+                http_response: Some(check_response::HttpResponse::DeniedResponse(DeniedHttpResponse {
+                    status: Some(HttpStatus { code: i32::from(deny.status) }),
+                    headers,
+                    body,
+                })),
+            }
+        }
+    }
+}
+
+/// Decides on a CheckRequest.
+pub async fn check(engine: &Engine, req: &CheckRequest) -> Result<CheckResponse, Status> {
+    static EMPTY: std::sync::OnceLock<HashMap<String, String>> = std::sync::OnceLock::new();
+    let empty = EMPTY.get_or_init(HashMap::new);
+    let attrs = req.attributes.as_ref();
+    let http = attrs.and_then(|a| a.request.as_ref()).and_then(|r| r.http.as_ref());
+    let source = attrs.and_then(|a| a.source.as_ref());
+    let source_ip = source
+        .and_then(|p| p.address.as_ref())
+        .and_then(|a| match &a.address {
+            Some(envoy_types::pb::envoy::config::core::v3::address::Address::SocketAddress(s)) => {
+                Some(s.address.as_str())
+            }
+            _ => None,
+        })
+        .unwrap_or("");
+    let headers = http.map(|h| &h.headers).unwrap_or(empty);
+    let path = http.map(|h| h.path.as_str()).unwrap_or("");
+    let input = Input {
+        method: http.map(|h| h.method.as_str()).unwrap_or(""),
+        path,
+        headers,
+        ext: attrs.map(|a| &a.context_extensions).unwrap_or(empty),
+        peer_cert: source.map(|p| p.certificate.as_str()).unwrap_or(""),
+        source_ip,
+    };
+    let request_id = headers.get("x-request-id").map(String::as_str).or(http.map(|h| h.id.as_str())).unwrap_or("");
+    let decision = engine.check(input).await.map_err(|e| Status::unavailable(e.to_string()))?;
+    let analytics = engine.settings.load().as_ref().is_some_and(|s| s.analytics.enabled);
+    Ok(response(decision, path, request_id, analytics))
+}
+
+#[tonic::async_trait]
+impl Authorization for Authz {
+    async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
+        check(&self.engine, request.get_ref()).await.map(Response::new)
+    }
+}

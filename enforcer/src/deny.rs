@@ -1,0 +1,257 @@
+//! Denials: Choreo Connect's error codes, statuses and JSON bodies (spec §6.2).
+
+use std::borrow::Cow;
+
+/// Appended to most 900901 descriptions, as Choreo Connect does.
+pub const CREDENTIALS_SUFFIX: &str = ". Make sure you have provided the correct security credentials";
+
+/// Which challenge an authentication failure carries in `WWW-Authenticate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    /// No `WWW-Authenticate` (not an authentication failure).
+    None,
+    /// An authentication failure: the challenges of the authenticators that
+    /// applied to the resource.
+    Auth,
+}
+
+/// Why a request is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deny {
+    /// HTTP status.
+    pub status: u16,
+    /// `code`, a string in the body.
+    pub code: &'static str,
+    /// `error_message`
+    pub message: &'static str,
+    /// `error_description`
+    pub description: Cow<'static, str>,
+    /// Whether `WWW-Authenticate` is added.
+    pub challenge: Challenge,
+    /// Extra headers (e.g. `Allow` on a CORS answer).
+    pub headers: Vec<(&'static str, String)>,
+    /// Sent without a JSON body (CORS 204 answers).
+    pub empty_body: bool,
+}
+
+impl Deny {
+    fn new(status: u16, code: &'static str, message: &'static str, description: impl Into<Cow<'static, str>>) -> Deny {
+        Deny {
+            status,
+            code,
+            message,
+            description: description.into(),
+            challenge: Challenge::None,
+            headers: Vec::new(),
+            empty_body: false,
+        }
+    }
+
+    fn auth(mut self) -> Deny {
+        self.challenge = Challenge::Auth;
+        self
+    }
+
+    /// 404: no API or resource for the request.
+    pub fn not_found() -> Deny {
+        Deny::new(404, "404", "Not Found", "The requested resource is not available.")
+    }
+
+    /// 900901 with a description.
+    pub fn invalid_credentials(description: impl Into<Cow<'static, str>>) -> Deny {
+        Deny::new(401, "900901", "Invalid Credentials", description).auth()
+    }
+
+    /// 900901: no usable credentials at all.
+    pub fn missing_credentials() -> Deny {
+        Deny::invalid_credentials("Make sure you have provided the correct security credentials")
+    }
+
+    /// 900901: a token that failed validation.
+    pub fn bad_token() -> Deny {
+        Deny::invalid_credentials("Invalid Credentials. Make sure you have provided the correct security credentials")
+    }
+
+    /// 900901: a value that is not a JWT.
+    pub fn not_a_jwt() -> Deny {
+        Deny::invalid_credentials(
+            "Not a JWT token. Failed to decode the token header. Make sure you have provided the correct security credentials",
+        )
+    }
+
+    /// 900901: a revoked token.
+    pub fn revoked() -> Deny {
+        Deny::invalid_credentials("Invalid JWT token. Make sure you have provided the correct security credentials")
+    }
+
+    /// 900901 with Choreo Connect's authenticator-specific message
+    /// (`API key authentication failed.`, `Internal key authentication failed.`).
+    pub fn authentication_failed(message: &'static str) -> Deny {
+        let mut d = Deny::invalid_credentials(format!("{message}{CREDENTIALS_SUFFIX}"));
+        d.message = message;
+        d
+    }
+
+    /// 900900: the enforcer could not validate (e.g. keys unavailable).
+    pub fn unclassified(description: impl Into<Cow<'static, str>>) -> Deny {
+        Deny::new(401, "900900", "Unclassified Authentication Failure", description).auth()
+    }
+
+    /// 900901: the key type has no endpoint.
+    pub fn no_endpoint(production: bool) -> Deny {
+        Deny::invalid_credentials(if production {
+            "Production key offered to an API with no production endpoint"
+        } else {
+            "Sandbox key offered to an API with no sandbox endpoint"
+        })
+    }
+
+    /// 900908: not subscribed.
+    pub fn not_subscribed(description: &'static str) -> Deny {
+        Deny::new(403, "900908", "Resource forbidden ", description)
+    }
+
+    /// 900907: subscription blocked.
+    pub fn subscription_blocked() -> Deny {
+        Deny::new(401, "900907", "The requested API is temporarily blocked", "API Subscription is blocked")
+    }
+
+    /// 900909: subscription inactive.
+    pub fn subscription_inactive() -> Deny {
+        Deny::new(
+            403,
+            "900909",
+            "The subscription to the API is inactive",
+            "User is NOT authorized to access the Resource. API Subscription validation failed.",
+        )
+    }
+
+    /// 700700: the API's lifecycle state is BLOCKED.
+    pub fn api_blocked() -> Deny {
+        Deny::new(
+            503,
+            "700700",
+            "API blocked",
+            "This API has been blocked temporarily. Please try again later or contact the system administrators.",
+        )
+    }
+
+    /// 900910: scopes.
+    pub fn scopes(resource: &str) -> Deny {
+        Deny::new(
+            403,
+            "900910",
+            "The access token does not allow you to access the requested resource",
+            format!("User is NOT authorized to access the Resource: {resource}. Scope validation failed."),
+        )
+    }
+
+    /// 900911: the enforcer has no data to decide with (no configuration yet).
+    pub fn unavailable() -> Deny {
+        Deny::new(
+            500,
+            "900911",
+            "Internal Server Error",
+            "The gateway is not ready to authorize requests: no configuration received yet",
+        )
+    }
+
+    /// 204 with `Allow`, the answer to OPTIONS on a resource without an OPTIONS operation.
+    pub fn options(allow: String) -> Deny {
+        let mut d = Deny::new(204, "", "", "");
+        d.headers.push(("allow", allow));
+        d.empty_body = true;
+        d
+    }
+
+    /// The JSON body, keys in Choreo Connect's order.
+    pub fn body(&self) -> String {
+        if self.empty_body {
+            return String::new();
+        }
+        // serde_json::Map would sort the keys; Choreo Connect's order is fixed.
+        format!(
+            "{{\"error_message\":{},\"code\":{},\"error_description\":{}}}",
+            json_string(self.message),
+            json_string(self.code),
+            json_string(&self.description)
+        )
+    }
+
+    /// gRPC status code of the denied CheckResponse (spec §5.1).
+    pub fn grpc_code(&self) -> i32 {
+        match self.status {
+            401 => 16,
+            403 => 7,
+            409 => 8,
+            _ => 13,
+        }
+    }
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+/// `WWW-Authenticate` for an authentication failure, from the challenges of
+/// the authenticators that applied (spec §5.3).
+pub fn www_authenticate(challenges: &[&str]) -> String {
+    let mut parts: Vec<&str> = challenges.iter().copied().filter(|c| !c.is_empty()).collect();
+    parts.dedup();
+    let head = parts.join(" ");
+    if head.is_empty() {
+        "error=\"invalid_token\", error_description=\"The provided token is invalid\"".to_string()
+    } else {
+        format!("{head}, error=\"invalid_token\", error_description=\"The provided token is invalid\"")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_choreo_connects_keys_in_order_and_code_as_string() {
+        let b = Deny::missing_credentials().body();
+        assert_eq!(
+            b,
+            r#"{"error_message":"Invalid Credentials","code":"900901","error_description":"Make sure you have provided the correct security credentials"}"#
+        );
+        let v: serde_json::Value = serde_json::from_str(&Deny::scopes("/pets/{id}").body()).expect("json");
+        assert_eq!(v["code"], "900910");
+        assert_eq!(
+            v["error_description"],
+            "User is NOT authorized to access the Resource: /pets/{id}. Scope validation failed."
+        );
+    }
+
+    #[test]
+    fn grpc_codes_follow_the_status() {
+        assert_eq!(Deny::bad_token().grpc_code(), 16);
+        assert_eq!(Deny::not_subscribed("x").grpc_code(), 7);
+        assert_eq!(Deny::not_found().grpc_code(), 13);
+        assert_eq!(Deny::api_blocked().grpc_code(), 13);
+    }
+
+    #[test]
+    fn challenge_joins_authenticators() {
+        assert_eq!(
+            www_authenticate(&["Bearer realm=\"Choreo Connect\""]),
+            "Bearer realm=\"Choreo Connect\", error=\"invalid_token\", error_description=\"The provided token is invalid\""
+        );
+        assert_eq!(
+            www_authenticate(&["Mutual SSL realm=\"Choreo Connect\"", "", "Bearer realm=\"Choreo Connect\""]),
+            "Mutual SSL realm=\"Choreo Connect\" Bearer realm=\"Choreo Connect\", error=\"invalid_token\", error_description=\"The provided token is invalid\""
+        );
+    }
+
+    #[test]
+    fn authenticator_specific_messages_keep_the_double_period() {
+        let d = Deny::authentication_failed("API key authentication failed.");
+        assert_eq!(d.message, "API key authentication failed.");
+        assert_eq!(
+            d.description,
+            "API key authentication failed.. Make sure you have provided the correct security credentials"
+        );
+    }
+}

@@ -1,0 +1,184 @@
+//! The enforcer's data from the adapter: configuration, APIs and revoked
+//! tokens, each on a state-of-the-world stream. A response that cannot be
+//! used is refused (NACK, naming the problem) and the data in use stays;
+//! while the adapter is away the enforcer keeps serving on what it has and
+//! reconnects with backoff.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_proto::service::enforcer_discovery_service_client::EnforcerDiscoveryServiceClient;
+use gateway_proto::service::{DiscoveryRequest, DiscoveryResponse, ErrorDetail};
+use gateway_proto::{api as pa, config as pc};
+use prost::Message;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+use tracing::{debug, info, warn};
+
+use crate::apis::ApiIndex;
+use crate::check::Engine;
+use crate::settings::Settings;
+
+/// Where and who.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The adapter's gRPC channel.
+    pub channel: Channel,
+    /// The label (gateway environment) this enforcer serves.
+    pub label: String,
+    /// This instance's host name.
+    pub instance: String,
+}
+
+/// Which stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Configuration.
+    Config,
+    /// APIs.
+    Apis,
+    /// Revoked tokens.
+    Revoked,
+}
+
+impl Kind {
+    fn type_url(self) -> &'static str {
+        match self {
+            Kind::Config => gateway_proto::CONFIG_TYPE_URL,
+            Kind::Apis => gateway_proto::API_TYPE_URL,
+            Kind::Revoked => gateway_proto::REVOKED_TOKEN_TYPE_URL,
+        }
+    }
+}
+
+/// Applies responses to the engine.
+pub struct Applier {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// HTTP client for JWKS.
+    pub http: reqwest::Client,
+    /// Publishes each accepted configuration.
+    pub settings_tx: watch::Sender<Option<Arc<Settings>>>,
+}
+
+impl Applier {
+    /// Applies one response; `Err` is the NACK message.
+    pub fn apply(&self, kind: Kind, resp: &DiscoveryResponse) -> Result<(), String> {
+        for r in &resp.resources {
+            if r.type_url != kind.type_url() {
+                return Err(format!("resource of type {:?} on the {} stream", r.type_url, kind.type_url()));
+            }
+        }
+        match kind {
+            Kind::Config => {
+                let [one] = resp.resources.as_slice() else {
+                    return Err(format!("expected one configuration, got {}", resp.resources.len()));
+                };
+                let c =
+                    pc::Config::decode(one.value.as_slice()).map_err(|e| format!("undecodable configuration: {e}"))?;
+                let s = Arc::new(Settings::load(&c, &self.http)?);
+                for j in s.jwks_sources() {
+                    j.spawn_refresh();
+                }
+                self.engine.set_settings(Arc::clone(&s));
+                self.settings_tx.send_replace(Some(s));
+                info!(version = %resp.version_info, "configuration applied");
+            }
+            Kind::Apis => {
+                let apis = resp
+                    .resources
+                    .iter()
+                    .map(|r| pa::Api::decode(r.value.as_slice()).map_err(|e| format!("undecodable API: {e}")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let index = ApiIndex::new(apis)?;
+                info!(version = %resp.version_info, apis = index.len(), "APIs applied");
+                self.engine.apis.store(Arc::new(index));
+            }
+            Kind::Revoked => {
+                let mut map = HashMap::new();
+                for r in &resp.resources {
+                    let t = pa::RevokedToken::decode(r.value.as_slice())
+                        .map_err(|e| format!("undecodable revoked token: {e}"))?;
+                    map.insert(t.jti.into_boxed_str(), t.expirytime);
+                }
+                info!(version = %resp.version_info, tokens = map.len(), "revoked tokens applied");
+                self.engine.set_revoked(map);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs one stream forever: connect, apply, ACK/NACK, reconnect with backoff.
+pub async fn run_stream(client: Client, kind: Kind, applier: Arc<Applier>) {
+    let mut accepted = String::new();
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match stream_once(&client, kind, &applier, &mut accepted).await {
+            Ok(()) => debug!(?kind, "stream closed by the adapter"),
+            Err(e) => debug!(?kind, error = %e, "stream failed"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+        if accepted.is_empty() {
+            debug!(?kind, "still waiting for the adapter");
+        }
+    }
+}
+
+async fn stream_once(
+    client: &Client,
+    kind: Kind,
+    applier: &Applier,
+    accepted: &mut String,
+) -> Result<(), tonic::Status> {
+    let mut grpc = EnforcerDiscoveryServiceClient::new(client.channel.clone()).max_decoding_message_size(usize::MAX);
+    let (tx, rx) = mpsc::channel::<DiscoveryRequest>(4);
+    let first = DiscoveryRequest {
+        version_info: accepted.clone(),
+        node_id: client.label.clone(),
+        instance: client.instance.clone(),
+        type_url: kind.type_url().to_string(),
+        ..Default::default()
+    };
+    let _ = tx.send(first).await;
+    let outbound = ReceiverStream::new(rx);
+    let mut inbound = match kind {
+        Kind::Config => grpc.stream_config(outbound).await?,
+        Kind::Apis => grpc.stream_apis(outbound).await?,
+        Kind::Revoked => grpc.stream_revoked_tokens(outbound).await?,
+    }
+    .into_inner();
+    info!(?kind, "connected to the adapter");
+    while let Some(resp) = inbound.message().await? {
+        let ack = match applier.apply(kind, &resp) {
+            Ok(()) => {
+                *accepted = resp.version_info.clone();
+                DiscoveryRequest {
+                    version_info: resp.version_info.clone(),
+                    response_nonce: resp.nonce.clone(),
+                    node_id: client.label.clone(),
+                    type_url: kind.type_url().to_string(),
+                    ..Default::default()
+                }
+            }
+            Err(msg) => {
+                warn!(?kind, version = %resp.version_info, error = %msg, "refused the adapter's data (NACK); keeping what is in use");
+                DiscoveryRequest {
+                    version_info: accepted.clone(),
+                    response_nonce: resp.nonce.clone(),
+                    node_id: client.label.clone(),
+                    type_url: kind.type_url().to_string(),
+                    error_detail: Some(ErrorDetail { code: 3, message: msg }),
+                    ..Default::default()
+                }
+            }
+        };
+        if tx.send(ack).await.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}

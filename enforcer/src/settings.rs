@@ -1,0 +1,328 @@
+//! The enforcer's configuration as received from the adapter, checked and
+//! turned into what the request path uses: issuers with their keys, header
+//! names, the backend-JWT signer, the `/testkey` issuer. Any problem refuses
+//! the whole configuration (the adapter gets a NACK naming it) and the one in
+//! use stays.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use gateway_proto::config as pc;
+
+use crate::keys::{Jwks, VerifyKey};
+use crate::signer::Signer;
+
+/// A configured JWT issuer (`[[enforcer.security.tokenService]]`).
+#[derive(Debug)]
+pub struct Issuer {
+    /// `name`
+    pub name: Arc<str>,
+    /// `issuer` (the `iss` claim).
+    pub issuer: String,
+    /// `validateSubscription`
+    pub validate_subscription: bool,
+    /// `consumerKeyClaim`
+    pub consumer_key_claim: String,
+    /// `claimMapping`: (remote, local).
+    pub claim_mapping: Vec<(String, String)>,
+    /// Keys from `certificateFilePath` or `certificateAlias`.
+    pub certs: Vec<VerifyKey>,
+    /// Keys from `jwksURL`.
+    pub jwks: Option<Arc<Jwks>>,
+}
+
+/// `[analytics]` as the enforcer uses it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalyticsSettings {
+    /// Events are produced.
+    pub enabled: bool,
+    /// `stdout` or a file path.
+    pub sink: String,
+    /// Events held while the sink is slow.
+    pub queue_size: usize,
+}
+
+/// Everything the enforcer's decisions depend on.
+#[derive(Debug)]
+pub struct Settings {
+    /// Issuers by `iss`.
+    pub issuers: HashMap<String, Arc<Issuer>>,
+    /// Issuer of API keys (`APIM APIkey`, else `APIM Publisher`).
+    pub api_key_issuer: Option<Arc<Issuer>>,
+    /// Issuer of internal keys (`APIM Publisher`).
+    pub internal_key_issuer: Option<Arc<Issuer>>,
+    /// Lower-cased header carrying `Bearer <JWT>`.
+    pub auth_header: String,
+    /// Lower-cased internal-key header.
+    pub internal_key_header: String,
+    /// Pass the auth header to the backend.
+    pub outbound_auth_header: bool,
+    /// Lower-cased client-certificate header.
+    pub cert_header: String,
+    /// Use the TLS peer certificate (not the header).
+    pub cert_from_tls: bool,
+    /// The certificate header is URL-encoded.
+    pub cert_header_encoded: bool,
+    /// Pass the certificate header to the backend.
+    pub outbound_cert_header: bool,
+    /// Token cache: enabled, size, entry lifetime in seconds.
+    pub cache: (bool, u64, u64),
+    /// Admin API credentials.
+    pub management: (String, String),
+    /// Serve the admin API.
+    pub rest_server: bool,
+    /// Backend JWT.
+    pub backend_jwt: Option<BackendJwtSettings>,
+    /// `/testkey`.
+    pub test_key: Option<TestKeySettings>,
+    /// Analytics.
+    pub analytics: AnalyticsSettings,
+}
+
+/// `[enforcer.jwtGenerator]`, loaded.
+#[derive(Debug)]
+pub struct BackendJwtSettings {
+    /// Header name.
+    pub header: String,
+    /// Claim prefix, ending with `/` unless empty.
+    pub dialect: String,
+    /// Lifetime, seconds.
+    pub ttl: i64,
+    /// Signs the JWT (none for `signingAlgorithm = NONE`).
+    pub signer: Option<Signer>,
+    /// Public keys, as the `/jwks` document.
+    pub jwks: String,
+}
+
+/// `[enforcer.jwtIssuer]`, loaded.
+#[derive(Debug)]
+pub struct TestKeySettings {
+    /// `iss`
+    pub issuer: String,
+    /// Lifetime, seconds.
+    pub validity: i64,
+    /// Users (name, password).
+    pub users: Vec<(String, String)>,
+    /// The signing key.
+    pub signer: Signer,
+}
+
+/// Replaces `$env{NAME}` with the environment variable (left as is when unset).
+pub fn resolve_env(s: &str) -> String {
+    if !s.contains("$env{") {
+        return s.to_string();
+    }
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(start) = rest.find("$env{") {
+        let Some(len) = rest[start + 5..].find('}') else { break };
+        let name = &rest[start + 5..start + 5 + len];
+        out.push_str(&rest[..start]);
+        match std::env::var(name) {
+            Ok(v) => out.push_str(&v),
+            Err(_) => out.push_str(&rest[start..start + 6 + len]),
+        }
+        rest = &rest[start + 6 + len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn key_path(truststore: &str, t: &pc::Issuer) -> Option<String> {
+    if !t.certificate_file_path.is_empty() {
+        return Some(resolve_env(&t.certificate_file_path));
+    }
+    if !t.certificate_alias.is_empty() && !truststore.is_empty() {
+        return Some(format!("{}/{}.pem", resolve_env(truststore).trim_end_matches('/'), t.certificate_alias));
+    }
+    None
+}
+
+impl Settings {
+    /// Checks and loads a configuration. `http` is the client JWKS are fetched with.
+    pub fn load(c: &pc::Config, http: &reqwest::Client) -> Result<Settings, String> {
+        let sec = c.security.clone().unwrap_or_default();
+        let mut issuers = HashMap::new();
+        let mut by_name: HashMap<String, Arc<Issuer>> = HashMap::new();
+        for (i, t) in sec.token_service.iter().enumerate() {
+            let at = |k: &str| format!("enforcer.security.tokenService[{i}].{k}");
+            let certs = match key_path(&c.truststore_location, t) {
+                Some(path) => VerifyKey::from_pem_file(&path).map_err(|e| {
+                    format!(
+                        "{}: {e}",
+                        at(if t.certificate_file_path.is_empty() { "certificateAlias" } else { "certificateFilePath" })
+                    )
+                })?,
+                None => Vec::new(),
+            };
+            let jwks = if t.jwks_url.is_empty() {
+                None
+            } else {
+                let url = resolve_env(&t.jwks_url);
+                url::Url::parse(&url).map_err(|e| format!("{}: {url:?}: {e}", at("jwksURL")))?;
+                Some(Jwks::new(url, http.clone()))
+            };
+            if certs.is_empty() && jwks.is_none() {
+                return Err(format!(
+                    "{}: issuer {:?} has no key: set certificateFilePath, certificateAlias or jwksURL",
+                    at("name"),
+                    t.name
+                ));
+            }
+            let issuer = Arc::new(Issuer {
+                name: t.name.as_str().into(),
+                issuer: resolve_env(&t.issuer),
+                validate_subscription: t.validate_subscription,
+                consumer_key_claim: t.consumer_key_claim.clone(),
+                claim_mapping: t
+                    .claim_mapping
+                    .iter()
+                    .map(|m| (m.remote_claim.clone(), m.local_claim.clone()))
+                    .collect(),
+                certs,
+                jwks,
+            });
+            if !issuer.issuer.is_empty() {
+                issuers.insert(issuer.issuer.clone(), Arc::clone(&issuer));
+            }
+            by_name.insert(t.name.clone(), issuer);
+        }
+        let auth = sec.auth_header.unwrap_or_default();
+        let mtls = sec.mutual_ssl.unwrap_or_default();
+        let cache = c.cache.clone().unwrap_or_default();
+        let mgmt = c.management.clone().unwrap_or_default();
+        let backend_jwt = match &c.jwt_generator {
+            Some(g) if g.enabled => Some(BackendJwtSettings::load(g)?),
+            _ => None,
+        };
+        let test_key = match &c.jwt_issuer {
+            Some(t) if t.enabled => Some(TestKeySettings {
+                issuer: resolve_env(&t.issuer),
+                validity: t.validity_period.max(1),
+                users: t.jwt_user.iter().map(|u| (resolve_env(&u.username), resolve_env(&u.password))).collect(),
+                signer: Signer::from_files(&resolve_env(&t.private_key_path), &resolve_env(&t.public_certificate_path))
+                    .map_err(|e| format!("enforcer.jwtIssuer: {e}"))?,
+            }),
+            _ => None,
+        };
+        let a = c.analytics.clone().unwrap_or_default();
+        let prop = |k: &str| a.config_properties.get(k).map(|v| resolve_env(v));
+        let analytics = AnalyticsSettings {
+            enabled: a.enabled,
+            sink: prop("sink").filter(|s| !s.trim().is_empty()).unwrap_or_else(|| "stdout".into()),
+            queue_size: match prop("queueSize") {
+                Some(v) => v.trim().parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    format!("analytics.enforcer.configProperties.queueSize: {v:?} is not a positive number")
+                })?,
+                None => 10_000,
+            },
+        };
+        let lower_or = |s: &str, d: &str| if s.is_empty() { d.to_string() } else { s.to_ascii_lowercase() };
+        Ok(Settings {
+            issuers,
+            api_key_issuer: by_name.get("APIM APIkey").or_else(|| by_name.get("APIM Publisher")).cloned(),
+            internal_key_issuer: by_name.get("APIM Publisher").cloned(),
+            auth_header: lower_or(&auth.authorization_header, "authorization"),
+            internal_key_header: lower_or(&auth.test_console_header_name, "internal-key"),
+            outbound_auth_header: auth.enable_outbound_auth_header,
+            cert_header: lower_or(&mtls.certificate_header, "x-wso2-client-certificate"),
+            cert_from_tls: mtls.enable_client_validation,
+            cert_header_encoded: mtls.client_certificate_encode,
+            outbound_cert_header: mtls.enable_outbound_certificate_header,
+            cache: (cache.enabled, cache.maximum_size.max(1), cache.expiry_time.max(1) * 60),
+            management: (resolve_env(&mgmt.username), resolve_env(&mgmt.password)),
+            rest_server: c.rest_server.as_ref().is_none_or(|r| r.enabled),
+            backend_jwt,
+            test_key,
+            analytics,
+        })
+    }
+
+    /// Every JWKS source, for background refreshing.
+    pub fn jwks_sources(&self) -> Vec<Arc<Jwks>> {
+        let mut v: Vec<Arc<Jwks>> = Vec::new();
+        for i in self.issuers.values().chain(self.api_key_issuer.iter()).chain(self.internal_key_issuer.iter()) {
+            if let Some(j) = &i.jwks
+                && !v.iter().any(|x| Arc::ptr_eq(x, j))
+            {
+                v.push(Arc::clone(j));
+            }
+        }
+        v
+    }
+}
+
+impl BackendJwtSettings {
+    fn load(g: &pc::JwtGenerator) -> Result<BackendJwtSettings, String> {
+        let mut jwks = Vec::new();
+        let mut signer = None;
+        let alg = match g.signing_algorithm.as_str() {
+            "SHA384withRSA" => "RS384",
+            "SHA512withRSA" => "RS512",
+            _ => "RS256",
+        };
+        for (i, k) in g.keypair.iter().enumerate() {
+            let s = Signer::from_files(&resolve_env(&k.private_key_path), &resolve_env(&k.public_certificate_path))
+                .map_err(|e| format!("enforcer.jwtGenerator.keypair[{i}]: {e}"))?;
+            jwks.push(s.jwk(alg));
+            if k.use_for_signing && signer.is_none() {
+                signer = Some(s);
+            }
+        }
+        if signer.is_none() && g.signing_algorithm != "NONE" {
+            return Err("enforcer.jwtGenerator.keypair: no keypair has useForSigning = true".into());
+        }
+        let dialect = if g.claim_dialect.is_empty() || g.claim_dialect.ends_with('/') {
+            g.claim_dialect.clone()
+        } else {
+            format!("{}/", g.claim_dialect)
+        };
+        Ok(BackendJwtSettings {
+            header: if g.header.is_empty() { "x-jwt-assertion".into() } else { g.header.to_ascii_lowercase() },
+            dialect,
+            ttl: g.token_ttl.max(1),
+            signer: if g.signing_algorithm == "NONE" { None } else { signer },
+            jwks: serde_json::json!({ "keys": jwks }).to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_references_resolve_in_the_enforcers_environment() {
+        let name = "ENFORCER_SETTINGS_TEST_PW";
+        assert_eq!(resolve_env(&format!("a$env{{{name}}}b")), format!("a$env{{{name}}}b"), "unset stays");
+        assert_eq!(resolve_env("plain"), "plain");
+        assert_eq!(resolve_env("x$env{PATH"), "x$env{PATH");
+    }
+
+    #[test]
+    fn an_issuer_without_keys_is_refused_naming_it() {
+        let c = pc::Config {
+            security: Some(pc::Security {
+                token_service: vec![pc::Issuer { name: "X".into(), issuer: "https://x".into(), ..Default::default() }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let err = Settings::load(&c, &reqwest::Client::new()).expect_err("no keys");
+        assert!(err.contains("tokenService[0]") && err.contains("\"X\""), "{err}");
+        let c2 = pc::Config {
+            security: Some(pc::Security {
+                token_service: vec![pc::Issuer {
+                    name: "X".into(),
+                    issuer: "https://x".into(),
+                    certificate_file_path: "/nonexistent/cert.pem".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let err = Settings::load(&c2, &reqwest::Client::new()).expect_err("missing file");
+        assert!(err.contains("certificateFilePath") && err.contains("/nonexistent/cert.pem"), "{err}");
+    }
+}

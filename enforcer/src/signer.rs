@@ -1,0 +1,87 @@
+//! RSA signing of the JWTs the enforcer issues (backend JWT, `/testkey`).
+//! The key is parsed once; each signature is one RSA operation.
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self, RsaKeyPair};
+use base64::Engine;
+use rustls_pki_types::PrivateKeyDer;
+use rustls_pki_types::pem::PemObject;
+use x509_parser::public_key::PublicKey;
+
+const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// A private key with its certificate.
+pub struct Signer {
+    key: RsaKeyPair,
+    rng: SystemRandom,
+    /// `kid`: base64url of the lower-case hex SHA-256 of the certificate (Choreo Connect's thumbprint).
+    pub kid: String,
+    /// `x5t`: the same with SHA-1.
+    pub x5t: String,
+    n: String,
+    e: String,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer").field("kid", &self.kid).finish()
+    }
+}
+
+fn thumbprint(alg: &'static aws_lc_rs::digest::Algorithm, der: &[u8]) -> String {
+    let hex: String = aws_lc_rs::digest::digest(alg, der).as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    base64::engine::general_purpose::URL_SAFE.encode(hex)
+}
+
+impl Signer {
+    /// Loads a PEM private key (PKCS#1 or PKCS#8, RSA) and its PEM certificate.
+    pub fn from_files(key_path: &str, cert_path: &str) -> Result<Signer, String> {
+        let key_der =
+            PrivateKeyDer::from_pem_file(key_path).map_err(|e| format!("{key_path}: no usable private key: {e}"))?;
+        let key = match &key_der {
+            PrivateKeyDer::Pkcs1(k) => RsaKeyPair::from_der(k.secret_pkcs1_der()),
+            PrivateKeyDer::Pkcs8(k) => RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()),
+            _ => return Err(format!("{key_path}: not an RSA private key")),
+        }
+        .map_err(|e| format!("{key_path}: not a usable RSA private key: {e}"))?;
+        let cert_pem = std::fs::read(cert_path).map_err(|e| format!("{cert_path}: {e}"))?;
+        let (_, pem) = x509_parser::pem::parse_x509_pem(&cert_pem).map_err(|e| format!("{cert_path}: not PEM: {e}"))?;
+        let cert = pem.parse_x509().map_err(|e| format!("{cert_path}: bad certificate: {e}"))?;
+        let Ok(PublicKey::RSA(rsa)) = cert.public_key().parsed() else {
+            return Err(format!("{cert_path}: not an RSA certificate"));
+        };
+        let strip = |b: &[u8]| -> Vec<u8> {
+            let i = b.iter().position(|x| *x != 0).unwrap_or(b.len().saturating_sub(1));
+            b[i..].to_vec()
+        };
+        let (n, e) = (strip(rsa.modulus), strip(rsa.exponent));
+        use aws_lc_rs::signature::KeyPair;
+        let public = key.public_key().as_ref().to_vec();
+        if !public.windows(n.len()).any(|w| w == n.as_slice()) {
+            return Err(format!("{cert_path}: the certificate does not belong to the key {key_path}"));
+        }
+        Ok(Signer {
+            key,
+            rng: SystemRandom::new(),
+            kid: thumbprint(&aws_lc_rs::digest::SHA256, &pem.contents),
+            x5t: thumbprint(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &pem.contents),
+            n: B64URL.encode(n),
+            e: B64URL.encode(e),
+        })
+    }
+
+    /// The public key as a JWK.
+    pub fn jwk(&self, alg: &str) -> serde_json::Value {
+        serde_json::json!({"kty": "RSA", "e": self.e, "n": self.n, "use": "sig", "alg": alg, "kid": self.kid})
+    }
+
+    /// A compact RS256 JWT of `header` and `claims` (JSON texts).
+    pub fn sign(&self, header: &str, claims: &str) -> Result<String, String> {
+        let input = format!("{}.{}", B64URL.encode(header), B64URL.encode(claims));
+        let mut sig = vec![0u8; self.key.public_modulus_len()];
+        self.key
+            .sign(&signature::RSA_PKCS1_SHA256, &self.rng, input.as_bytes(), &mut sig)
+            .map_err(|e| format!("signing failed: {e}"))?;
+        Ok(format!("{input}.{}", B64URL.encode(sig)))
+    }
+}

@@ -1,0 +1,297 @@
+//! JWT parsing (no verification): the three parts, the header and the claims
+//! the gateway uses, in a compact form that is cheap to cache.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use serde_json::{Map, Value};
+
+/// Longest token accepted (bytes).
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// Why a value is not a usable JWT.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Not three non-empty dot-separated parts, or too long.
+    #[error("not a JWT: expected three dot-separated base64url parts")]
+    Shape,
+    /// The header is not base64url JSON with a string `alg`.
+    #[error("bad JWT header: {0}")]
+    Header(&'static str),
+    /// The payload is not a base64url JSON object.
+    #[error("bad JWT payload: {0}")]
+    Payload(&'static str),
+}
+
+/// The parts of a JWT.
+#[derive(Debug, Clone)]
+pub struct Jwt<'a> {
+    /// The whole token.
+    pub raw: &'a str,
+    /// `alg` from the header.
+    pub alg: String,
+    /// `kid` from the header.
+    pub kid: Option<String>,
+    /// The claims.
+    pub claims: Map<String, Value>,
+    /// `header.payload`: what the signature covers.
+    pub signing_input: &'a str,
+    /// The signature part (base64url).
+    pub signature: &'a str,
+}
+
+fn b64(part: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()
+}
+
+/// Whether `s` looks like a JWT: three dot-separated parts (the test Choreo
+/// Connect's authenticators use to decide whether they can authenticate).
+pub fn looks_like_jwt(s: &str) -> bool {
+    s.split('.').count() == 3
+}
+
+/// Parses a JWT without checking its signature.
+pub fn parse(raw: &str) -> Result<Jwt<'_>, ParseError> {
+    if raw.len() > MAX_TOKEN_LEN {
+        return Err(ParseError::Shape);
+    }
+    let mut it = raw.split('.');
+    let (Some(h), Some(p), Some(s), None) = (it.next(), it.next(), it.next(), it.next()) else {
+        return Err(ParseError::Shape);
+    };
+    if h.is_empty() || p.is_empty() {
+        return Err(ParseError::Shape);
+    }
+    let header: Map<String, Value> = b64(h)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(ParseError::Header("not base64url-encoded JSON object"))?;
+    let alg = header.get("alg").and_then(Value::as_str).ok_or(ParseError::Header("no alg"))?.to_string();
+    let kid = header.get("kid").and_then(Value::as_str).map(str::to_string);
+    let claims: Map<String, Value> = b64(p)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(ParseError::Payload("not base64url-encoded JSON object"))?;
+    Ok(Jwt { raw, alg, kid, claims, signing_input: &raw[..h.len() + 1 + p.len()], signature: s })
+}
+
+/// One entry of `subscribedAPIs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribedApi {
+    /// API name.
+    pub name: Box<str>,
+    /// API version.
+    pub version: Box<str>,
+    /// API context (base path): internal keys match on it.
+    pub context: Box<str>,
+    /// Subscription tier.
+    pub tier: Box<str>,
+    /// API publisher.
+    pub publisher: Box<str>,
+}
+
+/// The `application` claim.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Application {
+    /// Numeric id (as text).
+    pub id: Box<str>,
+    /// UUID.
+    pub uuid: Box<str>,
+    /// Name.
+    pub name: Box<str>,
+    /// Tier.
+    pub tier: Box<str>,
+    /// Owner.
+    pub owner: Box<str>,
+}
+
+/// What the gateway needs from a validated token; cached per token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenInfo {
+    /// `jti`, or the signature when there is none: the revocation key.
+    pub id: Box<str>,
+    /// Name of the configured issuer that validated it.
+    pub issuer: Arc<str>,
+    /// `sub` (after claim mapping).
+    pub sub: Box<str>,
+    /// `exp`, Unix seconds.
+    pub exp: Option<i64>,
+    /// Scopes from `scope` (string or list).
+    pub scopes: Box<[Box<str>]>,
+    /// `keytype` claim.
+    pub keytype: Option<Box<str>>,
+    /// Consumer key from the issuer's `consumerKeyClaim`.
+    pub consumer_key: Option<Box<str>>,
+    /// `application` claim.
+    pub application: Option<Box<Application>>,
+    /// `subscribedAPIs`, `None` when the claim is absent.
+    pub subscribed: Option<Box<[SubscribedApi]>>,
+    /// `permittedIP` (API keys).
+    pub permitted_ip: Option<Box<str>>,
+    /// `permittedReferer` (API keys).
+    pub permitted_referer: Option<Box<str>>,
+}
+
+fn text(v: Option<&Value>) -> Box<str> {
+    match v {
+        Some(Value::String(s)) => s.as_str().into(),
+        Some(Value::Null) | None => "".into(),
+        Some(other) => other.to_string().into_boxed_str(),
+    }
+}
+
+fn opt_text(v: Option<&Value>) -> Option<Box<str>> {
+    match v {
+        None | Some(Value::Null) => None,
+        some => Some(text(some)),
+    }
+}
+
+/// Scopes from a `scope` claim: a space-separated string or a list.
+pub fn scopes_of(v: Option<&Value>) -> Box<[Box<str>]> {
+    match v {
+        Some(Value::String(s)) => s.split(' ').filter(|x| !x.is_empty()).map(Into::into).collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(Into::into).collect(),
+        _ => Box::new([]),
+    }
+}
+
+/// Applies an issuer's claim mapping: each claim named `remote` is renamed `local`.
+pub fn map_claims(claims: &mut Map<String, Value>, mapping: &[(String, String)]) {
+    for (remote, local) in mapping {
+        if let Some(v) = claims.remove(remote) {
+            claims.insert(local.clone(), v);
+        }
+    }
+}
+
+/// A timestamp claim as Unix seconds (integers and floats accepted).
+pub fn time_claim(claims: &Map<String, Value>, name: &str) -> Option<i64> {
+    match claims.get(name)? {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        _ => None,
+    }
+}
+
+impl TokenInfo {
+    /// The gateway's view of a token's (mapped) claims.
+    pub fn from_claims(
+        jwt_signature: &str,
+        claims: &Map<String, Value>,
+        issuer: Arc<str>,
+        consumer_key_claim: &str,
+    ) -> TokenInfo {
+        let id = claims.get("jti").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or(jwt_signature);
+        let application = claims.get("application").and_then(Value::as_object).map(|a| {
+            Box::new(Application {
+                id: text(a.get("id")),
+                uuid: text(a.get("uuid")),
+                name: text(a.get("name")),
+                tier: text(a.get("tier")),
+                owner: text(a.get("owner")),
+            })
+        });
+        let subscribed = claims.get("subscribedAPIs").map(|v| {
+            v.as_array()
+                .map(|list| {
+                    list.iter()
+                        .filter_map(Value::as_object)
+                        .map(|s| SubscribedApi {
+                            name: text(s.get("name")),
+                            version: text(s.get("version")),
+                            context: text(s.get("context")),
+                            tier: text(s.get("subscriptionTier")),
+                            publisher: text(s.get("publisher")),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
+        TokenInfo {
+            id: id.into(),
+            issuer,
+            sub: text(claims.get("sub")),
+            exp: time_claim(claims, "exp"),
+            scopes: scopes_of(claims.get("scope")),
+            keytype: opt_text(claims.get("keytype")),
+            consumer_key: if consumer_key_claim.is_empty() { None } else { opt_text(claims.get(consumer_key_claim)) },
+            application,
+            subscribed,
+            permitted_ip: opt_text(claims.get("permittedIP")).filter(|s| !s.is_empty()),
+            permitted_referer: opt_text(claims.get("permittedReferer")).filter(|s| !s.is_empty()),
+        }
+    }
+
+    /// The key type: `keytype` claim, default PRODUCTION.
+    pub fn key_type(&self) -> &str {
+        self.keytype.as_deref().filter(|k| !k.is_empty()).unwrap_or("PRODUCTION")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(s: &str) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    }
+
+    #[test]
+    fn parses_parts_header_and_claims() {
+        let t = format!("{}.{}.c2ln", enc(r#"{"alg":"RS256","kid":"k1"}"#), enc(r#"{"sub":"a","exp":10}"#));
+        let j = parse(&t).expect("jwt");
+        assert_eq!(j.alg, "RS256");
+        assert_eq!(j.kid.as_deref(), Some("k1"));
+        assert_eq!(j.signature, "c2ln");
+        assert_eq!(j.signing_input, &t[..t.rfind('.').expect("dot")]);
+        assert_eq!(time_claim(&j.claims, "exp"), Some(10));
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_jwt() {
+        let h = enc(r#"{"alg":"RS256"}"#);
+        let p = enc(r#"{"sub":"a"}"#);
+        for bad in [
+            "aaa.bbb.ccc".to_string(),
+            "a.b".into(),
+            format!("{h}.{p}"),
+            format!("{h}.{p}.s.x"),
+            format!(".{p}.s"),
+            format!("{}.{p}.s", enc(r#"{"typ":"JWT"}"#)),
+            format!("{}.{p}.s", enc("[1]")),
+            format!("{h}.{}.s", enc("\"str\"")),
+            format!("{h}.!!.s"),
+            "x".repeat(MAX_TOKEN_LEN + 1),
+        ] {
+            assert!(parse(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn claims_become_token_info() {
+        let claims: Map<String, Value> = serde_json::from_str(
+            r#"{"sub":"alice","scope":"read write","keytype":"SANDBOX","azp":"ck1",
+                "application":{"id":7,"uuid":"u-1","name":"App","tier":"Unlimited","owner":"bob"},
+                "subscribedAPIs":[{"name":"Pets","version":"1.0","context":"/pets/1.0","subscriptionTier":"Gold","publisher":"admin"}]}"#,
+        )
+        .expect("json");
+        let i = TokenInfo::from_claims("sig", &claims, "iss".into(), "azp");
+        assert_eq!(&*i.id, "sig", "no jti: the signature");
+        assert_eq!(i.scopes.len(), 2);
+        assert_eq!(i.key_type(), "SANDBOX");
+        assert_eq!(i.consumer_key.as_deref(), Some("ck1"));
+        assert_eq!(i.application.as_ref().map(|a| &*a.id), Some("7"));
+        let subs = i.subscribed.as_ref().expect("subscribed");
+        assert_eq!((&*subs[0].name, &*subs[0].tier), ("Pets", "Gold"));
+        let none = TokenInfo::from_claims("sig", &Map::new(), "iss".into(), "");
+        assert!(none.subscribed.is_none());
+        assert_eq!(none.key_type(), "PRODUCTION");
+    }
+
+    #[test]
+    fn scopes_from_list_and_mapping() {
+        let mut claims: Map<String, Value> =
+            serde_json::from_str(r#"{"scp":["a","b"],"client_id":"c"}"#).expect("json");
+        map_claims(&mut claims, &[("scp".into(), "scope".into()), ("client_id".into(), "azp".into())]);
+        assert_eq!(&*scopes_of(claims.get("scope")), &["a".into(), "b".into()] as &[Box<str>]);
+        assert_eq!(claims.get("azp"), Some(&Value::String("c".into())));
+    }
+}
