@@ -13,6 +13,8 @@ export XDS_API_TYPE=${XDS_API_TYPE:-DELTA_GRPC}
 export ENFORCER_HOST=${ENFORCER_HOST:-127.0.0.1}
 export ENFORCER_PORT=${ENFORCER_PORT:-8081}
 export ENFORCER_ANALYTICS_RECEIVER_PORT=${ENFORCER_ANALYTICS_RECEIVER_PORT:-18090}
+export ENFORCER_HTTPS_PORT=${ENFORCER_HTTPS_PORT:-9001}
+export ENFORCER_CA_CERT_PATH=${ENFORCER_CA_CERT_PATH:-/home/wso2/security/truststore/mg.pem}
 export HOSTNAME=${HOSTNAME:-$(hostname 2>/dev/null || echo router)}
 # Substitute only ${UPPER_CASE} names; fail on one that is not set.
 perl -pe '/^\s*#/ or s/\$\{([A-Z_][A-Z0-9_]*)\}/exists $ENV{$1} ? $ENV{$1} : die("render-bootstrap: $1 is not set\n")/ge' "$template"

@@ -103,7 +103,7 @@ pub fn response(decision: Decision, path: &str, request_id: &str, analytics: boo
                 headers.push(header(*k, v.clone()));
             }
             if let Some(w) = www_authenticate {
-                headers.push(header("WWW-Authenticate", w));
+                headers.push(header("www-authenticate", w));
             }
             let body = deny.body();
             if !body.is_empty() {

@@ -180,6 +180,7 @@ pub struct Jwks {
     client: reqwest::Client,
     keys: ArcSwap<Vec<VerifyKey>>,
     last_fetch: parking_lot::Mutex<Option<Instant>>,
+    last_miss_fetch: parking_lot::Mutex<Option<Instant>>,
     fetching: tokio::sync::Mutex<()>,
 }
 
@@ -202,6 +203,7 @@ impl Jwks {
             client,
             keys: ArcSwap::from_pointee(Vec::new()),
             last_fetch: parking_lot::Mutex::new(None),
+            last_miss_fetch: parking_lot::Mutex::new(None),
             fetching: tokio::sync::Mutex::new(()),
         })
     }
@@ -233,8 +235,10 @@ impl Jwks {
         Ok(n)
     }
 
-    /// The key with id `kid`, fetching the set again if it is unknown and the
-    /// last fetch is older than [`Jwks::MIN_REFETCH`]. Concurrent misses share one fetch.
+    /// The key with id `kid`, fetching the set again if it is unknown and no
+    /// other unknown key id caused a fetch in the last [`Jwks::MIN_REFETCH`]
+    /// (so random key ids cannot make the gateway hammer the endpoint).
+    /// Concurrent misses share one fetch.
     pub async fn key(&self, kid: &str) -> Option<VerifyKey> {
         let find = |keys: &[VerifyKey]| keys.iter().find(|k| k.kid.as_deref() == Some(kid)).cloned();
         if let Some(k) = find(&self.keys.load()) {
@@ -244,9 +248,12 @@ impl Jwks {
         if let Some(k) = find(&self.keys.load()) {
             return Some(k);
         }
-        let recent = self.last_fetch.lock().is_some_and(|t| t.elapsed() < Self::MIN_REFETCH);
-        if recent {
-            return None;
+        {
+            let mut last = self.last_miss_fetch.lock();
+            if last.is_some_and(|t| t.elapsed() < Self::MIN_REFETCH) {
+                return None;
+            }
+            *last = Some(Instant::now());
         }
         match self.fetch().await {
             Ok(_) => info!(url = %self.url, kid, "JWKS re-fetched for an unknown key id"),

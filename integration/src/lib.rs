@@ -9,6 +9,8 @@
 //!   test panics; their logs are printed when a test fails.
 //! * Waits are bounded retries ([`eventually`]), never bare sleeps.
 
+pub mod tokens;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::TcpListener as StdListener;
@@ -226,16 +228,23 @@ pub struct Ports {
     pub http: u16,
     /// Envoy HTTPS listener.
     pub https: u16,
-    /// An enforcer port nothing listens on (until the enforcer exists).
+    /// Enforcer ext_authz (nothing listens unless the enforcer is started).
     pub enforcer: u16,
+    /// Enforcer access-log service.
+    pub als: u16,
+    /// Enforcer HTTPS (/testkey, /jwks, admin API).
+    pub enforcer_https: u16,
 }
 
 /// An adapter and an Envoy, with a project folder.
 pub struct Gateway {
     // Processes first: fields drop in order, and their logs live in `dir`.
     adapter: Option<Proc>,
+    enforcer: Option<Proc>,
     envoy: Option<Proc>,
     extra_envoys: Vec<Proc>,
+    /// Identity providers and keys, when the enforcer runs.
+    pub idp: Option<Idp>,
     /// The ports.
     pub ports: Ports,
     /// The xDS variant Envoy uses.
@@ -256,9 +265,33 @@ pub struct GatewayBuilder {
     projects: Vec<(String, Vec<(String, String)>)>,
     start_envoy: bool,
     start_adapter: bool,
+    with_enforcer: bool,
 }
 
+/// Keys and token issuers the enforcer trusts in tests.
+pub struct Idp {
+    /// Signs `/testkey` tokens (issuer "MGW", `https://localhost:9095/testkey`).
+    pub testkey: tokens::SigningKey,
+    /// Signs internal keys and API keys (issuers "APIM Publisher" and "APIM APIkey").
+    pub apim: tokens::SigningKey,
+    /// The JWKS issuer's current key (issuer "IdP", [`IDP_ISSUER`]).
+    pub idp: tokens::SigningKey,
+    /// The JWKS endpoint of "IdP".
+    pub jwks: tokens::JwksServer,
+}
+
+/// `iss` of the JWKS-backed test issuer (subscriptions validated, consumer key `azp`).
+pub const IDP_ISSUER: &str = "https://idp.example.com";
+/// `iss` of `/testkey` tokens.
+pub const TESTKEY_ISSUER: &str = "https://localhost:9095/testkey";
+
 impl GatewayBuilder {
+    /// Also start the enforcer, with test issuers (see [`Idp`]).
+    pub fn with_enforcer(mut self) -> Self {
+        self.with_enforcer = true;
+        self
+    }
+
     /// Extra config.toml text (appended).
     pub fn config(mut self, toml: &str) -> Self {
         self.extra_config.push_str(toml);
@@ -290,8 +323,15 @@ impl GatewayBuilder {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("artifacts/apis")).expect("apis dir");
         let certs = make_certs(dir.path());
-        let ports =
-            Ports { xds: free_port(), mgmt: free_port(), http: free_port(), https: free_port(), enforcer: free_port() };
+        let ports = Ports {
+            xds: free_port(),
+            mgmt: free_port(),
+            http: free_port(),
+            https: free_port(),
+            enforcer: free_port(),
+            als: free_port(),
+            enforcer_https: free_port(),
+        };
         let ca = reqwest::Certificate::from_pem(certs.cert_pem.as_bytes()).expect("ca");
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -300,12 +340,28 @@ impl GatewayBuilder {
             .timeout(Duration::from_secs(30))
             .build()
             .expect("http client");
+        let idp = if self.with_enforcer {
+            let idp = Idp {
+                testkey: tokens::SigningKey::rsa("testkey"),
+                apim: tokens::SigningKey::rsa("apim"),
+                idp: tokens::SigningKey::rsa("k1"),
+                jwks: tokens::JwksServer::start(&[]).await,
+            };
+            idp.jwks.set_keys(&[&idp.idp]);
+            idp.testkey.write(&dir.path().join("testkey.pem"), &dir.path().join("testkey.key"));
+            idp.apim.write(&dir.path().join("apim.pem"), &dir.path().join("apim.key"));
+            Some(idp)
+        } else {
+            None
+        };
         let mut gw = Gateway {
             dir,
             ports,
             mode: self.mode,
             certs,
+            idp,
             adapter: None,
+            enforcer: None,
             envoy: None,
             extra_envoys: Vec::new(),
             admin: None,
@@ -318,6 +374,9 @@ impl GatewayBuilder {
         }
         if self.start_adapter {
             gw.start_adapter().await;
+        }
+        if self.start_adapter && self.with_enforcer {
+            gw.start_enforcer().await;
         }
         if self.start_adapter && self.start_envoy {
             gw.start_envoy().await;
@@ -335,6 +394,7 @@ impl Gateway {
             projects: Vec::new(),
             start_envoy: true,
             start_adapter: true,
+            with_enforcer: false,
         }
     }
 
@@ -366,6 +426,9 @@ securedListenerPort = {https}
 [router.keystore]
 certPath = "{cert}"
 keyPath = "{key}"
+[adapter.revocation]
+filePath = "{dir}/revoked-tokens.json"
+{enforcer}
 {extra}
 "#,
             artifacts = self.dir.path().join("artifacts").display(),
@@ -374,8 +437,125 @@ keyPath = "{key}"
             https = self.ports.https,
             cert = self.certs.cert_path.display(),
             key = self.certs.key_path.display(),
-            extra = self.extra_config,
+            dir = self.dir.path().display(),
+            enforcer = self.enforcer_config(),
+            extra = self.extra_config.replace("{dir}", &self.dir.path().display().to_string()),
         )
+    }
+
+    fn enforcer_config(&self) -> String {
+        let Some(idp) = &self.idp else { return String::new() };
+        let dir = self.dir.path().display();
+        format!(
+            r#"
+[enforcer.jwtIssuer]
+issuer = "{TESTKEY_ISSUER}"
+publicCertificatePath = "{dir}/testkey.pem"
+privateKeyPath = "{dir}/testkey.key"
+[[enforcer.jwtIssuer.jwtUser]]
+username = "admin"
+password = "admin"
+[[enforcer.security.tokenService]]
+name = "MGW"
+issuer = "{TESTKEY_ISSUER}"
+certificateFilePath = "{dir}/testkey.pem"
+[[enforcer.security.tokenService]]
+name = "IdP"
+issuer = "{IDP_ISSUER}"
+jwksURL = "{jwks}"
+validateSubscription = true
+consumerKeyClaim = "azp"
+[[enforcer.security.tokenService]]
+name = "APIM Publisher"
+issuer = "https://localhost:9443/publisher"
+certificateFilePath = "{dir}/apim.pem"
+validateSubscription = true
+[[enforcer.security.tokenService]]
+name = "APIM APIkey"
+certificateFilePath = "{dir}/apim.pem"
+validateSubscription = true
+[enforcer.management]
+username = "admin"
+password = "admin"
+"#,
+            jwks = idp.jwks.url(),
+        )
+    }
+
+    /// Starts (or restarts) the enforcer and waits until it holds the
+    /// adapter's configuration, APIs and revoked tokens.
+    pub async fn start_enforcer(&mut self) {
+        let n = std::fs::read_dir(self.dir.path()).map(|r| r.count()).unwrap_or(0);
+        let mut cmd = Command::new(workspace_bin("enforcer"));
+        cmd.args(["--label", "Default", "--adapter-host", "127.0.0.1"])
+            .arg("--adapter-xds-port")
+            .arg(self.ports.xds.to_string())
+            .arg("--authz-address")
+            .arg(format!("127.0.0.1:{}", self.ports.enforcer))
+            .arg("--als-address")
+            .arg(format!("127.0.0.1:{}", self.ports.als))
+            .arg("--admin-address")
+            .arg(format!("127.0.0.1:{}", self.ports.enforcer_https))
+            .arg("--cert")
+            .arg(&self.certs.cert_path)
+            .arg("--key")
+            .arg(&self.certs.key_path);
+        let level = std::env::var("ENFORCER_LOG").unwrap_or_else(|_| "info,enforcer=debug".to_string());
+        cmd.env("RUST_LOG", level).env("NO_COLOR", "1").env("HOSTNAME", "test-enforcer");
+        let mut proc = Proc::spawn("enforcer", &mut cmd, self.dir.path().join(format!("enforcer-{n}.log")));
+        let deadline = Instant::now() + patience();
+        loop {
+            if !proc.running() {
+                panic!("the enforcer exited:\n{}", proc.log());
+            }
+            if let Ok(status) = self.xds_status_raw().await {
+                let streams = status["enforcers"].as_array().cloned().unwrap_or_default();
+                let synced = streams
+                    .iter()
+                    .filter(|s| s["instance"] == "test-enforcer" && !s["sentVersion"].as_str().unwrap_or("").is_empty())
+                    .filter(|s| s["sentVersion"] == s["ackedVersion"])
+                    .count();
+                if synced >= 3 {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "the enforcer did not sync with the adapter:\n{}", proc.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.enforcer = Some(proc);
+    }
+
+    /// Kills the enforcer with SIGKILL.
+    pub fn kill_enforcer(&mut self) {
+        if let Some(mut e) = self.enforcer.take() {
+            e.kill();
+        }
+    }
+
+    /// The enforcer's log so far.
+    pub fn enforcer_log(&self) -> String {
+        self.enforcer.as_ref().map(Proc::log).unwrap_or_default()
+    }
+
+    /// The test identity providers (panics unless started `with_enforcer`).
+    pub fn idp(&self) -> &Idp {
+        self.idp.as_ref().expect("gateway started with_enforcer()")
+    }
+
+    /// A request to the enforcer's HTTPS server.
+    pub async fn enforcer_https(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+        let url = format!("https://localhost:{}{path}", self.ports.enforcer_https);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut rb = self.client.request(method, url).body(body.to_string());
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        let r = rb.send().await.expect("enforcer HTTPS request");
+        let status = r.status().as_u16();
+        let headers =
+            r.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
+        let body = r.text().await.unwrap_or_default();
+        Resp { status, headers, body }
     }
 
     /// Starts (or restarts) the adapter and waits for its management API.
@@ -451,7 +631,9 @@ keyPath = "{key}"
         vars.insert("XDS_API_TYPE", self.mode.api_type().to_string());
         vars.insert("ENFORCER_HOST", "127.0.0.1".to_string());
         vars.insert("ENFORCER_PORT", self.ports.enforcer.to_string());
-        vars.insert("ENFORCER_ANALYTICS_RECEIVER_PORT", self.ports.enforcer.to_string());
+        vars.insert("ENFORCER_ANALYTICS_RECEIVER_PORT", self.ports.als.to_string());
+        vars.insert("ENFORCER_HTTPS_PORT", self.ports.enforcer_https.to_string());
+        vars.insert("ENFORCER_CA_CERT_PATH", self.certs.cert_path.display().to_string());
         vars.insert("HOSTNAME", hostname.to_string());
         render(&template, &vars)
     }

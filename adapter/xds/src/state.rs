@@ -79,7 +79,7 @@ pub struct Gateway {
 }
 
 /// Scopes that hold system routes.
-const SYSTEM_SCOPES: &[&str] = &["health", "ready"];
+const SYSTEM_SCOPES: &[&str] = &["health", "ready", "testkey", ".wellknown"];
 
 impl Gateway {
     /// An empty gateway for `config`.
@@ -216,7 +216,7 @@ impl Gateway {
         let ready = self.ready;
         let Some(state) = self.labels.get_mut(label) else { return };
         let mut routes: Vec<PlacedRoute> =
-            system_routes(&config.router.system_host, ready).into_iter().filter(|r| r.scope == scope).collect();
+            system_routes(&config, ready).into_iter().filter(|r| r.scope == scope).collect();
         let members: Vec<ApiKey> =
             state.scope_members.get(scope).map(|m| m.iter().cloned().collect()).unwrap_or_default();
         for key in members {

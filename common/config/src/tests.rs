@@ -275,9 +275,23 @@ fn bad_enforcer_values_name_the_key() {
             "enforcer.security.tokenService[0].jwksURL",
         ),
         ("[enforcer.cache]\nmaximumSize = 0\n", "enforcer.cache.maximumSize"),
+        ("[analytics.adapter]\nbufferFlushInterval = \"soon\"\n", "analytics.adapter.bufferFlushInterval"),
     ];
     for (text, key) in cases {
         let err = load(text, "config.toml", Vec::<(&str, &str)>::new()).expect_err(text).to_string();
         assert!(err.contains(key), "{text}: {err}");
+    }
+}
+
+#[test]
+fn go_durations_parse() {
+    use crate::enforcer::go_duration;
+    use std::time::Duration;
+    assert_eq!(go_duration("1s"), Some(Duration::from_secs(1)));
+    assert_eq!(go_duration("500ms"), Some(Duration::from_millis(500)));
+    assert_eq!(go_duration("1m30s"), Some(Duration::from_secs(90)));
+    assert_eq!(go_duration("0"), Some(Duration::ZERO));
+    for bad in ["", "s", "1", "1x", "-1s"] {
+        assert_eq!(go_duration(bad), None, "{bad}");
     }
 }

@@ -163,6 +163,14 @@ fn validate_enforcer(c: &Config) -> Result<(), ConfigError> {
             return Err(invalid("enforcer.jwtIssuer.validityPeriod", 0, "must be at least 1"));
         }
     }
+    for (key, v) in [
+        ("analytics.adapter.bufferFlushInterval", &c.analytics.adapter.buffer_flush_interval),
+        ("analytics.adapter.gRPCRequestTimeout", &c.analytics.adapter.grpc_request_timeout),
+    ] {
+        if crate::enforcer::go_duration(v).is_none() {
+            return Err(invalid(key, v, "expected a duration such as 1s or 500ms"));
+        }
+    }
     if c.analytics.enabled {
         let props = &c.analytics.enforcer.config_properties;
         if let Some(v) = props.get("queueSize") {

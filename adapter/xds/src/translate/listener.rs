@@ -1,11 +1,15 @@
 //! The HTTP and HTTPS listeners (spec §4.1, §4.2).
 
+use envoy_types::pb::envoy::config::accesslog::v3::{AccessLog, access_log};
 use envoy_types::pb::envoy::config::common::mutation_rules::v3::{HeaderMutation as Mutation, header_mutation::Action};
 use envoy_types::pb::envoy::config::core::v3::{
     Address, ApiVersion, DataSource, GrpcService, HttpProtocolOptions, SocketAddress, TransportSocket,
     TypedExtensionConfig, address, data_source, grpc_service, socket_address, transport_socket,
 };
 use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+use envoy_types::pb::envoy::extensions::access_loggers::grpc::v3::{
+    CommonGrpcAccessLogConfig, HttpGrpcAccessLogConfig,
+};
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{BufferSettings, ExtAuthz, ext_authz};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router as RouterFilter;
@@ -139,11 +143,47 @@ pub fn http_connection_manager(c: &Config) -> HttpConnectionManager {
             idle_timeout: Some(secs(t.idle_timeout_in_seconds)),
             ..Default::default()
         }),
+        access_log: access_logs(c),
         normalize_path: Some(bool_value(true)),
         merge_slashes: true,
         strip_port_mode: Some(http_connection_manager::StripPortMode::StripAnyHostPort(true)),
         ..Default::default()
     }
+}
+
+/// Access logs to the enforcer's access-log service when analytics is on.
+fn access_logs(c: &Config) -> Vec<AccessLog> {
+    if !c.analytics.enabled {
+        return Vec::new();
+    }
+    let a = &c.analytics.adapter;
+    let dur = |s: &str| {
+        let d = gateway_config::enforcer::go_duration(s).unwrap_or(std::time::Duration::from_secs(1));
+        envoy_types::pb::google::protobuf::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+    };
+    let cfg = HttpGrpcAccessLogConfig {
+        common_config: Some(CommonGrpcAccessLogConfig {
+            log_name: "mgw_access_logs".to_string(),
+            grpc_service: Some(GrpcService {
+                target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(grpc_service::EnvoyGrpc {
+                    cluster_name: CLUSTER_ACCESS_LOGGER.to_string(),
+                    ..Default::default()
+                })),
+                timeout: Some(dur(&a.grpc_request_timeout)),
+                ..Default::default()
+            }),
+            transport_api_version: ApiVersion::V3 as i32,
+            buffer_flush_interval: Some(dur(&a.buffer_flush_interval)),
+            buffer_size_bytes: Some(u32_value(a.buffer_size_bytes)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    vec![AccessLog {
+        name: "envoy.access_loggers.http_grpc".to_string(),
+        config_type: Some(access_log::ConfigType::TypedConfig(any(&cfg))),
+        ..Default::default()
+    }]
 }
 
 fn listener(

@@ -152,14 +152,17 @@ fn mapper(e: &RouterError, filter: AccessLogFilter) -> ResponseMapper {
 pub fn local_reply_config() -> LocalReplyConfig {
     let mut mappers: Vec<ResponseMapper> = ROUTER_ERRORS.iter().map(|e| mapper(e, flag_filter(e.flag))).collect();
     // ext_authz failures only: the enforcer marks its own answers (denials)
-    // with dynamic metadata, and those keep their status and body.
+    // with dynamic metadata, and those keep their status and body. The
+    // access-log MetadataFilter ignores MetadataMatcher.invert: when the key
+    // is present the value matcher decides (present_match false never
+    // matches), when it is absent match_if_key_not_found does.
     let not_from_enforcer = AccessLogFilter {
         filter_specifier: Some(FilterSpecifier::MetadataFilter(MetadataFilter {
             matcher: Some(MetadataMatcher {
                 filter: EXT_AUTHZ_NAMESPACE.to_string(),
                 path: vec![PathSegment { segment: Some(Segment::Key(ENFORCER_REPLY_KEY.to_string())) }],
-                value: Some(ValueMatcher { match_pattern: Some(MatchPattern::PresentMatch(true)) }),
-                invert: true,
+                value: Some(ValueMatcher { match_pattern: Some(MatchPattern::PresentMatch(false)) }),
+                invert: false,
             }),
             match_if_key_not_found: Some(super::util::bool_value(true)),
         })),

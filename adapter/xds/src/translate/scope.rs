@@ -10,32 +10,73 @@ use std::collections::BTreeMap;
 
 use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source};
 use envoy_types::pb::envoy::config::route::v3::{
-    DirectResponseAction, Route, RouteConfiguration, RouteMatch, ScopedRouteConfiguration, VirtualHost, route,
-    route_match, scoped_route_configuration,
+    Decorator, DirectResponseAction, Route, RouteAction, RouteConfiguration, RouteMatch, ScopedRouteConfiguration,
+    VirtualHost, route, route_action, route_match, scoped_route_configuration,
 };
 use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{ExtAuthzPerRoute, ext_authz_per_route};
 
 use envoy_types::pb::google::protobuf::Any;
 
-use super::names::{FILTER_CORS, FILTER_EXT_AUTHZ, HEADER_CLUSTER, HEADER_ROUTE_SCOPE, route_config_name, scope_name};
-use super::route::{PlacedRoute, SortKey};
-use super::util::{any, set_header};
+use gateway_config::Config;
 
-/// `/health` and `/ready` on the system host, as in Choreo Connect.
-pub fn system_routes(system_host: &str, ready: bool) -> Vec<PlacedRoute> {
-    let mut out = vec![direct("health", "/health", r#"{"status": "healthy"}"#, system_host)];
+use super::names::{
+    CLUSTER_ENFORCER_HTTP, FILTER_CORS, FILTER_EXT_AUTHZ, HEADER_CLUSTER, HEADER_ROUTE_SCOPE, route_config_name,
+    scope_name,
+};
+use super::route::{PlacedRoute, SortKey};
+use super::util::{any, bool_value, set_header};
+
+/// System routes on the system host, as in Choreo Connect: `/testkey` (when
+/// the test key issuer is on) and `/.wellknown/jwks` (when the backend JWT is
+/// on) to the enforcer's HTTPS server, `/health`, and `/ready` once start-up
+/// is done.
+pub fn system_routes(c: &Config, ready: bool) -> Vec<PlacedRoute> {
+    let system_host = c.router.system_host.as_str();
+    let mut out = Vec::new();
+    if c.enforcer.jwt_issuer.enabled {
+        out.push(to_enforcer("testkey", "/testkey", "/testkey", system_host));
+    }
+    if c.enforcer.jwt_generator.enabled {
+        out.push(to_enforcer(".wellknown", "/.wellknown/jwks", "/jwks", system_host));
+    }
+    out.push(direct("health", "/health", r#"{"status": "healthy"}"#, system_host));
     if ready {
         out.push(direct("ready", "/ready", r#"{"status": "ready"}"#, system_host));
     }
     out
 }
 
-fn direct(scope: &str, path: &str, body: &str, vhost: &str) -> PlacedRoute {
+fn ext_authz_off() -> std::collections::HashMap<String, Any> {
     let mut per_filter = std::collections::HashMap::new();
     per_filter.insert(
         FILTER_EXT_AUTHZ.to_string(),
         any(&ExtAuthzPerRoute { r#override: Some(ext_authz_per_route::Override::Disabled(true)) }),
     );
+    per_filter
+}
+
+fn to_enforcer(scope: &str, path: &str, rewrite: &str, vhost: &str) -> PlacedRoute {
+    let route = Route {
+        name: path.to_string(),
+        r#match: Some(RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::Path(path.to_string())),
+            ..Default::default()
+        }),
+        action: Some(route::Action::Route(RouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(CLUSTER_ENFORCER_HTTP.to_string())),
+            prefix_rewrite: rewrite.to_string(),
+            host_rewrite_specifier: Some(route_action::HostRewriteSpecifier::AutoHostRewrite(bool_value(true))),
+            ..Default::default()
+        })),
+        decorator: Some(Decorator { operation: path.to_string(), ..Default::default() }),
+        typed_per_filter_config: ext_authz_off(),
+        ..Default::default()
+    };
+    PlacedRoute { scope: scope.to_string(), vhost: vhost.to_string(), key: SortKey::last(path), route }
+}
+
+fn direct(scope: &str, path: &str, body: &str, vhost: &str) -> PlacedRoute {
+    let per_filter = ext_authz_off();
     let route = Route {
         name: path.to_string(),
         r#match: Some(RouteMatch {
