@@ -490,8 +490,15 @@ fn sanitize_security(y: &ApiYaml, def: &Definition, resources: &mut [Resource]) 
         .iter()
         .map(|n| [(n.to_string(), Vec::new())].into_iter().collect())
         .collect();
-    if oauth2 && let Some(d) = def.security_schemes.get("default") {
-        schemes.insert("default".into(), d.clone());
+    if oauth2 {
+        // `oauth2` means "JWTs work here": the definition's `default` scheme,
+        // or one made up when the definition has none.
+        let d = def.security_schemes.get("default").cloned().unwrap_or_else(|| SecurityScheme {
+            kind: "oauth2".into(),
+            name: String::new(),
+            location: String::new(),
+        });
+        schemes.insert("default".into(), d);
     }
     if api_key {
         schemes.insert(
@@ -505,6 +512,9 @@ fn sanitize_security(y: &ApiYaml, def: &Definition, resources: &mut [Resource]) 
     }
     let known = |req: &SecurityRequirement| req.keys().all(|k| schemes.contains_key(k));
     security.retain(known);
+    if oauth2 && !security.iter().any(|r| r.contains_key("default")) {
+        security.insert(0, [("default".to_string(), Vec::new())].into_iter().collect());
+    }
     if api_key {
         security.extend(api_key_reqs.iter().cloned());
     }
