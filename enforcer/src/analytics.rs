@@ -58,9 +58,16 @@ pub fn event(e: &HttpAccessLogEntry) -> Option<Value> {
             _ => None,
         })
     };
-    let api_name = get("x-wso2-api-name");
-    let route = common.map(|c| c.route_name.clone()).unwrap_or_default();
-    if api_name.is_none() && meta.is_none() && route.is_empty() {
+    let route = common.map(|c| c.route_name.as_str()).unwrap_or("");
+    // Requests the enforcer was not asked about (resources with security
+    // disabled) are known by their route, named `<API>:<version> <methods> <path>`;
+    // system routes (`/health`, `/testkey`, ...) and unrouted requests are not API traffic.
+    let (route_api, route_version) = match route_api_of(route) {
+        Some((n, v)) => (Some(n.to_string()), Some(v.to_string())),
+        None => (None, None),
+    };
+    let api_name = get("x-wso2-api-name").or(route_api);
+    if api_name.is_none() {
         return None;
     }
     let status = resp.and_then(|r| r.response_code.as_ref()).map(|c| c.value).unwrap_or(0);
@@ -93,7 +100,7 @@ pub fn event(e: &HttpAccessLogEntry) -> Option<Value> {
     );
     ev.insert("apiId".into(), json!(get("x-wso2-api-id")));
     ev.insert("apiName".into(), json!(api_name));
-    ev.insert("apiVersion".into(), json!(get("x-wso2-api-version")));
+    ev.insert("apiVersion".into(), json!(get("x-wso2-api-version").or(route_version)));
     ev.insert("apiContext".into(), json!(get("x-wso2-api-context")));
     ev.insert("apiType".into(), json!(get("x-wso2-api-type")));
     ev.insert("resource".into(), json!(get("x-wso2-api-resource-template")));
@@ -118,6 +125,17 @@ pub fn event(e: &HttpAccessLogEntry) -> Option<Value> {
     ev.insert("clientIp".into(), json!(client_ip));
     ev.insert("userAgent".into(), json!(req.map(|r| r.user_agent.clone())));
     Some(Value::Object(ev))
+}
+
+/// `(name, version)` from an API route's name `<name>:<version> <methods> <path>[ (sandbox)]`.
+fn route_api_of(route: &str) -> Option<(&str, &str)> {
+    if route.starts_with('/') {
+        return None;
+    }
+    let route = route.strip_suffix(" (sandbox)").unwrap_or(route);
+    let mut parts = route.rsplitn(3, ' ');
+    let (_path, _methods, head) = (parts.next()?, parts.next()?, parts.next()?);
+    head.rsplit_once(':')
 }
 
 fn method_name(m: i32) -> &'static str {
@@ -174,6 +192,17 @@ impl Als {
     }
 }
 
+/// Queues an event, or drops and counts it when the queue is full: the
+/// access-log stream is never held up by a slow sink.
+fn offer(tx: &mpsc::Sender<Value>, counters: &Counters, ev: Value) {
+    if tx.try_send(ev).is_err() {
+        let n = counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            warn!(dropped = n, "analytics sink is slower than the traffic: events dropped");
+        }
+    }
+}
+
 fn open_sink(sink: &str) -> std::io::Result<Box<dyn Write + Send>> {
     if sink == "stdout" {
         return Ok(Box::new(std::io::stdout()));
@@ -213,14 +242,36 @@ impl AccessLogService for Als {
             let tx = self.queue.read().clone();
             let Some(tx) = tx else { continue };
             for entry in &logs.log_entry {
-                if let Some(ev) = event(entry)
-                    && tx.try_send(ev).is_err()
-                {
-                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                if let Some(ev) = event(entry) {
+                    offer(&tx, &self.counters, ev);
                 }
             }
         }
         debug!("access-log stream ended");
         Ok(Response::new(StreamAccessLogsResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let c = Counters::default();
+        for i in 0..5 {
+            offer(&tx, &c, json!(i));
+        }
+        assert_eq!(c.dropped.load(Ordering::Relaxed), 3);
+        assert_eq!(rx.try_recv().ok(), Some(json!(0)));
+    }
+
+    #[test]
+    fn api_routes_name_their_api() {
+        assert_eq!(route_api_of("Pets:1.0 GET,POST /pets/1.0/pets"), Some(("Pets", "1.0")));
+        assert_eq!(route_api_of("My Shop:v2 GET /shop/v2/x (sandbox)"), Some(("My Shop", "v2")));
+        assert_eq!(route_api_of("/ready"), None);
+        assert_eq!(route_api_of(""), None);
     }
 }

@@ -485,6 +485,32 @@ password = "admin"
     /// Starts (or restarts) the enforcer and waits until it holds the
     /// adapter's configuration, APIs and revoked tokens.
     pub async fn start_enforcer(&mut self) {
+        self.spawn_enforcer().await;
+        let deadline = Instant::now() + patience();
+        loop {
+            if let Some(p) = self.enforcer.as_mut()
+                && !p.running()
+            {
+                panic!("the enforcer exited:\n{}", p.log());
+            }
+            if let Ok(status) = self.xds_status_raw().await {
+                let streams = status["enforcers"].as_array().cloned().unwrap_or_default();
+                let synced = streams
+                    .iter()
+                    .filter(|s| s["instance"] == "test-enforcer" && !s["sentVersion"].as_str().unwrap_or("").is_empty())
+                    .filter(|s| s["sentVersion"] == s["ackedVersion"])
+                    .count();
+                if synced >= 3 {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "the enforcer did not sync with the adapter:\n{}", self.enforcer_log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts the enforcer without waiting for it.
+    pub async fn spawn_enforcer(&mut self) {
         let n = std::fs::read_dir(self.dir.path()).map(|r| r.count()).unwrap_or(0);
         let mut cmd = Command::new(workspace_bin("enforcer"));
         cmd.args(["--label", "Default", "--adapter-host", "127.0.0.1"])
@@ -502,27 +528,23 @@ password = "admin"
             .arg(&self.certs.key_path);
         let level = std::env::var("ENFORCER_LOG").unwrap_or_else(|_| "info,enforcer=debug".to_string());
         cmd.env("RUST_LOG", level).env("NO_COLOR", "1").env("HOSTNAME", "test-enforcer");
-        let mut proc = Proc::spawn("enforcer", &mut cmd, self.dir.path().join(format!("enforcer-{n}.log")));
-        let deadline = Instant::now() + patience();
-        loop {
-            if !proc.running() {
-                panic!("the enforcer exited:\n{}", proc.log());
-            }
-            if let Ok(status) = self.xds_status_raw().await {
-                let streams = status["enforcers"].as_array().cloned().unwrap_or_default();
-                let synced = streams
-                    .iter()
-                    .filter(|s| s["instance"] == "test-enforcer" && !s["sentVersion"].as_str().unwrap_or("").is_empty())
-                    .filter(|s| s["sentVersion"] == s["ackedVersion"])
-                    .count();
-                if synced >= 3 {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "the enforcer did not sync with the adapter:\n{}", proc.log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let proc = Proc::spawn("enforcer", &mut cmd, self.dir.path().join(format!("enforcer-{n}.log")));
         self.enforcer = Some(proc);
+    }
+
+    /// A request to the adapter's management API (Basic admin/admin).
+    pub async fn mgmt(&self, method: &str, path: &str, body: Option<Value>) -> Resp {
+        let url = format!("https://127.0.0.1:{}/api/mgw/adapter/0.1{path}", self.ports.mgmt);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut rb = self.client.request(method, url).basic_auth("admin", Some("admin"));
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let r = rb.send().await.expect("management API request");
+        let status = r.status().as_u16();
+        let headers =
+            r.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
+        Resp { status, headers, body: r.text().await.unwrap_or_default() }
     }
 
     /// Kills the enforcer with SIGKILL.

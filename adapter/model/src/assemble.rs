@@ -11,8 +11,8 @@ use crate::apiyaml::{ApiYaml, YamlEndpoint, parse_api_yaml};
 use crate::endpoint::{EndpointsValue, parse_endpoint_url};
 use crate::files::ProjectFiles;
 use crate::model::{
-    Api, ApiCors, ApiType, DEFAULT_ORGANIZATION, Deployment, Endpoint, EndpointCluster, EndpointKind, Project,
-    Resource, RetryConfig, Scheme, SecurityRequirement, SecurityScheme,
+    Api, ApiCors, ApiType, ClientCertificate, DEFAULT_ORGANIZATION, Deployment, Endpoint, EndpointCluster,
+    EndpointKind, Project, Resource, RetryConfig, Scheme, SecurityRequirement, SecurityScheme,
 };
 use crate::openapi::{Definition, OasVersion, RawResource, parse_definition};
 use crate::problem::{Ctx, Problem, Problems};
@@ -123,7 +123,9 @@ fn assemble(files: &ProjectFiles, opts: &ParseOptions, problems: &mut Vec<Proble
     let (endpoint_certificates, default_certificate) = read_certificates(files, problems);
     let deployments = read_deployments(files, opts, problems);
 
-    let api = build_api(&y, yaml_name, &def, def_name, opts, problems, endpoint_certificates, default_certificate)?;
+    let client_certificates = read_client_certificates(files, problems);
+    let mut api = build_api(&y, yaml_name, &def, def_name, opts, problems, endpoint_certificates, default_certificate)?;
+    api.client_certificates = client_certificates;
     let (deployments, skipped_environments) = deployments?;
     Some(Project { api, deployments, skipped_environments })
 }
@@ -380,6 +382,7 @@ fn build_api(
         resources,
         endpoint_certificates,
         default_certificate,
+        client_certificates: Vec::new(),
     })
 }
 
@@ -596,6 +599,64 @@ fn read_certificates(files: &ProjectFiles, problems: &mut Vec<Problem>) -> (BTre
     let rest: Vec<String> = pool.into_values().filter(|pem| !referenced.contains(pem)).collect();
     let default = if rest.is_empty() { None } else { Some(rest.join("\n")) };
     (by_url, default)
+}
+
+/// `Client-certificates/`: the certificates of a mutual-TLS API, named and
+/// tiered by `client_certificates.yaml` when there is one.
+fn read_client_certificates(files: &ProjectFiles, problems: &mut Vec<Problem>) -> Vec<ClientCertificate> {
+    const DIR: &str = "Client-certificates/";
+    let mut pool: BTreeMap<String, String> = BTreeMap::new();
+    for (path, content) in files.under(DIR) {
+        let rest = &path[DIR.len()..];
+        if rest.contains('/') || !(rest.ends_with(".crt") || rest.ends_with(".pem")) {
+            continue;
+        }
+        match check_pem_certificates(content) {
+            Ok(pem) => {
+                pool.insert(rest.to_string(), pem);
+            }
+            Err(why) => problems.push(Problem::new(path, "", format!("client certificate: {why}"))),
+        }
+    }
+    let index = ["Client-certificates/client_certificates.yaml", "Client-certificates/client_certificates.json"]
+        .into_iter()
+        .find(|n| files.get(n).is_some());
+    let Some(name) = index else {
+        return pool
+            .into_iter()
+            .map(|(file, pem)| ClientCertificate { alias: file, tier: String::new(), pem })
+            .collect();
+    };
+    let Some(doc) = read_doc(files, name, problems) else { return Vec::new() };
+    let mut ctx = Ctx::new(name, problems);
+    let mut out = Vec::new();
+    match doc.as_object().and_then(|o| get_ci(o, "data")) {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let p = format!("data[{i}]");
+                let Some(obj) = opt_object(&mut ctx, Some(item), &p) else { continue };
+                let alias = opt_string(&mut ctx, get_ci(obj, "alias"), &field(&p, "alias")).unwrap_or_default();
+                let cert =
+                    opt_string(&mut ctx, get_ci(obj, "certificate"), &field(&p, "certificate")).unwrap_or_default();
+                let tier = opt_string(&mut ctx, get_ci(obj, "tierName"), &field(&p, "tierName")).unwrap_or_default();
+                if alias.is_empty() || cert.is_empty() {
+                    ctx.err(&p, "each entry needs `alias` and `certificate`");
+                    continue;
+                }
+                let file = cert.rsplit('/').next().unwrap_or(&cert).to_string();
+                match pool.get(&file) {
+                    Some(pem) => out.push(ClientCertificate { alias, tier, pem: pem.clone() }),
+                    None => ctx.err(
+                        field(&p, "certificate"),
+                        format!("{cert:?} is not a certificate file in Client-certificates/"),
+                    ),
+                }
+            }
+        }
+        Some(other) => ctx.err("data", format!("expected a list, found {}", kind(other))),
+    }
+    out
 }
 
 /// Checks that `content` is one or more PEM X.509 certificates; returns it as text.

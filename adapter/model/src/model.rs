@@ -149,6 +149,20 @@ pub struct Api {
     /// Certificates of `Endpoint-certificates/` no URL refers to, concatenated:
     /// trusted for every https endpoint without a certificate of its own.
     pub default_certificate: Option<String>,
+    /// Client certificates of a mutual-TLS API (`Client-certificates/`).
+    pub client_certificates: Vec<ClientCertificate>,
+}
+
+/// A client certificate allowed to call a mutual-TLS API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientCertificate {
+    /// `alias` in `client_certificates.yaml` (else the file name).
+    pub alias: String,
+    /// `tierName`: throttling tier of callers with this certificate.
+    pub tier: String,
+    /// The certificate (PEM).
+    pub pem: String,
 }
 
 /// Where an API's CORS policy comes from.

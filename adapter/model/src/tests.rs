@@ -447,3 +447,40 @@ fn api_key_security_scheme_adds_header_and_query_schemes() {
     assert_eq!(reqs.len(), 3, "default + the two api key requirements: {reqs:?}");
     let _ = BTreeMap::<String, String>::new();
 }
+
+#[test]
+fn client_certificates_are_named_and_tiered_by_their_index() {
+    let cert = rcgen::generate_simple_self_signed(vec!["client".into()]).expect("cert").cert.pem();
+    let index =
+        "type: client_certificates\ndata:\n  - alias: partner\n    certificate: partner.crt\n    tierName: Gold\n";
+    let yaml = API_YAML.replace("  type: HTTP\n", "  type: HTTP\n  securityScheme: [mutualssl, mutualssl_mandatory]\n");
+    let p = parse(&[
+        ("api.yaml", &yaml),
+        ("Definitions/swagger.yaml", OAS3),
+        ("Client-certificates/client_certificates.yaml", index),
+        ("Client-certificates/partner.crt", &cert),
+    ])
+    .expect("valid");
+    assert_eq!(p.api.mutual_ssl, "mandatory");
+    assert_eq!(p.api.client_certificates.len(), 1);
+    assert_eq!(
+        (p.api.client_certificates[0].alias.as_str(), p.api.client_certificates[0].tier.as_str()),
+        ("partner", "Gold")
+    );
+    let ps = problems(&[
+        ("api.yaml", &yaml),
+        ("Definitions/swagger.yaml", OAS3),
+        ("Client-certificates/client_certificates.yaml", "data:\n  - alias: x\n    certificate: missing.crt\n"),
+    ]);
+    assert!(ps[0].contains("data[0].certificate") && ps[0].contains("missing.crt"), "{ps:?}");
+}
+
+#[test]
+fn oauth2_with_api_key_keeps_a_default_oauth2_requirement() {
+    let yaml = API_YAML.replace("  type: HTTP\n", "  type: HTTP\n  securityScheme: [oauth2, api_key]\n");
+    let oas = "openapi: 3.0.1\ninfo: { title: P, version: 1.0.0 }\npaths:\n  /a:\n    get: {}\n";
+    let p = parse(&[("api.yaml", &yaml), ("Definitions/swagger.yaml", oas)]).expect("valid");
+    assert_eq!(p.api.security_schemes["default"].kind, "oauth2");
+    assert!(p.api.security.iter().any(|r| r.contains_key("default")), "{:?}", p.api.security);
+    assert!(p.api.security.iter().any(|r| r.contains_key("api_key_header")), "{:?}", p.api.security);
+}

@@ -203,7 +203,15 @@ pub fn api_resource(api: &Api, vhost: &str) -> pa::Api {
         has_sandbox: api.sandbox.is_some() || api.resources.iter().any(|r| r.sandbox.is_some()),
         mutual_ssl: api.mutual_ssl.clone(),
         application_security: api.application_security,
-        client_certificates: Vec::new(),
+        client_certificates: api
+            .client_certificates
+            .iter()
+            .map(|c| pa::Certificate {
+                alias: c.alias.clone(),
+                tier: c.tier.clone(),
+                content: c.pem.clone().into_bytes(),
+            })
+            .collect(),
         provider: String::new(),
         is_default_version: api.is_default_version,
     }
