@@ -8,14 +8,14 @@ run=.run
 bin=target/debug
 envoy=${ENVOY_BIN:-$root/.tools/pip/envoy/_bin/envoy}
 
-for p in 9090 9095 9000 9843 18000 2383; do
+for p in 9090 9095 9000 9843 18000 8081 18090 9001 2383; do
   if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
     echo "port $p is already in use: stop what listens there (an earlier make run?) and try again" >&2
     exit 1
   fi
 done
 
-mkdir -p "$run/certs" "$run/artifacts/apis" "$run/logs"
+mkdir -p "$run/certs" "$run/artifacts/apis" "$run/logs" "$run/data"
 if [ ! -f "$run/certs/mg.pem" ]; then
   echo "Creating a development certificate for localhost in $run/certs"
   openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=localhost" \
@@ -39,11 +39,18 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 export adapter_admin_pwd=${adapter_admin_pwd:-admin}
+export enforcer_admin_pwd=${enforcer_admin_pwd:-admin}
 "$bin/test-backend" --listen 127.0.0.1:2383 --name sample-backend >"$run/logs/backend.log" 2>&1 &
 pids+=($!)
 "$bin/adapter" --config samples/config.toml --xds-address 127.0.0.1:18000 >"$run/logs/adapter.log" 2>&1 &
 pids+=($!)
-ROUTER_ADMIN_PORT=9000 XDS_API_TYPE=${XDS_API_TYPE:-DELTA_GRPC} ./scripts/render-bootstrap.sh > "$run/envoy.yaml"
+ENFORCER_LABEL=Default ADAPTER_HOST=127.0.0.1 ADAPTER_XDS_PORT=18000 \
+  ENFORCER_AUTHZ_ADDRESS=127.0.0.1:8081 ENFORCER_ALS_ADDRESS=127.0.0.1:18090 ENFORCER_ADMIN_ADDRESS=127.0.0.1:9001 \
+  ENFORCER_PUBLIC_CERT_PATH="$run/certs/mg.pem" ENFORCER_PRIVATE_KEY_PATH="$run/certs/mg.key" \
+  "$bin/enforcer" >"$run/logs/enforcer.log" 2>&1 &
+pids+=($!)
+ROUTER_ADMIN_PORT=9000 XDS_API_TYPE=${XDS_API_TYPE:-DELTA_GRPC} ENFORCER_CA_CERT_PATH="$root/$run/certs/mg.pem" \
+  ./scripts/render-bootstrap.sh > "$run/envoy.yaml"
 "$envoy" -c "$run/envoy.yaml" --base-id 9090 --concurrency 2 --log-level warn >"$run/logs/envoy.log" 2>&1 &
 pids+=($!)
 
@@ -61,17 +68,21 @@ cat <<MSG
 The gateway is running (logs in $run/logs/):
   router (Envoy)   http://localhost:9090  https://localhost:9095  admin http://127.0.0.1:9000
   adapter          xDS 127.0.0.1:18000, management API https://localhost:9843 (admin/admin)
+  enforcer         ext_authz 127.0.0.1:8081, admin API https://localhost:9001 (admin/admin)
   sample backend   http://127.0.0.1:2383
-  enforcer         not part of this build yet: secured resources answer 500 (fail closed)
+  analytics        $run/logs/analytics.jsonl
 
 Try:
-  curl -i http://localhost:9090/petstore/1.0.0/pets             # public resource -> 200 (backend echo)
-  curl -i http://localhost:9090/petstore/pets/42                # default version, path parameter
-  curl -i -X POST http://localhost:9090/petstore/1.0.0/pets     # secured, no enforcer -> 500 / 102500
-  curl -i http://localhost:9090/nothing                         # 404 JSON
-  curl -i http://localhost:9090/health
-  curl -sk -u admin:admin https://localhost:9843/api/mgw/adapter/0.1/xds        # what each Envoy holds
-  curl -sk -u admin:admin https://localhost:9843/api/mgw/adapter/0.1/artifacts  # deployed / refused projects
+  curl -i http://localhost:9090/petstore/1.0.0/pets                      # public resource -> 200 (backend echo)
+  curl -i -X POST http://localhost:9090/petstore/1.0.0/pets              # secured, no token -> 401 / 900901
+
+  # A secured call in two commands: a test token, then the API.
+  TOKEN=\$(curl -sk -X POST https://localhost:9095/testkey -H "Authorization: Basic YWRtaW46YWRtaW4=")
+  curl -i -X POST http://localhost:9090/petstore/1.0.0/pets -H "Authorization: Bearer \$TOKEN"
+
+  curl -s http://localhost:9090/.wellknown/jwks                          # keys of the backend JWT (X-JWT-Assertion)
+  curl -sk -u admin:admin https://localhost:9001/apis                    # the enforcer's view
+  curl -sk -u admin:admin https://localhost:9843/api/mgw/adapter/0.1/xds # what each Envoy and enforcer holds
 Edit or add projects under $run/artifacts/apis/ and they are applied without a restart.
 
 Press Ctrl-C to stop.
