@@ -105,10 +105,14 @@ pub fn event(e: &HttpAccessLogEntry) -> Option<Value> {
     ev.insert("apiType".into(), json!(get("x-wso2-api-type")));
     ev.insert("resource".into(), json!(get("x-wso2-api-resource-template")));
     ev.insert("method".into(), json!(req.map(|r| method_name(r.request_method))));
-    ev.insert(
-        "path".into(),
-        json!(req.map(|r| if r.original_path.is_empty() { r.path.clone() } else { r.original_path.clone() })),
-    );
+    // The path the client asked for: Envoy's request path is the upstream one
+    // after rewriting; the router logs the original (without query) in the
+    // route-scope header, and the enforcer names it in its decision.
+    let path = get("originalPath")
+        .or_else(|| req.and_then(|r| r.request_headers.get("x-wso2-route-scope").cloned()))
+        .or_else(|| req.map(|r| r.original_path.clone()).filter(|p| !p.is_empty()))
+        .or_else(|| req.map(|r| r.path.split('?').next().unwrap_or("").to_string()));
+    ev.insert("path".into(), json!(path));
     ev.insert("applicationName".into(), json!(get("x-wso2-application-name")));
     ev.insert("applicationId".into(), json!(get("x-wso2-application-id")));
     ev.insert("applicationOwner".into(), json!(get("x-wso2-application-owner")));

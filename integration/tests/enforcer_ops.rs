@@ -199,6 +199,7 @@ async fn analytics_events_are_written_for_allowed_and_denied_requests() {
     assert_eq!(ok["keyType"], "PRODUCTION");
     assert_eq!(ok["userName"], "alice");
     assert_eq!(ok["method"], "GET");
+    assert_eq!(ok["path"], "/pets/1.0/pets", "the client's path, not the upstream one");
     assert!(ok["upstreamLatencyMs"].as_f64().is_some() && ok["totalLatencyMs"].as_f64().is_some(), "{ok}");
     assert!(!ok["correlationId"].as_str().unwrap_or("").is_empty(), "{ok}");
     let denied = events.iter().find(|e| e["responseCode"] == 401).expect("denied event");

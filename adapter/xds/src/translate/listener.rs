@@ -177,6 +177,8 @@ fn access_logs(c: &Config) -> Vec<AccessLog> {
             buffer_size_bytes: Some(u32_value(a.buffer_size_bytes)),
             ..Default::default()
         }),
+        // The client's path without query, set before routing (analytics reports it).
+        additional_request_headers_to_log: vec![HEADER_ROUTE_SCOPE.to_string()],
         ..Default::default()
     };
     vec![AccessLog {
