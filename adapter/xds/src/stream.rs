@@ -694,9 +694,13 @@ impl Stream {
         let all_held = held_count == total;
         let extras = ts.client_has.len() > present;
         let matches = all_held && (!ts.wildcard || !extras);
+        // A wildcard subscriber that holds nothing is answered even when there
+        // is nothing to send (no APIs yet): Envoy's initialization waits for a
+        // first response of every wildcard type, for initial_fetch_timeout.
+        let owed = ts.wildcard && ts.status.responses == 0 && ts.client_has.is_empty();
         if self.mode == Mode::Sotw && ty.is_wildcard() && ts.wildcard {
             let version = desired.version();
-            if matches || ts.rejected_set.as_deref() == Some(version.as_str()) {
+            if (matches && !owed) || ts.rejected_set.as_deref() == Some(version.as_str()) {
                 return (None, matches);
             }
             let planned = Planned {
@@ -708,7 +712,7 @@ impl Stream {
             };
             return (Some(planned), matches);
         }
-        if matches {
+        if matches && !owed {
             // Nothing to update; only told-absent names could remain (delta).
             let absent = self.mode == Mode::Delta
                 && ts
@@ -752,7 +756,7 @@ impl Stream {
         } else {
             Vec::new()
         };
-        if updated.is_empty() && removed.is_empty() {
+        if updated.is_empty() && removed.is_empty() && !owed {
             return (None, matches);
         }
         (Some(Planned { ty, version: desired.version(), updated, removed, full_set: false }), matches)

@@ -552,3 +552,23 @@ fn scale_one_change_at_ten_thousand() {
     let _ = s.status();
     eprintln!("on_snapshot {t:?}, ack {t2:?}, status {:?}", started.elapsed());
 }
+
+#[test]
+fn an_empty_wildcard_type_is_answered_once_so_envoy_does_not_wait_for_its_fetch_timeout() {
+    // No APIs: no clusters, but listeners. Envoy waits for a first CDS
+    // response before it initializes; an empty one must come at once.
+    let empty = snap(&[(LDS, "http", "listener")]);
+    let mut s = Stream::new(Mode::Sotw, empty.clone());
+    let out = s.on_sotw_request(&sotw_req(CDS, &[], "", ""), 0);
+    let r = only(&out);
+    assert_eq!(r.type_url, CDS.type_url());
+    assert!(r.resources.is_empty());
+    let nonce = r.nonce.clone();
+    let version = r.version_info.clone();
+    assert!(s.on_sotw_request(&sotw_req(CDS, &[], &version, &nonce), 1).responses.is_empty(), "ACK not answered");
+
+    let mut d = Stream::new(Mode::Delta, empty);
+    let r = only_delta(&d.on_delta_request(&delta_req(CDS, &[], &[], ""), 0));
+    assert!(r.resources.is_empty() && r.removed_resources.is_empty());
+    assert!(delta_ack(&mut d, &r).responses.is_empty(), "ACK not answered");
+}
