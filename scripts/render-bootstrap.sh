@@ -16,5 +16,15 @@ export ENFORCER_ANALYTICS_RECEIVER_PORT=${ENFORCER_ANALYTICS_RECEIVER_PORT:-1809
 export ENFORCER_HTTPS_PORT=${ENFORCER_HTTPS_PORT:-9001}
 export ENFORCER_CA_CERT_PATH=${ENFORCER_CA_CERT_PATH:-/home/wso2/security/truststore/mg.pem}
 export HOSTNAME=${HOSTNAME:-$(hostname 2>/dev/null || echo router)}
-# Substitute only ${UPPER_CASE} names; fail on one that is not set.
-perl -pe '/^\s*#/ or s/\$\{([A-Z_][A-Z0-9_]*)\}/exists $ENV{$1} ? $ENV{$1} : die("render-bootstrap: $1 is not set\n")/ge' "$template"
+export COMPONENT_TLS=${COMPONENT_TLS:-true}
+export ROUTER_PUBLIC_CERT_PATH=${ROUTER_PUBLIC_CERT_PATH:-/home/wso2/security/keystore/mg.pem}
+export ROUTER_PRIVATE_KEY_PATH=${ROUTER_PRIVATE_KEY_PATH:-/home/wso2/security/keystore/mg.key}
+export ADAPTER_CA_CERT_PATH=${ADAPTER_CA_CERT_PATH:-/home/wso2/security/truststore/mg.pem}
+# Drop the TLS blocks when COMPONENT_TLS=false; substitute only ${UPPER_CASE}
+# names outside comments; fail on one that is not set.
+perl -ne '
+  if (/^\s*# tls:begin/) { $in = 1; next }
+  if (/^\s*# tls:end/) { $in = 0; next }
+  next if $in && $ENV{COMPONENT_TLS} eq "false";
+  s/\$\{([A-Z_][A-Z0-9_]*)\}/exists $ENV{$1} ? $ENV{$1} : die("render-bootstrap: $1 is not set\n")/ge unless /^\s*#/;
+  print' "$template"

@@ -16,11 +16,18 @@ for p in 9090 9095 9000 9843 18000 8081 18090 9001 2383; do
 done
 
 mkdir -p "$run/certs" "$run/artifacts/apis" "$run/logs" "$run/data"
-if [ ! -f "$run/certs/mg.pem" ]; then
-  echo "Creating a development certificate for localhost in $run/certs"
-  openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=localhost" \
-    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-    -keyout "$run/certs/mg.key" -out "$run/certs/mg.pem" 2>/dev/null
+if [ ! -f "$run/certs/ca.pem" ]; then
+  echo "Creating a development CA and a certificate for localhost in $run/certs"
+  (
+    cd "$run/certs"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=Gateway development CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+      -keyout ca.key -out ca.pem 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout mg.key -out mg.csr 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n' > mg.ext
+    openssl x509 -req -in mg.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 825 -extfile mg.ext -out mg.pem 2>/dev/null
+    rm -f mg.csr mg.ext ca.srl
+  )
 fi
 # The sample projects (changes to .run/artifacts/apis are picked up live).
 cp -R samples/apis/. "$run/artifacts/apis/"
@@ -47,9 +54,12 @@ pids+=($!)
 ENFORCER_LABEL=Default ADAPTER_HOST=127.0.0.1 ADAPTER_XDS_PORT=18000 \
   ENFORCER_AUTHZ_ADDRESS=127.0.0.1:8081 ENFORCER_ALS_ADDRESS=127.0.0.1:18090 ENFORCER_ADMIN_ADDRESS=127.0.0.1:9001 \
   ENFORCER_PUBLIC_CERT_PATH="$run/certs/mg.pem" ENFORCER_PRIVATE_KEY_PATH="$run/certs/mg.key" \
+  TRUSTED_CA_CERTS_PATH="$run/certs/ca.pem" \
   "$bin/enforcer" >"$run/logs/enforcer.log" 2>&1 &
 pids+=($!)
-ROUTER_ADMIN_PORT=9000 XDS_API_TYPE=${XDS_API_TYPE:-DELTA_GRPC} ENFORCER_CA_CERT_PATH="$root/$run/certs/mg.pem" \
+ROUTER_ADMIN_PORT=9000 XDS_API_TYPE=${XDS_API_TYPE:-DELTA_GRPC} \
+  ROUTER_PUBLIC_CERT_PATH="$root/$run/certs/mg.pem" ROUTER_PRIVATE_KEY_PATH="$root/$run/certs/mg.key" \
+  ADAPTER_CA_CERT_PATH="$root/$run/certs/ca.pem" ENFORCER_CA_CERT_PATH="$root/$run/certs/ca.pem" \
   ./scripts/render-bootstrap.sh > "$run/envoy.yaml"
 "$envoy" -c "$run/envoy.yaml" --base-id 9090 --concurrency 2 --log-level warn >"$run/logs/envoy.log" 2>&1 &
 pids+=($!)
@@ -67,8 +77,9 @@ cat <<MSG
 
 The gateway is running (logs in $run/logs/):
   router (Envoy)   http://localhost:9090  https://localhost:9095  admin http://127.0.0.1:9000
-  adapter          xDS 127.0.0.1:18000, management API https://localhost:9843 (admin/admin)
-  enforcer         ext_authz 127.0.0.1:8081, admin API https://localhost:9001 (admin/admin)
+  adapter          xDS 127.0.0.1:18000 (mutual TLS), management API https://localhost:9843 (admin/admin)
+  enforcer         ext_authz 127.0.0.1:8081 (mutual TLS), admin API https://localhost:9001 (admin/admin)
+  certificates     $run/certs (development CA ca.pem; every component uses mg.pem)
   sample backend   http://127.0.0.1:2383
   analytics        $run/logs/analytics.jsonl
 

@@ -73,6 +73,22 @@ pub fn apis_dir(config: &Config) -> PathBuf {
     Path::new(&config.adapter.artifacts_directory).join("apis")
 }
 
+/// TLS of the xDS server: `[adapter.keystore]`, and client certificates
+/// checked against `[adapter.truststore]` when required.
+fn xds_tls(config: &Config) -> Result<tonic::transport::ServerTlsConfig, AdapterError> {
+    let ks = &config.adapter.keystore;
+    let read = |p: &str| {
+        std::fs::read(p).map_err(|e| gateway_tls::TlsError::File { path: p.to_string(), reason: e.to_string() })
+    };
+    let identity = tonic::transport::Identity::from_pem(read(&ks.cert_path)?, read(&ks.key_path)?);
+    let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+    if config.adapter.xds_server.client_certificate_required {
+        let cas = gateway_tls::pem_bundle(Path::new(&config.adapter.truststore.location))?;
+        tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(cas));
+    }
+    Ok(tls)
+}
+
 /// Runs the adapter until `shutdown` completes.
 pub async fn run(
     config: Config,
@@ -140,7 +156,12 @@ pub async fn run(
         closing_hub.close();
         let _ = stop_tx.send(());
     };
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if config.adapter.xds_server.tls_enabled {
+        builder = builder.tls_config(xds_tls(&config)?)?;
+        info!(mutual = config.adapter.xds_server.client_certificate_required, "xDS server uses TLS");
+    }
+    let server = builder
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(ads::Ads::service(Arc::clone(&hub)))
         .add_service(enforcer::service::Service::server(Arc::clone(&hub)))

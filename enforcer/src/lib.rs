@@ -54,6 +54,12 @@ pub struct Options {
     pub cert: PathBuf,
     /// Key of the HTTPS server.
     pub key: PathBuf,
+    /// CA certificates (file or directory) that sign the adapter's and the router's certificates.
+    pub trusted_ca: Option<PathBuf>,
+    /// Connect to the adapter over TLS, presenting `cert`.
+    pub adapter_tls: bool,
+    /// Serve ext_authz and access logs over TLS, requiring client certificates signed by `trusted_ca`.
+    pub grpc_tls: bool,
 }
 
 /// Why the enforcer could not run.
@@ -98,8 +104,35 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
     let (settings_tx, settings_rx) = tokio::sync::watch::channel(None);
     let applier = Arc::new(discovery::Applier { engine: Arc::clone(&engine), http, settings_tx });
 
-    let channel = tonic::transport::Endpoint::from_shared(opts.adapter_url.clone())
-        .map_err(|e| EnforcerError::AdapterUrl { url: opts.adapter_url.clone(), reason: e.to_string() })?
+    let read = |p: &PathBuf| {
+        std::fs::read(p)
+            .map_err(|e| gateway_tls::TlsError::File { path: p.display().to_string(), reason: e.to_string() })
+    };
+    let cas = || -> Result<tonic::transport::Certificate, EnforcerError> {
+        let path = opts.trusted_ca.as_deref().ok_or_else(|| gateway_tls::TlsError::File {
+            path: "TRUSTED_CA_CERTS_PATH".into(),
+            reason: "not set, but TLS between components is on".into(),
+        })?;
+        Ok(tonic::transport::Certificate::from_pem(gateway_tls::pem_bundle(path)?))
+    };
+    let mut endpoint = tonic::transport::Endpoint::from_shared(opts.adapter_url.clone())
+        .map_err(|e| EnforcerError::AdapterUrl { url: opts.adapter_url.clone(), reason: e.to_string() })?;
+    if opts.adapter_tls {
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(cas()?)
+            .identity(tonic::transport::Identity::from_pem(read(&opts.cert)?, read(&opts.key)?));
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    let grpc_tls = if opts.grpc_tls {
+        Some(
+            tonic::transport::ServerTlsConfig::new()
+                .identity(tonic::transport::Identity::from_pem(read(&opts.cert)?, read(&opts.key)?))
+                .client_ca_root(cas()?),
+        )
+    } else {
+        None
+    };
+    let channel = endpoint
         .connect_timeout(Duration::from_secs(2))
         .http2_keep_alive_interval(Duration::from_secs(30))
         .connect_lazy();
@@ -115,7 +148,8 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
     let admin = bind(opts.admin_address).await?;
     info!(
         authz = %opts.authz_address, access_logs = %opts.als_address, https = %opts.admin_address,
-        adapter = %opts.adapter_url, label = %opts.label, "enforcer listening"
+        adapter = %opts.adapter_url, label = %opts.label, grpc_tls = opts.grpc_tls, adapter_tls = opts.adapter_tls,
+        "enforcer listening"
     );
 
     let tls = gateway_tls::server_config(&opts.cert, &opts.key)?;
@@ -146,8 +180,11 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
     ));
 
     let (als_service, _counters) = analytics::Als::start(settings_rx);
-    let als_server =
-        tonic::transport::Server::builder().add_service(als_service).serve_with_incoming(TcpListenerStream::new(als));
+    let mut als_builder = tonic::transport::Server::builder();
+    if let Some(tls) = &grpc_tls {
+        als_builder = als_builder.tls_config(tls.clone())?;
+    }
+    let als_server = als_builder.add_service(als_service).serve_with_incoming(TcpListenerStream::new(als));
     tasks.spawn(async move {
         if let Err(e) = als_server.await {
             tracing::error!(error = %e, "access-log server failed");
@@ -156,7 +193,11 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer<authz::Authz>>().await;
-    let result = tonic::transport::Server::builder()
+    let mut authz_builder = tonic::transport::Server::builder();
+    if let Some(tls) = grpc_tls {
+        authz_builder = authz_builder.tls_config(tls)?;
+    }
+    let result = authz_builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .tcp_nodelay(true)
         .add_service(health_service)

@@ -33,6 +33,15 @@ struct Args {
     /// PEM private key of the HTTPS server.
     #[arg(long, env = "ENFORCER_PRIVATE_KEY_PATH", default_value = "/home/wso2/security/keystore/mg.key")]
     key: PathBuf,
+    /// CA certificates (file, or directory of .pem/.crt) that sign the adapter's and the router's certificates.
+    #[arg(long, env = "TRUSTED_CA_CERTS_PATH")]
+    trusted_ca: Option<PathBuf>,
+    /// Connect to the adapter over (mutual) TLS.
+    #[arg(long, env = "ADAPTER_TLS", default_value_t = true, action = clap::ArgAction::Set)]
+    adapter_tls: bool,
+    /// Serve ext_authz and access logs over mutual TLS.
+    #[arg(long, env = "ENFORCER_GRPC_TLS", default_value_t = true, action = clap::ArgAction::Set)]
+    grpc_tls: bool,
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -49,12 +58,20 @@ fn main() -> std::process::ExitCode {
     let opts = enforcer::Options {
         label: args.label,
         instance: std::env::var("HOSTNAME").unwrap_or_default(),
-        adapter_url: format!("http://{}:{}", args.adapter_host, args.adapter_xds_port),
+        adapter_url: format!(
+            "{}://{}:{}",
+            if args.adapter_tls { "https" } else { "http" },
+            args.adapter_host,
+            args.adapter_xds_port
+        ),
         authz_address: args.authz_address,
         als_address: args.als_address,
         admin_address: args.admin_address,
         cert: args.cert,
         key: args.key,
+        trusted_ca: args.trusted_ca,
+        adapter_tls: args.adapter_tls,
+        grpc_tls: args.grpc_tls,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,

@@ -197,9 +197,14 @@ impl Resp {
     }
 }
 
-/// Self-signed certificate for `localhost` / 127.0.0.1.
+/// A test CA and the certificate every component uses (server and client
+/// authentication, for `localhost` and 127.0.0.1), signed by it.
 pub struct Certs {
-    /// PEM of the certificate (also its own CA).
+    /// PEM of the CA certificate.
+    pub ca_pem: String,
+    /// CA certificate file (the truststore of every component).
+    pub ca_path: PathBuf,
+    /// PEM of the components' certificate.
     pub cert_pem: String,
     /// Certificate file.
     pub cert_path: PathBuf,
@@ -208,13 +213,29 @@ pub struct Certs {
 }
 
 fn make_certs(dir: &Path) -> Certs {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).expect("certificate");
-    let cert_pem = ck.cert.pem();
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Gateway test CA");
+    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("params");
+    params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
+    params.extended_key_usages =
+        vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &issuer).expect("certificate");
+    let ca_pem = ca.pem();
+    let cert_pem = cert.pem();
+    let ca_path = dir.join("ca.pem");
     let cert_path = dir.join("mg.pem");
     let key_path = dir.join("mg.key");
+    std::fs::write(&ca_path, &ca_pem).expect("write CA");
     std::fs::write(&cert_path, &cert_pem).expect("write cert");
-    std::fs::write(&key_path, ck.signing_key.serialize_pem()).expect("write key");
-    Certs { cert_pem, cert_path, key_path }
+    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+    Certs { ca_pem, ca_path, cert_pem, cert_path, key_path }
 }
 
 /// Ports of one gateway.
@@ -332,7 +353,7 @@ impl GatewayBuilder {
             als: free_port(),
             enforcer_https: free_port(),
         };
-        let ca = reqwest::Certificate::from_pem(certs.cert_pem.as_bytes()).expect("ca");
+        let ca = reqwest::Certificate::from_pem(certs.ca_pem.as_bytes()).expect("ca");
         let client = reqwest::Client::builder()
             .no_proxy()
             .add_root_certificate(ca)
@@ -426,6 +447,8 @@ securedListenerPort = {https}
 [router.keystore]
 certPath = "{cert}"
 keyPath = "{key}"
+[adapter.truststore]
+location = "{ca}"
 [adapter.revocation]
 filePath = "{dir}/revoked-tokens.json"
 {enforcer}
@@ -438,6 +461,7 @@ filePath = "{dir}/revoked-tokens.json"
             cert = self.certs.cert_path.display(),
             key = self.certs.key_path.display(),
             dir = self.dir.path().display(),
+            ca = self.certs.ca_path.display(),
             enforcer = self.enforcer_config(),
             extra = self.extra_config.replace("{dir}", &self.dir.path().display().to_string()),
         )
@@ -525,7 +549,9 @@ password = "admin"
             .arg("--cert")
             .arg(&self.certs.cert_path)
             .arg("--key")
-            .arg(&self.certs.key_path);
+            .arg(&self.certs.key_path)
+            .arg("--trusted-ca")
+            .arg(&self.certs.ca_path);
         let level = std::env::var("ENFORCER_LOG").unwrap_or_else(|_| "info,enforcer=debug".to_string());
         cmd.env("RUST_LOG", level).env("NO_COLOR", "1").env("HOSTNAME", "test-enforcer");
         let proc = Proc::spawn("enforcer", &mut cmd, self.dir.path().join(format!("enforcer-{n}.log")));
@@ -655,7 +681,10 @@ password = "admin"
         vars.insert("ENFORCER_PORT", self.ports.enforcer.to_string());
         vars.insert("ENFORCER_ANALYTICS_RECEIVER_PORT", self.ports.als.to_string());
         vars.insert("ENFORCER_HTTPS_PORT", self.ports.enforcer_https.to_string());
-        vars.insert("ENFORCER_CA_CERT_PATH", self.certs.cert_path.display().to_string());
+        vars.insert("ENFORCER_CA_CERT_PATH", self.certs.ca_path.display().to_string());
+        vars.insert("ADAPTER_CA_CERT_PATH", self.certs.ca_path.display().to_string());
+        vars.insert("ROUTER_PUBLIC_CERT_PATH", self.certs.cert_path.display().to_string());
+        vars.insert("ROUTER_PRIVATE_KEY_PATH", self.certs.key_path.display().to_string());
         vars.insert("HOSTNAME", hostname.to_string());
         render(&template, &vars)
     }
@@ -923,10 +952,16 @@ password = "admin"
     }
 }
 
-/// Fills `${NAME}` placeholders outside comment lines.
+/// Fills `${NAME}` placeholders outside comment lines, as
+/// scripts/render-bootstrap.sh does (TLS blocks kept: tests run with TLS
+/// between components, the default).
 pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> String {
     let mut out = String::new();
     for line in template.lines() {
+        let t = line.trim_start();
+        if t.starts_with("# tls:begin") || t.starts_with("# tls:end") {
+            continue;
+        }
         if line.trim_start().starts_with('#') {
             out.push_str(line);
         } else {

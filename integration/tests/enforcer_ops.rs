@@ -234,7 +234,7 @@ fn client_certs(names: &[&str]) -> (String, Vec<(String, String)>) {
 async fn tls_get(gw: &Gateway, path: &str, identity: Option<&str>, headers: &[(&str, &str)]) -> Result<Resp, String> {
     let mut cb = reqwest::Client::builder()
         .no_proxy()
-        .add_root_certificate(reqwest::Certificate::from_pem(gw.certs.cert_pem.as_bytes()).expect("ca"));
+        .add_root_certificate(reqwest::Certificate::from_pem(gw.certs.ca_pem.as_bytes()).expect("ca"));
     if let Some(id) = identity {
         cb = cb.identity(reqwest::Identity::from_pem(id.as_bytes()).map_err(|e| format!("identity: {e:?}"))?);
     }

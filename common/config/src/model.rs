@@ -59,6 +59,25 @@ pub struct Adapter {
     pub truststore: Truststore,
     /// `[adapter.revocation]`: revoked tokens (not in Choreo Connect).
     pub revocation: Revocation,
+    /// `[adapter.xdsServer]`: TLS of the xDS server (not in Choreo Connect, where it is always mutual TLS).
+    pub xds_server: XdsServer,
+}
+
+/// `[adapter.xdsServer]`: the gRPC server Envoy and the enforcer connect to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct XdsServer {
+    /// Serve xDS over TLS with `[adapter.keystore]`.
+    pub tls_enabled: bool,
+    /// Require client certificates signed by a CA of `[adapter.truststore]`
+    /// (mutual TLS, as in Choreo Connect).
+    pub client_certificate_required: bool,
+}
+
+impl Default for XdsServer {
+    fn default() -> Self {
+        XdsServer { tls_enabled: true, client_certificate_required: true }
+    }
 }
 
 /// `[adapter.revocation]`: tokens revoked through the management APIs are
@@ -86,6 +105,7 @@ impl Default for Adapter {
             keystore: Keystore::default(),
             truststore: Truststore::default(),
             revocation: Revocation::default(),
+            xds_server: XdsServer::default(),
         }
     }
 }

@@ -98,3 +98,37 @@ pub async fn serve_tls(name: &'static str, listener: TcpListener, acceptor: TlsA
         });
     }
 }
+
+/// The PEM certificates at `path`: a file, or every `.pem`/`.crt` file of a
+/// directory (Choreo Connect's truststore layout), concatenated.
+pub fn pem_bundle(path: &Path) -> Result<String, TlsError> {
+    let err = |reason: String| TlsError::File { path: path.display().to_string(), reason };
+    let mut files = Vec::new();
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).map_err(|e| err(e.to_string()))? {
+            let p = entry.map_err(|e| err(e.to_string()))?.path();
+            if p.extension().is_some_and(|x| x == "pem" || x == "crt") {
+                files.push(p);
+            }
+        }
+        files.sort();
+    } else {
+        files.push(path.to_path_buf());
+    }
+    let mut out = String::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).map_err(|e| err(format!("{}: {e}", f.display())))?;
+        let n = CertificateDer::pem_slice_iter(text.as_bytes()).filter(|c| c.is_ok()).count();
+        if n == 0 {
+            return Err(err(format!("{}: no PEM certificate", f.display())));
+        }
+        out.push_str(&text);
+        if !text.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    if out.is_empty() {
+        return Err(err("no certificate files".into()));
+    }
+    Ok(out)
+}
