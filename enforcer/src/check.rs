@@ -126,9 +126,12 @@ pub struct Engine {
     pub revoked: ArcSwap<HashMap<Box<str>, i64>>,
     /// Validated tokens.
     pub cache: ArcSwap<TokenCache>,
-    /// Backend JWTs by (token id, API).
-    pub backend_jwts: moka::sync::Cache<(Box<str>, Box<str>), Arc<str>>,
+    /// Backend JWTs by (token id, API), with their `exp`.
+    pub backend_jwts: moka::sync::Cache<BackendJwtKey, (Arc<str>, i64)>,
 }
+
+/// A backend JWT's cache key: the incoming token's id and the API (`basePath:version`).
+pub type BackendJwtKey = (Box<str>, Box<str>);
 
 impl Default for Engine {
     fn default() -> Self {
@@ -182,11 +185,11 @@ impl Engine {
         }
     }
 
-    /// Installs a configuration (rebuilding the token cache if its shape changed).
+    /// Installs a configuration, with an empty token cache: tokens validated
+    /// under the previous one (an issuer since removed, a key since replaced)
+    /// must be validated again.
     pub fn set_settings(&self, s: Arc<Settings>) {
-        if self.cache.load().shape != s.cache {
-            self.cache.store(Arc::new(TokenCache::new(s.cache.0, s.cache.1, s.cache.2)));
-        }
+        self.cache.store(Arc::new(TokenCache::new(s.cache.0, s.cache.1, s.cache.2)));
         self.backend_jwts.invalidate_all();
         self.settings.store(Some(s));
     }
@@ -240,9 +243,12 @@ impl Engine {
 
     async fn authenticate(&self, c: &Ctx<'_>, mut info: AuthInfo) -> Result<Decision, (Deny, Option<String>)> {
         let api = c.api;
+        let challenges: Vec<&str> =
+            if api.mtls != Mtls::Off { vec![MTLS_CHALLENGE, BEARER_CHALLENGE] } else { vec![BEARER_CHALLENGE] };
+        let auth_fail = |d: Deny| (d, Some(www_authenticate(&challenges)));
         if api.prototyped || c.op.disable_security {
             if api.blocked {
-                return Err((Deny::api_blocked(), None));
+                return Err(auth_fail(Deny::api_blocked()));
             }
             let key_type = if !c.input.ext("prodClusterName").is_empty() { "PRODUCTION" } else { "SANDBOX" };
             info.auth_type = "Unsecured";
@@ -254,10 +260,6 @@ impl Engine {
             }
             return Ok(Decision::Allow { set, remove: Vec::new(), info });
         }
-
-        let challenges: Vec<&str> =
-            if api.mtls != Mtls::Off { vec![MTLS_CHALLENGE, BEARER_CHALLENGE] } else { vec![BEARER_CHALLENGE] };
-        let auth_fail = |d: Deny| (d, Some(www_authenticate(&challenges)));
 
         // Mutual TLS first (spec §5.3).
         let mut mtls_ok = false;
@@ -639,7 +641,11 @@ impl Engine {
         a: &Authed,
     ) -> Result<Arc<str>, String> {
         let key = (tok.id.clone(), format!("{}:{}", c.api.raw.base_path, c.api.raw.version).into_boxed_str());
-        if let Some(j) = self.backend_jwts.get(&key) {
+        // Reused while it has at least the clock skew left (Choreo Connect: 5 s).
+        let now = crate::now_secs();
+        if let Some((j, exp)) = self.backend_jwts.get(&key)
+            && exp - now >= SKEW_SECS
+        {
             return Ok(j);
         }
         let jwt: Arc<str> = crate::backend_jwt::generate(
@@ -654,7 +660,7 @@ impl Engine {
             &a.token,
         )?
         .into();
-        self.backend_jwts.insert(key, Arc::clone(&jwt));
+        self.backend_jwts.insert(key, (Arc::clone(&jwt), now + bj.ttl));
         Ok(jwt)
     }
 }
@@ -783,11 +789,15 @@ pub fn without_query_params(path: &str, names: &[String]) -> String {
         .filter(|pair| {
             let k = pair.split('=').next().unwrap_or("");
             let k = percent_decode_str(&k.replace('+', " ")).decode_utf8_lossy().into_owned();
-            !k.is_empty() && !names.iter().any(|n| *n == k)
+            !k.is_empty() && !names.contains(&k)
         })
         .collect();
     if kept.is_empty() { p.to_string() } else { format!("{p}?{}", kept.join("&")) }
 }
+
+#[cfg(test)]
+#[path = "check_tests.rs"]
+mod check_tests;
 
 #[cfg(test)]
 mod tests {
