@@ -67,9 +67,7 @@ pub fn event(e: &HttpAccessLogEntry) -> Option<Value> {
         None => (None, None),
     };
     let api_name = get("x-wso2-api-name").or(route_api);
-    if api_name.is_none() {
-        return None;
-    }
+    api_name.as_ref()?;
     let status = resp.and_then(|r| r.response_code.as_ref()).map(|c| c.value).unwrap_or(0);
     let flags = common.and_then(|c| c.response_flags.as_ref());
     let denied = flags.is_some_and(|f| f.unauthorized_details.is_some());

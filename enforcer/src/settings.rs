@@ -189,7 +189,7 @@ impl Settings {
         }
         let auth = sec.auth_header.unwrap_or_default();
         let mtls = sec.mutual_ssl.unwrap_or_default();
-        let cache = c.cache.clone().unwrap_or_default();
+        let cache = c.cache.unwrap_or_default();
         let mgmt = c.management.clone().unwrap_or_default();
         let backend_jwt = match &c.jwt_generator {
             Some(g) if g.enabled => Some(BackendJwtSettings::load(g)?),

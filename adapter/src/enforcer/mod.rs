@@ -54,7 +54,9 @@ pub struct Apis {
 impl Apis {
     /// Publishes every label whose APIs changed in `gateway`.
     pub fn refresh(&mut self, gateway: &Gateway) {
-        let mut by_label: BTreeMap<&str, Vec<(&str, &str, &Arc<Api>)>> = BTreeMap::new();
+        // label → (vhost, API id, API)
+        type Deployed<'a> = Vec<(&'a str, &'a str, &'a Arc<Api>)>;
+        let mut by_label: BTreeMap<&str, Deployed<'_>> = BTreeMap::new();
         for (label, key, api) in gateway.deployments() {
             by_label.entry(label).or_default().push((key.vhost.as_str(), key.id.as_str(), api));
         }

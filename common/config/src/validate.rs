@@ -180,14 +180,10 @@ fn validate_enforcer(c: &Config) -> Result<(), ConfigError> {
                 return Err(invalid("analytics.enforcer.configProperties.queueSize", v, "expected a positive number"));
             }
         }
-        if let Some(v) = props.get("sink") {
-            if v.as_str().is_none_or(|s| s.trim().is_empty()) {
-                return Err(invalid(
-                    "analytics.enforcer.configProperties.sink",
-                    v,
-                    "expected \"stdout\" or a file path",
-                ));
-            }
+        if let Some(v) = props.get("sink")
+            && v.as_str().is_none_or(|s| s.trim().is_empty())
+        {
+            return Err(invalid("analytics.enforcer.configProperties.sink", v, "expected \"stdout\" or a file path"));
         }
     }
     Ok(())
