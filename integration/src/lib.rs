@@ -275,6 +275,11 @@ pub struct Gateway {
     admin: Option<String>,
     client: reqwest::Client,
     extra_config: String,
+    /// Mutual TLS between the router, the adapter and the enforcer (the default).
+    pub component_tls: bool,
+    /// Bootstrap variables replacing the harness's own (e.g. `ENFORCER_PORT`
+    /// to put another ext_authz server behind Envoy), for Envoys started after.
+    pub bootstrap_overrides: Vec<(&'static str, String)>,
     /// Temporary folder holding config, certs, logs and projects (dropped last).
     pub dir: tempfile::TempDir,
 }
@@ -287,6 +292,7 @@ pub struct GatewayBuilder {
     start_envoy: bool,
     start_adapter: bool,
     with_enforcer: bool,
+    component_tls: bool,
 }
 
 /// Keys and token issuers the enforcer trusts in tests.
@@ -307,6 +313,13 @@ pub const IDP_ISSUER: &str = "https://idp.example.com";
 pub const TESTKEY_ISSUER: &str = "https://localhost:9095/testkey";
 
 impl GatewayBuilder {
+    /// Router, adapter and enforcer talk in plain text (`COMPONENT_TLS=false`,
+    /// `[adapter.xdsServer] tlsEnabled = false`, `--grpc-tls=false`).
+    pub fn plaintext_components(mut self) -> Self {
+        self.component_tls = false;
+        self
+    }
+
     /// Also start the enforcer, with test issuers (see [`Idp`]).
     pub fn with_enforcer(mut self) -> Self {
         self.with_enforcer = true;
@@ -388,6 +401,8 @@ impl GatewayBuilder {
             admin: None,
             client,
             extra_config: self.extra_config,
+            component_tls: self.component_tls,
+            bootstrap_overrides: Vec::new(),
         };
         for (name, files) in &self.projects {
             let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
@@ -416,6 +431,7 @@ impl Gateway {
             start_envoy: true,
             start_adapter: true,
             with_enforcer: false,
+            component_tls: true,
         }
     }
 
@@ -451,6 +467,8 @@ keyPath = "{key}"
 location = "{ca}"
 [adapter.revocation]
 filePath = "{dir}/revoked-tokens.json"
+[adapter.xdsServer]
+tlsEnabled = {tls}
 {enforcer}
 {extra}
 "#,
@@ -463,6 +481,7 @@ filePath = "{dir}/revoked-tokens.json"
             dir = self.dir.path().display(),
             ca = self.certs.ca_path.display(),
             enforcer = self.enforcer_config(),
+            tls = self.component_tls,
             extra = self.extra_config.replace("{dir}", &self.dir.path().display().to_string()),
         )
     }
@@ -551,7 +570,9 @@ password = "admin"
             .arg("--key")
             .arg(&self.certs.key_path)
             .arg("--trusted-ca")
-            .arg(&self.certs.ca_path);
+            .arg(&self.certs.ca_path)
+            .arg(format!("--adapter-tls={}", self.component_tls))
+            .arg(format!("--grpc-tls={}", self.component_tls));
         let level = std::env::var("ENFORCER_LOG").unwrap_or_else(|_| "info,enforcer=debug".to_string());
         cmd.env("RUST_LOG", level).env("NO_COLOR", "1").env("HOSTNAME", "test-enforcer");
         let proc = Proc::spawn("enforcer", &mut cmd, self.dir.path().join(format!("enforcer-{n}.log")));
@@ -650,6 +671,14 @@ password = "admin"
         self.envoy.as_ref().map(Proc::pid)
     }
 
+    /// Stops Envoy (SIGKILL, waited for).
+    pub fn kill_envoy(&mut self) {
+        if let Some(mut p) = self.envoy.take() {
+            p.kill();
+        }
+        self.admin = None;
+    }
+
     /// Whether Envoy is still running.
     pub fn envoy_running(&mut self) -> bool {
         self.envoy.as_mut().is_some_and(Proc::running)
@@ -686,7 +715,10 @@ password = "admin"
         vars.insert("ROUTER_PUBLIC_CERT_PATH", self.certs.cert_path.display().to_string());
         vars.insert("ROUTER_PRIVATE_KEY_PATH", self.certs.key_path.display().to_string());
         vars.insert("HOSTNAME", hostname.to_string());
-        render(&template, &vars)
+        for (k, v) in &self.bootstrap_overrides {
+            vars.insert(k, v.clone());
+        }
+        render_with(&template, &vars, self.component_tls)
     }
 
     /// Starts Envoy and waits until it serves `/ready`.
@@ -956,10 +988,24 @@ password = "admin"
 /// scripts/render-bootstrap.sh does (TLS blocks kept: tests run with TLS
 /// between components, the default).
 pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> String {
+    render_with(template, vars, true)
+}
+
+/// [`render`], keeping the TLS blocks or not (`COMPONENT_TLS=false`).
+pub fn render_with(template: &str, vars: &BTreeMap<&str, String>, tls: bool) -> String {
     let mut out = String::new();
+    let mut in_tls = false;
     for line in template.lines() {
         let t = line.trim_start();
-        if t.starts_with("# tls:begin") || t.starts_with("# tls:end") {
+        if t.starts_with("# tls:begin") {
+            in_tls = true;
+            continue;
+        }
+        if t.starts_with("# tls:end") {
+            in_tls = false;
+            continue;
+        }
+        if in_tls && !tls {
             continue;
         }
         if line.trim_start().starts_with('#') {

@@ -70,3 +70,47 @@ async fn adapter_and_enforcer_require_client_certificates() {
     }
     assert!(dump.matches("UpstreamTlsContext").count() >= 4, "TLS on every component cluster");
 }
+
+/// With TLS between components turned off (Envoy's TLS blocks dropped, the
+/// adapter's xDS and the enforcer's gRPC in plain text) the gateway works the
+/// same; TLS clients are then refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_text_between_components_when_configured() {
+    let b = test_backend::Backend::start("b").await.expect("backend");
+    let oas = "openapi: 3.0.1\ninfo: {title: Plain, version: v1}\npaths:\n  /x:\n    get: {}\n";
+    let gw = Gateway::builder(XdsMode::Delta)
+        .with_enforcer()
+        .plaintext_components()
+        .project(
+            "plain",
+            &[
+                ("api.yaml", &integration::api_yaml("Plain", "v1", "/plain", &b.url())),
+                ("Definitions/swagger.yaml", oas),
+            ],
+        )
+        .start()
+        .await;
+    let r = gw.request("GET", "localhost", "/plain/v1/x", &[]).await.expect("request");
+    assert_eq!(r.status, 401, "the enforcer answers: {}", r.body);
+    let t = gw
+        .request("POST", "localhost", "/testkey", &[("authorization", "Basic YWRtaW46YWRtaW4=")])
+        .await
+        .expect("testkey");
+    assert_eq!(t.status, 200, "{}", t.body);
+    let bearer = format!("Bearer {}", t.body.trim());
+    let r = gw.request("GET", "localhost", "/plain/v1/x", &[("authorization", &bearer)]).await.expect("request");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let dump = gw.config_dump(Some("static_clusters")).await;
+    // With `resource=static_clusters`, each entry of `configs` is one StaticCluster.
+    let clusters = dump["configs"].as_array().cloned().unwrap_or_default();
+    for name in ["xds_cluster", "ext-authz", "access-logger"] {
+        let c =
+            clusters.iter().find(|c| c["cluster"]["name"] == name).unwrap_or_else(|| panic!("{name} missing: {dump}"));
+        assert!(c["cluster"]["transport_socket"].is_null(), "{name} has no TLS: {c}");
+    }
+    config_stream(format!("http://127.0.0.1:{}", gw.ports.xds), None).await.expect("plain-text xDS client served");
+    assert!(
+        config_stream(format!("https://127.0.0.1:{}", gw.ports.xds), Some(tls(&gw, true))).await.is_err(),
+        "TLS client refused by a plain-text server"
+    );
+}
