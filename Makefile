@@ -6,6 +6,7 @@ ENVOY_VERSION := 1.40.0
 TOOLS := .tools
 ENVOY_BIN := $(TOOLS)/pip/envoy/_bin/envoy
 CARGO ?= cargo
+FUZZ_SECONDS ?= 60
 export ENVOY_BIN := $(abspath $(ENVOY_BIN))
 
 .PHONY: help
@@ -45,6 +46,10 @@ golden: ## Regenerate the golden files (review the diff before committing)
 lint: ## rustfmt check and clippy
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: fuzz
+fuzz: ## Fuzz the enforcer (cargo-fuzz, nightly) for FUZZ_SECONDS per target (default 60)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ./scripts/fuzz.sh
 
 .PHONY: clean
 clean: ## Remove build output and local run state
