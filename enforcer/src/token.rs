@@ -1,7 +1,9 @@
 //! JWT parsing (no verification): the three parts, the header and the claims
 //! the gateway uses, in a compact form that is cheap to cache.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::hash::Hash;
+use std::sync::{Arc, LazyLock};
 
 use base64::Engine;
 use serde_json::{Map, Value};
@@ -74,7 +76,7 @@ pub fn parse(raw: &str) -> Result<Jwt<'_>, ParseError> {
 }
 
 /// One entry of `subscribedAPIs`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SubscribedApi {
     /// API name.
     pub name: Box<str>,
@@ -89,7 +91,7 @@ pub struct SubscribedApi {
 }
 
 /// The `application` claim.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Application {
     /// Numeric id (as text).
     pub id: Box<str>,
@@ -111,19 +113,19 @@ pub struct TokenInfo {
     /// Name of the configured issuer that validated it.
     pub issuer: Arc<str>,
     /// `sub` (after claim mapping).
-    pub sub: Box<str>,
+    pub sub: Arc<str>,
     /// `exp`, Unix seconds.
     pub exp: Option<i64>,
     /// Scopes from `scope` (string or list).
-    pub scopes: Box<[Box<str>]>,
+    pub scopes: Arc<[Box<str>]>,
     /// `keytype` claim.
-    pub keytype: Option<Box<str>>,
+    pub keytype: Option<Arc<str>>,
     /// Consumer key from the issuer's `consumerKeyClaim`.
-    pub consumer_key: Option<Box<str>>,
+    pub consumer_key: Option<Arc<str>>,
     /// `application` claim.
-    pub application: Option<Box<Application>>,
+    pub application: Option<Arc<Application>>,
     /// `subscribedAPIs`, `None` when the claim is absent.
-    pub subscribed: Option<Box<[SubscribedApi]>>,
+    pub subscribed: Option<Arc<[SubscribedApi]>>,
     /// `permittedIP` (API keys).
     pub permitted_ip: Option<Box<str>>,
     /// `permittedReferer` (API keys).
@@ -171,6 +173,36 @@ pub fn time_claim(claims: &Map<String, Value>, name: &str) -> Option<i64> {
     }
 }
 
+/// Values that many cached tokens share (a user, the scopes, an
+/// application and its subscriptions) are kept once: a cached token then
+/// costs its id and a few pointers. Each set is bounded: past
+/// [`MAX_INTERNED`] values it starts afresh (values in use stay alive in the
+/// tokens holding them). Only validations (cache misses) come here.
+#[derive(Default)]
+struct Interner {
+    strs: HashSet<Arc<str>>,
+    scopes: HashSet<Arc<[Box<str>]>>,
+    apps: HashSet<Arc<Application>>,
+    subs: HashSet<Arc<[SubscribedApi]>>,
+}
+
+/// Most values kept per kind by the interner.
+pub const MAX_INTERNED: usize = 50_000;
+
+static INTERNER: LazyLock<parking_lot::Mutex<Interner>> = LazyLock::new(Default::default);
+
+fn intern<T: ?Sized + Hash + Eq>(set: &mut HashSet<Arc<T>>, value: &T, make: impl FnOnce() -> Arc<T>) -> Arc<T> {
+    if let Some(v) = set.get(value) {
+        return Arc::clone(v);
+    }
+    if set.len() >= MAX_INTERNED {
+        set.clear();
+    }
+    let v = make();
+    set.insert(Arc::clone(&v));
+    v
+}
+
 impl TokenInfo {
     /// The gateway's view of a token's (mapped) claims.
     pub fn from_claims(
@@ -180,16 +212,14 @@ impl TokenInfo {
         consumer_key_claim: &str,
     ) -> TokenInfo {
         let id = claims.get("jti").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or(jwt_signature);
-        let application = claims.get("application").and_then(Value::as_object).map(|a| {
-            Box::new(Application {
-                id: text(a.get("id")),
-                uuid: text(a.get("uuid")),
-                name: text(a.get("name")),
-                tier: text(a.get("tier")),
-                owner: text(a.get("owner")),
-            })
+        let application = claims.get("application").and_then(Value::as_object).map(|a| Application {
+            id: text(a.get("id")),
+            uuid: text(a.get("uuid")),
+            name: text(a.get("name")),
+            tier: text(a.get("tier")),
+            owner: text(a.get("owner")),
         });
-        let subscribed = claims.get("subscribedAPIs").map(|v| {
+        let subscribed: Option<Vec<SubscribedApi>> = claims.get("subscribedAPIs").map(|v| {
             v.as_array()
                 .map(|list| {
                     list.iter()
@@ -205,16 +235,26 @@ impl TokenInfo {
                 })
                 .unwrap_or_default()
         });
+        let sub = text(claims.get("sub"));
+        let scopes = scopes_of(claims.get("scope"));
+        let keytype = opt_text(claims.get("keytype"));
+        let consumer_key = if consumer_key_claim.is_empty() { None } else { opt_text(claims.get(consumer_key_claim)) };
+        let mut i = INTERNER.lock();
+        let i = &mut *i;
+        let mut string = |v: Box<str>| intern(&mut i.strs, &*v, || Arc::from(v.clone()));
+        let sub = string(sub);
+        let keytype = keytype.map(&mut string);
+        let consumer_key = consumer_key.map(&mut string);
         TokenInfo {
             id: id.into(),
             issuer,
-            sub: text(claims.get("sub")),
+            sub,
             exp: time_claim(claims, "exp"),
-            scopes: scopes_of(claims.get("scope")),
-            keytype: opt_text(claims.get("keytype")),
-            consumer_key: if consumer_key_claim.is_empty() { None } else { opt_text(claims.get(consumer_key_claim)) },
-            application,
-            subscribed,
+            scopes: intern(&mut i.scopes, &*scopes, || Arc::from(scopes.clone())),
+            keytype,
+            consumer_key,
+            application: application.map(|a| intern(&mut i.apps, &a, || Arc::new(a.clone()))),
+            subscribed: subscribed.map(|s| intern(&mut i.subs, s.as_slice(), || Arc::from(s.clone()))),
             permitted_ip: opt_text(claims.get("permittedIP")).filter(|s| !s.is_empty()),
             permitted_referer: opt_text(claims.get("permittedReferer")).filter(|s| !s.is_empty()),
         }
