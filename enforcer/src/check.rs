@@ -478,15 +478,7 @@ impl Engine {
         }
         let header = c.api.auth_header.as_deref().unwrap_or(&c.s.auth_header);
         let value = c.input.header(header)?;
-        // Choreo Connect: `bearer` scheme, exactly two whitespace-separated
-        // parts, and the whole value in three dot-separated parts.
-        if !value.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("bearer"))
-            || value.split_whitespace().count() != 2
-            || !token::looks_like_jwt(value)
-        {
-            return None;
-        }
-        let raw = value.split(char::is_whitespace).nth(1).unwrap_or("");
+        let raw = bearer_token(value)?;
         let s = c.s;
         let info = match self.validate(Kind::Jwt, raw, None, s).await {
             Ok(i) => i,
@@ -781,6 +773,35 @@ pub fn query_param(path: &str, name: &str) -> Option<String> {
     url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
+/// The token of a `Bearer` authorization value, as Choreo Connect reads it:
+/// `bearer` (any case), exactly two whitespace-separated parts, the whole
+/// value in three dot-separated parts; the token is what follows the first
+/// whitespace character up to the next (so two spaces give an empty token).
+/// `None` when the JWT authenticator cannot handle the value.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    if !value.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("bearer")) || !token::looks_like_jwt(value) {
+        return None;
+    }
+    if !value.is_ascii() {
+        // Rare: Unicode whitespace counts too.
+        if value.split_whitespace().count() != 2 {
+            return None;
+        }
+        return value.split(char::is_whitespace).nth(1);
+    }
+    // The same rules on bytes: this runs for every request with a token.
+    let ws = |c: u8| c.is_ascii_whitespace() || c == 0x0b;
+    let b = value.as_bytes();
+    let first_ws = b.iter().position(|c| ws(*c))?;
+    let second_start = first_ws + b[first_ws..].iter().position(|c| !ws(*c))?;
+    let second_end = second_start + b[second_start..].iter().position(|c| ws(*c)).unwrap_or(b.len() - second_start);
+    if b[second_end..].iter().any(|c| !ws(*c)) {
+        return None;
+    }
+    let raw_end = first_ws + 1 + b[first_ws + 1..].iter().position(|c| ws(*c)).unwrap_or(b.len() - first_ws - 1);
+    Some(&value[first_ws + 1..raw_end])
+}
+
 /// `path` without the query parameters named in `names`, order of the rest kept.
 pub fn without_query_params(path: &str, names: &[String]) -> String {
     let Some((p, q)) = path.split_once('?') else { return path.to_string() };
@@ -802,6 +823,44 @@ mod check_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Choreo Connect's rule, written plainly: the reference for [`bearer_token`].
+    fn bearer_reference(value: &str) -> Option<&str> {
+        if !value.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("bearer"))
+            || value.split_whitespace().count() != 2
+            || !token::looks_like_jwt(value)
+        {
+            return None;
+        }
+        Some(value.split(char::is_whitespace).nth(1).unwrap_or(""))
+    }
+
+    #[test]
+    fn bearer_token_follows_choreo_connects_rule() {
+        for v in [
+            "Bearer a.b.c",
+            "bearer a.b.c",
+            "BEARER\ta.b.c",
+            "Bearer  a.b.c",
+            "Bearer a.b.c ",
+            " Bearer a.b.c",
+            "Bearer a.b.c d",
+            "Bearer Bearer a.b.c",
+            "Bearera.b.c x",
+            "Bearer",
+            "Bearer ",
+            "Bearer a.b",
+            "Bearer a.b.c.d",
+            "Basic a.b.c",
+            "Bearer\u{a0}a.b.c",
+            "Bearer é.b.c",
+            "Bearer a.b.c\u{2003}",
+            "Bearer\x0ba.b.c",
+            "",
+        ] {
+            assert_eq!(bearer_token(v), bearer_reference(v), "{v:?}");
+        }
+    }
 
     #[test]
     fn query_params_are_found_and_removed() {
