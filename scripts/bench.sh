@@ -9,4 +9,5 @@ if ! command -v wrk >/dev/null; then
 fi
 export ADAPTER_LOG=${ADAPTER_LOG:-warn}
 export ENVOY_LOG_LEVEL=${ENVOY_LOG_LEVEL:-warn}
+export ENFORCER_LOG=${ENFORCER_LOG:-warn}
 exec target/release/bench "$@"

@@ -11,6 +11,8 @@
 //! shared and noisy: compare ratios within one run, not absolute numbers
 //! across runs.
 
+mod enforcer;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -42,9 +44,29 @@ struct Cli {
     /// Extra config.toml text for the control-plane gateway (experiments).
     #[arg(long, default_value = "")]
     config: String,
+    /// Skip the enforcer benchmarks.
+    #[arg(long)]
+    no_enforcer: bool,
+    /// Which enforcer benchmarks to run.
+    #[arg(long, value_delimiter = ',', default_value = "checks,e2e,memory")]
+    enforcer_parts: Vec<String>,
+    /// Seconds per scenario of the direct enforcer benchmark.
+    #[arg(long, default_value_t = 5)]
+    check_duration: u64,
+    /// wrk seconds per run of the enforcer end-to-end benchmark.
+    #[arg(long, default_value_t = 5)]
+    e2e_duration: u64,
+    /// Interleaved rounds of the enforcer end-to-end benchmark.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// APIs and cached tokens for the enforcer memory benchmark.
+    #[arg(long, default_value_t = 1000)]
+    memory_apis: usize,
+    #[arg(long, default_value_t = 100_000)]
+    memory_tokens: usize,
 }
 
-fn rss_mb(pid: u32) -> f64 {
+pub(crate) fn rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -57,7 +79,7 @@ fn rss_mb(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn oas(i: usize, extra: &str) -> String {
+pub(crate) fn oas(i: usize, extra: &str) -> String {
     // A typical API: secured resources (the enforcer's, once it runs) and one public one.
     let mut s = format!("openapi: 3.0.1\ninfo: {{title: Api{i}, version: v1}}\npaths:\n");
     for r in 0..5 {
@@ -117,7 +139,7 @@ async fn in_sync(gw: &Gateway) -> Value {
     .await
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -191,11 +213,11 @@ async fn control_plane(n: usize, changes: usize, config: &str) -> Result<Value> 
     }))
 }
 
-struct Wrk {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    non2xx: u64,
+pub(crate) struct Wrk {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub non2xx: u64,
 }
 
 fn parse_latency(v: &str) -> f64 {
@@ -212,13 +234,24 @@ fn parse_latency(v: &str) -> f64 {
 }
 
 fn wrk(url: &str, host: Option<&str>, duration: u64, connections: u32) -> Result<(Wrk, String)> {
+    let headers: Vec<String> = host.map(|h| format!("Host: {h}")).into_iter().collect();
+    wrk_with(url, &headers, duration, connections)
+}
+
+/// Runs wrk (one thread) with extra headers; the command line is returned
+/// with long header values shortened.
+pub(crate) fn wrk_with(url: &str, headers: &[String], duration: u64, connections: u32) -> Result<(Wrk, String)> {
     let mut cmd = Command::new("wrk");
     cmd.args(["-t1", &format!("-c{connections}"), &format!("-d{duration}s"), "--latency"]);
-    if let Some(h) = host {
-        cmd.args(["-H", &format!("Host: {h}")]);
+    let mut shown = format!("wrk -t1 -c{connections} -d{duration}s --latency");
+    for h in headers {
+        cmd.args(["-H", h]);
+        let short = if h.len() > 40 { format!("{}...", &h[..40]) } else { h.clone() };
+        shown.push_str(&format!(" -H '{short}'"));
     }
     cmd.arg(url);
-    let line = format!("{cmd:?}").replace('"', "");
+    shown.push_str(&format!(" {url}"));
+    let line = shown;
     let out = cmd.output().context("run wrk (apt-get install wrk)")?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let mut w = Wrk { rps: 0.0, p50_ms: 0.0, p99_ms: 0.0, non2xx: 0 };
@@ -357,6 +390,21 @@ async fn main() -> Result<()> {
     if !cli.no_data_plane {
         results.insert("data_plane".into(), data_plane(cli.duration, cli.connections).await?);
     }
+    if !cli.no_enforcer {
+        let part = |p: &str| cli.enforcer_parts.iter().any(|x| x == p);
+        if part("checks") {
+            results.insert("enforcer_checks".into(), enforcer::checks(cli.check_duration).await?);
+        }
+        if part("e2e") {
+            results.insert(
+                "enforcer_end_to_end".into(),
+                enforcer::end_to_end(cli.e2e_duration, cli.connections, cli.rounds).await?,
+            );
+        }
+        if part("memory") {
+            results.insert("enforcer_memory".into(), enforcer::memory(cli.memory_apis, cli.memory_tokens).await?);
+        }
+    }
     let results = Value::Object(results);
     let dir = workspace_root().join("bench/results");
     std::fs::create_dir_all(&dir)?;
@@ -386,6 +434,11 @@ fn machine() -> Value {
 }
 
 fn print_summary(r: &Value) {
+    print_control_and_data_plane(r);
+    enforcer::print_summary(r);
+}
+
+fn print_control_and_data_plane(r: &Value) {
     println!("\n== Benchmark summary ({}) ==", r["date"].as_str().unwrap_or(""));
     for cp in r["control_plane"].as_array().into_iter().flatten() {
         println!(

@@ -831,6 +831,11 @@ password = "admin"
         self.adapter.as_ref().map(Proc::pid)
     }
 
+    /// The enforcer's process id, while it runs.
+    pub fn enforcer_pid(&self) -> Option<u32> {
+        self.enforcer.as_ref().map(Proc::pid)
+    }
+
     /// Writes a directory project, each file atomically (temporary name, then rename).
     pub fn write_project(&self, name: &str, files: &[(&str, &str)]) {
         let root = self.apis_dir().join(name);
