@@ -661,7 +661,11 @@ impl Stream {
                 blocked = true;
                 continue;
             }
-            if blocked || !ts.requested {
+            // Endpoints are never held back by clusters in flight: Envoy asks
+            // for a new cluster's endpoints while warming it, and may
+            // acknowledge the clusters only once they are warm.
+            let held_back = blocked && ty != ResourceType::Endpoint;
+            if held_back || !ts.requested {
                 continue;
             }
             let (planned, _) = self.evaluate(ty);

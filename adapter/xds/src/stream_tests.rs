@@ -97,9 +97,10 @@ fn ack(s: &mut Stream, r: &DiscoveryResponse, names: &[&str]) -> Outcome {
 fn synced_sotw(snapshot: Snapshot) -> Stream {
     let mut s = Stream::new(Mode::Sotw, snapshot);
     let cds = only(&s.on_sotw_request(&sotw_req(CDS, &[], "", ""), 0)).clone();
-    assert!(sotw(&s.on_sotw_request(&sotw_req(EDS, &["a"], "", ""), 0)).is_empty(), "EDS waits for the CDS ACK");
-    let eds = only(&ack(&mut s, &cds, &[])).clone();
+    // Endpoints asked for are answered even before the clusters' ACK.
+    let eds = only(&s.on_sotw_request(&sotw_req(EDS, &["a"], "", ""), 0)).clone();
     assert_eq!(names_of(&eds), vec!["eps-a"]);
+    assert!(sotw(&ack(&mut s, &cds, &[])).is_empty());
     assert!(sotw(&ack(&mut s, &eds, &["a"])).is_empty());
     let lds = only(&s.on_sotw_request(&sotw_req(LDS, &[], "", ""), 0)).clone();
     assert!(sotw(&ack(&mut s, &lds, &[])).is_empty());
@@ -117,12 +118,13 @@ fn sotw_start_up_sends_each_type_once_in_order() {
     let cds = only(&s.on_sotw_request(&sotw_req(CDS, &[], "", ""), 0)).clone();
     assert_eq!(names_of(&cds), vec!["cluster-a", "cluster-b"]);
     assert_eq!(cds.version_info, base().version(CDS), "a full CDS set carries the set's content version");
-    // Envoy asks for endpoints before it acknowledges the clusters: they wait.
-    assert!(sotw(&s.on_sotw_request(&sotw_req(EDS, &["a"], "", ""), 0)).is_empty());
+    // Envoy asks for endpoints before it acknowledges the clusters (it may
+    // wait for them to warm before acknowledging): they are sent at once.
+    let eds = only(&s.on_sotw_request(&sotw_req(EDS, &["a"], "", ""), 0)).clone();
+    assert_eq!(eds.type_url, EDS.type_url());
     let out = ack(&mut s, &cds, &[]);
     assert_eq!(out.events, vec![Event::Ack { ty: CDS, version: cds.version_info.clone() }]);
-    let eds = only(&out).clone();
-    assert_eq!(eds.type_url, EDS.type_url());
+    assert!(out.responses.is_empty());
     assert!(sotw(&ack(&mut s, &eds, &["a"])).is_empty());
     let lds = only(&s.on_sotw_request(&sotw_req(LDS, &[], "", ""), 0)).clone();
     assert_eq!(names_of(&lds), vec!["listener"]);
@@ -571,4 +573,33 @@ fn an_empty_wildcard_type_is_answered_once_so_envoy_does_not_wait_for_its_fetch_
     let r = only_delta(&d.on_delta_request(&delta_req(CDS, &[], &[], ""), 0));
     assert!(r.resources.is_empty() && r.removed_resources.is_empty());
     assert!(delta_ack(&mut d, &r).responses.is_empty(), "ACK not answered");
+}
+
+#[test]
+fn endpoints_asked_for_while_clusters_are_in_flight_are_sent() {
+    // Envoy may hold the ACK of new clusters until they are warm, and
+    // warming needs their endpoints: EDS must not wait for that ACK.
+    let mut s = synced_sotw(base());
+    let next = snap(&[
+        (CDS, "a", "cluster-a"),
+        (CDS, "b", "cluster-b"),
+        (CDS, "c", "cluster-c"),
+        (EDS, "a", "eps-a"),
+        (EDS, "c", "eps-c"),
+        (LDS, "http", "listener"),
+        (SRDS, "s1", "scope-1"),
+        (RDS, "r1", "routes-1 -> a,b,c"),
+    ]);
+    let cds = only(&s.on_snapshot(next, 0)).clone();
+    assert_eq!(cds.type_url, CDS.type_url());
+    // No CDS ACK yet; Envoy asks for c's endpoints.
+    let last_eds = s.status().types["eds"].last_sent.clone().expect("sent");
+    let eds = only(&s.on_sotw_request(&sotw_req(EDS, &["a", "c"], &last_eds.version, &last_eds.nonce), 0)).clone();
+    assert_eq!(names_of(&eds), vec!["eps-c"]);
+    // Routes still wait for the clusters' ACK.
+    assert!(sotw(&ack(&mut s, &eds, &["a", "c"])).is_empty());
+    let rds = only(&ack(&mut s, &cds, &[])).clone();
+    assert_eq!(names_of(&rds), vec!["routes-1 -> a,b,c"]);
+    assert!(sotw(&ack(&mut s, &rds, &["r1"])).is_empty());
+    assert!(s.in_sync());
 }
