@@ -61,6 +61,23 @@ pub struct Adapter {
     pub revocation: Revocation,
     /// `[adapter.xdsServer]`: TLS of the xDS server (not in Choreo Connect, where it is always mutual TLS).
     pub xds_server: XdsServer,
+    /// `[adapter.store]`: where projects deployed over the REST API are kept (not in Choreo Connect,
+    /// which loses them on restart).
+    pub store: Store,
+}
+
+/// `[adapter.store]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Store {
+    /// Folder of the deployed projects; empty keeps them in memory only.
+    pub location: String,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store { location: "/home/wso2/data/apis".into() }
+    }
 }
 
 /// `[adapter.xdsServer]`: the gRPC server Envoy and the enforcer connect to.
@@ -105,6 +122,7 @@ impl Default for Adapter {
             keystore: Keystore::default(),
             truststore: Truststore::default(),
             revocation: Revocation::default(),
+            store: Store::default(),
             xds_server: XdsServer::default(),
         }
     }
@@ -127,6 +145,33 @@ pub struct AdapterServer {
     pub token_private_key_path: String,
     /// `[[adapter.server.users]]`
     pub users: Vec<User>,
+    /// `[adapter.server.upload]`: limits of `POST /apis` (not in Choreo Connect).
+    pub upload: Upload,
+}
+
+/// `[adapter.server.upload]`: what `POST /apis` accepts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Upload {
+    /// Largest zip accepted, bytes.
+    pub max_zip_bytes: u64,
+    /// Largest total uncompressed size, bytes.
+    pub max_uncompressed_bytes: u64,
+    /// Most entries in the zip.
+    pub max_entries: u64,
+    /// Highest uncompressed/compressed ratio of an entry (zip bombs).
+    pub max_compression_ratio: u64,
+}
+
+impl Default for Upload {
+    fn default() -> Self {
+        Upload {
+            max_zip_bytes: 50 * 1024 * 1024,
+            max_uncompressed_bytes: 200 * 1024 * 1024,
+            max_entries: 5_000,
+            max_compression_ratio: 200,
+        }
+    }
 }
 
 impl Default for AdapterServer {
@@ -138,6 +183,7 @@ impl Default for AdapterServer {
             token_ttl: "1h".into(),
             token_private_key_path: DEFAULT_KEYSTORE_KEY.into(),
             users: vec![User { username: "admin".into(), password: "$env{adapter_admin_pwd}".into() }],
+            upload: Upload::default(),
         }
     }
 }

@@ -32,6 +32,20 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
     if a.server.port.parse::<u16>().is_err() {
         return Err(invalid("adapter.server.port", &a.server.port, "expected a port number 0-65535"));
     }
+    let up = &a.server.upload;
+    for (key, v) in [
+        ("adapter.server.upload.maxZipBytes", up.max_zip_bytes),
+        ("adapter.server.upload.maxUncompressedBytes", up.max_uncompressed_bytes),
+        ("adapter.server.upload.maxEntries", up.max_entries),
+        ("adapter.server.upload.maxCompressionRatio", up.max_compression_ratio),
+    ] {
+        if v == 0 {
+            return Err(invalid(key, v, "must be at least 1"));
+        }
+    }
+    if crate::enforcer::go_duration(&a.server.token_ttl).is_none_or(|d| d.is_zero()) {
+        return Err(invalid("adapter.server.tokenTTL", &a.server.token_ttl, "expected a duration such as 1h or 30m"));
+    }
     for (i, m) in a.vhost_mapping.iter().enumerate() {
         not_empty(&format!("adapter.vhostMapping[{i}].environment"), &m.environment)?;
         not_empty(&format!("adapter.vhostMapping[{i}].vhost"), &m.vhost)?;
