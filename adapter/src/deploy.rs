@@ -117,6 +117,12 @@ fn routable_paths(api: &Api) -> BTreeSet<String> {
 }
 
 impl State {
+    /// Whether `api` can be deployed at `deployments` as `source` (nothing changes).
+    pub fn check_deploy(&self, source: &str, api: &Api, deployments: &[Deployment]) -> Result<(), Problems> {
+        let problems = self.registry.conflicts(source, api, deployments);
+        if problems.is_empty() { Ok(()) } else { Err(Problems(problems)) }
+    }
+
     /// Deploys `project` as what `source` provides, replacing its previous
     /// deployment. Refused as a whole when it collides with another source.
     pub fn deploy(&mut self, source: &str, project: Project) -> Result<(), Problems> {

@@ -1,8 +1,10 @@
 //! The management REST API (HTTPS, base path `/api/mgw/adapter/0.1`).
 //!
-//! For now it reports what the adapter serves: every connected Envoy with,
-//! per resource type, the last version sent and acknowledged and the last
-//! NACK (`GET /xds`), and the state of the artifacts folder (`GET /artifacts`).
+//! Deploying (`/oauth2/token`, `/apis`: see [`crate::rest`]), revoking tokens
+//! (`/revoked_tokens`), and what the adapter serves: every connected Envoy
+//! with, per resource type, the last version sent and acknowledged and the
+//! last NACK (`GET /xds`), and the state of the artifacts folder and the
+//! store (`GET /artifacts`).
 
 use std::sync::Arc;
 
@@ -11,15 +13,13 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use base64::Engine;
-use gateway_config::model::User;
+use axum::routing::{get, post};
 use serde_json::json;
-use subtle::ConstantTimeEq;
 use tracing::info;
 
 use crate::artifacts::Report;
 use crate::hub::Hub;
+use crate::rest::Rest;
 
 /// Base path of the management API (as in Choreo Connect).
 pub const BASE_PATH: &str = "/api/mgw/adapter/0.1";
@@ -28,7 +28,7 @@ pub const BASE_PATH: &str = "/api/mgw/adapter/0.1";
 struct AppState {
     hub: Arc<Hub>,
     report: Arc<Report>,
-    users: Arc<Vec<User>>,
+    rest: Arc<Rest>,
 }
 
 fn unauthorized() -> Response {
@@ -40,21 +40,13 @@ fn unauthorized() -> Response {
         .into_response()
 }
 
-fn authorized(headers: &HeaderMap, users: &[User]) -> bool {
-    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
-    let Some(encoded) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) else { return false };
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else { return false };
-    let Ok(text) = String::from_utf8(decoded) else { return false };
-    let Some((user, pass)) = text.split_once(':') else { return false };
-    users.iter().any(|u| {
-        let name_ok: bool = u.username.as_bytes().ct_eq(user.as_bytes()).into();
-        let pass_ok: bool = u.password.as_bytes().ct_eq(pass.as_bytes()).into();
-        name_ok & pass_ok
-    })
+fn authorized(headers: &HeaderMap, rest: &Rest) -> bool {
+    let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    value.zip(rest.auth.as_ref()).and_then(|(v, a)| a.check(v)).is_some()
 }
 
 async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    if authorized(req.headers(), &s.users) { next.run(req).await } else { unauthorized() }
+    if authorized(req.headers(), &s.rest) { next.run(req).await } else { unauthorized() }
 }
 
 async fn xds_status(State(s): State<AppState>) -> Response {
@@ -63,11 +55,13 @@ async fn xds_status(State(s): State<AppState>) -> Response {
         .hub
         .summary()
         .into_iter()
-        .map(|(label, types)| {
-            let t: serde_json::Map<String, serde_json::Value> = types
+        .map(|(label, (version, types))| {
+            let mut t: serde_json::Map<String, serde_json::Value> = types
                 .into_iter()
                 .map(|(ty, (n, bytes))| (ty.to_string(), json!({"resources": n, "bytes": bytes})))
                 .collect();
+            // The snapshot's fingerprint: a stream whose `snapshot` equals it and is in sync holds it all.
+            t.insert("version".into(), json!(version));
             (label, serde_json::Value::Object(t))
         })
         .collect();
@@ -127,7 +121,8 @@ async fn revoked_list(State(s): State<AppState>) -> Response {
 }
 
 async fn artifacts_status(State(s): State<AppState>) -> Response {
-    axum::Json(json!({ "entries": s.report.entries() })).into_response()
+    let not_restored = s.rest.not_restored.lock().clone();
+    axum::Json(json!({ "entries": s.report.entries(), "storeNotRestored": not_restored })).into_response()
 }
 
 async fn not_found() -> Response {
@@ -135,13 +130,21 @@ async fn not_found() -> Response {
 }
 
 /// The router of the management API.
-pub fn router(hub: Arc<Hub>, report: Arc<Report>, users: Vec<User>) -> Router {
-    let state = AppState { hub, report, users: Arc::new(users) };
+pub fn router(hub: Arc<Hub>, report: Arc<Report>, rest: Arc<Rest>) -> Router {
+    // The body limit is enforced while reading the upload (400 with the reason).
+    let body_limit = usize::try_from(rest.upload.max_zip_bytes).unwrap_or(usize::MAX).saturating_add(1024 * 1024);
+    let state = AppState { hub, report, rest: Arc::clone(&rest) };
+    let deploys = Router::new()
+        .route("/apis", get(crate::rest::list).post(crate::rest::deploy).delete(crate::rest::undeploy))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .with_state(Arc::clone(&rest));
     let api = Router::new()
         .route("/xds", get(xds_status))
         .route("/artifacts", get(artifacts_status))
         .route("/revoked_tokens", get(revoked_list).post(revoke))
-        .layer(middleware::from_fn_with_state(state.clone(), auth))
-        .with_state(state);
-    Router::new().nest(BASE_PATH, api).fallback(not_found)
+        .with_state(state.clone())
+        .merge(deploys)
+        .layer(middleware::from_fn_with_state(state, auth));
+    let token = Router::new().route("/oauth2/token", post(crate::rest::token)).with_state(rest);
+    Router::new().nest(BASE_PATH, api.merge(token)).fallback(not_found)
 }

@@ -88,6 +88,9 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// A label's snapshot: its fingerprint, and per resource type the number of resources and their bytes.
+pub type LabelSummary = (String, BTreeMap<&'static str, (usize, usize)>);
+
 impl Hub {
     /// A hub serving `config`.
     pub fn new(config: Arc<Config>) -> Arc<Hub> {
@@ -235,7 +238,7 @@ impl Hub {
     }
 
     /// Per label: resources and encoded bytes per type of the current snapshot.
-    pub fn summary(&self) -> BTreeMap<String, BTreeMap<&'static str, (usize, usize)>> {
+    pub fn summary(&self) -> BTreeMap<String, LabelSummary> {
         let channels = self.channels.lock();
         channels
             .iter()
@@ -248,7 +251,7 @@ impl Hub {
                         (ty.short_name(), (m.len(), m.values().map(|r| r.body.len()).sum()))
                     })
                     .collect();
-                (label.clone(), per_type)
+                (label.clone(), (snap.fingerprint(), per_type))
             })
             .collect()
     }

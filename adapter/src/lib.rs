@@ -8,10 +8,14 @@
 
 pub mod ads;
 pub mod artifacts;
+pub mod auth;
 pub mod deploy;
 pub mod enforcer;
+pub mod fsutil;
 pub mod http;
 pub mod hub;
+pub mod rest;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -54,6 +58,12 @@ pub enum AdapterError {
     /// The gRPC server failed.
     #[error("xDS server: {0}")]
     Grpc(#[from] tonic::transport::Error),
+    /// The API store cannot be opened.
+    #[error("[adapter.store]: {0}")]
+    Store(#[from] store::StoreError),
+    /// The management API's token key cannot be used.
+    #[error("{0}")]
+    TokenKey(#[from] auth::KeyError),
 }
 
 /// The parse options the configuration and the environment imply.
@@ -102,6 +112,22 @@ pub async fn run(
     hub.set_revocation_store(enforcer::revocation::Store::open(revocation_file, hub::now_secs())?);
     let report = Arc::new(artifacts::Report::default());
     let parse_opts = Arc::new(parse_opts);
+    let server = &config.adapter.server;
+    let ttl = gateway_config::enforcer::go_duration(&server.token_ttl).unwrap_or(std::time::Duration::from_secs(3600));
+    let rest = Arc::new(rest::Rest {
+        hub: Arc::clone(&hub),
+        store: store::Store::open(
+            Some(Path::new(&config.adapter.store.location)).filter(|p| !p.as_os_str().is_empty()),
+        )?,
+        parse_opts: Arc::clone(&parse_opts),
+        auth: if server.enabled {
+            Some(auth::Auth::new(server.users.clone(), Path::new(&server.token_private_key_path), ttl)?)
+        } else {
+            None
+        },
+        upload: server.upload.clone(),
+        not_restored: parking_lot::Mutex::new(Vec::new()),
+    });
 
     // Listen at once; streams wait (in `ads`) until the mounted projects are
     // applied, so an Envoy never receives a configuration without them and
@@ -119,17 +145,24 @@ pub async fn run(
             Path::new(&config.adapter.keystore.key_path),
         )?;
         let listener = TcpListener::bind(&address).await.map_err(|source| AdapterError::Bind { address, source })?;
-        let app = http::router(Arc::clone(&hub), Arc::clone(&report), config.adapter.server.users.clone());
+        let app = http::router(Arc::clone(&hub), Arc::clone(&report), Arc::clone(&rest));
         tasks.spawn(gateway_tls::serve_tls("management API", listener, tokio_rustls::TlsAcceptor::from(tls), app));
     }
 
     let dir = apis_dir(&config);
     {
         let (h, r, d, o) = (Arc::clone(&hub), Arc::clone(&report), dir.clone(), Arc::clone(&parse_opts));
+        let rest = Arc::clone(&rest);
         tasks.spawn(async move {
             let (h2, r2, d2, o2) = (Arc::clone(&h), Arc::clone(&r), d.clone(), Arc::clone(&o));
             let known =
                 tokio::task::spawn_blocking(move || artifacts::load_all(&h2, &r2, &d2, &o2)).await.unwrap_or_default();
+            // Then what was deployed over the REST API, before any Envoy gets a configuration.
+            match tokio::task::spawn_blocking(move || rest::restore(&rest)).await {
+                Ok(Ok(n)) => info!(apis = n, "restored the APIs deployed over the REST API"),
+                Ok(Err(e)) => tracing::error!(error = %e, "cannot read the API store"),
+                Err(e) => tracing::error!(error = %e, "restoring the API store failed"),
+            }
             h.update(|s| s.gateway.set_ready());
             h.set_loaded();
             artifacts::watch(h, r, d, o, known).await;

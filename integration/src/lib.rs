@@ -277,6 +277,8 @@ pub struct Gateway {
     extra_config: String,
     /// Mutual TLS between the router, the adapter and the enforcer (the default).
     pub component_tls: bool,
+    /// Environment of the adapter process (e.g. `CC_*` config overrides).
+    pub adapter_env: Vec<(String, String)>,
     /// Bootstrap variables replacing the harness's own (e.g. `ENFORCER_PORT`
     /// to put another ext_authz server behind Envoy), for Envoys started after.
     pub bootstrap_overrides: Vec<(&'static str, String)>,
@@ -293,6 +295,7 @@ pub struct GatewayBuilder {
     start_adapter: bool,
     with_enforcer: bool,
     component_tls: bool,
+    adapter_env: Vec<(String, String)>,
 }
 
 /// Keys and token issuers the enforcer trusts in tests.
@@ -313,6 +316,12 @@ pub const IDP_ISSUER: &str = "https://idp.example.com";
 pub const TESTKEY_ISSUER: &str = "https://localhost:9095/testkey";
 
 impl GatewayBuilder {
+    /// Sets an environment variable of the adapter (e.g. a `CC_*` override).
+    pub fn adapter_env(mut self, name: &str, value: &str) -> Self {
+        self.adapter_env.push((name.to_string(), value.to_string()));
+        self
+    }
+
     /// Router, adapter and enforcer talk in plain text (`COMPONENT_TLS=false`,
     /// `[adapter.xdsServer] tlsEnabled = false`, `--grpc-tls=false`).
     pub fn plaintext_components(mut self) -> Self {
@@ -402,6 +411,7 @@ impl GatewayBuilder {
             client,
             extra_config: self.extra_config,
             component_tls: self.component_tls,
+            adapter_env: self.adapter_env,
             bootstrap_overrides: Vec::new(),
         };
         for (name, files) in &self.projects {
@@ -432,6 +442,7 @@ impl Gateway {
             start_adapter: true,
             with_enforcer: false,
             component_tls: true,
+            adapter_env: Vec::new(),
         }
     }
 
@@ -449,6 +460,7 @@ artifactsDirectory = "{artifacts}"
 [adapter.server]
 host = "127.0.0.1"
 port = "{mgmt}"
+tokenPrivateKeyPath = "{key}"
 [[adapter.server.users]]
 username = "admin"
 password = "admin"
@@ -467,6 +479,8 @@ keyPath = "{key}"
 location = "{ca}"
 [adapter.revocation]
 filePath = "{dir}/revoked-tokens.json"
+[adapter.store]
+location = "{dir}/store"
 [adapter.xdsServer]
 tlsEnabled = {tls}
 {enforcer}
@@ -636,7 +650,7 @@ password = "admin"
         let mut cmd = Command::new(workspace_bin("adapter"));
         cmd.arg("--config").arg(&config).arg("--xds-address").arg(format!("127.0.0.1:{}", self.ports.xds));
         let level = std::env::var("ADAPTER_LOG").unwrap_or_else(|_| "info,adapter=debug".to_string());
-        cmd.env("RUST_LOG", level).env("NO_COLOR", "1");
+        cmd.env("RUST_LOG", level).env("NO_COLOR", "1").envs(self.adapter_env.iter().map(|(k, v)| (k, v)));
         let mut proc = Proc::spawn("adapter", &mut cmd, log);
         let deadline = Instant::now() + patience();
         loop {
@@ -849,6 +863,52 @@ password = "admin"
         }
     }
 
+    /// A request to the management API with the given `Authorization` value (or none).
+    pub async fn mgmt_as(&self, method: &str, path: &str, authorization: Option<&str>, body: Option<Value>) -> Resp {
+        let url = format!("https://127.0.0.1:{}/api/mgw/adapter/0.1{path}", self.ports.mgmt);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut rb = self.client.request(method, url);
+        if let Some(a) = authorization {
+            rb = rb.header("authorization", a);
+        }
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        Self::resp(rb.send().await.expect("management API request")).await
+    }
+
+    /// `POST /apis` as apictl sends it: multipart part `file` holding the
+    /// zip, `?override=true` when asked.
+    pub async fn deploy_zip(&self, zip: Vec<u8>, override_: bool, authorization: &str) -> Resp {
+        let mut url = format!("https://127.0.0.1:{}/api/mgw/adapter/0.1/apis", self.ports.mgmt);
+        if override_ {
+            url.push_str("?override=true");
+        }
+        let part = reqwest::multipart::Part::bytes(zip)
+            .file_name("project.zip")
+            .mime_str("application/octet-stream")
+            .expect("mime");
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let r = self.client.post(url).header("authorization", authorization).multipart(form).send().await;
+        Self::resp(r.expect("deploy request")).await
+    }
+
+    /// A bearer token from `POST /oauth2/token` (admin/admin).
+    pub async fn mgmt_token(&self) -> String {
+        let r = self
+            .mgmt_as("POST", "/oauth2/token", None, Some(serde_json::json!({"username": "admin", "password": "admin"})))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["accessToken"].as_str().expect("accessToken").to_string()
+    }
+
+    async fn resp(r: reqwest::Response) -> Resp {
+        let status = r.status().as_u16();
+        let headers =
+            r.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
+        Resp { status, headers, body: r.text().await.unwrap_or_default() }
+    }
+
     /// Writes a zip project atomically.
     pub fn write_zip(&self, name: &str, bytes: &[u8]) {
         let tmp = self.apis_dir().join(format!(".{name}.tmp"));
@@ -1030,6 +1090,18 @@ pub fn render_with(template: &str, vars: &BTreeMap<&str, String>, tls: bool) -> 
         out.push('\n');
     }
     out
+}
+
+/// A zipped project, its files under one top folder as apictl zips them.
+pub fn zip_project(root: &str, files: &[(&str, &str)]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for (name, content) in files {
+        w.start_file(format!("{root}/{name}"), opts).expect("zip entry");
+        w.write_all(content.as_bytes()).expect("zip write");
+    }
+    w.finish().expect("zip").into_inner()
 }
 
 /// api.yaml text for an API.

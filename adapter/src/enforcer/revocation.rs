@@ -139,17 +139,7 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
         }
-        // Write, fsync, rename, fsync the directory: after a crash the file
-        // is either the old one or the new one, and an answered revocation
-        // is on disk.
-        use std::io::Write as _;
-        let tmp = path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(|e| err(e.to_string()))?;
-        f.write_all(&bytes).and_then(|()| f.sync_all()).map_err(|e| err(e.to_string()))?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))?;
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| err(e.to_string()))?;
+        crate::fsutil::write_atomic(path, &bytes).map_err(|e| err(e.to_string()))?;
         Ok(())
     }
 

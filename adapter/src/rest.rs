@@ -1,0 +1,423 @@
+//! Deploying over the management API, as WSO2's `apictl mg` expects it
+//! (spec §2): `POST /oauth2/token`, `POST /apis` (multipart part `file`,
+//! `override`), `DELETE /apis`, `GET /apis`.
+//!
+//! Better than Choreo Connect: a bad project is a 400 listing every problem
+//! (not a bare 500), uploads are bounded, a deploy applies fully or not at
+//! all, deploys are serialized, and an answered deploy survives `kill -9`
+//! (the project is in the store before the 200 goes out; see [`crate::store`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::extract::{Multipart, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use gateway_config::model::Upload;
+use gateway_model::{Deployment, ParseOptions, Problems, Project, ProjectFiles, ZipLimits, parse_project};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use crate::auth::Auth;
+use crate::hub::{Hub, State as HubState};
+use crate::store::{Corrupt, Placement, Store, StoreError};
+
+/// Source prefix of projects deployed over the REST API.
+pub const SOURCE_PREFIX: &str = "rest:";
+
+/// What the deploy endpoints need.
+pub struct Rest {
+    /// The adapter's state.
+    pub hub: Arc<Hub>,
+    /// Where deployed projects are kept.
+    pub store: Store,
+    /// How projects are parsed.
+    pub parse_opts: Arc<ParseOptions>,
+    /// Credentials (none when the management API is off).
+    pub auth: Option<Auth>,
+    /// Upload limits.
+    pub upload: Upload,
+    /// Stored entries that could not be restored at start-up.
+    pub not_restored: Mutex<Vec<Corrupt>>,
+}
+
+/// A refusal, answered with Choreo Connect's `Error` body:
+/// `{code, message, description, error: [{code, message}]}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    description: String,
+    problems: Vec<String>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"code": self.status.as_u16(), "message": self.message});
+        if !self.description.is_empty() {
+            body["description"] = json!(self.description);
+        }
+        if !self.problems.is_empty() {
+            let code = self.status.as_u16().to_string();
+            body["error"] = Value::Array(self.problems.iter().map(|p| json!({"code": code, "message": p})).collect());
+        }
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// An [`ApiError`].
+pub fn error(
+    status: StatusCode,
+    message: impl Into<String>,
+    description: impl Into<String>,
+    problems: &[String],
+) -> ApiError {
+    ApiError { status, message: message.into(), description: description.into(), problems: problems.to_vec() }
+}
+
+fn bad_project(problems: &Problems) -> ApiError {
+    let list: Vec<String> = problems.0.iter().map(ToString::to_string).collect();
+    error(StatusCode::BAD_REQUEST, "Invalid API project", format!("{} problem(s) in the project", list.len()), &list)
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    error(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", e.to_string(), &[])
+}
+
+/// The source an uploaded API is deployed as.
+fn source_of(api: &gateway_model::Api) -> String {
+    format!("{SOURCE_PREFIX}{}:{}", api.organization, api.id)
+}
+
+fn placements(deployments: &[Deployment]) -> Vec<Placement> {
+    deployments.iter().map(|d| Placement { environment: d.environment.clone(), vhost: d.vhost.clone() }).collect()
+}
+
+/// `POST /oauth2/token`: `{"username", "password"}` → `{"accessToken"}`; 401 with no body otherwise.
+pub async fn token(State(rest): State<Arc<Rest>>, body: axum::body::Bytes) -> Response {
+    #[derive(Deserialize)]
+    struct Credentials {
+        username: String,
+        password: String,
+    }
+    let Ok(c) = serde_json::from_slice::<Credentials>(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            "expected {\"username\": ..., \"password\": ...}",
+            &[],
+        )
+        .into_response();
+    };
+    let valid = |s: &str| s.len() <= 100;
+    let issued = rest.auth.as_ref().filter(|_| valid(&c.username) && valid(&c.password));
+    match issued.and_then(|a| a.issue(&c.username, &c.password)) {
+        Some(t) => axum::Json(json!({"accessToken": t})).into_response(),
+        None => StatusCode::UNAUTHORIZED.into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeployQuery {
+    #[serde(default, rename = "override")]
+    r#override: Option<String>,
+    /// What older apictl builds sent.
+    #[serde(default)]
+    overwrite: Option<String>,
+}
+
+fn flag(v: &Option<String>) -> Result<bool, ApiError> {
+    match v.as_deref().map(str::trim) {
+        None | Some("") | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            format!("override: expected true or false, found {other:?}"),
+            &[],
+        )),
+    }
+}
+
+/// Reads the `file` part, refusing more than `max` bytes.
+async fn read_file_part(mut multipart: Multipart, max: u64) -> Result<Vec<u8>, ApiError> {
+    let bad = |m: String| error(StatusCode::BAD_REQUEST, "Invalid request", m, &[]);
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => return Err(bad("no multipart part named \"file\" (the zipped API project)".into())),
+            Err(e) => return Err(bad(format!("multipart body: {e}"))),
+        };
+        if field.name() != Some("file") {
+            continue;
+        }
+        let mut field = field;
+        let mut bytes = Vec::new();
+        loop {
+            match field.chunk().await {
+                Ok(Some(chunk)) => {
+                    bytes.extend_from_slice(&chunk);
+                    if bytes.len() as u64 > max {
+                        return Err(bad(format!(
+                            "the zip is larger than the limit of {max} bytes ([adapter.server.upload] maxZipBytes)"
+                        )));
+                    }
+                }
+                Ok(None) => return Ok(bytes),
+                Err(e) => return Err(bad(format!("multipart body: {e}"))),
+            }
+        }
+    }
+}
+
+/// Checks that `project` can be deployed as `source`: 409 problems if not.
+fn check(state: &HubState, source: &str, project: &Project, replace: bool) -> Result<(), ApiError> {
+    if let Some(existing) = state.registry.get(source)
+        && !replace
+    {
+        let vhosts: BTreeSet<&str> = existing.deployments.iter().map(|d| d.vhost.as_str()).collect();
+        return Err(error(
+            StatusCode::CONFLICT,
+            "API already exists",
+            format!(
+                "{} {} is deployed (vhosts: {}); deploy with override to replace it",
+                project.api.name,
+                project.api.version,
+                vhosts.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+            &[],
+        ));
+    }
+    if let Err(p) = state.check_deploy(source, &project.api, &project.deployments) {
+        let list: Vec<String> = p.0.iter().map(ToString::to_string).collect();
+        return Err(error(StatusCode::CONFLICT, "API conflicts with a deployed API", list.join("; "), &list));
+    }
+    Ok(())
+}
+
+/// `POST /apis`
+pub async fn deploy(State(rest): State<Arc<Rest>>, Query(q): Query<DeployQuery>, multipart: Multipart) -> Response {
+    let replace = match (flag(&q.r#override), flag(&q.overwrite)) {
+        (Ok(a), Ok(b)) => a || b,
+        (Err(r), _) | (_, Err(r)) => return r.into_response(),
+    };
+    let zip = match read_file_part(multipart, rest.upload.max_zip_bytes).await {
+        Ok(z) => z,
+        Err(r) => return r.into_response(),
+    };
+    let limits = ZipLimits {
+        max_entries: usize::try_from(rest.upload.max_entries).unwrap_or(usize::MAX),
+        max_total_bytes: rest.upload.max_uncompressed_bytes,
+        max_ratio: rest.upload.max_compression_ratio,
+    };
+    // Parsing is CPU work: off the async workers.
+    let opts = Arc::clone(&rest.parse_opts);
+    let zip = Arc::new(zip);
+    let z = Arc::clone(&zip);
+    let parsed = tokio::task::spawn_blocking(move || {
+        ProjectFiles::from_zip(&z, limits).and_then(|files| parse_project(&files, &opts))
+    })
+    .await;
+    let project = match parsed {
+        Ok(Ok(p)) => p,
+        Ok(Err(problems)) => return bad_project(&problems).into_response(),
+        Err(e) => return internal(e).into_response(),
+    };
+    let source = source_of(&project.api);
+    let (name, version) = (project.api.name.clone(), project.api.version.clone());
+    let at = placements(&project.deployments);
+    // One deploy at a time: check, store (durable), apply, under the hub's lock.
+    let result = rest.hub.update(|state| -> Result<(), ApiError> {
+        check(state, &source, &project, replace)?;
+        rest.store.put(&source, &zip, &at).map_err(internal)?;
+        state.deploy(&source, project).map_err(|p| {
+            // Checked above under the same lock: cannot happen.
+            let list: Vec<String> = p.0.iter().map(ToString::to_string).collect();
+            error(StatusCode::CONFLICT, "API conflicts with a deployed API", list.join("; "), &list)
+        })
+    });
+    if let Err(r) = result {
+        return r.into_response();
+    }
+    info!(api = %name, %version, %source, deployments = ?at, "API deployed over the REST API");
+    axum::Json(json!({
+        "apiName": name,
+        "version": version,
+        "deployments": at.iter().map(|p| json!({"environment": p.environment, "vhost": p.vhost})).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UndeployQuery {
+    api_name: Option<String>,
+    version: Option<String>,
+    vhost: Option<String>,
+    environments: Option<String>,
+}
+
+/// `DELETE /apis?apiName=&version=[&vhost=][&environments=a:b]`
+pub async fn undeploy(State(rest): State<Arc<Rest>>, Query(q): Query<UndeployQuery>) -> Response {
+    let bad = |m: &str| error(StatusCode::BAD_REQUEST, "Invalid request", m, &[]).into_response();
+    let Some(name) = q.api_name.filter(|s| !s.trim().is_empty()) else { return bad("apiName is required") };
+    let Some(version) = q.version.filter(|s| !s.trim().is_empty()) else { return bad("version is required") };
+    let vhost = q.vhost.filter(|s| !s.is_empty());
+    let envs: Option<BTreeSet<String>> =
+        q.environments.filter(|s| !s.is_empty()).map(|s| s.split(':').map(str::to_string).collect());
+    let matches = |p: &Deployment| {
+        vhost.as_deref().is_none_or(|v| v == p.vhost) && envs.as_ref().is_none_or(|e| e.contains(&p.environment))
+    };
+    let result = rest.hub.update(|state| -> Result<usize, ApiError> {
+        let found: Vec<(String, Arc<gateway_model::Api>, Vec<Deployment>)> = state
+            .registry
+            .sources()
+            .filter(|(_, d)| d.api.name == name && d.api.version == version)
+            .map(|(s, d)| (s.to_string(), Arc::clone(&d.api), d.deployments.clone()))
+            .collect();
+        let mut removed = 0;
+        for (source, api, deployments) in found {
+            let (gone, kept): (Vec<Deployment>, Vec<Deployment>) = deployments.into_iter().partition(|d| matches(d));
+            if gone.is_empty() {
+                continue;
+            }
+            if !source.starts_with(SOURCE_PREFIX) {
+                return Err(error(
+                    StatusCode::CONFLICT,
+                    "API deployed from the artifacts folder",
+                    format!("{name} {version} comes from {source}: remove it from the artifacts folder instead"),
+                    &[],
+                ));
+            }
+            if kept.is_empty() {
+                rest.store.remove(&source).map_err(internal)?;
+                state.undeploy(&source);
+            } else {
+                rest.store.set_deployments(&source, &placements(&kept)).map_err(internal)?;
+                let project = Project { api: (*api).clone(), deployments: kept, skipped_environments: Vec::new() };
+                state.deploy(&source, project).map_err(|p| internal(p.to_string()))?;
+            }
+            removed += gone.len();
+        }
+        Ok(removed)
+    });
+    match result {
+        Ok(0) => error(
+            StatusCode::NOT_FOUND,
+            "API not found",
+            format!(
+                "no deployment of {name} {version} matches{}",
+                vhost.map(|v| format!(" on vhost {v}")).unwrap_or_default()
+            ),
+            &[],
+        )
+        .into_response(),
+        Ok(n) => {
+            info!(api = %name, %version, removed = n, "API undeployed over the REST API");
+            StatusCode::OK.into_response()
+        }
+        Err(r) => r.into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    query: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ListItem {
+    #[serde(rename = "apiName")]
+    api_name: String,
+    version: String,
+    #[serde(rename = "apiType")]
+    api_type: String,
+    context: String,
+    #[serde(rename = "gateway-envs")]
+    gateway_envs: Vec<String>,
+    vhost: String,
+}
+
+/// `GET /apis?query=type:http&limit=N` → `{"total", "count", "list"}`.
+pub async fn list(State(rest): State<Arc<Rest>>, Query(q): Query<ListQuery>) -> Response {
+    let bad = |m: String| error(StatusCode::BAD_REQUEST, "Invalid request", m, &[]).into_response();
+    let api_type = match q.query.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(v) => match v.split_once(':') {
+            Some(("type", t)) if !t.is_empty() => Some(t.to_uppercase()),
+            _ => return bad(format!("query: expected type:http or type:ws, found {v:?}")),
+        },
+    };
+    let limit = match q.limit.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => usize::MAX,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if n >= 1 => n,
+            _ => return bad(format!("limit: expected a number from 1, found {v:?}")),
+        },
+    };
+    let items: Vec<ListItem> = rest.hub.read(|state| {
+        let mut by_key: BTreeMap<(String, String, String), ListItem> = BTreeMap::new();
+        for (_, d) in state.registry.sources() {
+            for dep in &d.deployments {
+                let item =
+                    by_key.entry((d.api.name.clone(), d.api.version.clone(), dep.vhost.clone())).or_insert_with(|| {
+                        ListItem {
+                            api_name: d.api.name.clone(),
+                            version: d.api.version.clone(),
+                            api_type: d.api.api_type.to_string(),
+                            context: d.api.base_path.clone(),
+                            gateway_envs: Vec::new(),
+                            vhost: dep.vhost.clone(),
+                        }
+                    });
+                if !item.gateway_envs.contains(&dep.environment) {
+                    item.gateway_envs.push(dep.environment.clone());
+                }
+            }
+        }
+        by_key.into_values().collect()
+    });
+    let filtered: Vec<ListItem> =
+        items.into_iter().filter(|i| api_type.as_deref().is_none_or(|t| i.api_type == t)).collect();
+    let total = filtered.len();
+    let list: Vec<ListItem> = filtered.into_iter().take(limit).collect();
+    axum::Json(json!({"total": total, "count": list.len(), "list": list})).into_response()
+}
+
+/// Deploys what the store holds (at start-up, before xDS is served).
+/// Entries that cannot be read or deployed are reported and skipped.
+pub fn restore(rest: &Rest) -> Result<usize, StoreError> {
+    let (stored, mut corrupt) = rest.store.load()?;
+    let mut restored = 0;
+    for s in stored {
+        let parsed =
+            ProjectFiles::from_zip(&s.zip, ZipLimits::default()).and_then(|f| parse_project(&f, &rest.parse_opts));
+        let mut project = match parsed {
+            Ok(p) => p,
+            Err(problems) => {
+                corrupt.push(Corrupt {
+                    file: s.source.clone(),
+                    reason: format!("stored project no longer parses: {problems}"),
+                });
+                continue;
+            }
+        };
+        project.deployments = s
+            .deployments
+            .iter()
+            .map(|p| Deployment { environment: p.environment.clone(), vhost: p.vhost.clone() })
+            .collect();
+        match rest.hub.update(|state| state.deploy(&s.source, project)) {
+            Ok(()) => restored += 1,
+            Err(problems) => corrupt.push(Corrupt { file: s.source.clone(), reason: problems.to_string() }),
+        }
+    }
+    for c in &corrupt {
+        warn!(entry = %c.file, reason = %c.reason, "stored API not restored");
+    }
+    *rest.not_restored.lock() = corrupt;
+    Ok(restored)
+}

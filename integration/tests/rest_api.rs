@@ -1,0 +1,256 @@
+//! Deploying over the management API as WSO2's `apictl mg` does (spec §2):
+//! tokens, deploy, override, conflicts, bad projects and uploads (400 with
+//! the reason, nothing changed), list, undeploy, durability across `kill -9`,
+//! concurrent deploys. The real adapter and Envoy; a Rust backend.
+
+use integration::{Gateway, XdsMode, api_yaml, eventually, zip_project};
+use serde_json::json;
+use test_backend::Backend;
+
+const BASIC: &str = "Basic YWRtaW46YWRtaW4=";
+
+fn oas(title: &str, paths: &[&str]) -> String {
+    let mut s =
+        format!("openapi: 3.0.1\ninfo: {{title: {title}, version: '1.0'}}\nx-wso2-disable-security: true\npaths:\n");
+    for p in paths {
+        s.push_str(&format!("  {p}:\n    get: {{}}\n"));
+    }
+    s
+}
+
+fn project(name: &str, context: &str, backend: &str, paths: &[&str]) -> Vec<u8> {
+    zip_project(
+        &format!("{name}-1.0"),
+        &[("api.yaml", &api_yaml(name, "1.0", context, backend)), ("Definitions/swagger.yaml", &oas(name, paths))],
+    )
+}
+
+async fn status(gw: &Gateway, path: &str) -> u16 {
+    gw.get(path).await.map(|r| r.status).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_override_conflict_list_undeploy() {
+    let b = Backend::start("b").await.expect("backend");
+    let gw = Gateway::builder(XdsMode::Delta).start().await;
+
+    // Tokens: right credentials → a token; wrong → 401 with no body.
+    let token = gw.mgmt_token().await;
+    let bearer = format!("Bearer {token}");
+    let r = gw.mgmt_as("POST", "/oauth2/token", None, Some(json!({"username": "admin", "password": "x"}))).await;
+    assert_eq!((r.status, r.body.as_str()), (401, ""));
+    // No or wrong credentials on the API → 401.
+    assert_eq!(gw.mgmt_as("GET", "/apis", None, None).await.status, 401);
+    assert_eq!(gw.mgmt_as("GET", "/apis", Some("Bearer abc.def.ghi"), None).await.status, 401);
+    assert_eq!(gw.mgmt_as("GET", "/apis", Some("Basic YWRtaW46eA=="), None).await.status, 401);
+
+    // Deploy (Bearer, as apictl mg deploy): served by Envoy.
+    let r = gw.deploy_zip(project("Pets", "/pets", &b.url(), &["/list"]), false, &bearer).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually("the deployed API to be served", || async {
+        if status(&gw, "/pets/1.0/list").await == 200 { Ok(()) } else { Err("not yet".to_string()) }
+    })
+    .await;
+
+    // Again without override: 409, and nothing changes.
+    let r = gw.deploy_zip(project("Pets", "/pets", &b.url(), &["/list", "/new"]), false, &bearer).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(r.json()["message"], "API already exists");
+    assert_eq!(status(&gw, "/pets/1.0/new").await, 404);
+    // With override (Basic, as older apictl builds send): the new resource is served.
+    let r = gw.deploy_zip(project("Pets", "/pets", &b.url(), &["/list", "/new"]), true, BASIC).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually("the overriding version to be served", || async {
+        if status(&gw, "/pets/1.0/new").await == 200 { Ok(()) } else { Err("not yet".to_string()) }
+    })
+    .await;
+
+    // Another API on the same base path: 409 naming the owner.
+    let r = gw.deploy_zip(project("Other", "/pets", &b.url(), &["/x"]), false, &bearer).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.json()["description"].as_str().unwrap_or("").contains("/pets/1.0"), "{}", r.body);
+
+    // A second API, and the list with query and limit.
+    let r = gw.deploy_zip(project("Shop", "/shop", &b.url(), &["/items"]), false, &bearer).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = gw.mgmt_as("GET", "/apis?query=type:http", Some(&bearer), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!((v["total"].clone(), v["count"].clone()), (json!(2), json!(2)), "{v}");
+    let pets = v["list"].as_array().expect("list").iter().find(|i| i["apiName"] == "Pets").expect("Pets").clone();
+    assert_eq!(
+        pets,
+        json!({"apiName": "Pets", "version": "1.0", "apiType": "HTTP", "context": "/pets/1.0",
+               "gateway-envs": ["Default"], "vhost": "localhost"})
+    );
+    let v = gw.mgmt_as("GET", "/apis?limit=1", Some(&bearer), None).await.json();
+    assert_eq!((v["total"].clone(), v["count"].clone()), (json!(2), json!(1)), "{v}");
+    assert_eq!(gw.mgmt_as("GET", "/apis?query=type:ws", Some(&bearer), None).await.json()["total"], 0);
+    assert_eq!(gw.mgmt_as("GET", "/apis?limit=0", Some(&bearer), None).await.status, 400);
+    assert_eq!(gw.mgmt_as("GET", "/apis?query=color:red", Some(&bearer), None).await.status, 400);
+
+    // Undeploy: gone from Envoy; unknown → 404; missing parameters → 400.
+    let r = gw.mgmt_as("DELETE", "/apis?apiName=Pets&version=1.0", Some(&bearer), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually("the undeployed API to be gone", || async {
+        if status(&gw, "/pets/1.0/list").await == 404 { Ok(()) } else { Err("still served".to_string()) }
+    })
+    .await;
+    assert_eq!(status(&gw, "/shop/1.0/items").await, 200, "the other API stays");
+    let r = gw.mgmt_as("DELETE", "/apis?apiName=Pets&version=1.0", Some(&bearer), None).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(gw.mgmt_as("DELETE", "/apis?apiName=Pets", Some(&bearer), None).await.status, 400);
+    let r = gw.mgmt_as("DELETE", "/apis?apiName=Shop&version=1.0&vhost=other.example.com", Some(&bearer), None).await;
+    assert_eq!(r.status, 404, "no deployment on that vhost: {}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_projects_and_uploads_are_400_with_the_reason_and_change_nothing() {
+    let b = Backend::start("b").await.expect("backend");
+    let gw = Gateway::builder(XdsMode::Delta).config("[adapter.server.upload]\nmaxZipBytes = 4096\n").start().await;
+    let r = gw.deploy_zip(project("Pets", "/pets", &b.url(), &["/list"]), false, BASIC).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually("served", || async {
+        if status(&gw, "/pets/1.0/list").await == 200 { Ok(()) } else { Err("not yet".to_string()) }
+    })
+    .await;
+    let before = gw.config_dump(Some("dynamic_active_clusters")).await;
+
+    // A project with problems: every one is listed with file and field.
+    let bad_oas = "openapi: 3.0.1\ninfo: {title: Pets, version: '1.0'}\npaths:\n  /list:\n    get: {x-wso2-disable-security: maybe}\n  /other:\n    get: {x-wso2-disable-security: perhaps}\n";
+    let zip = zip_project(
+        "Pets-1.0",
+        &[("api.yaml", &api_yaml("Pets", "1.0", "/pets", "not a url")), ("Definitions/swagger.yaml", bad_oas)],
+    );
+    let r = gw.deploy_zip(zip, true, BASIC).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["code"], 400);
+    let problems: Vec<String> = v["error"]
+        .as_array()
+        .expect("error list")
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        problems.iter().any(|p| p.contains("Definitions/swagger.yaml") && p.contains("x-wso2-disable-security")),
+        "{problems:?}"
+    );
+    assert!(problems.iter().any(|p| p.contains("paths./other.get")), "every problem is listed: {problems:?}");
+
+    // Bad uploads, each with its reason.
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("not a zip", b"hello".to_vec(), "not a valid zip"),
+        ("too large", vec![b'x'; 5000], "larger than the limit of 4096 bytes"),
+        ("path escape", zip_project("..", &[("api.yaml", "x")]), ".."),
+    ];
+    for (what, body, reason) in cases {
+        let r = gw.deploy_zip(body, true, BASIC).await;
+        assert_eq!(r.status, 400, "{what}: {}", r.body);
+        assert!(r.body.contains(reason), "{what}: {}", r.body);
+    }
+    // No file part at all.
+    let r = gw.mgmt_as("POST", "/apis", Some(BASIC), None).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    // Nothing changed: the API is served and Envoy holds the same clusters.
+    assert_eq!(status(&gw, "/pets/1.0/list").await, 200);
+    assert_eq!(gw.config_dump(Some("dynamic_active_clusters")).await, before);
+    let v = gw.mgmt_as("GET", "/apis", Some(BASIC), None).await.json();
+    assert_eq!(v["total"], 1, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answered_deploy_survives_kill_9_of_the_adapter() {
+    let b = Backend::start("b").await.expect("backend");
+    let mut gw = Gateway::builder(XdsMode::Delta).start().await;
+    let r = gw.deploy_zip(project("Pets", "/pets", &b.url(), &["/list"]), false, BASIC).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Right after the 200: SIGKILL, then a new adapter.
+    gw.kill_adapter();
+    gw.start_adapter().await;
+    eventually("the restored API to be served", || async {
+        if status(&gw, "/pets/1.0/list").await == 200 { Ok(()) } else { Err("not yet".to_string()) }
+    })
+    .await;
+    let v = gw.mgmt_as("GET", "/apis", Some(BASIC), None).await.json();
+    assert_eq!(v["total"], 1, "{v}");
+    // An undeploy survives too.
+    let r = gw.mgmt_as("DELETE", "/apis?apiName=Pets&version=1.0", Some(BASIC), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    gw.kill_adapter();
+    gw.start_adapter().await;
+    let v = gw.mgmt_as("GET", "/apis", Some(BASIC), None).await.json();
+    assert_eq!(v["total"], 0, "{v}");
+    eventually("the restarted adapter to withdraw the undeployed API", || async {
+        if status(&gw, "/pets/1.0/list").await == 404 { Ok(()) } else { Err("still served".to_string()) }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_stored_entry_is_reported_and_the_others_are_restored() {
+    let b = Backend::start("b").await.expect("backend");
+    let mut gw = Gateway::builder(XdsMode::Delta).start().await;
+    for (name, ctx) in [("Pets", "/pets"), ("Shop", "/shop")] {
+        let r = gw.deploy_zip(project(name, ctx, &b.url(), &["/list"]), false, BASIC).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    gw.kill_adapter();
+    // Damage one record.
+    let store = gw.dir.path().join("store");
+    let damaged = std::fs::read_dir(&store)
+        .expect("store")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .expect("a record");
+    std::fs::write(&damaged, "{ damaged").expect("damage");
+    gw.start_adapter().await;
+    let v = gw.artifacts_status().await;
+    let not_restored = v["storeNotRestored"].as_array().cloned().unwrap_or_default();
+    assert_eq!(not_restored.len(), 1, "{v}");
+    let total = gw.mgmt_as("GET", "/apis", Some(BASIC), None).await.json()["total"].as_u64().unwrap_or(0);
+    assert_eq!(total, 1, "the other API is restored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_deploys_are_all_kept() {
+    let b = Backend::start("b").await.expect("backend");
+    let gw = Gateway::builder(XdsMode::Delta).start().await;
+    let token = gw.mgmt_token().await;
+    let bearer = format!("Bearer {token}");
+    let mut calls = Vec::new();
+    for i in 0..50 {
+        let zip = project(&format!("Api{i}"), &format!("/api{i}"), &b.url(), &["/x"]);
+        calls.push(gw.deploy_zip(zip, false, &bearer));
+    }
+    for r in futures::future::join_all(calls).await {
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let v = gw.mgmt_as("GET", "/apis", Some(&bearer), None).await.json();
+    assert_eq!(v["total"], 50, "{v}");
+    eventually("all 50 served", || async {
+        for i in 0..50 {
+            let s = status(&gw, &format!("/api{i}/1.0/x")).await;
+            if s != 200 {
+                return Err(format!("api{i} answers {s}"));
+            }
+        }
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_tokens_are_refused() {
+    let gw = Gateway::builder(XdsMode::Delta).adapter_env("CC_ADAPTER_SERVER_TOKENTTL", "1s").start().await;
+    let bearer = format!("Bearer {}", gw.mgmt_token().await);
+    assert_eq!(gw.mgmt_as("GET", "/apis", Some(&bearer), None).await.status, 200);
+    eventually("the token to expire", || async {
+        match gw.mgmt_as("GET", "/apis", Some(&bearer), None).await.status {
+            401 => Ok(()),
+            s => Err(format!("{s}")),
+        }
+    })
+    .await;
+}
