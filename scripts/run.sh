@@ -95,6 +95,9 @@ Try:
   curl -sk -u admin:admin https://localhost:9001/apis                    # the enforcer's view
   curl -sk -u admin:admin https://localhost:9843/api/mgw/adapter/0.1/xds # what each Envoy and enforcer holds
 Edit or add projects under $run/artifacts/apis/ and they are applied without a restart.
+Or deploy with apictl (README, "init -> push -> call"):
+  alias apictl="\$PWD/target/debug/apictl --ca-cert \$PWD/$run/certs/ca.pem"
+  apictl env add local --adapter https://localhost:9843 && echo admin | apictl login local -u admin --password-stdin
 
 Press Ctrl-C to stop.
 MSG
