@@ -59,8 +59,24 @@ fn clock_ticks() -> f64 {
     })
 }
 
+/// A child process killed when dropped, so an early return (`?`) leaves nothing behind.
+struct Reaped(Child);
+
+impl Reaped {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The test backend as its own process (release build).
-fn start_backend() -> Result<(Child, u16)> {
+fn start_backend() -> Result<(Reaped, u16)> {
     let port = free_port();
     let child = Command::new(integration::workspace_bin("test-backend"))
         .args(["--listen", &format!("127.0.0.1:{port}"), "--name", "bench"])
@@ -68,7 +84,7 @@ fn start_backend() -> Result<(Child, u16)> {
         .stderr(Stdio::null())
         .spawn()
         .context("start the test backend")?;
-    Ok((child, port))
+    Ok((Reaped(child), port))
 }
 
 fn bench_projects(backend: u16) -> Vec<(String, Vec<(String, String)>)> {
@@ -110,7 +126,7 @@ fn jwt_claims(jti: &str) -> Value {
 }
 
 /// Starts the do-nothing ext_authz server with the gateway's certificates (mutual TLS).
-fn start_noop(gw: &Gateway) -> Result<(Child, u16)> {
+fn start_noop(gw: &Gateway) -> Result<(Reaped, u16)> {
     let port = free_port();
     let child = Command::new(integration::workspace_bin("noop-authz"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -124,7 +140,7 @@ fn start_noop(gw: &Gateway) -> Result<(Child, u16)> {
         .stderr(Stdio::null())
         .spawn()
         .context("start noop-authz")?;
-    Ok((child, port))
+    Ok((Reaped(child), port))
 }
 
 fn api_key(gw: &Gateway) -> String {
@@ -426,7 +442,7 @@ async fn until_allowed(clients: &[AuthorizationClient<Channel>], req: &CheckRequ
 pub async fn checks(duration: u64) -> Result<Value> {
     eprintln!("enforcer checks: gRPC load client straight to the enforcer, {duration}s per scenario");
     let duration = Duration::from_secs(duration);
-    let (mut backend, port) = start_backend()?;
+    let (_backend, port) = start_backend()?;
     let projects = bench_projects(port);
     let mut results = Vec::new();
     let mut ext = HashMap::new();
@@ -447,14 +463,13 @@ pub async fn checks(duration: u64) -> Result<Value> {
             let reqs: Vec<CheckRequest> =
                 (0..1024).map(|n| check_request(&ext, &[("authorization", &bearer)], n)).collect();
             // The reference: the do-nothing server, same requests, same client, same TLS.
-            let (mut noop, noop_port) = start_noop(&gw)?;
+            let (noop, noop_port) = start_noop(&gw)?;
             let noop_clients = integration::eventually("noop-authz to accept connections", || async {
                 channels(&gw, noop_port, 2).await.map_err(|e| e.to_string())
             })
             .await;
             results.push(scenario("noop_ext_authz", &noop_clients, reqs.clone(), duration, noop.id()).await?);
-            let _ = noop.kill();
-            let _ = noop.wait();
+            drop(noop);
             until_allowed(&clients, &reqs[0]).await;
             results.push(scenario("jwt_rs256_cached", &clients, reqs, duration, pid).await?);
             until_allowed(&clients, &api_key_req[0]).await;
@@ -475,8 +490,6 @@ pub async fn checks(duration: u64) -> Result<Value> {
             results.push(scenario("api_key_uncached", &clients, api_key_req, duration, pid).await?);
         }
     }
-    let _ = backend.kill();
-    let _ = backend.wait();
     // CPU per check relative to the do-nothing server measured in the same run.
     let noop_cpu = results
         .iter()
@@ -509,12 +522,12 @@ struct Target<'a> {
 /// ratios are taken within a round and the median round is reported.
 pub async fn end_to_end(duration: u64, connections: u32, rounds: usize) -> Result<Value> {
     eprintln!("enforcer end to end: {rounds} interleaved rounds of wrk {duration}s, {connections} and 1 connections");
-    let (mut backend, port) = start_backend()?;
+    let (_backend, port) = start_backend()?;
     let projects = bench_projects(port);
     let enforced = with_projects(Gateway::builder(XdsMode::Delta).with_enforcer(), &projects).start().await;
     // The ceiling: a gateway whose Envoy has the no-op server as its ext_authz cluster.
     let mut ceiling = with_projects(Gateway::builder(XdsMode::Delta), &projects).without_envoy().start().await;
-    let (mut noop, noop_port) = start_noop(&ceiling)?;
+    let (noop, noop_port) = start_noop(&ceiling)?;
     ceiling.bootstrap_overrides.push(("ENFORCER_PORT", noop_port.to_string()));
     ceiling.start_envoy().await;
 
@@ -565,10 +578,6 @@ pub async fn end_to_end(duration: u64, connections: u32, rounds: usize) -> Resul
             }
         }
     }
-    let _ = noop.kill();
-    let _ = noop.wait();
-    let _ = backend.kill();
-    let _ = backend.wait();
 
     let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(0.0);
     let median = |mut xs: Vec<f64>| {
@@ -631,7 +640,7 @@ pub async fn memory(apis: usize, tokens: usize) -> Result<Value> {
         let gw = Gateway::builder(XdsMode::Delta).with_enforcer().without_envoy().start().await;
         rss_mb(gw.enforcer_pid().context("enforcer pid")?)
     };
-    let (mut backend, port) = start_backend()?;
+    let (_backend, port) = start_backend()?;
     let mut projects = bench_projects(port);
     let url = format!("http://127.0.0.1:{port}");
     for i in 0..apis.saturating_sub(1) {
@@ -677,8 +686,6 @@ pub async fn memory(apis: usize, tokens: usize) -> Result<Value> {
     // Second pass over the same tokens: cache hits, so much less CPU per check.
     let second = closed_loop(&clients, Arc::clone(&reqs), 64, Duration::from_secs(600), Some(tokens as u64), pid).await;
     let rss_tokens = rss_mb(pid);
-    let _ = backend.kill();
-    let _ = backend.wait();
     eprintln!(
         "  RSS {rss_apis:.1} MB with {apis} APIs, {rss_tokens:.1} MB with {tokens} tokens cached; CPU/check first pass {:.1} µs, second {:.1} µs",
         first.cpu_us_per_check(),
