@@ -136,6 +136,7 @@ pub fn router(hub: Arc<Hub>, report: Arc<Report>, rest: Arc<Rest>) -> Router {
     let state = AppState { hub, report, rest: Arc::clone(&rest) };
     let deploys = Router::new()
         .route("/apis", get(crate::rest::list).post(crate::rest::deploy).delete(crate::rest::undeploy))
+        .route("/apis/status", get(crate::rest::status))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(Arc::clone(&rest));
     let api = Router::new()

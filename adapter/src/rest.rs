@@ -421,3 +421,77 @@ pub fn restore(rest: &Rest) -> Result<usize, StoreError> {
     *rest.not_restored.lock() = corrupt;
     Ok(restored)
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusQuery {
+    api_name: Option<String>,
+    version: Option<String>,
+}
+
+/// `GET /apis/status?apiName=&version=`: where the API is deployed and, per
+/// environment, whether every connected router applied it.
+///
+/// A router has applied it when it holds its environment's current
+/// configuration (snapshot fingerprint) in full; a pending NACK of that
+/// configuration makes the state `rejected`, with the router's message.
+/// `state` is `applied` (every connected router; vacuously with none),
+/// `pending`, or `rejected`.
+pub async fn status(State(rest): State<Arc<Rest>>, Query(q): Query<StatusQuery>) -> Response {
+    let bad = |m: &str| error(StatusCode::BAD_REQUEST, "Invalid request", m, &[]).into_response();
+    let Some(name) = q.api_name.filter(|s| !s.trim().is_empty()) else {
+        return bad("apiName is required");
+    };
+    let Some(version) = q.version.filter(|s| !s.trim().is_empty()) else {
+        return bad("version is required");
+    };
+    let deployments: Vec<Deployment> = rest.hub.read(|state| {
+        state
+            .registry
+            .sources()
+            .filter(|(_, d)| d.api.name == name && d.api.version == version)
+            .flat_map(|(_, d)| d.deployments.clone())
+            .collect()
+    });
+    if deployments.is_empty() {
+        return error(StatusCode::NOT_FOUND, "API not found", format!("{name} {version} is not deployed"), &[])
+            .into_response();
+    }
+    let labels = rest.hub.summary();
+    let streams = rest.hub.streams();
+    let envs: BTreeSet<&str> = deployments.iter().map(|d| d.environment.as_str()).collect();
+    let mut overall = "applied";
+    let mut per_env = Vec::new();
+    for env in envs {
+        let current = labels.get(env).map(|(fingerprint, _)| fingerprint.as_str()).unwrap_or("");
+        let mut routers = Vec::new();
+        let mut env_state = "applied";
+        for s in streams.iter().filter(|s| s.status.node.as_ref().is_some_and(|n| n.id == env)) {
+            let instance = s.status.node.as_ref().map(|n| n.instance.clone()).unwrap_or_default();
+            let rejected = s.status.types.iter().find_map(|(ty, t)| {
+                let nack = t.last_nack.as_ref()?;
+                let sent = t.last_sent.as_ref()?;
+                (nack.version == sent.version).then(|| json!({"type": ty, "message": nack.message}))
+            });
+            let applied = s.status.snapshot == current && s.status.in_sync;
+            if rejected.is_some() {
+                env_state = "rejected";
+            } else if !applied && env_state == "applied" {
+                env_state = "pending";
+            }
+            routers.push(json!({"instance": instance, "applied": applied, "rejected": rejected}));
+        }
+        if env_state == "rejected" || (env_state == "pending" && overall == "applied") {
+            overall = env_state;
+        }
+        per_env.push(json!({"environment": env, "state": env_state, "routers": routers}));
+    }
+    axum::Json(json!({
+        "apiName": name,
+        "version": version,
+        "state": overall,
+        "deployments": placements(&deployments),
+        "environments": per_env,
+    }))
+    .into_response()
+}

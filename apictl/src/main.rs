@@ -469,56 +469,51 @@ async fn push(
     Ok((format!("Successfully deployed {api} to the gateway."), body))
 }
 
-/// Waits until every router of the environments the deploy went to holds
-/// the current configuration (or reports its NACK).
+/// Waits until every connected router of the environments the deploy went
+/// to applied it (`GET /apis/status`), or fails with a router's rejection.
 async fn wait_applied(c: &Client, deployed: &Value, limit: Duration) -> Result<usize, Failure> {
-    let labels: Vec<String> = deployed
-        .get("deployments")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|d| d.get("environment").and_then(Value::as_str).map(str::to_string))
-        .collect();
-    let url = c.url("/xds");
+    let q = [
+        ("apiName", deployed.get("apiName").and_then(Value::as_str).unwrap_or_default().to_string()),
+        ("version", deployed.get("version").and_then(Value::as_str).unwrap_or_default().to_string()),
+    ];
+    let url = with_query(&c.url("/apis/status"), &q)?;
     let start = Instant::now();
     loop {
         let (status, body, text) = c.send(c.http.get(&url), &url).await?;
         if status != 200 {
             return Err(refusal(status, &body, &text));
         }
-        let mut pending = 0;
-        let mut applied = 0;
-        for stream in body.get("streams").and_then(Value::as_array).into_iter().flatten() {
-            let label = stream.pointer("/node/id").and_then(Value::as_str).unwrap_or("");
-            if !labels.iter().any(|l| l == label) {
-                continue;
+        let routers: Vec<&Value> = body
+            .get("environments")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .flat_map(|e| e.get("routers").and_then(Value::as_array).into_iter().flatten())
+            .collect();
+        match body.get("state").and_then(Value::as_str) {
+            Some("applied") => return Ok(routers.len()),
+            Some("rejected") => {
+                let why: Vec<String> = routers
+                    .iter()
+                    .filter_map(|r| {
+                        let rej = r.get("rejected").filter(|v| !v.is_null())?;
+                        Some(format!(
+                            "{} rejected the configuration ({}): {}",
+                            r.get("instance").and_then(Value::as_str).unwrap_or("a router"),
+                            rej.get("type").and_then(Value::as_str).unwrap_or(""),
+                            rej.get("message").and_then(Value::as_str).unwrap_or("")
+                        ))
+                    })
+                    .collect();
+                return Err(Failure::refused(why.join("\n"), body.clone()));
             }
-            let current = body.pointer(&format!("/labels/{label}/version")).and_then(Value::as_str).unwrap_or("");
-            let held = stream.get("snapshot").and_then(Value::as_str).unwrap_or("");
-            if held == current && stream.get("inSync") == Some(&Value::Bool(true)) {
-                applied += 1;
-                continue;
-            }
-            for (ty, t) in stream.get("types").and_then(Value::as_object).into_iter().flatten() {
-                let nack = t.get("lastNack");
-                let pending_version = t.pointer("/lastSent/version");
-                if let Some(n) = nack.filter(|n| !n.is_null())
-                    && n.get("version") == pending_version
-                {
-                    let who = stream.pointer("/node/instance").and_then(Value::as_str).unwrap_or("a router");
-                    let msg = n.get("message").and_then(Value::as_str).unwrap_or("");
-                    return Err(Failure::refused(format!("{who} rejected the configuration ({ty}): {msg}"), n.clone()));
-                }
-            }
-            pending += 1;
-        }
-        if pending == 0 {
-            return Ok(applied);
+            _ => {}
         }
         if start.elapsed() > limit {
+            let pending = routers.iter().filter(|r| r.get("applied") != Some(&Value::Bool(true))).count();
             return Err(Failure::refused(
                 format!("{pending} router(s) did not apply the change within {limit:?}"),
-                Value::Null,
+                body,
             ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

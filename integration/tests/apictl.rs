@@ -152,3 +152,32 @@ async fn init_push_call_list_delete_through_the_cli() {
     cli.ok(&["logout", "dev"]);
     assert_eq!(cli.run_with(&["project", "list", "-e", "dev"], None, true).code, 4);
 }
+
+/// `push --wait` fails with the router's own words when Envoy rejects the
+/// configuration (here an operator's cipher list BoringSSL does not know,
+/// used by clusters of https endpoints).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_wait_reports_the_routers_rejection() {
+    let gw = Gateway::builder(XdsMode::Delta)
+        .config("[router.upstream.tls]\nciphers = \"ECDHE-RSA-AES128-GCM-SHA256:NOT-A-CIPHER\"\n")
+        .start()
+        .await;
+    let cli = Cli { config: tempfile::tempdir().expect("dir"), ca: gw.certs.ca_path.clone() };
+    let work = tempfile::tempdir().expect("work");
+    cli.ok(&["env", "add", "dev", "--adapter", &format!("https://127.0.0.1:{}", gw.ports.mgmt)]);
+    cli.ok(&["login", "dev", "-u", "admin", "-p", "admin"]);
+    let oas = work.path().join("secure.yaml");
+    std::fs::write(
+        &oas,
+        "openapi: 3.0.1\ninfo: {title: Secure, version: '1.0'}\nservers: [{url: 'https://127.0.0.1:1/x'}]\n\
+         x-wso2-disable-security: true\npaths:\n  /s:\n    get: {}\n",
+    )
+    .expect("oas");
+    let project = work.path().join("Secure");
+    let project = project.to_str().expect("path");
+    cli.ok(&["init", project, "--oas", oas.to_str().expect("path")]);
+    let o = cli.run_with(&["project", "push", project, "-e", "dev", "--wait", "--timeout", "30"], None, true);
+    assert_eq!(o.code, 1, "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("test-router rejected the configuration (cds)"), "{}", o.stderr);
+    assert!(o.stderr.contains("NOT-A-CIPHER"), "Envoy's words: {}", o.stderr);
+}
