@@ -1,8 +1,6 @@
 //! Projects changing while everything runs: added, changed, removed,
 //! refused, rejected by Envoy; and the adapter dying and coming back.
 
-use std::io::Write;
-
 use integration::{Gateway, XdsMode, api_yaml, eventually};
 use test_backend::Backend;
 
@@ -15,65 +13,8 @@ fn oas(paths: &[&str]) -> String {
 }
 
 fn zip(files: &[(&str, &str)]) -> Vec<u8> {
-    // A tiny stored (uncompressed) zip writer is enough for tests; use the
-    // same crate the adapter reads with through the model's tests instead of
-    // writing one here: build it with std only via the `zip` format rules.
-    let mut out = Vec::new();
-    let mut central = Vec::new();
-    for (name, content) in files {
-        let crc = crc32(content.as_bytes());
-        let offset = out.len() as u32;
-        let header = |sig: u32, central_dir: bool| {
-            let mut h = Vec::new();
-            h.extend_from_slice(&sig.to_le_bytes());
-            if central_dir {
-                h.extend_from_slice(&20u16.to_le_bytes()); // made by
-            }
-            h.extend_from_slice(&20u16.to_le_bytes()); // needed
-            h.extend_from_slice(&0u16.to_le_bytes()); // flags
-            h.extend_from_slice(&0u16.to_le_bytes()); // stored
-            h.extend_from_slice(&0u32.to_le_bytes()); // time/date
-            h.extend_from_slice(&crc.to_le_bytes());
-            h.extend_from_slice(&(content.len() as u32).to_le_bytes());
-            h.extend_from_slice(&(content.len() as u32).to_le_bytes());
-            h.extend_from_slice(&(name.len() as u16).to_le_bytes());
-            h.extend_from_slice(&0u16.to_le_bytes()); // extra
-            if central_dir {
-                h.extend_from_slice(&0u16.to_le_bytes()); // comment
-                h.extend_from_slice(&0u16.to_le_bytes()); // disk
-                h.extend_from_slice(&0u16.to_le_bytes()); // internal attrs
-                h.extend_from_slice(&0u32.to_le_bytes()); // external attrs
-                h.extend_from_slice(&offset.to_le_bytes());
-            }
-            h.extend_from_slice(name.as_bytes());
-            h
-        };
-        out.extend(header(0x0403_4b50, false));
-        out.extend_from_slice(content.as_bytes());
-        central.extend(header(0x0201_4b50, true));
-    }
-    let cd_offset = out.len() as u32;
-    out.extend_from_slice(&central);
-    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
-    out.extend_from_slice(&[0, 0, 0, 0]);
-    out.extend_from_slice(&(files.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(files.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
-    out.extend_from_slice(&cd_offset.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes());
-    out.flush().ok();
-    out
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for b in data {
-        crc ^= u32::from(*b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
+    let entries: Vec<(&[u8], &[u8])> = files.iter().map(|(n, c)| (n.as_bytes(), c.as_bytes())).collect();
+    integration::stored_zip(&entries)
 }
 
 async fn cluster_names(gw: &Gateway) -> Vec<String> {

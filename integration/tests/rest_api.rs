@@ -107,7 +107,10 @@ async fn deploy_override_conflict_list_undeploy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_projects_and_uploads_are_400_with_the_reason_and_change_nothing() {
     let b = Backend::start("b").await.expect("backend");
-    let gw = Gateway::builder(XdsMode::Delta).config("[adapter.server.upload]\nmaxZipBytes = 4096\n").start().await;
+    let gw = Gateway::builder(XdsMode::Delta)
+        .config("[adapter.server.upload]\nmaxZipBytes = 100000\nmaxEntries = 4\nmaxCompressionRatio = 50\n")
+        .start()
+        .await;
     let r = gw.deploy_zip(project("Pets", "/pets", &b.url(), &["/list"]), false, BASIC).await;
     assert_eq!(r.status, 200, "{}", r.body);
     eventually("served", || async {
@@ -139,10 +142,20 @@ async fn bad_projects_and_uploads_are_400_with_the_reason_and_change_nothing() {
     assert!(problems.iter().any(|p| p.contains("paths./other.get")), "every problem is listed: {problems:?}");
 
     // Bad uploads, each with its reason.
+    let zeros = "0".repeat(2 * 1024 * 1024);
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("not a zip", b"hello".to_vec(), "not a valid zip"),
-        ("too large", vec![b'x'; 5000], "larger than the limit of 4096 bytes"),
-        ("path escape", zip_project("..", &[("api.yaml", "x")]), ".."),
+        ("too large", vec![b'x'; 100_001], "larger than the limit of 100000 bytes"),
+        ("path escape", zip_project("..", &[("api.yaml", "x")]), "unsafe path"),
+        ("absolute name", integration::stored_zip(&[(b"/etc/api.yaml", b"x")]), "unsafe path"),
+        ("name not UTF-8", integration::stored_zip(&[(b"P/api\xff.yaml", b"x")]), "not UTF-8"),
+        ("symbolic link", integration::symlink_zip("P/api.yaml", "/etc/passwd"), "symbolic link"),
+        ("zip bomb", zip_project("P", &[("big.txt", &zeros)]), "more than the limit of 50x"),
+        (
+            "too many entries",
+            zip_project("P", &[("a", "1"), ("b", "2"), ("c", "3"), ("d", "4"), ("e", "5")]),
+            "more than the limit of 4",
+        ),
     ];
     for (what, body, reason) in cases {
         let r = gw.deploy_zip(body, true, BASIC).await;
@@ -253,4 +266,73 @@ async fn expired_tokens_are_refused() {
         }
     })
     .await;
+}
+
+/// The requests WSO2's apictl (Go) sends, byte for byte in shape (spec §2.2):
+/// `mg login` JSON, `mg deploy api` multipart from Go's mime/multipart with a
+/// Bearer token and `?override=true`, `mg get apis` with empty-free query,
+/// `mg undeploy api` with empty `vhost` and `environments`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_shaped_as_wso2_apictl_sends_them() {
+    let b = Backend::start("b").await.expect("backend");
+    let gw = Gateway::builder(XdsMode::Delta).start().await;
+    let login = gw
+        .mgmt_raw(
+            "POST",
+            "/oauth2/token",
+            &[("content-type", "application/json"), ("user-agent", "Go-http-client/1.1")],
+            br#"{"username":"admin","password":"admin"}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let bearer = format!("Bearer {}", login.json()["accessToken"].as_str().expect("token"));
+
+    let boundary = "1f7a0e5b9c2d4e8fa3b6c1d0e9f87a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"PetStore.zip\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend(project("PetStore", "/petstore", &b.url(), &["/pets"]));
+    body.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
+    let content_type = format!("multipart/form-data; boundary={boundary}");
+    let headers = [("authorization", bearer.as_str()), ("content-type", content_type.as_str())];
+    let r = gw.mgmt_raw("POST", "/apis?override=true", &headers, body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually("served", || async {
+        if status(&gw, "/petstore/1.0/pets").await == 200 { Ok(()) } else { Err("not yet".to_string()) }
+    })
+    .await;
+
+    let r =
+        gw.mgmt_raw("GET", "/apis?query=type%3Ahttp&limit=10", &[("authorization", bearer.as_str())], Vec::new()).await;
+    assert_eq!((r.status, r.json()["count"].clone()), (200, json!(1)), "{}", r.body);
+    let r = gw
+        .mgmt_raw(
+            "DELETE",
+            "/apis?apiName=PetStore&environments=&version=1.0&vhost=",
+            &[("authorization", bearer.as_str())],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_status_says_when_every_router_applied_it() {
+    let b = Backend::start("b").await.expect("backend");
+    let gw = Gateway::builder(XdsMode::Delta).start().await;
+    let r = gw.mgmt_as("GET", "/apis/status?apiName=Pets&version=1.0", Some(BASIC), None).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = gw.deploy_zip(project("Pets", "/pets", &b.url(), &["/list"]), false, BASIC).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = eventually("the router to apply it", || async {
+        let v = gw.mgmt_as("GET", "/apis/status?apiName=Pets&version=1.0", Some(BASIC), None).await.json();
+        if v["state"] == "applied" { Ok(v) } else { Err(v.to_string()) }
+    })
+    .await;
+    assert_eq!(v["environments"][0]["routers"][0]["instance"], "test-router", "{v}");
+    assert_eq!(v["deployments"], json!([{"environment": "Default", "vhost": "localhost"}]));
+    // Applied means served.
+    assert_eq!(status(&gw, "/pets/1.0/list").await, 200);
 }
