@@ -11,6 +11,7 @@
 //! shared and noisy: compare ratios within one run, not absolute numbers
 //! across runs.
 
+mod deploy;
 mod enforcer;
 
 use std::process::Command;
@@ -47,6 +48,15 @@ struct Cli {
     /// Skip the enforcer benchmarks.
     #[arg(long)]
     no_enforcer: bool,
+    /// Skip the deploy-latency benchmark.
+    #[arg(long)]
+    no_deploy: bool,
+    /// Already deployed API counts for the deploy-latency benchmark.
+    #[arg(long, value_delimiter = ',', default_value = "10,10000")]
+    deploy_existing: Vec<usize>,
+    /// Pushes measured per count.
+    #[arg(long, default_value_t = 50)]
+    deploy_pushes: usize,
     /// Which enforcer benchmarks to run.
     #[arg(long, value_delimiter = ',', default_value = "checks,e2e,memory")]
     enforcer_parts: Vec<String>,
@@ -98,7 +108,7 @@ pub(crate) fn oas(i: usize, extra: &str) -> String {
 }
 
 /// Polls `path` until 200, with 1 ms sleeps; returns the time taken.
-async fn until_served(gw: &Gateway, path: &str, limit: Duration) -> Result<Duration> {
+pub(crate) async fn until_served(gw: &Gateway, path: &str, limit: Duration) -> Result<Duration> {
     let start = Instant::now();
     loop {
         if let Ok(r) = gw.get(path).await
@@ -390,6 +400,13 @@ async fn main() -> Result<()> {
     if !cli.no_data_plane {
         results.insert("data_plane".into(), data_plane(cli.duration, cli.connections).await?);
     }
+    if !cli.no_deploy {
+        let mut runs = Vec::new();
+        for &n in &cli.deploy_existing {
+            runs.push(deploy::latency(n, cli.deploy_pushes).await?);
+        }
+        results.insert("deploy_latency".into(), Value::Array(runs));
+    }
     if !cli.no_enforcer {
         let part = |p: &str| cli.enforcer_parts.iter().any(|x| x == p);
         if part("checks") {
@@ -435,6 +452,7 @@ fn machine() -> Value {
 
 fn print_summary(r: &Value) {
     print_control_and_data_plane(r);
+    deploy::print_summary(r);
     enforcer::print_summary(r);
 }
 
