@@ -85,9 +85,38 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     p
 }
 
-/// A port that was free a moment ago (for listeners configured by port
-/// number, such as Envoy's, which come from the adapter's config).
+/// A port for a listener of the gateway under test. Taken below the
+/// kernel's ephemeral range (`ip_local_port_range`, 32768+ by default), so
+/// that no outgoing connection of a parallel test can be given it between
+/// this check and the bind; never the same twice in one process; free when
+/// checked.
 pub fn free_port() -> u16 {
+    use std::sync::Mutex;
+    static TAKEN: Mutex<Option<std::collections::HashSet<u16>>> = Mutex::new(None);
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    let (low, high) = if ephemeral_start > 12000 { (10000u16, ephemeral_start - 1) } else { (ephemeral_start, 65000) };
+    let span = u64::from(high - low);
+    // A process-specific start, then a walk: cheap, and spread across test binaries.
+    let seed = u64::from(std::process::id()).wrapping_mul(2_654_435_761)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or(0);
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    let taken = taken.get_or_insert_with(Default::default);
+    for i in 0..span {
+        let port = low + ((seed.wrapping_add(i.wrapping_mul(7919))) % span) as u16;
+        if taken.contains(&port) {
+            continue;
+        }
+        if StdListener::bind(("127.0.0.1", port)).is_ok() {
+            taken.insert(port);
+            return port;
+        }
+    }
     let l = StdListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     l.local_addr().expect("local address").port()
 }
@@ -544,11 +573,28 @@ password = "admin"
     pub async fn start_enforcer(&mut self) {
         self.spawn_enforcer().await;
         let deadline = Instant::now() + patience();
+        let mut port_retries = 3;
         loop {
             if let Some(p) = self.enforcer.as_mut()
                 && !p.running()
             {
-                panic!("the enforcer exited:\n{}", p.log());
+                let log = p.log();
+                // free_port() only finds a port that was free: a test running
+                // in parallel may take it first. Before Envoy knows the
+                // ports, pick others; after, wait for the port to be free.
+                if log.contains("Address already in use") && port_retries > 0 {
+                    port_retries -= 1;
+                    if self.envoy.is_none() && self.extra_envoys.is_empty() {
+                        self.ports.enforcer = free_port();
+                        self.ports.als = free_port();
+                        self.ports.enforcer_https = free_port();
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    self.spawn_enforcer().await;
+                    continue;
+                }
+                panic!("the enforcer exited:\n{log}");
             }
             if let Ok(status) = self.xds_status_raw().await {
                 let streams = status["enforcers"].as_array().cloned().unwrap_or_default();

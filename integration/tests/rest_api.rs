@@ -179,13 +179,40 @@ async fn an_answered_deploy_survives_kill_9_of_the_adapter() {
     let mut gw = Gateway::builder(XdsMode::Delta).start().await;
     let r = gw.deploy_zip(project("Pets", "/pets", &b.url(), &["/list"]), false, BASIC).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    // Right after the 200: SIGKILL, then a new adapter.
-    gw.kill_adapter();
-    gw.start_adapter().await;
-    eventually("the restored API to be served", || async {
+    eventually("served", || async {
         if status(&gw, "/pets/1.0/list").await == 200 { Ok(()) } else { Err("not yet".to_string()) }
     })
     .await;
+    // Right after the 200: SIGKILL, then a new adapter. Envoy serves the API
+    // throughout: the restarted adapter restores it before it serves xDS, so
+    // Envoy never gets a configuration without it.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (stop, url) = (std::sync::Arc::clone(&stop), format!("http://127.0.0.1:{}/pets/1.0/list", gw.ports.http));
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder().no_proxy().build().expect("client");
+            let (mut ok, mut other) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                match client.get(&url).header("host", "localhost").send().await {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    Ok(r) => other.push(r.status().as_u16()),
+                    Err(_) => other.push(0),
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            (ok, other)
+        })
+    };
+    gw.kill_adapter();
+    gw.start_adapter().await;
+    eventually("Envoy to resync with the restarted adapter", || async {
+        let s = gw.xds_status().await;
+        if s["streams"][0]["inSync"] == true { Ok(()) } else { Err(s.to_string()) }
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, other) = poller.await.expect("poller");
+    assert!(ok > 0 && other.is_empty(), "{ok} answers 200, others: {other:?}");
     let v = gw.mgmt_as("GET", "/apis", Some(BASIC), None).await.json();
     assert_eq!(v["total"], 1, "{v}");
     // An undeploy survives too.
