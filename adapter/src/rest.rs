@@ -213,6 +213,7 @@ pub async fn deploy(State(rest): State<Arc<Rest>>, Query(q): Query<DeployQuery>,
         max_ratio: rest.upload.max_compression_ratio,
     };
     // Parsing is CPU work: off the async workers.
+    let started = std::time::Instant::now();
     let opts = Arc::clone(&rest.parse_opts);
     let zip = Arc::new(zip);
     let z = Arc::clone(&zip);
@@ -228,20 +229,32 @@ pub async fn deploy(State(rest): State<Arc<Rest>>, Query(q): Query<DeployQuery>,
     let source = source_of(&project.api);
     let (name, version) = (project.api.name.clone(), project.api.version.clone());
     let at = placements(&project.deployments);
+    let parsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let mut stored_ms = 0.0;
+    let mut applied_ms = 0.0;
     // One deploy at a time: check, store (durable), apply, under the hub's lock.
     let result = rest.hub.update(|state| -> Result<(), ApiError> {
         check(state, &source, &project, replace)?;
+        let t = std::time::Instant::now();
         rest.store.put(&source, &zip, &at).map_err(internal)?;
-        state.deploy(&source, project).map_err(|p| {
+        stored_ms = t.elapsed().as_secs_f64() * 1000.0;
+        let t = std::time::Instant::now();
+        let r = state.deploy(&source, project).map_err(|p| {
             // Checked above under the same lock: cannot happen.
             let list: Vec<String> = p.0.iter().map(ToString::to_string).collect();
             error(StatusCode::CONFLICT, "API conflicts with a deployed API", list.join("; "), &list)
-        })
+        });
+        applied_ms = t.elapsed().as_secs_f64() * 1000.0;
+        r
     });
     if let Err(r) = result {
         return r.into_response();
     }
-    info!(api = %name, %version, %source, deployments = ?at, "API deployed over the REST API");
+    info!(
+        api = %name, %version, %source, deployments = ?at, parsed_ms, stored_ms, applied_ms,
+        total_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "API deployed over the REST API"
+    );
     axum::Json(json!({
         "apiName": name,
         "version": version,

@@ -54,6 +54,9 @@ pub async fn latency(existing: usize, pushes: usize) -> Result<Value> {
         until_served(&gw, &format!("/push{k}/v1/x"), Duration::from_secs(30)).await?;
         samples.push(t.elapsed().as_secs_f64() * 1000.0);
     }
+    if let Ok(path) = std::env::var("BENCH_ADAPTER_LOG") {
+        let _ = std::fs::write(path, gw.adapter_log());
+    }
     let mut sorted = samples.clone();
     sorted.sort_by(f64::total_cmp);
     response_ms.sort_by(f64::total_cmp);

@@ -14,12 +14,15 @@ use gateway_xds::state::Gateway;
 use prost_types::Any;
 use tokio::sync::watch;
 
-use resources::{ResourceSet, any, api_resource};
+use resources::{ResourceSet, any, api_resource, resource_hash};
+
+/// An API, and its resource with the resource's hash.
+type Built = (Arc<Api>, u64, Arc<Any>);
 
 /// The API resources of one label, rebuilt only for APIs that changed.
 #[derive(Default)]
 pub struct LabelApis {
-    built: BTreeMap<(String, String), (Arc<Api>, Any)>,
+    built: BTreeMap<(String, String), Built>,
 }
 
 impl LabelApis {
@@ -31,17 +34,18 @@ impl LabelApis {
         for (vhost, id, api) in apis {
             let key = (vhost.to_string(), id.to_string());
             let entry = match self.built.remove(&key) {
-                Some((old, res)) if Arc::ptr_eq(&old, api) => (old, res),
+                Some((old, hash, res)) if Arc::ptr_eq(&old, api) => (old, hash, res),
                 _ => {
                     changed = true;
-                    (Arc::clone(api), any(gateway_proto::API_TYPE_URL, &api_resource(api, vhost)))
+                    let res = any(gateway_proto::API_TYPE_URL, &api_resource(api, vhost));
+                    (Arc::clone(api), resource_hash(&res), Arc::new(res))
                 }
             };
             next.insert(key, entry);
         }
         changed |= !self.built.is_empty();
         self.built = next;
-        changed.then(|| ResourceSet::new(self.built.values().map(|(_, r)| r.clone()).collect()))
+        changed.then(|| ResourceSet::shared(self.built.values().map(|(_, h, r)| (*h, Arc::clone(r))).collect()))
     }
 }
 

@@ -5,27 +5,46 @@ use gateway_config::Config;
 use gateway_model::{Api, SecurityRequirement};
 use gateway_proto::{api as pa, config as pc};
 use prost::Message;
+use std::sync::Arc;
+
 use prost_types::Any;
 
-/// A set of resources of one type, as sent in one response.
+/// A set of resources of one type, as sent in one response. Resources are
+/// shared with the builder that keeps them, so publishing a set of 10,000
+/// APIs after one changed copies pointers, not bytes.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ResourceSet {
     /// Content hash of the set.
     pub version: String,
     /// The resources.
-    pub resources: Vec<Any>,
+    pub resources: Vec<Arc<Any>>,
+}
+
+/// The content hash of one resource (type URL and bytes).
+pub fn resource_hash(r: &Any) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(r.type_url.as_bytes());
+    h.update(&(r.value.len() as u64).to_le_bytes());
+    h.update(&r.value);
+    h.digest()
 }
 
 impl ResourceSet {
     /// A set whose version is the hash of its resources' type URLs and bytes.
     pub fn new(resources: Vec<Any>) -> ResourceSet {
+        ResourceSet::shared(resources.into_iter().map(|r| (resource_hash(&r), Arc::new(r))).collect())
+    }
+
+    /// A set of shared resources with their [`resource_hash`]es (in order).
+    pub fn shared(resources: Vec<(u64, Arc<Any>)>) -> ResourceSet {
         let mut h = xxhash_rust::xxh3::Xxh3::new();
-        for r in &resources {
-            h.update(r.type_url.as_bytes());
-            h.update(&(r.value.len() as u64).to_le_bytes());
-            h.update(&r.value);
+        for (hash, _) in &resources {
+            h.update(&hash.to_le_bytes());
         }
-        ResourceSet { version: format!("{:016x}", h.digest()), resources }
+        ResourceSet {
+            version: format!("{:016x}", h.digest()),
+            resources: resources.into_iter().map(|(_, r)| r).collect(),
+        }
     }
 }
 

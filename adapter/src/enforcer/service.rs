@@ -159,7 +159,7 @@ async fn run(hub: &Hub, kind: Kind, id: u64, peer: String, mut inbound: Streamin
                 nonce += 1;
                 let resp = DiscoveryResponse {
                     version_info: set.version.clone(),
-                    resources: set.resources.clone(),
+                    resources: set.resources.iter().map(|r| prost_types::Any::clone(r)).collect(),
                     type_url: kind.type_url().to_string(),
                     nonce: nonce.to_string(),
                 };
