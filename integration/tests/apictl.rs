@@ -73,6 +73,9 @@ async fn init_push_call_list_delete_through_the_cli() {
     let o = cli.run_with(&["project", "list", "-e", "dev"], None, false);
     assert_eq!(o.code, 3, "{}", o.stderr);
     assert!(o.stderr.contains("--ca-cert"), "{}", o.stderr);
+    // Unless told to skip verification (development certificates).
+    let o = cli.run_with(&["--insecure", "project", "list", "-e", "dev"], None, false);
+    assert_eq!(o.code, 0, "{}", o.stderr);
 
     // init → validate → push --wait → served at once.
     let oas = work.path().join("petstore.yaml");

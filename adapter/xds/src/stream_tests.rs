@@ -34,6 +34,20 @@ fn base() -> Snapshot {
     ])
 }
 
+/// [`base`] plus a cluster `c` (with endpoints) that the route now uses.
+fn base_with_cluster_c() -> Snapshot {
+    snap(&[
+        (CDS, "a", "cluster-a"),
+        (CDS, "b", "cluster-b"),
+        (CDS, "c", "cluster-c"),
+        (EDS, "a", "eps-a"),
+        (EDS, "c", "eps-c"),
+        (LDS, "http", "listener"),
+        (SRDS, "s1", "scope-1"),
+        (RDS, "r1", "routes-1 -> a,b,c"),
+    ])
+}
+
 fn sotw_req(ty: ResourceType, names: &[&str], version: &str, nonce: &str) -> DiscoveryRequest {
     DiscoveryRequest {
         version_info: version.into(),
@@ -287,16 +301,7 @@ fn removed_clusters_stay_until_the_routes_no_longer_use_them() {
 #[test]
 fn a_new_cluster_arrives_before_the_routes_that_use_it() {
     let mut s = synced_sotw(base());
-    let next = snap(&[
-        (CDS, "a", "cluster-a"),
-        (CDS, "b", "cluster-b"),
-        (CDS, "c", "cluster-c"),
-        (EDS, "a", "eps-a"),
-        (EDS, "c", "eps-c"),
-        (LDS, "http", "listener"),
-        (SRDS, "s1", "scope-1"),
-        (RDS, "r1", "routes-1 -> a,b,c"),
-    ]);
+    let next = base_with_cluster_c();
     let cds = only(&s.on_snapshot(next, 0)).clone();
     assert_eq!(cds.type_url, CDS.type_url());
     assert_eq!(names_of(&cds), vec!["cluster-a", "cluster-b", "cluster-c"]);
@@ -580,16 +585,7 @@ fn endpoints_asked_for_while_clusters_are_in_flight_are_sent() {
     // Envoy may hold the ACK of new clusters until they are warm, and
     // warming needs their endpoints: EDS must not wait for that ACK.
     let mut s = synced_sotw(base());
-    let next = snap(&[
-        (CDS, "a", "cluster-a"),
-        (CDS, "b", "cluster-b"),
-        (CDS, "c", "cluster-c"),
-        (EDS, "a", "eps-a"),
-        (EDS, "c", "eps-c"),
-        (LDS, "http", "listener"),
-        (SRDS, "s1", "scope-1"),
-        (RDS, "r1", "routes-1 -> a,b,c"),
-    ]);
+    let next = base_with_cluster_c();
     let cds = only(&s.on_snapshot(next, 0)).clone();
     assert_eq!(cds.type_url, CDS.type_url());
     // No CDS ACK yet; Envoy asks for c's endpoints.
