@@ -354,7 +354,8 @@ struct ListItem {
     vhost: String,
 }
 
-/// `GET /apis?query=type:http&limit=N` → `{"total", "count", "list"}`.
+/// `GET /apis?query=type:http&limit=N` → `{"total", "count", "list"}`: `total`
+/// is every deployed API (one per vhost), `count` the ones listed.
 pub async fn list(State(rest): State<Arc<Rest>>, Query(q): Query<ListQuery>) -> Response {
     let bad = |m: String| error(StatusCode::BAD_REQUEST, "Invalid request", m, &[]).into_response();
     let api_type = match q.query.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
@@ -393,9 +394,10 @@ pub async fn list(State(rest): State<Arc<Rest>>, Query(q): Query<ListQuery>) -> 
         }
         by_key.into_values().collect()
     });
+    // As Choreo Connect: `total` counts every deployed API (per vhost), `count` what is returned.
+    let total = items.len();
     let filtered: Vec<ListItem> =
         items.into_iter().filter(|i| api_type.as_deref().is_none_or(|t| i.api_type == t)).collect();
-    let total = filtered.len();
     let list: Vec<ListItem> = filtered.into_iter().take(limit).collect();
     axum::Json(json!({"total": total, "count": list.len(), "list": list})).into_response()
 }
