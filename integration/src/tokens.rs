@@ -124,6 +124,27 @@ pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64
 }
 
+/// `claims` with `extra` laid over them: each key of `extra` replaces the
+/// claim, and a `null` removes it.
+pub fn merge_claims(mut claims: Value, extra: Value) -> Value {
+    if let (Some(m), Value::Object(e)) = (claims.as_object_mut(), extra) {
+        for (k, v) in e {
+            if v.is_null() {
+                m.remove(&k);
+            } else {
+                m.insert(k, v);
+            }
+        }
+    }
+    claims
+}
+
+/// A number not returned before in this process (for unique `jti`s).
+pub fn unique() -> u64 {
+    static N: AtomicUsize = AtomicUsize::new(1);
+    N.fetch_add(1, Ordering::SeqCst) as u64
+}
+
 /// A token signed with HMAC-SHA256 using `secret` (e.g. an RSA public key).
 pub fn hs256(secret: &[u8], kid: &str, claims: &Value) -> String {
     let mut h = Header::new(Algorithm::HS256);

@@ -2,7 +2,7 @@
 //! routing, the test key, the backend JWT and the algorithms the enforcer
 //! accepts: the real Envoy, adapter, enforcer and backends.
 
-use integration::tokens::{SigningKey, now};
+use integration::tokens::{SigningKey, merge_claims, now, unique};
 use integration::{Gateway, IDP_ISSUER, Resp, XdsMode};
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
@@ -27,33 +27,14 @@ fn shop_yaml(prod: &str, sand: Option<&str>, extra: &str) -> String {
 }
 
 fn idp_claims(extra: Value) -> Value {
-    let mut c = json!({
+    let c = json!({
         "iss": IDP_ISSUER, "sub": "bob", "azp": "client-9", "exp": now() + 600, "iat": now(),
-        "jti": format!("j-{}-{}", now(), rand()),
+        "jti": format!("j-{}-{}", now(), unique()),
         "application": {"id": 9, "uuid": "app-9", "name": "ShopApp", "tier": "Gold", "owner": "bob"},
         "subscribedAPIs": [{"name": "Shop", "version": "2.0", "context": "/shop/2.0", "subscriptionTier": "Gold"}],
         "department": "sales",
     });
-    merge(&mut c, extra);
-    c
-}
-
-fn merge(c: &mut Value, extra: Value) {
-    if let (Some(m), Value::Object(e)) = (c.as_object_mut(), extra) {
-        for (k, v) in e {
-            if v.is_null() {
-                m.remove(&k);
-            } else {
-                m.insert(k, v);
-            }
-        }
-    }
-}
-
-fn rand() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(1);
-    N.fetch_add(1, Ordering::SeqCst)
+    merge_claims(c, extra)
 }
 
 async fn req(gw: &Gateway, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
@@ -76,7 +57,7 @@ async fn api_keys_in_header_and_query_and_internal_keys() {
         .await;
     let apim = &gw.idp().apim;
     let key = apim.sign_without_kid(&json!({
-        "iss": "https://localhost:9443/apikey", "sub": "carol", "jti": format!("ak-{}", rand()), "iat": now(), "exp": now() + 600,
+        "iss": "https://localhost:9443/apikey", "sub": "carol", "jti": format!("ak-{}", unique()), "iat": now(), "exp": now() + 600,
         "keytype": "PRODUCTION", "application": {"id": 3, "uuid": "app-3", "name": "KeyApp", "owner": "carol"},
         "subscribedAPIs": [{"name": "Shop", "version": "2.0", "context": "/shop/2.0", "subscriptionTier": "Unlimited"}],
     }));
@@ -107,7 +88,7 @@ async fn api_keys_in_header_and_query_and_internal_keys() {
 
     // Internal key (Internal-Key header, token_type InternalKey, subscribed by context).
     let internal = apim.sign_without_kid(&json!({
-        "iss": "https://localhost:9443/publisher", "sub": "admin", "jti": format!("ik-{}", rand()), "exp": now() + 600,
+        "iss": "https://localhost:9443/publisher", "sub": "admin", "jti": format!("ik-{}", unique()), "exp": now() + 600,
         "token_type": "InternalKey", "keytype": "PRODUCTION",
         "subscribedAPIs": [{"name": "Shop", "version": "2.0", "context": "/shop/2.0", "publisher": "admin"}],
     }));

@@ -1,7 +1,7 @@
 //! JWT authentication through the real Envoy, adapter and enforcer, with a
 //! real JWKS server and the Rust backend.
 
-use integration::tokens::{JwksServer, SigningKey, hs256, now, unsigned};
+use integration::tokens::{JwksServer, SigningKey, hs256, merge_claims, now, unique, unsigned};
 use integration::{Gateway, IDP_ISSUER, Resp, XdsMode, api_yaml};
 use serde_json::{Value, json};
 use test_backend::Backend;
@@ -41,28 +41,17 @@ async fn gateway(b: &Backend) -> Gateway {
 
 /// IdP claims subscribed to Pets 1.0.
 fn claims(extra: Value) -> Value {
-    let mut c = json!({
+    let c = json!({
         "iss": IDP_ISSUER, "sub": "alice", "azp": "client-1", "exp": now() + 600, "iat": now(),
         "jti": format!("jti-{}", rand_suffix()),
         "application": {"id": 7, "uuid": "app-uuid-7", "name": "PetApp", "tier": "Unlimited", "owner": "alice"},
         "subscribedAPIs": [{"name": "Pets", "version": "1.0", "context": "/pets/1.0", "subscriptionTier": "Gold", "publisher": "admin"}],
     });
-    if let (Some(m), Value::Object(e)) = (c.as_object_mut(), extra) {
-        for (k, v) in e {
-            if v.is_null() {
-                m.remove(&k);
-            } else {
-                m.insert(k, v);
-            }
-        }
-    }
-    c
+    merge_claims(c, extra)
 }
 
 fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    now() as u64 * 1000 + N.fetch_add(1, Ordering::SeqCst)
+    now() as u64 * 1000 + unique()
 }
 
 async fn get(gw: &Gateway, path: &str, auth: &str) -> Resp {
