@@ -28,12 +28,23 @@ fn golden_dir() -> PathBuf {
 fn pool() -> &'static DescriptorPool {
     static POOL: OnceLock<DescriptorPool> = OnceLock::new();
     POOL.get_or_init(|| {
+        // `--filter-platform` with the host: without it, cargo metadata wants
+        // the crates of every target platform (Windows console crates and
+        // the like), which a normal build never downloads, so `--offline`
+        // fails on a fresh machine.
+        let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+        let version = Command::new(rustc).arg("-vV").output().expect("rustc -vV");
+        let host = String::from_utf8_lossy(&version.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+            .expect("rustc -vV names the host");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let out = Command::new(cargo)
-            .args(["metadata", "--format-version", "1", "--offline"])
+            .args(["metadata", "--format-version", "1", "--offline", "--filter-platform", &host])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
             .expect("cargo metadata");
+        assert!(out.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
         let meta: Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
         let manifest = meta["packages"]
             .as_array()
