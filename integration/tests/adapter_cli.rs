@@ -5,6 +5,10 @@ use std::process::Command;
 use integration::workspace_bin;
 
 fn validate(config: &str) -> (i32, String) {
+    validate_with(config, &[("adapter_admin_pwd", "s3cret")])
+}
+
+fn validate_with(config: &str, env: &[(&str, &str)]) -> (i32, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("config.toml");
     std::fs::write(&path, config).expect("write config");
@@ -13,6 +17,8 @@ fn validate(config: &str) -> (i32, String) {
         .arg(&path)
         .arg("--validate")
         .env("NO_COLOR", "1")
+        .env_remove("adapter_admin_pwd")
+        .envs(env.iter().copied())
         .output()
         .expect("run adapter");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -41,6 +47,30 @@ fn validate_refuses_a_bad_value_naming_key_value_and_reason() {
     let (code, out) = validate("[router\n");
     assert_eq!(code, 64, "{out}");
     assert!(out.contains("not valid TOML"), "{out}");
+}
+
+#[test]
+fn unset_variables_empty_passwords_and_default_credentials() {
+    // The default user's password is $env{adapter_admin_pwd}: unset, the
+    // adapter refuses to start rather than use the reference as a password.
+    let (code, out) = validate_with("", &[]);
+    assert_eq!(code, 64, "{out}");
+    assert!(
+        out.contains(
+            "adapter.server.users[0].password: $env{adapter_admin_pwd} is not set: set the environment variable"
+        ),
+        "{out}"
+    );
+    let (code, out) = validate("[[adapter.server.users]]\nusername = \"ops\"\npassword = \"\"\n");
+    assert_eq!(code, 64, "{out}");
+    assert!(out.contains("adapter.server.users[0].password: must not be empty"), "{out}");
+    // Choreo Connect's admin/admin: accepted, with a warning at every start.
+    let (code, out) = validate_with("", &[("adapter_admin_pwd", "admin")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("adapter.server.users[0]: the well-known default credentials (admin/admin) are in use"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -40,12 +40,20 @@ pub enum Warning {
         /// As documented.
         canonical: String,
     },
-    /// `$env{NAME}` names an unset variable; the text is kept as it is.
-    UnsetEnv {
-        /// Dotted path of the key.
+    /// A section this gateway accepts (so Choreo Connect configurations load
+    /// unchanged) but does not act on, set to something else than its default.
+    NotUsed {
+        /// Dotted path of the section.
         key: String,
-        /// The variable.
-        variable: String,
+        /// What applies instead.
+        instead: &'static str,
+    },
+    /// Choreo Connect's well-known default credentials are in use.
+    DefaultCredentials {
+        /// Dotted path of the user entry.
+        key: String,
+        /// The user name.
+        username: String,
     },
     /// A `CC_*` variable that names no configuration key; it is ignored.
     UnknownOverride {
@@ -61,9 +69,12 @@ impl fmt::Display for Warning {
             Warning::KeyCase { given, canonical } => {
                 write!(f, "{given}: read as {canonical} (keys are case-insensitive)")
             }
-            Warning::UnsetEnv { key, variable } => {
-                write!(f, "{key}: $env{{{variable}}} is not set; the value is used as written")
-            }
+            Warning::NotUsed { key, instead } => write!(f, "{key}: accepted but not used by this gateway; {instead}"),
+            Warning::DefaultCredentials { key, username } => write!(
+                f,
+                "{key}: the well-known default credentials ({username}/{username}) are in use; \
+                 set your own password (README: Hardening)"
+            ),
             Warning::UnknownOverride { variable } => {
                 write!(f, "{variable}: names no configuration key, ignored")
             }

@@ -40,7 +40,7 @@ const OVERRIDE_SECTIONS: &[(&str, &str)] = &[
 pub struct Loaded {
     /// The typed, validated configuration.
     pub config: Config,
-    /// Problems that did not stop loading (unknown keys, unset `$env{}` variables, ...).
+    /// Problems that did not stop loading (unknown keys, default credentials, ...).
     pub warnings: Vec<Warning>,
 }
 
@@ -72,9 +72,10 @@ where
     // default user's password) is resolved too, as Choreo Connect does.
     let mut doc = merge_onto(schema.clone(), doc);
 
+    let mut unresolved = Vec::new();
     for section in RESOLVED_SECTIONS {
         if let Some(v) = doc.get_mut(*section) {
-            substitute_env(v, section, &env, &mut warnings);
+            substitute_env(v, section, &env, &mut unresolved);
         }
     }
 
@@ -90,8 +91,23 @@ where
     for key in unknown {
         warnings.push(Warning::UnknownKey { key });
     }
+    // An unset variable would leave `$env{NAME}` as the value: a password
+    // anyone can read in the documentation, or a path that does not exist.
+    // The users of a disabled management API are never used.
+    let unused = |key: &str| !config.adapter.server.enabled && key.starts_with("adapter.server.users");
+    if let Some((key, variable)) = unresolved.into_iter().find(|(k, _)| !unused(k)) {
+        return Err(ConfigError::Invalid {
+            key,
+            value: None,
+            reason: format!(
+                "$env{{{variable}}} is not set: set the environment variable (the reference would otherwise be used literally)"
+            ),
+        });
+    }
 
     validate::validate(&config)?;
+    warnings.extend(validate::not_used(&config));
+    warnings.extend(validate::default_credentials(&config));
     Ok(Loaded { config, warnings })
 }
 
@@ -197,21 +213,21 @@ fn canonicalize_table(
 
 /// Replaces `$env{NAME}` in every string below `value`. An unset variable
 /// leaves the text as it is (as Choreo Connect does) and is warned about.
-fn substitute_env(value: &mut Value, path: &str, env: &BTreeMap<&str, &str>, warnings: &mut Vec<Warning>) {
+fn substitute_env(value: &mut Value, path: &str, env: &BTreeMap<&str, &str>, unresolved: &mut Vec<(String, String)>) {
     match value {
         Value::String(s) => {
-            if let Some(replaced) = resolve_env_refs(s, path, env, warnings) {
+            if let Some(replaced) = resolve_env_refs(s, path, env, unresolved) {
                 *s = replaced;
             }
         }
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                substitute_env(item, &format!("{path}[{i}]"), env, warnings);
+                substitute_env(item, &format!("{path}[{i}]"), env, unresolved);
             }
         }
         Value::Table(t) => {
             for (k, v) in t.iter_mut() {
-                substitute_env(v, &join(path, k), env, warnings);
+                substitute_env(v, &join(path, k), env, unresolved);
             }
         }
         _ => {}
@@ -219,8 +235,14 @@ fn substitute_env(value: &mut Value, path: &str, env: &BTreeMap<&str, &str>, war
 }
 
 /// Returns the string with every resolvable `$env{NAME}` replaced, or `None`
-/// when it holds no reference.
-fn resolve_env_refs(s: &str, key: &str, env: &BTreeMap<&str, &str>, warnings: &mut Vec<Warning>) -> Option<String> {
+/// when it holds no reference. Unset variables are added to `unresolved` as
+/// (key, variable).
+fn resolve_env_refs(
+    s: &str,
+    key: &str,
+    env: &BTreeMap<&str, &str>,
+    unresolved: &mut Vec<(String, String)>,
+) -> Option<String> {
     if !s.contains("$env{") {
         return None;
     }
@@ -235,7 +257,7 @@ fn resolve_env_refs(s: &str, key: &str, env: &BTreeMap<&str, &str>, warnings: &m
                 match env.get(name) {
                     Some(v) => out.push_str(v),
                     None => {
-                        warnings.push(Warning::UnsetEnv { key: key.to_string(), variable: name.to_string() });
+                        unresolved.push((key.to_string(), name.to_string()));
                         out.push_str(&rest[start..start + 5 + end + 1]);
                     }
                 }

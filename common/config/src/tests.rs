@@ -1,12 +1,14 @@
 use crate::{ConfigError, Warning, load};
 
+/// The environment every test starts from: the default user's password
+/// (`$env{adapter_admin_pwd}`) is set, as the shipped compose file does.
 fn no_env() -> Vec<(&'static str, &'static str)> {
-    Vec::new()
+    vec![("adapter_admin_pwd", "s3cret")]
 }
 
 #[test]
 fn empty_file_gives_choreo_connect_defaults() {
-    let l = load("", "config.toml", no_env()).expect("empty config is valid");
+    let l = load("", "config.toml", vec![("adapter_admin_pwd", "s3cret")]).expect("empty config is valid");
     let c = l.config;
     assert_eq!(c.router.listener_port, 9090);
     assert_eq!(c.router.secured_listener_port, 9095);
@@ -23,10 +25,42 @@ fn empty_file_gives_choreo_connect_defaults() {
     assert_eq!(c.adapter.server.port, "9843");
     assert!(c.router.cors.enabled);
     assert_eq!(c.router.cors.allow_origins, vec!["*"]);
-    // The default user password refers to an unset variable: warned, kept.
-    assert!(
-        l.warnings.iter().any(|w| matches!(w, Warning::UnsetEnv { variable, .. } if variable == "adapter_admin_pwd"))
+    // The default user's password comes from $env{adapter_admin_pwd}.
+    assert_eq!(c.adapter.server.users[0].password, "s3cret");
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+}
+
+#[test]
+fn an_unset_env_reference_is_refused_with_its_key() {
+    // Choreo Connect would use "$env{adapter_admin_pwd}" as the password.
+    let err = load("", "config.toml", Vec::new()).expect_err("unset variable").to_string();
+    assert_eq!(
+        err,
+        "adapter.server.users[0].password: $env{adapter_admin_pwd} is not set: set the environment variable \
+         (the reference would otherwise be used literally)"
     );
+    let err =
+        load("[router]\nsystemHost = \"$env{HOST}.example.com\"\n", "config.toml", vec![("adapter_admin_pwd", "x")])
+            .expect_err("unset")
+            .to_string();
+    assert!(err.starts_with("router.systemHost: $env{HOST} is not set"), "{err}");
+    // With the management API off, its users are never used.
+    let text = "[adapter.server]\nenabled = false\n";
+    assert!(load(text, "config.toml", Vec::new()).is_ok());
+}
+
+#[test]
+fn empty_passwords_are_refused_and_default_credentials_warned() {
+    let text = "[[adapter.server.users]]\nusername = \"ops\"\npassword = \"\"\n";
+    let err = load(text, "config.toml", no_env()).expect_err("empty password").to_string();
+    assert_eq!(err, "adapter.server.users[0].password: must not be empty");
+    let text = "[[adapter.server.users]]\nusername = \"admin\"\npassword = \"$env{PW}\"\n";
+    let l = load(text, "config.toml", vec![("PW", "admin")]).expect("valid");
+    assert_eq!(
+        l.warnings,
+        vec![Warning::DefaultCredentials { key: "adapter.server.users[0]".into(), username: "admin".into() }]
+    );
+    assert!(l.warnings[0].to_string().contains("well-known default credentials"), "{}", l.warnings[0]);
 }
 
 #[test]
@@ -143,6 +177,7 @@ systemHost = "sys.$env{DOMAIN}"
 password = "$env{ENF}"
 "#;
     let env = vec![("ART", "/data"), ("PW", "s3cret"), ("DOMAIN", "example.com"), ("ENF", "x")];
+    let text = &format!("{text}\n");
     let c = load(text, "config.toml", env).expect("valid").config;
     assert_eq!(c.adapter.artifacts_directory, "/data/apis-root");
     assert_eq!(c.adapter.server.users[0].password, "s3cret");
@@ -163,6 +198,7 @@ fn cc_overrides_set_typed_values() {
         ("CC_ADAPTER_VHOSTMAPPING_1_ENVIRONMENT", "stage"),
         ("CC_ADAPTER_VHOSTMAPPING_1_VHOST", "stage.example.com"),
         ("PATH", "/usr/bin"),
+        ("adapter_admin_pwd", "s3cret"),
     ];
     let l = load("[router]\nlistenerPort = 1\n", "config.toml", env).expect("valid");
     let c = l.config;
@@ -188,7 +224,7 @@ fn a_bad_override_names_the_variable_key_and_value() {
 
 #[test]
 fn an_override_naming_no_key_is_warned_about() {
-    let l = load("", "config.toml", vec![("CC_ROUTER_NOSUCHTHING", "1")]).expect("valid");
+    let l = load("", "config.toml", vec![("CC_ROUTER_NOSUCHTHING", "1"), ("adapter_admin_pwd", "x")]).expect("valid");
     assert!(l.warnings.contains(&Warning::UnknownOverride { variable: "CC_ROUTER_NOSUCHTHING".into() }));
 }
 
@@ -242,7 +278,7 @@ enabled = true
 [analytics.enforcer.configProperties]
 sink = "/tmp/analytics.jsonl"
 "#;
-    let c = load(text, "config.toml", Vec::<(&str, &str)>::new()).expect("valid").config;
+    let c = load(text, "config.toml", no_env()).expect("valid").config;
     let ts = &c.enforcer.security.token_service;
     assert_eq!(ts.len(), 1, "a configured list replaces the default issuers");
     assert_eq!(ts[0].jwks_url, "https://example.auth0.com/.well-known/jwks.json", "keys are case-insensitive");
@@ -278,7 +314,7 @@ fn bad_enforcer_values_name_the_key() {
         ("[analytics.adapter]\nbufferFlushInterval = \"soon\"\n", "analytics.adapter.bufferFlushInterval"),
     ];
     for (text, key) in cases {
-        let err = load(text, "config.toml", Vec::<(&str, &str)>::new()).expect_err(text).to_string();
+        let err = load(text, "config.toml", no_env()).expect_err(text).to_string();
         assert!(err.contains(key), "{text}: {err}");
     }
 }
@@ -294,4 +330,17 @@ fn go_durations_parse() {
     for bad in ["", "s", "1", "1x", "-1s"] {
         assert_eq!(go_duration(bad), None, "{bad}");
     }
+}
+
+#[test]
+fn sections_accepted_but_not_used_are_warned_about() {
+    let text = "[enforcer.authService]\nport = 9999\n[enforcer.authService.threadPool]\ncoreSize = 10\n";
+    let l = load(text, "config.toml", no_env()).expect("valid");
+    assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
+    let w = l.warnings[0].to_string();
+    assert!(w.starts_with("enforcer.authService: accepted but not used by this gateway; "), "{w}");
+    assert!(w.contains("--authz-address"), "{w}");
+    // The defaults, written out, are not worth a warning.
+    let l = load("[enforcer.authService]\nport = 8081\n", "config.toml", no_env()).expect("valid");
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
 }

@@ -1,7 +1,7 @@
 //! Value checks that types alone cannot express. Each error names the key,
 //! the value and the reason.
 
-use crate::error::ConfigError;
+use crate::error::{ConfigError, Warning};
 use crate::model::Config;
 
 /// TLS protocol versions Envoy accepts, in Choreo Connect's spelling.
@@ -55,6 +55,17 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
                 &m.environment,
                 "environment is mapped twice",
             ));
+        }
+    }
+
+    for (i, u) in a.server.users.iter().enumerate() {
+        not_empty(&format!("adapter.server.users[{i}].username"), &u.username)?;
+        if u.password.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: format!("adapter.server.users[{i}].password"),
+                value: None,
+                reason: "must not be empty".into(),
+            });
         }
     }
 
@@ -154,7 +165,11 @@ fn validate_enforcer(c: &Config) -> Result<(), ConfigError> {
     }
     let g = &e.jwt_generator;
     one_of("enforcer.jwtGenerator.encoding", &g.encoding, &["base64", "base64url"])?;
-    one_of("enforcer.jwtGenerator.signingAlgorithm", &g.signing_algorithm, &["SHA256withRSA", "NONE"])?;
+    one_of(
+        "enforcer.jwtGenerator.signingAlgorithm",
+        &g.signing_algorithm,
+        &["SHA256withRSA", "SHA384withRSA", "SHA512withRSA", "NONE"],
+    )?;
     not_empty("enforcer.jwtGenerator.header", &g.header)?;
     if g.enabled {
         if g.token_ttl == 0 {
@@ -201,4 +216,52 @@ fn validate_enforcer(c: &Config) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// Warnings for Choreo Connect's well-known default credentials (admin/admin)
+/// on the adapter's management API, given at every start while they are in use.
+pub fn default_credentials(c: &Config) -> Vec<Warning> {
+    if !c.adapter.server.enabled {
+        return Vec::new();
+    }
+    c.adapter
+        .server
+        .users
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| u.username == "admin" && u.password == "admin")
+        .map(|(i, u)| Warning::DefaultCredentials {
+            key: format!("adapter.server.users[{i}]"),
+            username: u.username.clone(),
+        })
+        .collect()
+}
+
+/// Warnings for sections that are accepted but have no effect here.
+pub fn not_used(c: &Config) -> Vec<Warning> {
+    let e = &c.enforcer;
+    let mut out = Vec::new();
+    if e.auth_service != crate::enforcer::AuthService::default() {
+        out.push(Warning::NotUsed {
+            key: "enforcer.authService".into(),
+            instead: "the enforcer's ext_authz address is its --authz-address (ENFORCER_AUTHZ_ADDRESS), \
+                      default 0.0.0.0:8081, and its gRPC limits are built in",
+        });
+    }
+    if !e.throttling.is_empty() {
+        out.push(Warning::NotUsed {
+            key: "enforcer.throttling".into(),
+            instead: "global throttling through API Manager's traffic manager is not supported",
+        });
+    }
+    if !e.filters.is_empty() {
+        out.push(Warning::NotUsed {
+            key: "enforcer.filters".into(),
+            instead: "Java custom filters cannot be loaded by this enforcer",
+        });
+    }
+    if !e.metrics.is_empty() {
+        out.push(Warning::NotUsed { key: "enforcer.metrics".into(), instead: "enforcer metrics are not exported yet" });
+    }
+    out
 }
