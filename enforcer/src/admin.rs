@@ -215,7 +215,7 @@ async fn revoke(st: &AdminState, body: &Bytes) -> Response {
     } else if let Some(j) = v.get("jti").and_then(Value::as_str).filter(|s| !s.trim().is_empty()) {
         gateway_proto::api::RevokedToken {
             jti: j.trim().to_string(),
-            expirytime: v.get("expiryTime").and_then(Value::as_i64).unwrap_or(0),
+            expirytime: v.as_object().and_then(|o| crate::token::time_claim(o, "expiryTime")).unwrap_or(0),
         }
     } else {
         return admin_error(StatusCode::BAD_REQUEST, "give either \"token\" (a JWT) or \"jti\"");
@@ -276,7 +276,7 @@ fn testkey(t: &crate::settings::TestKeySettings, headers: &HeaderMap, body: &[u8
         claims.insert("scope".into(), json!(s));
     }
     let header = json!({"typ": "JWT", "alg": "RS256", "x5t": t.signer.x5t}).to_string();
-    match t.signer.sign(&header, &Value::Object(claims).to_string()) {
+    match t.signer.sign(crate::signer::RsaAlg::Rs256, &header, &Value::Object(claims).to_string()) {
         Ok(jwt) => text(StatusCode::OK, jwt),
         Err(e) => {
             tracing::error!(error = %e, "test key signing failed");

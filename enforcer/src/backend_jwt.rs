@@ -77,8 +77,8 @@ pub fn generate(
     let body = Value::Object(claims).to_string();
     match &s.signer {
         Some(signer) => {
-            let header = json!({"typ": "JWT", "alg": "RS256", "kid": signer.kid}).to_string();
-            signer.sign(&header, &body)
+            let header = json!({"typ": "JWT", "alg": s.alg.jws_name(), "kid": signer.kid}).to_string();
+            signer.sign(s.alg, &header, &body)
         }
         None => {
             use base64::Engine;

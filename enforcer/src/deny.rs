@@ -84,12 +84,11 @@ impl Deny {
         Deny::invalid_credentials("Invalid JWT token. Make sure you have provided the correct security credentials")
     }
 
-    /// 900901 with Choreo Connect's authenticator-specific message
-    /// (`API key authentication failed.`, `Internal key authentication failed.`).
-    pub fn authentication_failed(message: &'static str) -> Deny {
-        let mut d = Deny::invalid_credentials(format!("{message}{CREDENTIALS_SUFFIX}"));
-        d.message = message;
-        d
+    /// 900901 with Choreo Connect's authenticator-specific text
+    /// (`API key authentication failed.`, `Internal key authentication failed.`)
+    /// in the description; the message is the code's, as for every 900901.
+    pub fn authentication_failed(text: &'static str) -> Deny {
+        Deny::invalid_credentials(format!("{text}{CREDENTIALS_SUFFIX}"))
     }
 
     /// 900900: the enforcer could not validate (e.g. keys unavailable).
@@ -248,7 +247,7 @@ mod tests {
     #[test]
     fn authenticator_specific_messages_keep_the_double_period() {
         let d = Deny::authentication_failed("API key authentication failed.");
-        assert_eq!(d.message, "API key authentication failed.");
+        assert_eq!(d.message, "Invalid Credentials", "the message is looked up from the code, as in Choreo Connect");
         assert_eq!(
             d.description,
             "API key authentication failed.. Make sure you have provided the correct security credentials"

@@ -79,6 +79,9 @@ impl Applier {
                 let c =
                     pc::Config::decode(one.value.as_slice()).map_err(|e| format!("undecodable configuration: {e}"))?;
                 let s = Arc::new(Settings::load(&c, &self.http)?);
+                for w in &s.warnings {
+                    warn!("{w}");
+                }
                 for j in s.jwks_sources() {
                     j.spawn_refresh();
                 }
@@ -94,7 +97,7 @@ impl Applier {
                     .collect::<Result<Vec<_>, _>>()?;
                 let index = ApiIndex::new(apis)?;
                 info!(version = %resp.version_info, apis = index.len(), "APIs applied");
-                self.engine.apis.store(Arc::new(index));
+                self.engine.set_apis(index);
             }
             Kind::Revoked => {
                 let mut map = HashMap::new();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use gateway_proto::config as pc;
 
 use crate::keys::{Jwks, VerifyKey};
-use crate::signer::Signer;
+use crate::signer::{RsaAlg, Signer};
 
 /// A configured JWT issuer (`[[enforcer.security.tokenService]]`).
 #[derive(Debug)]
@@ -77,6 +77,9 @@ pub struct Settings {
     pub test_key: Option<TestKeySettings>,
     /// Analytics.
     pub analytics: AnalyticsSettings,
+    /// What the operator should know (default credentials in use), logged
+    /// each time the configuration is applied.
+    pub warnings: Vec<String>,
 }
 
 /// `[enforcer.jwtGenerator]`, loaded.
@@ -88,6 +91,8 @@ pub struct BackendJwtSettings {
     pub dialect: String,
     /// Lifetime, seconds.
     pub ttl: i64,
+    /// The signature algorithm (`signingAlgorithm`).
+    pub alg: RsaAlg,
     /// Signs the JWT (none for `signingAlgorithm = NONE`).
     pub signer: Option<Signer>,
     /// Public keys, as the `/jwks` document.
@@ -105,6 +110,28 @@ pub struct TestKeySettings {
     pub users: Vec<(String, String)>,
     /// The signing key.
     pub signer: Signer,
+}
+
+/// A credential: `$env{NAME}` resolved, refused when a variable is unset (the
+/// reference would be a password anyone can read in the documentation) or
+/// when it is empty.
+fn credential(key: &str, raw: &str) -> Result<String, String> {
+    let v = resolve_env(raw);
+    if let Some(start) = v.find("$env{") {
+        let name = v[start + 5..].split('}').next().unwrap_or("");
+        return Err(format!("{key}: $env{{{name}}} is not set in the enforcer's environment"));
+    }
+    if v.is_empty() {
+        return Err(format!("{key}: must not be empty"));
+    }
+    Ok(v)
+}
+
+/// A warning when `user`/`password` are Choreo Connect's well-known defaults.
+fn default_credentials(key: &str, user: &str, password: &str) -> Option<String> {
+    (user == "admin" && password == "admin").then(|| {
+        format!("{key}: the well-known default credentials (admin/admin) are in use; set your own (README: Hardening)")
+    })
 }
 
 /// Replaces `$env{NAME}` with the environment variable (left as is when unset).
@@ -190,16 +217,41 @@ impl Settings {
         let auth = sec.auth_header.unwrap_or_default();
         let mtls = sec.mutual_ssl.unwrap_or_default();
         let cache = c.cache.unwrap_or_default();
-        let mgmt = c.management.clone().unwrap_or_default();
+        // Absent: Choreo Connect's default (the adapter always sends it).
+        let mgmt =
+            c.management.clone().unwrap_or(pc::Management { username: "admin".into(), password: "admin".into() });
         let backend_jwt = match &c.jwt_generator {
             Some(g) if g.enabled => Some(BackendJwtSettings::load(g)?),
             _ => None,
+        };
+        let mut warnings = Vec::new();
+        let rest_server = c.rest_server.as_ref().is_none_or(|r| r.enabled);
+        let management = if rest_server {
+            let m = (
+                credential("enforcer.management.username", &mgmt.username)?,
+                credential("enforcer.management.password", &mgmt.password)?,
+            );
+            warnings.extend(default_credentials("enforcer.management", &m.0, &m.1));
+            m
+        } else {
+            (String::new(), String::new())
         };
         let test_key = match &c.jwt_issuer {
             Some(t) if t.enabled => Some(TestKeySettings {
                 issuer: resolve_env(&t.issuer),
                 validity: t.validity_period.max(1),
-                users: t.jwt_user.iter().map(|u| (resolve_env(&u.username), resolve_env(&u.password))).collect(),
+                users: t
+                    .jwt_user
+                    .iter()
+                    .enumerate()
+                    .map(|(i, u)| {
+                        let key = format!("enforcer.jwtIssuer.jwtUser[{i}]");
+                        let user = credential(&format!("{key}.username"), &u.username)?;
+                        let password = credential(&format!("{key}.password"), &u.password)?;
+                        warnings.extend(default_credentials(&key, &user, &password));
+                        Ok((user, password))
+                    })
+                    .collect::<Result<_, String>>()?,
                 signer: Signer::from_files(&resolve_env(&t.private_key_path), &resolve_env(&t.public_certificate_path))
                     .map_err(|e| format!("enforcer.jwtIssuer: {e}"))?,
             }),
@@ -230,11 +282,12 @@ impl Settings {
             cert_header_encoded: mtls.client_certificate_encode,
             outbound_cert_header: mtls.enable_outbound_certificate_header,
             cache: (cache.enabled, cache.maximum_size.max(1), cache.expiry_time.max(1) * 60),
-            management: (resolve_env(&mgmt.username), resolve_env(&mgmt.password)),
-            rest_server: c.rest_server.as_ref().is_none_or(|r| r.enabled),
+            management,
+            rest_server,
             backend_jwt,
             test_key,
             analytics,
+            warnings,
         })
     }
 
@@ -256,20 +309,26 @@ impl BackendJwtSettings {
     fn load(g: &pc::JwtGenerator) -> Result<BackendJwtSettings, String> {
         let mut jwks = Vec::new();
         let mut signer = None;
+        // Choreo Connect signs RS256 whatever it is told and advertises the
+        // configured algorithm in its JWKS; here both follow the configuration.
+        let none = g.signing_algorithm.eq_ignore_ascii_case("NONE");
         let alg = match g.signing_algorithm.as_str() {
-            "SHA384withRSA" => "RS384",
-            "SHA512withRSA" => "RS512",
-            _ => "RS256",
+            _ if none => RsaAlg::Rs256,
+            other => RsaAlg::from_java_name(other).ok_or_else(|| {
+                format!(
+                    "enforcer.jwtGenerator.signingAlgorithm: {other:?} is not one of SHA256withRSA, SHA384withRSA, SHA512withRSA, NONE"
+                )
+            })?,
         };
         for (i, k) in g.keypair.iter().enumerate() {
             let s = Signer::from_files(&resolve_env(&k.private_key_path), &resolve_env(&k.public_certificate_path))
                 .map_err(|e| format!("enforcer.jwtGenerator.keypair[{i}]: {e}"))?;
-            jwks.push(s.jwk(alg));
+            jwks.push(s.jwk(alg.jws_name()));
             if k.use_for_signing && signer.is_none() {
                 signer = Some(s);
             }
         }
-        if signer.is_none() && g.signing_algorithm != "NONE" {
+        if signer.is_none() && !none {
             return Err("enforcer.jwtGenerator.keypair: no keypair has useForSigning = true".into());
         }
         let dialect = if g.claim_dialect.is_empty() || g.claim_dialect.ends_with('/') {
@@ -281,7 +340,8 @@ impl BackendJwtSettings {
             header: if g.header.is_empty() { "x-jwt-assertion".into() } else { g.header.to_ascii_lowercase() },
             dialect,
             ttl: g.token_ttl.max(1),
-            signer: if g.signing_algorithm == "NONE" { None } else { signer },
+            alg,
+            signer: if none { None } else { signer },
             jwks: serde_json::json!({ "keys": jwks }).to_string(),
         })
     }
@@ -297,6 +357,34 @@ mod tests {
         assert_eq!(resolve_env(&format!("a$env{{{name}}}b")), format!("a$env{{{name}}}b"), "unset stays");
         assert_eq!(resolve_env("plain"), "plain");
         assert_eq!(resolve_env("x$env{PATH"), "x$env{PATH");
+    }
+
+    #[test]
+    fn credentials_must_be_set_and_defaults_are_warned_about() {
+        let with = |user: &str, password: &str| pc::Config {
+            management: Some(pc::Management { username: user.into(), password: password.into() }),
+            ..Default::default()
+        };
+        let http = reqwest::Client::new();
+        let err = Settings::load(&with("admin", "$env{ENFORCER_SETTINGS_TEST_UNSET}"), &http).expect_err("unset");
+        assert_eq!(
+            err,
+            "enforcer.management.password: $env{ENFORCER_SETTINGS_TEST_UNSET} is not set in the enforcer's environment"
+        );
+        let err = Settings::load(&with("admin", ""), &http).expect_err("empty");
+        assert_eq!(err, "enforcer.management.password: must not be empty");
+        let s = Settings::load(&with("admin", "admin"), &http).expect("defaults work");
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        assert!(
+            s.warnings[0].starts_with("enforcer.management: the well-known default credentials"),
+            "{:?}",
+            s.warnings
+        );
+        assert!(Settings::load(&with("ops", "s3cret"), &http).expect("own").warnings.is_empty());
+        // The admin API switched off: its credentials are not needed.
+        let mut off = with("", "");
+        off.rest_server = Some(pc::RestServer { enabled: false });
+        assert!(Settings::load(&off, &http).is_ok());
     }
 
     #[test]

@@ -10,6 +10,44 @@ use x509_parser::public_key::PublicKey;
 
 const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+/// The RSA signature algorithms the enforcer signs with (RSASSA-PKCS1-v1_5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RsaAlg {
+    /// SHA-256 (`SHA256withRSA`).
+    Rs256,
+    /// SHA-384 (`SHA384withRSA`).
+    Rs384,
+    /// SHA-512 (`SHA512withRSA`).
+    Rs512,
+}
+
+impl RsaAlg {
+    /// From Choreo Connect's Java names (`SHA256withRSA`, ...).
+    pub fn from_java_name(name: &str) -> Option<RsaAlg> {
+        [("SHA256withRSA", RsaAlg::Rs256), ("SHA384withRSA", RsaAlg::Rs384), ("SHA512withRSA", RsaAlg::Rs512)]
+            .into_iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, a)| a)
+    }
+
+    /// The JWS `alg`.
+    pub fn jws_name(self) -> &'static str {
+        match self {
+            RsaAlg::Rs256 => "RS256",
+            RsaAlg::Rs384 => "RS384",
+            RsaAlg::Rs512 => "RS512",
+        }
+    }
+
+    fn padding(self) -> &'static dyn signature::RsaEncoding {
+        match self {
+            RsaAlg::Rs256 => &signature::RSA_PKCS1_SHA256,
+            RsaAlg::Rs384 => &signature::RSA_PKCS1_SHA384,
+            RsaAlg::Rs512 => &signature::RSA_PKCS1_SHA512,
+        }
+    }
+}
+
 /// A private key with its certificate.
 pub struct Signer {
     key: RsaKeyPair,
@@ -75,12 +113,13 @@ impl Signer {
         serde_json::json!({"kty": "RSA", "e": self.e, "n": self.n, "use": "sig", "alg": alg, "kid": self.kid})
     }
 
-    /// A compact RS256 JWT of `header` and `claims` (JSON texts).
-    pub fn sign(&self, header: &str, claims: &str) -> Result<String, String> {
+    /// A compact JWT of `header` and `claims` (JSON texts), signed with
+    /// `alg` (which the header must name).
+    pub fn sign(&self, alg: RsaAlg, header: &str, claims: &str) -> Result<String, String> {
         let input = format!("{}.{}", B64URL.encode(header), B64URL.encode(claims));
         let mut sig = vec![0u8; self.key.public_modulus_len()];
         self.key
-            .sign(&signature::RSA_PKCS1_SHA256, &self.rng, input.as_bytes(), &mut sig)
+            .sign(alg.padding(), &self.rng, input.as_bytes(), &mut sig)
             .map_err(|e| format!("signing failed: {e}"))?;
         Ok(format!("{input}.{}", B64URL.encode(sig)))
     }

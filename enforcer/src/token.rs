@@ -168,7 +168,7 @@ pub fn map_claims(claims: &mut Map<String, Value>, mapping: &[(String, String)])
 /// A timestamp claim as Unix seconds (integers and floats accepted).
 pub fn time_claim(claims: &Map<String, Value>, name: &str) -> Option<i64> {
     match claims.get(name)? {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f.floor() as i64)),
         _ => None,
     }
 }

@@ -76,7 +76,7 @@ async fn api_keys_in_header_and_query_and_internal_keys() {
     assert_eq!(r.status, 401, "{}", r.body);
     assert_eq!(
         r.json(),
-        json!({"code": "900901", "error_message": "API key authentication failed.",
+        json!({"code": "900901", "error_message": "Invalid Credentials",
                "error_description": "API key authentication failed.. Make sure you have provided the correct security credentials"})
     );
     // A key for another API.
