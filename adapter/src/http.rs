@@ -9,7 +9,8 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -79,38 +80,89 @@ fn bad_request(message: impl Into<String>) -> Response {
 }
 
 /// `POST /revoked_tokens`: `{"token": "<JWT>"}` or `{"jti": "...", "expiryTime": <unix seconds>}`.
+/// Without an expiry (a token without `exp`, or no `expiryTime`) the
+/// revocation stays until `DELETE /revoked_tokens` removes it.
 async fn revoke(State(s): State<AppState>, body: axum::body::Bytes) -> Response {
+    use crate::enforcer::revocation::{NO_EXPIRY, Revoked, numeric_date, token_identity};
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Body {
         token: Option<String>,
         jti: Option<String>,
         #[serde(rename = "expiryTime")]
-        expiry_time: Option<i64>,
+        expiry_time: Option<serde_json::Value>,
     }
     let b: Body = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => return bad_request(format!("request body: {e}")),
     };
-    let now = crate::hub::now_secs();
+    let expiry = match &b.expiry_time {
+        None | Some(serde_json::Value::Null) => NO_EXPIRY,
+        Some(v) => match numeric_date(v).filter(|e| *e >= 0) {
+            Some(e) => e,
+            None => return bad_request(format!("expiryTime: expected Unix seconds, found {v}")),
+        },
+    };
     let entry = match (b.token, b.jti) {
-        (Some(token), None) => match crate::enforcer::revocation::token_identity(&token, now) {
+        (Some(token), None) if b.expiry_time.is_none() => match token_identity(&token) {
             Ok(r) => r,
             Err(e) => return bad_request(e.to_string()),
         },
-        (None, Some(jti)) if !jti.trim().is_empty() => {
-            crate::enforcer::revocation::Revoked { jti: jti.trim().to_string(), expiry: b.expiry_time.unwrap_or(0) }
-        }
-        _ => return bad_request("give either \"token\" (a JWT) or \"jti\""),
+        (None, Some(jti)) if !jti.trim().is_empty() => Revoked { jti: jti.trim().to_string(), expiry },
+        _ => return bad_request("give either \"token\" (a JWT) or \"jti\" (with an optional \"expiryTime\")"),
     };
-    match s.hub.revoke(std::slice::from_ref(&entry)) {
-        Ok(version) => {
+    let hub = Arc::clone(&s.hub);
+    let e = entry.clone();
+    match tokio::task::spawn_blocking(move || hub.revoke(std::slice::from_ref(&e))).await {
+        Ok(Ok(version)) => {
             info!(jti = %entry.jti, "token revoked");
             axum::Json(json!({"jti": entry.jti, "expiryTime": entry.expiry, "version": version})).into_response()
         }
-        Err(crate::enforcer::revocation::RevocationError::BadRequest(m)) => bad_request(m),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"code": 500, "message": e.to_string()})))
-            .into_response(),
+        Ok(Err(crate::enforcer::revocation::RevocationError::BadRequest(m))) => bad_request(m),
+        Ok(Err(e)) => internal_error(e.to_string()),
+        Err(e) => internal_error(e.to_string()),
+    }
+}
+
+fn internal_error(message: String) -> Response {
+    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"code": 500, "message": message}))).into_response()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnrevokeQuery {
+    jti: Option<String>,
+    token: Option<String>,
+}
+
+/// `DELETE /revoked_tokens?jti=...` (or `?token=<JWT>`): the token works again.
+/// 404 when it was not revoked.
+async fn unrevoke(State(s): State<AppState>, q: Result<Query<UnrevokeQuery>, QueryRejection>) -> Response {
+    let Query(q) = match q {
+        Ok(q) => q,
+        Err(e) => return bad_request(e.body_text()),
+    };
+    let jti = match (q.jti, q.token) {
+        (Some(j), None) if !j.trim().is_empty() => j.trim().to_string(),
+        (None, Some(t)) => match crate::enforcer::revocation::token_identity(&t) {
+            Ok(r) => r.jti,
+            Err(e) => return bad_request(e.to_string()),
+        },
+        _ => return bad_request("give either jti or token as a query parameter"),
+    };
+    let hub = Arc::clone(&s.hub);
+    let j = jti.clone();
+    match tokio::task::spawn_blocking(move || hub.unrevoke(&[j])).await {
+        Ok(Ok(0)) => {
+            (StatusCode::NOT_FOUND, axum::Json(json!({"code": 404, "message": format!("{jti} is not revoked")})))
+                .into_response()
+        }
+        Ok(Ok(_)) => {
+            info!(%jti, "revocation removed");
+            axum::Json(json!({"jti": jti, "version": s.hub.revoked_version()})).into_response()
+        }
+        Ok(Err(e)) => internal_error(e.to_string()),
+        Err(e) => internal_error(e.to_string()),
     }
 }
 
@@ -142,7 +194,7 @@ pub fn router(hub: Arc<Hub>, report: Arc<Report>, rest: Arc<Rest>) -> Router {
     let api = Router::new()
         .route("/xds", get(xds_status))
         .route("/artifacts", get(artifacts_status))
-        .route("/revoked_tokens", get(revoked_list).post(revoke))
+        .route("/revoked_tokens", get(revoked_list).post(revoke).delete(unrevoke))
         .with_state(state.clone())
         .merge(deploys)
         .layer(middleware::from_fn_with_state(state, auth));

@@ -171,6 +171,22 @@ impl Hub {
         Ok(self.revoked_tx.borrow().version.clone())
     }
 
+    /// Removes the revocations of `jtis`: saved, then pushed to every
+    /// enforcer. Returns how many there were.
+    pub fn unrevoke(&self, jtis: &[String]) -> Result<usize, RevocationError> {
+        let mut store = self.revoked.lock();
+        let n = store.unrevoke(jtis)?;
+        if n > 0 {
+            self.revoked_tx.send_replace(Arc::new(revoked_set(&store)));
+        }
+        Ok(n)
+    }
+
+    /// The version of the revoked-token set in force.
+    pub fn revoked_version(&self) -> String {
+        self.revoked_tx.borrow().version.clone()
+    }
+
     /// The revoked tokens.
     pub fn revoked_list(&self) -> Vec<Revoked> {
         self.revoked.lock().entries().collect()

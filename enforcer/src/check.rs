@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use percent_encoding::percent_decode_str;
@@ -128,6 +129,16 @@ pub struct Engine {
     pub cache: ArcSwap<TokenCache>,
     /// Backend JWTs by (token id, API), with their `exp`.
     pub backend_jwts: moka::sync::Cache<BackendJwtKey, (Arc<str>, i64)>,
+    /// Which of the adapter's data sets arrived at least once ([`Received`] bits).
+    received: AtomicU8,
+}
+
+/// The data sets the enforcer needs before it decides anything.
+#[derive(Debug, Clone, Copy)]
+#[repr(u8)]
+enum Received {
+    Apis = 1,
+    Revoked = 2,
 }
 
 /// A backend JWT's cache key: the incoming token's id and the API (`basePath:version`).
@@ -139,9 +150,10 @@ impl Default for Engine {
     }
 }
 
-/// The whole check failed: the enforcer cannot decide (no configuration yet).
+/// The whole check failed: the enforcer cannot decide yet (it has not
+/// received its configuration, its APIs and the revoked tokens).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the enforcer has no configuration yet")]
+#[error("the enforcer has not received its configuration, APIs and revoked tokens yet")]
 pub struct NotReady;
 
 struct Ctx<'a> {
@@ -182,7 +194,22 @@ impl Engine {
                 .max_capacity(10_000)
                 .time_to_live(std::time::Duration::from_secs(3600))
                 .build(),
+            received: AtomicU8::new(0),
         }
+    }
+
+    /// Installs the APIs of the label.
+    pub fn set_apis(&self, index: ApiIndex) {
+        self.apis.store(Arc::new(index));
+        self.received.fetch_or(Received::Apis as u8, Ordering::Release);
+    }
+
+    /// Whether the configuration, the APIs and the revoked tokens have all
+    /// arrived: before that no request is let through (a token revoked
+    /// before a restart must not work while the list is on its way).
+    pub fn is_ready(&self) -> bool {
+        let all = Received::Apis as u8 | Received::Revoked as u8;
+        self.received.load(Ordering::Acquire) & all == all && self.settings.load().is_some()
     }
 
     /// Installs a configuration, with an empty token cache: tokens validated
@@ -200,6 +227,7 @@ impl Engine {
         let ids = revoked.clone();
         let _ = self.backend_jwts.invalidate_entries_if(move |k, _| ids.contains_key(&k.0));
         self.revoked.store(Arc::new(revoked));
+        self.received.fetch_or(Received::Revoked as u8, Ordering::Release);
     }
 
     fn is_revoked(&self, id: &str) -> bool {
@@ -209,6 +237,9 @@ impl Engine {
     /// Decides on one request.
     pub async fn check(&self, input: Input<'_>) -> Result<Decision, NotReady> {
         let Some(s) = self.settings.load_full() else { return Err(NotReady) };
+        if !self.is_ready() {
+            return Err(NotReady);
+        }
         let apis = self.apis.load();
         let Some(api) = apis.find(input.ext("vHost"), input.ext("basePath"), input.ext("version")) else {
             return Ok(deny(Deny::not_found(), None, AuthInfo::default()));
@@ -418,6 +449,17 @@ impl Engine {
             return Err(TokenError::WrongType);
         }
         if kind == Kind::InternalKey && jwt.claims.get("token_type").and_then(Value::as_str) != Some("InternalKey") {
+            return Err(TokenError::WrongType);
+        }
+        // API keys and internal keys are JWTs of configured issuers too: never
+        // accept one as an OAuth token.
+        if kind == Kind::Jwt
+            && jwt
+                .claims
+                .get("token_type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.eq_ignore_ascii_case("apiKey") || t.eq_ignore_ascii_case("InternalKey"))
+        {
             return Err(TokenError::WrongType);
         }
         let issuer = match issuer_fixed {

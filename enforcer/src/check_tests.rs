@@ -279,7 +279,8 @@ impl Fx {
         edit(&mut c, dir.path());
         let engine = Engine::new();
         engine.set_settings(Arc::new(load(&c)));
-        engine.apis.store(Arc::new(ApiIndex::new(apis).expect("APIs")));
+        engine.set_apis(ApiIndex::new(apis).expect("APIs"));
+        engine.set_revoked(HashMap::new());
         Fx { engine, _dir: dir }
     }
 
@@ -553,10 +554,39 @@ fn removed_by_default() -> Vec<String> {
 #[tokio::test]
 async fn without_a_configuration_the_engine_is_not_ready() {
     let engine = Engine::new();
-    engine.apis.store(Arc::new(ApiIndex::new(vec![pets_api()]).expect("APIs")));
+    engine.set_apis(ApiIndex::new(vec![pets_api()]).expect("APIs"));
     let r = Req::get("/pets").bearer(&jwt(json!({})));
     assert_eq!(engine.check(r.input()).await, Err(NotReady));
     assert_eq!(engine.check(Req::get("/open").input()).await, Err(NotReady), "not even unsecured resources");
+}
+
+#[tokio::test]
+async fn without_the_revoked_tokens_or_the_apis_the_engine_is_not_ready() {
+    // A token revoked before a restart must not work while the list is on its way.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = Engine::new();
+    engine.set_settings(Arc::new(load(&base_config(dir.path()))));
+    engine.set_apis(ApiIndex::new(vec![pets_api()]).expect("APIs"));
+    let token = jwt(json!({}));
+    assert_eq!(engine.check(Req::get("/pets").bearer(&token).input()).await, Err(NotReady), "no revoked list yet");
+    engine.set_revoked(revoked(&[&jti_of(&token)]));
+    assert!(engine.is_ready());
+    assert_eq!(
+        assert_denied(
+            engine.check(Req::get("/pets").bearer(&token).input()).await.expect("ready"),
+            401,
+            "900901",
+            "Invalid JWT token. Make sure you have provided the correct security credentials"
+        )
+        .0
+        .code,
+        "900901"
+    );
+
+    let engine = Engine::new();
+    engine.set_settings(Arc::new(load(&base_config(dir.path()))));
+    engine.set_revoked(HashMap::new());
+    assert_eq!(engine.check(Req::get("/open").input()).await, Err(NotReady), "no APIs yet");
 }
 
 #[tokio::test]
@@ -1093,7 +1123,7 @@ async fn a_cached_token_is_still_checked_for_scopes_subscriptions_and_key_type()
         a.title = "Other".into();
         a.base_path = "/other/1.0.0".into();
     });
-    fx.engine.apis.store(Arc::new(ApiIndex::new(vec![pets_api(), other_api]).expect("APIs")));
+    fx.engine.set_apis(ApiIndex::new(vec![pets_api(), other_api]).expect("APIs"));
     let r = Req::get("/pets").api("/other/1.0.0", VERSION).bearer(&subs);
     assert_denied(fx.check(&r).await, 403, "900908", "Resource forbidden ");
     assert_401(
@@ -1114,7 +1144,7 @@ async fn a_token_cached_as_a_jwt_is_not_accepted_as_an_api_key() {
         "900901",
         "API key authentication failed.. Make sure you have provided the correct security credentials",
     );
-    assert_eq!(deny.message, "API key authentication failed.");
+    assert_eq!(deny.message, "Invalid Credentials", "error_message comes from the code");
 }
 
 #[tokio::test]
@@ -1394,16 +1424,33 @@ async fn an_api_key_signed_by_another_key_fails_api_key_authentication() {
             "900901",
             "API key authentication failed.. Make sure you have provided the correct security credentials",
         );
-        assert_eq!(deny.message, "API key authentication failed.");
+        assert_eq!(deny.message, "Invalid Credentials", "error_message comes from the code");
         assert_eq!(www.as_deref(), Some(WWW_BEARER));
     }
     // In the query as well.
     let bad = sign(&KEYS.other, &api_key_claims(json!({})));
     let (deny, _, _) = denied(fx.check(&Req::get("/pets").path(&format!("{BASE}/pets?apikey={bad}"))).await);
-    assert_eq!(deny.message, "API key authentication failed.");
+    assert_eq!(deny.message, "Invalid Credentials", "error_message comes from the code");
     // Not a JWT though three parts.
     let (deny, _, _) = denied(fx.check(&Req::get("/pets").header("apikey", "aaa.bbb.ccc")).await);
-    assert_eq!((deny.status, deny.message), (401, "API key authentication failed."));
+    assert_eq!((deny.status, deny.message), (401, "Invalid Credentials"));
+}
+
+#[tokio::test]
+async fn an_api_key_or_an_internal_key_is_not_a_bearer_token() {
+    // Both are JWTs of configured issuers; the JWT authenticator must not take them.
+    let fx = Fx::new();
+    for token in [
+        api_key(json!({})),
+        internal_key(json!({})),
+        jwt(json!({"token_type": "apiKey"})),
+        jwt(json!({"token_type": "InternalKey"})),
+        jwt(json!({"token_type": "APIKEY"})),
+    ] {
+        assert_401(fx.check(&Req::get("/pets").bearer(&token)).await, BAD);
+    }
+    // Any other token_type is no business of the gateway's.
+    allowed(fx.check(&Req::get("/pets").bearer(&jwt(json!({"token_type": "Bearer"})))).await);
 }
 
 #[tokio::test]
@@ -1579,7 +1626,7 @@ async fn internal_key_failures() {
         "900901",
         "Internal key authentication failed.. Make sure you have provided the correct security credentials",
     );
-    assert_eq!(deny.message, "Internal key authentication failed.");
+    assert_eq!(deny.message, "Invalid Credentials", "error_message comes from the code");
 }
 
 // ---------------------------------------------------------------------------
@@ -1630,7 +1677,7 @@ async fn the_first_error_is_the_one_returned() {
     // An authenticator that cannot try does not hide an error: a bad API key alone.
     let r = Req::get("/pets").header("authorization", "Basic YWRtaW46YWRtaW4=").header("apikey", &bad_key);
     let (deny, _, _) = denied(fx.check(&r).await);
-    assert_eq!(deny.message, "API key authentication failed.");
+    assert_eq!(deny.message, "Invalid Credentials", "error_message comes from the code");
 }
 
 // ---------------------------------------------------------------------------
@@ -1787,6 +1834,28 @@ fn backend_jwt(set: &[(Cow<'static, str>, String)]) -> (jsonwebtoken::Header, Va
 }
 
 #[tokio::test]
+async fn the_backend_jwt_is_signed_with_the_configured_algorithm() {
+    for (name, alg, jws) in [("SHA384withRSA", Algorithm::RS384, "RS384"), ("SHA512withRSA", Algorithm::RS512, "RS512")]
+    {
+        let fx = Fx::config(|c, dir| {
+            with_backend_jwt(3600)(c, dir);
+            c.jwt_generator.as_mut().expect("generator").signing_algorithm = name.into();
+        });
+        let (set, _, _) = allowed(fx.check(&Req::get("/pets").bearer(&jwt(json!({})))).await);
+        let raw = header(&set, "x-jwt-assertion").expect("backend JWT");
+        let mut v = Validation::new(alg);
+        v.validate_aud = false;
+        let key = DecodingKey::from_rsa_pem(KEYS.signer.public_pem.as_bytes()).expect("public key");
+        let data = jsonwebtoken::decode::<Value>(raw, &key, &v).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(data.header.alg, alg, "{name}");
+        // The JWKS advertises the same algorithm.
+        let s = fx.engine.settings.load_full().expect("settings");
+        let jwks: Value = serde_json::from_str(&s.backend_jwt.as_ref().expect("backend JWT").jwks).expect("JWKS");
+        assert_eq!(jwks["keys"][0]["alg"], jws, "{name}");
+    }
+}
+
+#[tokio::test]
 async fn a_backend_jwt_describes_the_caller() {
     let fx = Fx::config(with_backend_jwt(3600));
     let token = jwt(json!({"department": "pets", "scope": "read"}));
@@ -1826,7 +1895,7 @@ async fn a_backend_jwt_describes_the_caller() {
         a.title = "Other".into();
         a.base_path = "/other/1.0.0".into();
     });
-    fx.engine.apis.store(Arc::new(ApiIndex::new(vec![pets_api(), other]).expect("APIs")));
+    fx.engine.set_apis(ApiIndex::new(vec![pets_api(), other]).expect("APIs"));
     let (set4, _, _) = allowed(fx.check(&Req::get("/pets").api("/other/1.0.0", VERSION).bearer(&token)).await);
     let (_, c4, _) = backend_jwt(&set4);
     assert_eq!(

@@ -1,6 +1,9 @@
 //! Revoked tokens (not in Choreo Connect's standalone mode): kept by the
 //! adapter in a JSON file, so they survive restarts, and pushed to every
-//! enforcer. Entries are dropped once the token would have expired anyway.
+//! enforcer. An entry is dropped once its token would have expired anyway;
+//! an entry whose token has no expiry ([`NO_EXPIRY`]) stays until it is
+//! removed (`DELETE /revoked_tokens`): a token that never expires must never
+//! work again by itself.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,9 +11,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-/// Kept this long when a token's expiry is unknown (seconds): one day longer
-/// than any sensible token lifetime.
-pub const UNKNOWN_EXPIRY_TTL: i64 = 30 * 24 * 3600;
+/// The expiry of an entry kept until removed (the token has no `exp`).
+pub const NO_EXPIRY: i64 = 0;
 
 /// Why revocation failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,15 +35,26 @@ pub enum RevocationError {
 pub struct Revoked {
     /// The token's `jti`, or its signature when it has none.
     pub jti: String,
-    /// Unix seconds after which the entry can go.
+    /// Unix seconds after which the entry can go; [`NO_EXPIRY`]: kept until removed.
     #[serde(rename = "expiryTime")]
     pub expiry: i64,
 }
 
+/// A numeric timestamp claim in Unix seconds, integer or not (JSON has one
+/// number type; `1.7e9` and `1700000000.5` are both valid `exp` values).
+pub fn numeric_date(v: &serde_json::Value) -> Option<i64> {
+    match v {
+        serde_json::Value::Number(n) => {
+            n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f.floor() as i64))
+        }
+        _ => None,
+    }
+}
+
 /// The identifier and expiry of a JWT as the enforcer sees them: `jti`, or
-/// the signature part when there is none; `exp`, or `now + UNKNOWN_EXPIRY_TTL`.
+/// the signature part when there is none; `exp`, or [`NO_EXPIRY`].
 /// The token's signature is not checked: revoking a forged token is harmless.
-pub fn token_identity(token: &str, now: i64) -> Result<Revoked, RevocationError> {
+pub fn token_identity(token: &str) -> Result<Revoked, RevocationError> {
     let bad = |why: &str| RevocationError::BadRequest(format!("token: {why}"));
     let parts: Vec<&str> = token.trim().split('.').collect();
     if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
@@ -53,10 +66,10 @@ pub fn token_identity(token: &str, now: i64) -> Result<Revoked, RevocationError>
     let claims: serde_json::Value =
         serde_json::from_slice(&payload).map_err(|_| bad("the payload is not a JSON object"))?;
     let jti = claims.get("jti").and_then(|v| v.as_str()).filter(|s| !s.is_empty());
-    let exp = claims.get("exp").and_then(|v| v.as_i64());
+    let exp = claims.get("exp").and_then(numeric_date).filter(|e| *e > 0);
     Ok(Revoked {
         jti: jti.map(str::to_string).unwrap_or_else(|| parts[2].to_string()),
-        expiry: exp.unwrap_or(now + UNKNOWN_EXPIRY_TTL),
+        expiry: exp.unwrap_or(NO_EXPIRY),
     })
 }
 
@@ -94,29 +107,42 @@ impl Store {
 
     fn prune(&mut self, now: i64) -> bool {
         let before = self.entries.len();
-        self.entries.retain(|_, exp| *exp > now);
+        self.entries.retain(|_, exp| live(*exp, now));
         self.entries.len() != before
     }
 
     /// Adds `tokens` and saves the store; on a save failure nothing changes.
-    /// Returns whether anything changed.
+    /// Returns whether anything changed. A token revoked twice keeps the
+    /// later expiry ([`NO_EXPIRY`] being the latest of all).
     pub fn revoke(&mut self, tokens: &[Revoked], now: i64) -> Result<bool, RevocationError> {
         let mut next = self.entries.clone();
         for t in tokens {
             if t.jti.is_empty() {
                 return Err(RevocationError::BadRequest("jti: must not be empty".into()));
             }
-            let exp = if t.expiry > 0 { t.expiry } else { now + UNKNOWN_EXPIRY_TTL };
+            let exp = t.expiry.max(NO_EXPIRY);
             let e = next.entry(t.jti.clone()).or_insert(exp);
-            *e = (*e).max(exp);
+            *e = if *e == NO_EXPIRY || exp == NO_EXPIRY { NO_EXPIRY } else { (*e).max(exp) };
         }
-        next.retain(|_, exp| *exp > now);
+        next.retain(|_, exp| live(*exp, now));
         if next == self.entries {
             return Ok(false);
         }
         self.save(&next)?;
         self.entries = next;
         Ok(true)
+    }
+
+    /// Removes the revocations of `jtis` and saves the store; on a save
+    /// failure nothing changes. Returns how many were removed.
+    pub fn unrevoke(&mut self, jtis: &[String]) -> Result<usize, RevocationError> {
+        let mut next = self.entries.clone();
+        let removed = jtis.iter().filter(|j| next.remove(j.as_str()).is_some()).count();
+        if removed > 0 {
+            self.save(&next)?;
+            self.entries = next;
+        }
+        Ok(removed)
     }
 
     /// Drops expired entries (saving the store). Returns whether any went.
@@ -159,6 +185,11 @@ impl Store {
     }
 }
 
+/// Whether an entry with expiry `exp` is still needed at `now`.
+fn live(exp: i64, now: i64) -> bool {
+    exp == NO_EXPIRY || exp > now
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,12 +201,19 @@ mod tests {
 
     #[test]
     fn identity_is_the_jti_or_the_signature() {
-        let r = token_identity(&jwt(r#"{"jti":"abc","exp":2000}"#), 1000).expect("valid");
+        let r = token_identity(&jwt(r#"{"jti":"abc","exp":2000}"#)).expect("valid");
         assert_eq!(r, Revoked { jti: "abc".into(), expiry: 2000 });
-        let r = token_identity(&jwt(r#"{"sub":"x"}"#), 1000).expect("valid");
-        assert_eq!(r, Revoked { jti: "c2ln".into(), expiry: 1000 + UNKNOWN_EXPIRY_TTL });
+        let r = token_identity(&jwt(r#"{"sub":"x"}"#)).expect("valid");
+        assert_eq!(r, Revoked { jti: "c2ln".into(), expiry: NO_EXPIRY });
+        // `exp` is a JSON number of either kind.
+        let r = token_identity(&jwt(r#"{"jti":"f","exp":2000.75}"#)).expect("valid");
+        assert_eq!(r.expiry, 2000);
+        let r = token_identity(&jwt(r#"{"jti":"g","exp":2.5e3}"#)).expect("valid");
+        assert_eq!(r.expiry, 2500);
+        let r = token_identity(&jwt(r#"{"jti":"h","exp":"2000"}"#)).expect("valid");
+        assert_eq!(r.expiry, NO_EXPIRY, "a non-numeric exp is no expiry: kept until removed");
         for bad in ["", "a.b", "a..c", "a.!!!.c", &format!("x.{}.y", "bm90IGpzb24")] {
-            assert!(token_identity(bad, 0).is_err(), "{bad}");
+            assert!(token_identity(bad).is_err(), "{bad}");
         }
     }
 
@@ -193,6 +231,24 @@ mod tests {
         assert_eq!(s2.entries().collect::<Vec<_>>(), vec![Revoked { jti: "b".into(), expiry: 500 }]);
         assert!(s.expire(300));
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn revocations_without_expiry_stay_until_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("revoked.json");
+        let mut s = Store::open(Some(&path), 100).expect("open");
+        assert!(s.revoke(&[Revoked { jti: "forever".into(), expiry: NO_EXPIRY }], 100).expect("revoke"));
+        // A later revocation with an expiry does not shorten it.
+        assert!(!s.revoke(&[Revoked { jti: "forever".into(), expiry: 200 }], 100).expect("again"));
+        // Years later, still revoked, also after reopening.
+        let far = 100 + 10 * 365 * 24 * 3600;
+        assert!(!s.expire(far));
+        let mut s = Store::open(Some(&path), far).expect("reopen");
+        assert_eq!(s.entries().collect::<Vec<_>>(), vec![Revoked { jti: "forever".into(), expiry: NO_EXPIRY }]);
+        assert_eq!(s.unrevoke(&["forever".into(), "unknown".into()]).expect("remove"), 1);
+        assert!(s.is_empty());
+        assert!(Store::open(Some(&path), far).expect("reopen").is_empty(), "the removal is saved");
     }
 
     #[test]

@@ -376,7 +376,7 @@ impl Fixture {
         let engines = configs(cert_path, key_path).map(|c| {
             let engine = Engine::new();
             engine.set_settings(Arc::new(Settings::load(&c, &http).expect("settings")));
-            engine.apis.store(Arc::new(ApiIndex::new(apis(&cert_pem)).expect("APIs")));
+            engine.set_apis(ApiIndex::new(apis(&cert_pem)).expect("APIs"));
             engine.set_revoked(HashMap::from([(REVOKED_JTI.into(), i64::MAX)]));
             engine
         });
