@@ -130,7 +130,7 @@ fn operation(api: &pa::Api, schemes: &HashMap<&str, &pa::SecurityScheme>, op: &p
         .unwrap_or_default();
     Operation {
         method: op.method.to_ascii_uppercase(),
-        disable_security: op.disable_security || api.disable_security,
+        disable_security: op.disable_security,
         jwt,
         api_keys,
         scopes,

@@ -124,7 +124,10 @@ pub struct Api {
     pub tier: Option<String>,
     /// Custom authorization header of the API.
     pub auth_header: Option<String>,
-    /// Security disabled for the whole API.
+    /// Choreo Connect's API-level flag (root `x-wso2-disable-security: true`
+    /// or `x-auth-type: None`), reported as is. It decides nothing: each
+    /// operation's `disable_security` is resolved with the root as a default
+    /// that path items and operations override.
     pub disable_security: bool,
     /// Security schemes the API declares, by name.
     pub security_schemes: BTreeMap<String, SecurityScheme>,

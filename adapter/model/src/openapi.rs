@@ -119,7 +119,6 @@ pub(crate) fn parse_definition(ctx: &mut Ctx<'_>, doc: &Value, prototyped: bool,
     def.security = parse_requirements(ctx, root.get("security"), "security").unwrap_or_default();
     def.ext = parse_root_extensions(ctx, root, scheme);
 
-    let api_disable = def.ext.disable_security;
     let root_disable = opt_bool(ctx, root.get("x-wso2-disable-security"), "x-wso2-disable-security");
     let methods = if version == OasVersion::V2 { OAS2_METHODS } else { OAS3_METHODS };
     match root.get("paths") {
@@ -131,9 +130,7 @@ pub(crate) fn parse_definition(ctx: &mut Ctx<'_>, doc: &Value, prototyped: bool,
                 }
                 let item_path = format!("paths.{path}");
                 let Some(item) = opt_object(ctx, Some(item), &item_path) else { continue };
-                if let Some(r) =
-                    parse_path_item(ctx, path, item, &item_path, methods, root_disable, api_disable, scheme, version)
-                {
+                if let Some(r) = parse_path_item(ctx, path, item, &item_path, methods, root_disable, scheme, version) {
                     def.resources.push(r);
                 }
             }
@@ -312,10 +309,13 @@ fn parse_path_item(
     item_path: &str,
     methods: &[&str],
     root_disable: Option<bool>,
-    api_disable: bool,
     scheme: Scheme,
     version: OasVersion,
 ) -> Option<RawResource> {
+    // Choreo Connect's precedence: operation > path item > root, each level
+    // only a default for the ones below it; `x-auth-type: None` on the
+    // operation also opens it. A root `x-auth-type: None` does not reach the
+    // operations (Choreo Connect keeps it as an API-level flag only).
     let path_disable = opt_bool(ctx, item.get("x-wso2-disable-security"), &field(item_path, "x-wso2-disable-security"));
     let inherited = path_disable.or(root_disable);
     let mut operations = Vec::new();
@@ -328,7 +328,7 @@ fn parse_path_item(
         let op_path = field(item_path, key);
         let Some(op) = opt_object(ctx, Some(v), &op_path) else { continue };
         let own = opt_bool(ctx, op.get("x-wso2-disable-security"), &field(&op_path, "x-wso2-disable-security"));
-        let disable = own.or(inherited) == Some(true) || auth_type_none(ctx, op, &op_path) || api_disable;
+        let disable = own.or(inherited) == Some(true) || auth_type_none(ctx, op, &op_path);
         if operations.iter().any(|o: &Operation| o.method == method) {
             ctx.err(&op_path, format!("method {method} is declared twice"));
             continue;

@@ -212,6 +212,49 @@ paths:
     assert!(a.resources[0].operations[0].disable_security);
 }
 
+/// Open at the root, secured below: the lower level wins (operation > path
+/// item > root), in OAS 3 and OAS 2 alike. A resource its author secured
+/// must never be open.
+#[test]
+fn a_path_or_operation_secures_what_the_root_opens() {
+    let paths = r#"
+x-wso2-disable-security: true
+paths:
+  /secured:
+    x-wso2-disable-security: false
+    get: {}
+    post:
+      x-wso2-disable-security: true
+  /op-secured:
+    get:
+      x-wso2-disable-security: false
+    put: {}
+"#;
+    let expected = vec![
+        ("/secured".to_string(), Method::Get, false),
+        ("/secured".to_string(), Method::Post, true),
+        ("/op-secured".to_string(), Method::Get, false),
+        ("/op-secured".to_string(), Method::Put, true),
+    ];
+    for head in [
+        "openapi: 3.0.0\ninfo: { title: x, version: \"1\" }",
+        "swagger: \"2.0\"\ninfo: { title: x, version: \"1\" }\nbasePath: /petstore/1.0.0",
+    ] {
+        let oas = format!("{head}\n{paths}");
+        let a = parse(&[("api.yaml", API_YAML), ("Definitions/swagger.yaml", &oas)]).expect("valid").api;
+        let flags: Vec<(String, Method, bool)> = a
+            .resources
+            .iter()
+            .flat_map(|r| r.operations.iter().map(move |o| (r.path.clone(), o.method, o.disable_security)))
+            .collect();
+        assert_eq!(flags, expected, "{head}");
+    }
+    // A root `x-auth-type: None` is an API-level flag only (as in Choreo Connect).
+    let oas = "openapi: 3.0.0\ninfo: {title: x, version: '1'}\nx-auth-type: None\npaths:\n  /a:\n    get: {}\n";
+    let a = parse(&[("api.yaml", API_YAML), ("Definitions/swagger.yaml", oas)]).expect("valid").api;
+    assert!(!a.resources[0].operations[0].disable_security);
+}
+
 #[test]
 fn every_problem_is_reported_with_file_and_field() {
     let oas = r##"

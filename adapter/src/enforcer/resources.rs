@@ -202,7 +202,7 @@ pub fn api_resource(api: &Api, vhost: &str) -> pa::Api {
                         security: o.security.as_deref().map(security_lists).unwrap_or_default(),
                         has_security: o.security.is_some(),
                         tier: o.tier.clone().unwrap_or_default(),
-                        disable_security: o.disable_security || api.disable_security,
+                        disable_security: o.disable_security,
                     })
                     .collect(),
             })
