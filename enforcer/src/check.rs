@@ -26,6 +26,8 @@ pub const BEARER_CHALLENGE: &str = "Bearer realm=\"Choreo Connect\"";
 pub const MTLS_CHALLENGE: &str = "Mutual SSL realm=\"Choreo Connect\"";
 /// Header with the cluster the enforcer picked.
 pub const CLUSTER_HEADER: &str = "x-wso2-cluster-header";
+/// Header with the client's address, set by the router before ext_authz.
+pub const CLIENT_IP_HEADER: &str = "x-wso2-client-ip";
 
 /// One request, as Envoy describes it.
 #[derive(Debug, Clone, Copy)]
@@ -53,13 +55,12 @@ impl Input<'_> {
         self.ext.get(key).map(String::as_str).unwrap_or("")
     }
 
-    /// Client IP: first `x-forwarded-for` entry, else the peer address.
+    /// Client IP: the address the router determined (`x-wso2-client-ip`,
+    /// which it sets from its `use_remote_address` and trusted hops and
+    /// overwrites whatever a client sent), else the peer address of the check.
+    /// Never `x-forwarded-for`, which a client can write.
     pub fn client_ip(&self) -> &str {
-        self.header("x-forwarded-for")
-            .and_then(|x| x.split(',').next())
-            .map(str::trim)
-            .filter(|x| !x.is_empty())
-            .unwrap_or(self.source_ip)
+        self.header(CLIENT_IP_HEADER).map(str::trim).filter(|x| !x.is_empty()).unwrap_or(self.source_ip)
     }
 }
 

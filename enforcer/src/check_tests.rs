@@ -681,14 +681,18 @@ async fn security_disabled_on_an_operation_needs_no_credentials() {
 }
 
 #[tokio::test]
-async fn security_disabled_on_the_api_needs_no_credentials() {
+async fn the_api_level_flag_alone_opens_no_operation() {
+    // The adapter resolves root > path item > operation into each
+    // operation's flag; the API-level flag is reported, never obeyed, so an
+    // operation its author secured stays secured.
     let fx = Fx::apis(vec![pets_with(|a| a.disable_security = true)]);
-    for r in [Req::get("/pets"), Req::new("POST", "/pets"), Req::new("DELETE", "/pets/{id}"), Req::get("/keyonly")] {
-        let (set, remove, info) = allowed(fx.check(&r).await);
-        assert_eq!(header(&set, CLUSTER_HEADER), Some(PROD));
-        assert!(remove.is_empty());
-        assert_eq!(info.auth_type, "Unsecured");
+    for r in [Req::get("/pets"), Req::new("POST", "/pets"), Req::new("DELETE", "/pets/{id}")] {
+        assert_401(fx.check(&r).await, MISSING);
     }
+    let (set, remove, info) = allowed(fx.check(&Req::get("/open")).await);
+    assert_eq!(header(&set, CLUSTER_HEADER), Some(PROD));
+    assert!(remove.is_empty());
+    assert_eq!(info.auth_type, "Unsecured");
 }
 
 #[tokio::test]
@@ -1510,27 +1514,39 @@ async fn an_api_key_where_the_resource_takes_none_is_not_tried() {
 async fn permitted_ip_restricts_api_keys() {
     let fx = Fx::new();
     let key = api_key(json!({"permittedIP": "10.0.0.0/8, 192.0.2.1, 2001:db8::/32"}));
-    for (ip, xff) in [
-        ("10.1.2.3", None),
-        ("192.0.2.1", None),
-        ("2001:db8::5", None),
-        ("198.51.100.1", Some("10.9.9.9, 198.51.100.1")),
+    // The router's address (x-wso2-client-ip) decides, else the check's peer;
+    // x-forwarded-for, which a client writes, never does.
+    for (ip, router, xff) in [
+        ("10.1.2.3", None, None),
+        ("192.0.2.1", None, None),
+        ("2001:db8::5", None, None),
+        ("198.51.100.1", Some("10.9.9.9"), Some("198.51.100.1")),
     ] {
         let mut r = Req::get("/pets").header("apikey", &key).source_ip(ip);
+        if let Some(x) = router {
+            r = r.header("x-wso2-client-ip", x);
+        }
         if let Some(x) = xff {
             r = r.header("x-forwarded-for", x);
         }
         allowed(fx.check(&r).await);
     }
-    for (ip, xff) in
-        [("11.0.0.1", None), ("192.0.2.2", None), ("10.1.2.3", Some("198.51.100.1, 10.1.2.3")), ("::1", None)]
-    {
+    for (ip, router, xff) in [
+        ("11.0.0.1", None, None),
+        ("192.0.2.2", None, None),
+        ("198.51.100.1", None, Some("10.1.2.3")),
+        ("10.1.2.3", Some("198.51.100.1"), Some("10.1.2.3")),
+        ("::1", None, None),
+    ] {
         let mut r = Req::get("/pets").header("apikey", &key).source_ip(ip);
+        if let Some(x) = router {
+            r = r.header("x-wso2-client-ip", x);
+        }
         if let Some(x) = xff {
             r = r.header("x-forwarded-for", x);
         }
         let (deny, www, _) = assert_denied(fx.check(&r).await, 403, "900908", "Resource forbidden ");
-        assert_eq!(deny.message, "Resource forbidden ", "{ip} {xff:?}");
+        assert_eq!(deny.message, "Resource forbidden ", "{ip} {router:?} {xff:?}");
         assert_eq!(www.as_deref(), Some(WWW_BEARER));
     }
 }

@@ -111,12 +111,13 @@ async fn routing(mode: XdsMode) {
     assert!(headers.get("x-wso2-route-scope").is_none(), "{headers}");
     assert_eq!(headers["host"], v1.addr.ip().to_string(), "host rewritten to the endpoint");
 
-    // OPTIONS without a declared OPTIONS: 204 with Allow, answered by Envoy.
+    // OPTIONS without a declared OPTIONS goes to the enforcer (which answers
+    // 204 with Allow: tests/cors.rs); without one it fails closed.
     let hits = v1.hits();
     let r = gw.request("OPTIONS", "localhost", "/petstore/1.0.0/pets/42", &[]).await.expect("request");
-    assert_eq!(r.status, 204);
-    assert_eq!(r.header("allow"), Some("OPTIONS, GET"));
-    // CORS preflight: the global [router.cors] policy.
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert_eq!(r.json()["code"], "102500");
+    // CORS preflight from an allowed origin: answered by Envoy (the global [router.cors] policy).
     let r = gw
         .request(
             "OPTIONS",

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use gateway_config::Config;
 use gateway_model::Api;
 
-use crate::snapshot::{Resource, ResourceMap, ResourceType, Snapshot, set_version};
+use envoy_types::pb::envoy::config::route::v3::{route, route_action};
+
+use crate::snapshot::{References, Resource, ResourceMap, ResourceType, Snapshot, set_version};
 use crate::translate::{
     listener::listeners,
     names::{route_config_name, scope_name},
@@ -41,6 +43,8 @@ struct Entry {
 struct Label {
     apis: BTreeMap<ApiKey, Entry>,
     scope_members: BTreeMap<String, BTreeSet<ApiKey>>,
+    /// Per scope, the clusters its routes send to (bootstrap clusters left out).
+    scope_clusters: BTreeMap<String, BTreeSet<String>>,
     /// Resources per type (the listener slot is unused: listeners are shared).
     /// Shared with the snapshots: a type that did not change keeps the same
     /// map, so streams skip it without looking at its entries.
@@ -80,6 +84,20 @@ pub struct Gateway {
 
 /// Scopes that hold system routes.
 const SYSTEM_SCOPES: &[&str] = &["health", "ready", "testkey", ".wellknown"];
+
+/// Clusters of the bootstrap (static), which routes may use without CDS.
+const BOOTSTRAP_CLUSTERS: &[&str] = &[crate::translate::names::CLUSTER_ENFORCER_HTTP];
+
+/// A snapshot that refers to resources it does not hold: a bug in the
+/// adapter, never sent to an Envoy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the configuration of label {label} refers to resources it does not hold: {}", dangling.join(", "))]
+pub struct Inconsistent {
+    /// The label.
+    pub label: String,
+    /// What is missing.
+    pub dangling: Vec<String>,
+}
 
 impl Gateway {
     /// An empty gateway for `config`.
@@ -238,8 +256,22 @@ impl Gateway {
         if routes.is_empty() {
             state.remove(ResourceType::Route, &rc_name);
             state.remove(ResourceType::ScopedRoute, &scope_entry);
+            state.scope_clusters.remove(scope);
             return;
         }
+        let used: BTreeSet<String> = routes
+            .iter()
+            .filter_map(|r| match &r.route.action {
+                Some(route::Action::Route(a)) => match &a.cluster_specifier {
+                    Some(route_action::ClusterSpecifier::Cluster(c)) if !BOOTSTRAP_CLUSTERS.contains(&c.as_str()) => {
+                        Some(c.clone())
+                    }
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        state.scope_clusters.insert(scope.to_string(), used);
         let cors = crate::translate::route::global_cors(&config);
         let rc = route_configuration(scope, routes, cors.as_ref());
         state.insert(ResourceType::Route, Resource::encode(ResourceType::Route, rc_name, &rc));
@@ -247,9 +279,29 @@ impl Gateway {
         state.insert(ResourceType::ScopedRoute, Resource::encode(ResourceType::ScopedRoute, scope_entry, &srds));
     }
 
-    /// The snapshot of `label`. An unknown label gets the listeners and the
-    /// system routes only.
-    pub fn snapshot(&mut self, label: &str) -> Snapshot {
+    /// The snapshot of `label`, checked for consistency before anyone sees
+    /// it: every cluster a route uses exists, every EDS cluster has its
+    /// endpoints, every scope's route configuration exists. An unknown label
+    /// gets the listeners and the system routes only.
+    pub fn snapshot(&mut self, label: &str) -> Result<Snapshot, Inconsistent> {
+        let snap = self.unchecked_snapshot(label);
+        let refs = self.references(label);
+        let dangling = snap.dangling(&refs);
+        if dangling.is_empty() { Ok(snap) } else { Err(Inconsistent { label: label.to_string(), dangling }) }
+    }
+
+    /// What the resources of `label` refer to.
+    fn references(&self, label: &str) -> References {
+        let Some(state) = self.labels.get(label) else { return References::default() };
+        let clusters: BTreeSet<&String> = state.scope_clusters.values().flatten().collect();
+        References {
+            clusters: clusters.into_iter().cloned().collect(),
+            endpoints: state.apis.values().flat_map(|e| e.endpoints.iter().cloned()).collect(),
+            route_configs: state.scope_members.keys().map(|s| route_config_name(s)).collect(),
+        }
+    }
+
+    fn unchecked_snapshot(&mut self, label: &str) -> Snapshot {
         let listeners = Arc::clone(&self.listeners);
         let listeners_version = self.listeners_version.clone();
         let state = self.label_mut(label);
@@ -265,5 +317,49 @@ impl Gateway {
             state.maps.clone(),
             std::array::from_fn(|i| state.versions[i].clone().unwrap_or_default()),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api() -> Arc<Api> {
+        let mut files = gateway_model::ProjectFiles::new();
+        files.insert(
+            "api.yaml",
+            "type: api\ndata:\n  name: Pets\n  version: 1.0.0\n  context: /pets\n  endpointConfig:\n    endpoint_type: http\n    production_endpoints:\n      url: http://10.0.0.1:8080\n",
+        );
+        files.insert(
+            "Definitions/swagger.yaml",
+            "openapi: 3.0.0\ninfo: {title: Pets, version: 1.0.0}\npaths:\n  /p:\n    get: {}\n",
+        );
+        let p = gateway_model::parse_project(&files, &gateway_model::ParseOptions::default()).expect("valid project");
+        Arc::new(p.api)
+    }
+
+    #[test]
+    fn a_snapshot_that_refers_to_missing_resources_is_never_handed_out() {
+        let mut g = Gateway::new(Arc::new(Config::default()));
+        g.upsert("Default", "localhost", api());
+        let snap = g.snapshot("Default").expect("consistent");
+        assert!(snap.resources(ResourceType::Cluster).len() == 1);
+        // Break the invariant the way a bug would: a cluster, its endpoints
+        // and a route configuration go while routes still use them.
+        let l = g.labels.get_mut("Default").expect("label");
+        let cluster = l.maps[ResourceType::Cluster.index()].keys().next().cloned().expect("cluster");
+        l.remove(ResourceType::Cluster, &cluster);
+        l.remove(ResourceType::Endpoint, &cluster);
+        l.remove(ResourceType::Route, "routes/pets");
+        let err = g.snapshot("Default").expect_err("inconsistent");
+        assert_eq!(
+            err.dangling,
+            vec![
+                format!("cluster {cluster}"),
+                format!("endpoints {cluster}"),
+                "route configuration routes/pets".into()
+            ]
+        );
+        assert!(err.to_string().contains("label Default"), "{err}");
     }
 }

@@ -77,6 +77,8 @@ fn pool() -> &'static DescriptorPool {
             "envoy/extensions/filters/http/ext_authz/v3/ext_authz.proto",
             "envoy/extensions/filters/http/cors/v3/cors.proto",
             "envoy/extensions/filters/http/router/v3/router.proto",
+            "envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.proto",
+            "envoy/extensions/filters/http/header_mutation/v3/header_mutation.proto",
             "envoy/extensions/http/early_header_mutation/header_mutation/v3/header_mutation.proto",
             "envoy/extensions/clusters/dns/v3/dns_cluster.proto",
             "envoy/extensions/transport_sockets/tls/v3/tls.proto",
@@ -115,7 +117,7 @@ fn to_json(ty: ResourceType, bytes: &[u8]) -> Value {
 
 fn load_config(dir: &Path) -> gateway_config::Config {
     let text = std::fs::read_to_string(dir.join("config.toml")).unwrap_or_default();
-    gateway_config::load(&text, "config.toml", Vec::<(&str, &str)>::new()).expect("golden config").config
+    gateway_config::load(&text, "config.toml", [("adapter_admin_pwd", "golden")]).expect("golden config").config
 }
 
 fn read_project(dir: &Path) -> ProjectFiles {
@@ -186,7 +188,7 @@ fn projects_translate_to_the_golden_resources() {
             gw.upsert(&d.environment, &d.vhost, Arc::new(project.api.clone()));
         }
         gw.set_ready();
-        let snap = gw.snapshot("Default");
+        let snap = gw.snapshot("Default").expect("a consistent snapshot");
         let mut out = serde_json::Map::new();
         for ty in [ResourceType::Cluster, ResourceType::Endpoint, ResourceType::ScopedRoute, ResourceType::Route] {
             let items: Vec<Value> = snap.resources(ty).values().map(|r| to_json(ty, &r.body)).collect();
@@ -199,9 +201,9 @@ fn projects_translate_to_the_golden_resources() {
 
 #[test]
 fn default_listeners_match_the_golden_file() {
-    let config = gateway_config::load("", "config.toml", Vec::<(&str, &str)>::new()).expect("defaults").config;
+    let config = gateway_config::load("", "config.toml", [("adapter_admin_pwd", "golden")]).expect("defaults").config;
     let mut gw = Gateway::new(Arc::new(config));
-    let snap = gw.snapshot("Default");
+    let snap = gw.snapshot("Default").expect("a consistent snapshot");
     let listeners: Vec<Value> =
         snap.resources(ResourceType::Listener).values().map(|r| to_json(ResourceType::Listener, &r.body)).collect();
     check("listeners.json", &Value::Array(listeners));

@@ -147,6 +147,34 @@ pub struct AdapterServer {
     pub users: Vec<User>,
     /// `[adapter.server.upload]`: limits of `POST /apis` (not in Choreo Connect).
     pub upload: Upload,
+    /// `[adapter.server.connections]`: limits against idle and slow clients
+    /// (not in Choreo Connect).
+    pub connections: Connections,
+}
+
+/// `[adapter.server.connections]`: what the management API allows a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Connections {
+    /// Connections served at once; more wait until one ends.
+    pub max_connections: u32,
+    /// Time for a client to complete the TLS handshake, seconds.
+    pub tls_handshake_timeout_in_seconds: u32,
+    /// Time for a client to send a request's headers, seconds.
+    pub request_headers_timeout_in_seconds: u32,
+    /// A connection idle this long is closed, seconds.
+    pub idle_timeout_in_seconds: u32,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            max_connections: 1024,
+            tls_handshake_timeout_in_seconds: 10,
+            request_headers_timeout_in_seconds: 10,
+            idle_timeout_in_seconds: 60,
+        }
+    }
 }
 
 /// `[adapter.server.upload]`: what `POST /apis` accepts.
@@ -184,6 +212,7 @@ impl Default for AdapterServer {
             token_private_key_path: DEFAULT_KEYSTORE_KEY.into(),
             users: vec![User { username: "admin".into(), password: "$env{adapter_admin_pwd}".into() }],
             upload: Upload::default(),
+            connections: Connections::default(),
         }
     }
 }
@@ -258,8 +287,18 @@ pub struct Router {
     pub enforcer_response_timeout_in_seconds: u32,
     /// The vhost that carries `/health`, `/ready`, `/testkey` and `/.wellknown/jwks`.
     pub system_host: String,
-    /// Trust the client address of the connection (and append it to `x-forwarded-for`).
+    /// The client's address is the connection's peer (Envoy's
+    /// `use_remote_address`), which Envoy appends to `x-forwarded-for`.
+    /// `false` takes it from `x-forwarded-for` instead, which a client
+    /// talking to the router directly can write itself: only for a router
+    /// behind a proxy that sets the header. Default `true` (Choreo Connect's
+    /// is `false`): every IP-based decision (API-key IP restrictions, later
+    /// blocking conditions and rate limits) uses this address.
     pub use_remote_address: bool,
+    /// Proxies in front of the router that append to `x-forwarded-for` and
+    /// are trusted (Envoy's `xff_num_trusted_hops`): the client's address is
+    /// that many entries from the right.
+    pub xff_num_trusted_hops: u32,
     /// Soft limit on a connection's read and write buffers.
     pub per_connection_buffer_limit_bytes: u32,
     /// `[router.keystore]`: the HTTPS listener's certificate, as files on the router.
@@ -287,7 +326,8 @@ impl Default for Router {
             cluster_timeout_in_seconds: 20,
             enforcer_response_timeout_in_seconds: 20,
             system_host: "localhost".into(),
-            use_remote_address: false,
+            use_remote_address: true,
+            xff_num_trusted_hops: 0,
             per_connection_buffer_limit_bytes: 1_048_576,
             keystore: Keystore::default(),
             cors: Cors::default(),

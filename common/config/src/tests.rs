@@ -190,7 +190,7 @@ password = "$env{ENF}"
 fn cc_overrides_set_typed_values() {
     let env = vec![
         ("CC_ROUTER_LISTENERPORT", "9191"),
-        ("CC_ROUTER_USEREMOTEADDRESS", "true"),
+        ("CC_ROUTER_USEREMOTEADDRESS", "false"),
         ("CC_ROUTER_UPSTREAM_RETRY_STATUSCODES", "502, 503"),
         ("CC_ROUTER_CORS_ALLOWORIGINS", "https://a.example, https://b.example"),
         ("CC_ADAPTER_SERVER_PORT", "9444"),
@@ -203,7 +203,7 @@ fn cc_overrides_set_typed_values() {
     let l = load("[router]\nlistenerPort = 1\n", "config.toml", env).expect("valid");
     let c = l.config;
     assert_eq!(c.router.listener_port, 9191, "environment wins over the file");
-    assert!(c.router.use_remote_address);
+    assert!(!c.router.use_remote_address, "the default is true");
     assert_eq!(c.router.upstream.retry.status_codes, vec![502, 503]);
     assert_eq!(c.router.cors.allow_origins, vec!["https://a.example", "https://b.example"]);
     assert_eq!(c.adapter.server.port, "9444");

@@ -43,6 +43,17 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             return Err(invalid(key, v, "must be at least 1"));
         }
     }
+    let conn = &a.server.connections;
+    for (key, v) in [
+        ("adapter.server.connections.maxConnections", conn.max_connections),
+        ("adapter.server.connections.tlsHandshakeTimeoutInSeconds", conn.tls_handshake_timeout_in_seconds),
+        ("adapter.server.connections.requestHeadersTimeoutInSeconds", conn.request_headers_timeout_in_seconds),
+        ("adapter.server.connections.idleTimeoutInSeconds", conn.idle_timeout_in_seconds),
+    ] {
+        if v == 0 {
+            return Err(invalid(key, v, "must be at least 1"));
+        }
+    }
     if crate::enforcer::go_duration(&a.server.token_ttl).is_none_or(|d| d.is_zero()) {
         return Err(invalid("adapter.server.tokenTTL", &a.server.token_ttl, "expected a duration such as 1h or 30m"));
     }
@@ -174,6 +185,14 @@ fn validate_enforcer(c: &Config) -> Result<(), ConfigError> {
     if g.enabled {
         if g.token_ttl == 0 {
             return Err(invalid("enforcer.jwtGenerator.tokenTTL", 0, "must be at least 1"));
+        }
+        for (key, v) in [
+            ("enforcer.jwtGenerator.jwksRatelimitQuota", g.jwks_ratelimit_quota),
+            ("enforcer.jwtGenerator.jwksRatelimitTimeWindowInSeconds", g.jwks_ratelimit_time_window_in_seconds),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, v, "must be at least 1"));
+            }
         }
         if g.keypair.iter().filter(|k| k.use_for_signing).count() != 1 {
             return Err(invalid(

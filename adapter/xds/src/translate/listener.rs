@@ -12,6 +12,10 @@ use envoy_types::pb::envoy::extensions::access_loggers::grpc::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{BufferSettings, ExtAuthz, ext_authz};
+use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::{
+    HeaderMutation as FilterHeaderMutation, Mutations,
+};
+use envoy_types::pb::envoy::extensions::filters::http::local_ratelimit::v3::LocalRateLimit;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router as RouterFilter;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, ScopedRds, ScopedRoutes, http_connection_manager, http_filter, scoped_routes,
@@ -78,11 +82,43 @@ fn http_filters(c: &Config) -> Vec<HttpFilter> {
         config_type: Some(http_filter::ConfigType::TypedConfig(a)),
         ..Default::default()
     };
+    // Off unless a route enables it with a bucket (the JWKS route).
+    let local_ratelimit = LocalRateLimit { stat_prefix: "http_local_rate_limiter".to_string(), ..Default::default() };
+    // The client's address as Envoy determined it (after `use_remote_address`
+    // and the trusted hops), for the enforcer; any client-sent value is
+    // overwritten.
+    let client_ip = FilterHeaderMutation {
+        mutations: Some(Mutations {
+            request_mutations: vec![Mutation {
+                action: Some(Action::Append(set_header(HEADER_CLIENT_IP, "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"))),
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
     vec![
         typed(FILTER_CORS, any(&Cors::default())),
+        typed(FILTER_LOCAL_RATELIMIT, any(&local_ratelimit)),
+        typed(FILTER_HEADER_MUTATION, any(&client_ip)),
         typed(FILTER_EXT_AUTHZ, any(&authz)),
         typed(FILTER_ROUTER, any(&RouterFilter { suppress_envoy_headers: true, ..Default::default() })),
     ]
+}
+
+/// Request headers no client may send: identity headers the gateway sets
+/// (the backend JWT's header; the client-certificate header when the
+/// certificate comes from the TLS handshake) and method overrides. Removed
+/// before routing, so neither the enforcer nor a backend ever sees a
+/// client's value.
+pub fn client_headers_removed(c: &Config) -> Vec<String> {
+    let mut out = vec![c.enforcer.jwt_generator.header.to_ascii_lowercase()];
+    let mtls = &c.enforcer.security.mutual_ssl;
+    if mtls.enable_client_validation {
+        out.push(mtls.certificate_header.to_ascii_lowercase());
+    }
+    out.extend(METHOD_OVERRIDE_HEADERS.iter().map(|h| h.to_string()));
+    out.dedup();
+    out
 }
 
 fn codec(c: &Config) -> i32 {
@@ -113,10 +149,11 @@ pub fn http_connection_manager(c: &Config) -> HttpConnectionManager {
         }],
     };
     // Before routing: the path without its query string, whose first segment
-    // picks the route scope. Overwrites anything a client sent.
-    let scope_header = HeaderMutation {
-        mutations: vec![Mutation { action: Some(Action::Append(set_header(HEADER_ROUTE_SCOPE, "%PATH(NQ)%"))) }],
-    };
+    // picks the route scope (overwriting anything a client sent), and the
+    // headers no client may send removed.
+    let mut mutations = vec![Mutation { action: Some(Action::Append(set_header(HEADER_ROUTE_SCOPE, "%PATH(NQ)%"))) }];
+    mutations.extend(client_headers_removed(c).into_iter().map(|h| Mutation { action: Some(Action::Remove(h)) }));
+    let scope_header = HeaderMutation { mutations };
     HttpConnectionManager {
         codec_type: codec(c),
         stat_prefix: STAT_PREFIX.to_string(),
@@ -136,6 +173,13 @@ pub fn http_connection_manager(c: &Config) -> HttpConnectionManager {
         http_filters: http_filters(c),
         local_reply_config: Some(local_reply_config()),
         use_remote_address: Some(bool_value(c.router.use_remote_address)),
+        xff_num_trusted_hops: c.router.xff_num_trusted_hops,
+        // No client is "internal": Envoy strips every x-envoy-* control header
+        // (retries, timeouts, ...) that a client sends.
+        internal_address_config: Some(http_connection_manager::InternalAddressConfig {
+            unix_sockets: false,
+            cidr_ranges: Vec::new(),
+        }),
         stream_idle_timeout: Some(secs(t.stream_idle_timeout_in_seconds)),
         request_timeout: Some(secs(t.request_timeout_in_seconds)),
         request_headers_timeout: Some(secs(t.request_headers_timeout_in_seconds)),
@@ -144,8 +188,13 @@ pub fn http_connection_manager(c: &Config) -> HttpConnectionManager {
             ..Default::default()
         }),
         access_log: access_logs(c),
+        // Paths are matched as Envoy normalises them (RFC 3986: dot segments
+        // resolved, percent-encoded unreserved characters decoded, `//`
+        // merged); a path with an escaped slash (`%2F`, `%5C`) is refused with
+        // 400 rather than matched as one segment and decoded by a backend.
         normalize_path: Some(bool_value(true)),
         merge_slashes: true,
+        path_with_escaped_slashes_action: http_connection_manager::PathWithEscapedSlashesAction::RejectRequest as i32,
         strip_port_mode: Some(http_connection_manager::StripPortMode::StripAnyHostPort(true)),
         ..Default::default()
     }

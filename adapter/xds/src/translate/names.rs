@@ -13,6 +13,16 @@ pub const HEADER_CLUSTER: &str = "x-wso2-cluster-header";
 /// first segment selects the route scope.
 pub const HEADER_ROUTE_SCOPE: &str = "x-wso2-route-scope";
 
+/// Request header holding the client's address as Envoy determined it
+/// (`use_remote_address`, `xff_num_trusted_hops`), set before ext_authz and
+/// removed before upstream: the enforcer's one source for IP-based decisions.
+pub const HEADER_CLIENT_IP: &str = "x-wso2-client-ip";
+
+/// Method-override headers: a backend that honours them would execute
+/// another method than the one the gateway authorized, so clients' values
+/// never reach it.
+pub const METHOD_OVERRIDE_HEADERS: &[&str] = &["x-http-method-override", "x-http-method", "x-method-override"];
+
 /// Listener names (as in Choreo Connect).
 pub const LISTENER_HTTP: &str = "HTTPListener";
 /// HTTPS listener name.
@@ -32,6 +42,10 @@ pub const EXT_AUTHZ_NAMESPACE: &str = "envoy.filters.http.ext_authz";
 pub const FILTER_CORS: &str = "envoy.filters.http.cors";
 /// ext_authz filter.
 pub const FILTER_EXT_AUTHZ: &str = "envoy.filters.http.ext_authz";
+/// Local rate limit filter (the JWKS route).
+pub const FILTER_LOCAL_RATELIMIT: &str = "envoy.filters.http.local_ratelimit";
+/// Header mutation filter (the client address for the enforcer).
+pub const FILTER_HEADER_MUTATION: &str = "envoy.filters.http.header_mutation";
 /// Router filter.
 pub const FILTER_ROUTER: &str = "envoy.filters.http.router";
 

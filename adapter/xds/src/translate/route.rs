@@ -2,14 +2,21 @@
 //!
 //! Per resource and base path (the API's, and its version-less form for
 //! default versions) the API gets:
-//! * for secured methods: a route to the sandbox cluster taken only when the
-//!   enforcer set `x-wso2-cluster-header` to it, then a route to the
-//!   production cluster (or to the sandbox one when there is no production);
-//!   both with ext_authz and the context extensions the enforcer needs;
+//! * for methods that go to the enforcer (secured ones; every method of a
+//!   BLOCKED API; OPTIONS when the resource does not declare it): a route to
+//!   the sandbox cluster taken only when the enforcer set
+//!   `x-wso2-cluster-header` to it, then a route to the production cluster
+//!   (or to the sandbox one when there is no production); both with ext_authz
+//!   and the context extensions the enforcer needs;
 //! * for methods with security disabled: a route to the production cluster
-//!   with ext_authz disabled (no enforcer hop; the cluster header is ignored);
-//! * unless the resource declares OPTIONS: an OPTIONS route answered by Envoy
-//!   with 204 and `Allow`, after the CORS filter handled real preflights.
+//!   with ext_authz disabled (no enforcer hop; the cluster header is ignored).
+//!
+//! OPTIONS, as in Choreo Connect: Envoy's CORS filter answers preflights from
+//! allowed origins (it runs before ext_authz); every other OPTIONS of a
+//! resource that does not declare OPTIONS reaches the enforcer, which answers
+//! 204 with `Allow` and never lets it through. No OPTIONS route forwards
+//! without the enforcer, so no preflight-shaped request reaches a backend
+//! unchecked. A declared OPTIONS is an operation like any other.
 //!
 //! Paths match as in Choreo Connect: `{param}` is one segment, a trailing
 //! `/*` is anything below, otherwise one optional trailing slash. Literal
@@ -20,8 +27,8 @@ use std::collections::HashMap;
 use base64::Engine;
 use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
 use envoy_types::pb::envoy::config::route::v3::{
-    Decorator, DirectResponseAction, HeaderMatcher, RetryPolicy, Route, RouteAction, RouteMatch, header_matcher,
-    retry_policy, route, route_action, route_match,
+    Decorator, HeaderMatcher, RetryPolicy, Route, RouteAction, RouteMatch, header_matcher, retry_policy, route,
+    route_action, route_match,
 };
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy as PbCors;
 use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{
@@ -250,9 +257,9 @@ fn cors_proto(
         allow_headers: headers.join(", "),
         expose_headers: expose.join(", "),
         allow_credentials: Some(bool_value(credentials)),
-        // Preflights from origins that are not allowed are answered by Envoy
-        // too (without CORS headers), never forwarded to the backend.
-        forward_not_matching_preflights: Some(bool_value(false)),
+        // Preflights from origins that are not allowed go on to the enforcer,
+        // which answers 204 with `Allow` and no CORS headers (Choreo Connect).
+        forward_not_matching_preflights: Some(bool_value(true)),
         ..Default::default()
     }
 }
@@ -266,20 +273,18 @@ pub fn global_cors(c: &Config) -> Option<Any> {
     })
 }
 
-/// An API's per-route CORS override, and whether CORS applies at all.
-fn api_cors(api: &Api, c: &Config) -> (Option<Any>, bool) {
+/// An API's per-route CORS policy, when it differs from the virtual host's
+/// (`[router.cors]`).
+fn api_cors(api: &Api, c: &Config) -> Option<Any> {
     match &api.cors {
-        ApiCors::Global => (None, c.router.cors.enabled),
-        ApiCors::Api(p) => (
-            Some(any(&cors_proto(
-                &p.allow_origins,
-                &p.allow_methods,
-                &p.allow_headers,
-                &p.expose_headers,
-                p.allow_credentials,
-            ))),
-            true,
-        ),
+        ApiCors::Global => None,
+        ApiCors::Api(p) => Some(any(&cors_proto(
+            &p.allow_origins,
+            &p.allow_methods,
+            &p.allow_headers,
+            &p.expose_headers,
+            p.allow_credentials,
+        ))),
         ApiCors::None if c.router.cors.enabled => {
             // Switch the inherited virtual-host policy off for this API.
             let off = PbCors {
@@ -289,9 +294,9 @@ fn api_cors(api: &Api, c: &Config) -> (Option<Any>, bool) {
                 }),
                 ..Default::default()
             };
-            (Some(any(&off)), false)
+            Some(any(&off))
         }
-        ApiCors::None => (None, false),
+        ApiCors::None => None,
     }
 }
 
@@ -350,60 +355,7 @@ pub fn translate_api(api: &Api, vhost: &str, c: &Config) -> ApiTranslation {
             routes.extend(resource_routes(api, resource, base, vhost, prod.as_ref(), sand.as_ref(), &cors, c));
         }
     }
-    // CORS preflights, one route per base path: the CORS filter answers them
-    // (the answer depends on the API's policy, not on the resource), but only
-    // on a route that forwards, never on a direct response: this one names
-    // the API's cluster without ever reaching it.
-    if let (true, Some(main)) = (cors.1, api_prod.as_ref().or(api_sand.as_ref())) {
-        for base in &base_paths {
-            routes.push(preflight_route(api, base, vhost, &main.name, &cors));
-        }
-    }
     ApiTranslation { clusters, routes }
-}
-
-fn preflight_route(api: &Api, base: &str, vhost: &str, cluster: &str, cors: &(Option<Any>, bool)) -> PlacedRoute {
-    let mut per_filter = HashMap::new();
-    per_filter.insert(FILTER_EXT_AUTHZ.to_string(), ext_authz_disabled());
-    if let Some(c) = &cors.0 {
-        per_filter.insert(FILTER_CORS.to_string(), c.clone());
-    }
-    let name = format!("{}:{} CORS preflight {base}", api.name, api.version);
-    let route = Route {
-        name: name.clone(),
-        r#match: Some(RouteMatch {
-            path_specifier: Some(route_match::PathSpecifier::PathSeparatedPrefix(base.to_string())),
-            headers: vec![
-                HeaderMatcher {
-                    name: ":method".to_string(),
-                    header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(string_exact(
-                        "OPTIONS",
-                    ))),
-                    ..Default::default()
-                },
-                HeaderMatcher {
-                    name: "access-control-request-method".to_string(),
-                    header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::PresentMatch(true)),
-                    ..Default::default()
-                },
-            ],
-            ..Default::default()
-        }),
-        action: Some(route::Action::Route(RouteAction {
-            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.to_string())),
-            ..Default::default()
-        })),
-        typed_per_filter_config: per_filter,
-        ..Default::default()
-    };
-    // It covers everything below the base path, so it sorts like a wildcard:
-    // after the more specific routes of other APIs under the same prefix.
-    PlacedRoute {
-        scope: scope_of(base),
-        vhost: vhost.to_string(),
-        key: SortKey::of_path(&format!("{base}/*"), 2, &name),
-        route,
-    }
 }
 
 /// How a resource's path is matched and rewritten. Envoy holds every route
@@ -494,7 +446,7 @@ fn resource_routes(
     vhost: &str,
     prod: Option<&Target<'_>>,
     sand: Option<&Target<'_>>,
-    cors: &(Option<Any>, bool),
+    cors: &Option<Any>,
     c: &Config,
 ) -> Vec<PlacedRoute> {
     let template = resource.path.split('?').next().unwrap_or("");
@@ -502,12 +454,15 @@ fn resource_routes(
     let scope = scope_of(base);
     let full_template = format!("{base}{template}");
     let all_methods: Vec<Method> = resource.operations.iter().map(|o| o.method).collect();
+    // A BLOCKED API answers 503/700700 everywhere, also where security is
+    // disabled: the enforcer says so, so every method goes there.
+    let blocked = api.lifecycle_status == "BLOCKED";
     let secured: Vec<Method> =
-        resource.operations.iter().filter(|o| !o.disable_security && !api.disable_security).map(|o| o.method).collect();
+        resource.operations.iter().filter(|o| !o.disable_security || blocked).map(|o| o.method).collect();
     let open: Vec<Method> =
-        resource.operations.iter().filter(|o| o.disable_security || api.disable_security).map(|o| o.method).collect();
+        resource.operations.iter().filter(|o| o.disable_security && !blocked).map(|o| o.method).collect();
     let method_list = |ms: &[Method]| ms.iter().map(|m| m.as_str()).collect::<Vec<_>>();
-    let (cors_override, _) = cors;
+    let cors_override = cors;
     let context_extensions = || {
         let mut ext = HashMap::new();
         ext.insert("path".to_string(), template.to_string());
@@ -599,55 +554,26 @@ fn resource_routes(
             (route, headers)
         };
 
-    // OPTIONS on a resource that does not declare it: with secured methods
-    // it goes to the enforcer, which answers 204 with `Allow` (as in Choreo
-    // Connect), so the secured route takes it; otherwise Envoy answers below.
-    let options_declared = all_methods.contains(&Method::Options);
-    let mut secured_matched = secured.clone();
-    if !secured.is_empty() && !options_declared {
-        secured_matched.push(Method::Options);
+    // OPTIONS on a resource that does not declare it goes to the enforcer
+    // (204 with `Allow`), after the CORS filter answered real preflights
+    // from allowed origins. Never to the backend.
+    let mut to_enforcer = secured.clone();
+    if !all_methods.contains(&Method::Options) {
+        to_enforcer.push(Method::Options);
     }
-    let main = prod.or(sand);
-    if let Some(main) = main {
-        if !secured.is_empty() {
-            if let (Some(s), Some(p)) = (sand, prod)
-                && s.name != p.name
-            {
-                let (r, h) = forward(s, &secured_matched, true, true);
-                place(r, h, 0);
-            }
-            let (r, h) = forward(main, &secured_matched, true, false);
-            place(r, h, 1);
+    if let Some(main) = prod.or(sand) {
+        if let (Some(s), Some(p), false) = (sand, prod, secured.is_empty())
+            && s.name != p.name
+        {
+            let (r, h) = forward(s, &to_enforcer, true, true);
+            place(r, h, 0);
         }
+        let (r, h) = forward(main, &to_enforcer, true, false);
+        place(r, h, 1);
         if !open.is_empty() {
             let (r, h) = forward(main, &open, false, false);
             place(r, h, 1);
         }
-    }
-    if !options_declared && secured.is_empty() {
-        let options = HeaderMatcher {
-            name: ":method".to_string(),
-            header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(string_exact("OPTIONS"))),
-            ..Default::default()
-        };
-        // Other OPTIONS requests: answered by Envoy with the allowed methods.
-        let mut allow = vec!["OPTIONS"];
-        allow.extend(method_list(&all_methods));
-        let route = Route {
-            name: format!("{}:{} OPTIONS {}", api.name, api.version, full_template),
-            action: Some(route::Action::DirectResponse(DirectResponseAction { status: 204, ..Default::default() })),
-            response_headers_to_add: vec![set_header("allow", &allow.join(", "))],
-            typed_per_filter_config: per_filter(false),
-            ..Default::default()
-        };
-        // Not preflights (those go to the API's preflight route).
-        let not_preflight = HeaderMatcher {
-            name: "access-control-request-method".to_string(),
-            header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::PresentMatch(true)),
-            invert_match: true,
-            ..Default::default()
-        };
-        place(route, vec![options, not_preflight], 3);
     }
     out
 }

@@ -19,12 +19,16 @@ use envoy_types::pb::google::protobuf::Any;
 
 use gateway_config::Config;
 
+use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
+use envoy_types::pb::envoy::extensions::filters::http::local_ratelimit::v3::LocalRateLimit;
+use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, TokenBucket};
+
 use super::names::{
-    CLUSTER_ENFORCER_HTTP, FILTER_CORS, FILTER_EXT_AUTHZ, HEADER_CLUSTER, HEADER_ROUTE_SCOPE, route_config_name,
-    scope_name,
+    CLUSTER_ENFORCER_HTTP, FILTER_CORS, FILTER_EXT_AUTHZ, FILTER_LOCAL_RATELIMIT, HEADER_CLIENT_IP, HEADER_CLUSTER,
+    HEADER_ROUTE_SCOPE, route_config_name, scope_name,
 };
 use super::route::{PlacedRoute, SortKey};
-use super::util::{any, bool_value, set_header};
+use super::util::{any, bool_value, secs, set_header, u32_value};
 
 /// System routes on the system host, as in Choreo Connect: `/testkey` (when
 /// the test key issuer is on) and `/.wellknown/jwks` (when the backend JWT is
@@ -37,13 +41,37 @@ pub fn system_routes(c: &Config, ready: bool) -> Vec<PlacedRoute> {
         out.push(to_enforcer("testkey", "/testkey", "/testkey", system_host));
     }
     if c.enforcer.jwt_generator.enabled {
-        out.push(to_enforcer(".wellknown", "/.wellknown/jwks", "/jwks", system_host));
+        let mut jwks = to_enforcer(".wellknown", "/.wellknown/jwks", "/jwks", system_host);
+        jwks.route.typed_per_filter_config.insert(FILTER_LOCAL_RATELIMIT.to_string(), jwks_rate_limit(c));
+        out.push(jwks);
     }
     out.push(direct("health", "/health", r#"{"status": "healthy"}"#, system_host));
     if ready {
         out.push(direct("ready", "/ready", r#"{"status": "ready"}"#, system_host));
     }
     out
+}
+
+/// Choreo Connect's token bucket on `/.wellknown/jwks`:
+/// `[enforcer.jwtGenerator] jwksRatelimitQuota` requests per
+/// `jwksRatelimitTimeWindowInSeconds`; past it Envoy answers 429.
+fn jwks_rate_limit(c: &Config) -> Any {
+    let g = &c.enforcer.jwt_generator;
+    let all = || RuntimeFractionalPercent {
+        default_value: Some(FractionalPercent { numerator: 100, denominator: 0 }),
+        runtime_key: String::new(),
+    };
+    any(&LocalRateLimit {
+        stat_prefix: "jwks_rate_limit".to_string(),
+        token_bucket: Some(TokenBucket {
+            max_tokens: g.jwks_ratelimit_quota,
+            tokens_per_fill: Some(u32_value(g.jwks_ratelimit_quota)),
+            fill_interval: Some(secs(g.jwks_ratelimit_time_window_in_seconds)),
+        }),
+        filter_enabled: Some(all()),
+        filter_enforced: Some(all()),
+        ..Default::default()
+    })
 }
 
 fn ext_authz_off() -> std::collections::HashMap<String, Any> {
@@ -125,7 +153,11 @@ pub fn route_configuration(scope: &str, routes: Vec<PlacedRoute>, cors: Option<&
     RouteConfiguration {
         name: route_config_name(scope),
         virtual_hosts,
-        request_headers_to_remove: vec![HEADER_CLUSTER.to_string(), HEADER_ROUTE_SCOPE.to_string()],
+        request_headers_to_remove: vec![
+            HEADER_CLUSTER.to_string(),
+            HEADER_ROUTE_SCOPE.to_string(),
+            HEADER_CLIENT_IP.to_string(),
+        ],
         ..Default::default()
     }
 }
