@@ -124,7 +124,14 @@ async fn serve<W: Wire>(
         .map(|n| n.id.clone())
         .filter(|l| !l.is_empty())
         .unwrap_or_else(|| DEFAULT_ENVIRONMENT.to_string());
-    let mut snapshots = hub.subscribe(&label);
+    let mut snapshots = match hub.subscribe(&label) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "no configuration to serve");
+            let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+            return;
+        }
+    };
     let mut stream = Stream::new(W::MODE, snapshots.borrow_and_update().clone());
     let connected_at_ms = now_ms();
     let mut outcome = W::handle(&mut stream, &first, now_ms());

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use gateway_config::Config;
 use gateway_xds::snapshot::Snapshot;
-use gateway_xds::state::Gateway;
+use gateway_xds::state::{Gateway, Inconsistent};
 use gateway_xds::stream::StreamStatus;
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -118,7 +118,14 @@ impl Hub {
         let mut channels = self.channels.lock();
         let labels: Vec<String> = state.gateway.labels().map(String::from).chain(channels.keys().cloned()).collect();
         for label in labels {
-            let snap = state.gateway.snapshot(&label);
+            let snap = match state.gateway.snapshot(&label) {
+                Ok(s) => s,
+                Err(e) => {
+                    // A bug, never sent: the routers keep the last good configuration.
+                    tracing::error!(error = %e, "configuration not published");
+                    continue;
+                }
+            };
             match channels.get(&label) {
                 Some(tx) => {
                     tx.send_if_modified(|cur| {
@@ -220,14 +227,15 @@ impl Hub {
         f(&self.state.lock())
     }
 
-    /// Watches the snapshot of `label`.
-    pub fn subscribe(&self, label: &str) -> watch::Receiver<Snapshot> {
+    /// Watches the snapshot of `label`. Refused when the label has never had
+    /// a consistent snapshot (a bug: the stream ends, the Envoy keeps what it has).
+    pub fn subscribe(&self, label: &str) -> Result<watch::Receiver<Snapshot>, Inconsistent> {
         if let Some(tx) = self.channels.lock().get(label) {
-            return tx.subscribe();
+            return Ok(tx.subscribe());
         }
-        let snap = self.state.lock().gateway.snapshot(label);
+        let snap = self.state.lock().gateway.snapshot(label)?;
         let mut channels = self.channels.lock();
-        channels.entry(label.to_string()).or_insert_with(|| watch::Sender::new(snap)).subscribe()
+        Ok(channels.entry(label.to_string()).or_insert_with(|| watch::Sender::new(snap)).subscribe())
     }
 
     /// Asks every stream to end (the adapter is stopping).

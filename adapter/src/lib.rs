@@ -64,6 +64,21 @@ pub enum AdapterError {
     /// The management API's token key cannot be used.
     #[error("{0}")]
     TokenKey(#[from] auth::KeyError),
+    /// A background task the adapter cannot do without stopped.
+    #[error("{0}; stopping so that the adapter is restarted in a known state")]
+    TaskDied(#[from] gateway_runtime::TaskDied),
+}
+
+/// The management API's limits against idle and slow clients.
+fn serve_limits(config: &Config) -> gateway_tls::ServeLimits {
+    let c = &config.adapter.server.connections;
+    let secs = |s: u32| std::time::Duration::from_secs(u64::from(s));
+    gateway_tls::ServeLimits {
+        max_connections: c.max_connections as usize,
+        handshake_timeout: secs(c.tls_handshake_timeout_in_seconds),
+        header_read_timeout: secs(c.request_headers_timeout_in_seconds),
+        idle_timeout: secs(c.idle_timeout_in_seconds),
+    }
 }
 
 /// The parse options the configuration and the environment imply.
@@ -137,7 +152,7 @@ pub async fn run(
         .map_err(|source| AdapterError::Bind { address: opts.xds_address.to_string(), source })?;
     info!(address = %xds.local_addr().map(|a| a.to_string()).unwrap_or_default(), "xDS (ADS) server listening");
 
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks = gateway_runtime::Supervisor::new();
     if config.adapter.server.enabled {
         let address = format!("{}:{}", config.adapter.server.host, config.adapter.server.port);
         let tls = gateway_tls::server_config(
@@ -146,36 +161,58 @@ pub async fn run(
         )?;
         let listener = TcpListener::bind(&address).await.map_err(|source| AdapterError::Bind { address, source })?;
         let app = http::router(Arc::clone(&hub), Arc::clone(&report), Arc::clone(&rest));
-        tasks.spawn(gateway_tls::serve_tls("management API", listener, tokio_rustls::TlsAcceptor::from(tls), app));
+        tasks.spawn(
+            "management API",
+            gateway_tls::serve_tls(
+                "management API",
+                listener,
+                tokio_rustls::TlsAcceptor::from(tls),
+                app,
+                serve_limits(&config),
+            ),
+        );
     }
 
     let dir = apis_dir(&config);
     {
         let (h, r, d, o) = (Arc::clone(&hub), Arc::clone(&report), dir.clone(), Arc::clone(&parse_opts));
         let rest = Arc::clone(&rest);
-        tasks.spawn(async move {
+        // Start-up loading, then the folder watch. If loading fails, the
+        // task dies and the adapter stops: no Envoy ever gets a
+        // configuration without the mounted and stored APIs.
+        tasks.spawn_fallible("artifacts folder", async move {
             let (h2, r2, d2, o2) = (Arc::clone(&h), Arc::clone(&r), d.clone(), Arc::clone(&o));
-            let known =
-                tokio::task::spawn_blocking(move || artifacts::load_all(&h2, &r2, &d2, &o2)).await.unwrap_or_default();
+            let known = tokio::task::spawn_blocking(move || {
+                gateway_runtime::failpoint("artifacts-load");
+                artifacts::load_all(&h2, &r2, &d2, &o2)
+            })
+            .await
+            .map_err(|e| format!("loading the artifacts folder failed: {e}"))?;
             // Then what was deployed over the REST API, before any Envoy gets a configuration.
             match tokio::task::spawn_blocking(move || rest::restore(&rest)).await {
                 Ok(Ok(n)) => info!(apis = n, "restored the APIs deployed over the REST API"),
-                Ok(Err(e)) => tracing::error!(error = %e, "cannot read the API store"),
-                Err(e) => tracing::error!(error = %e, "restoring the API store failed"),
+                Ok(Err(e)) => return Err(format!("cannot read the API store: {e}")),
+                Err(e) => return Err(format!("restoring the API store failed: {e}")),
             }
             h.update(|s| s.gateway.set_ready());
             h.set_loaded();
             artifacts::watch(h, r, d, o, known).await;
+            Ok::<(), String>(())
         });
     }
 
     {
         let h = Arc::clone(&hub);
-        tasks.spawn(async move {
+        tasks.spawn("revocation expiry", async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
             loop {
                 tick.tick().await;
-                h.expire_revocations();
+                gateway_runtime::failpoint("revocation-expiry");
+                let h = Arc::clone(&h);
+                // The file is written (and fsynced) off the async workers.
+                if let Err(e) = tokio::task::spawn_blocking(move || h.expire_revocations()).await {
+                    tracing::error!(error = %e, "expiring revocations failed");
+                }
             }
         });
     }
@@ -206,6 +243,7 @@ pub async fn run(
     let result = tokio::select! {
         r = server => r.map_err(AdapterError::from),
         () = deadline => Ok(()),
+        died = tasks.died() => Err(AdapterError::from(died)),
     };
     tasks.abort_all();
     info!("adapter stopped");

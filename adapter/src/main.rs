@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use tracing::{error, info, warn};
+use tracing::{error, warn};
 
 /// Exit code for bad configuration (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
@@ -48,29 +48,6 @@ fn config_path(cli: &Cli) -> PathBuf {
         Ok(home) if !home.trim().is_empty() => PathBuf::from(home).join("conf/config.toml"),
         _ => PathBuf::from("conf/config.toml"),
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-    info!("shutting down");
 }
 
 fn main() -> ExitCode {
@@ -117,7 +94,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(adapter::run(loaded.config, opts, parse_opts, shutdown_signal())) {
+    match runtime.block_on(adapter::run(loaded.config, opts, parse_opts, gateway_runtime::shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");

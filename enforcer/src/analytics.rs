@@ -157,11 +157,15 @@ fn method_name(m: i32) -> &'static str {
 }
 
 impl Als {
-    /// The service and its writer, following the analytics settings as they change.
-    pub fn start(mut settings: watch::Receiver<Option<Arc<Settings>>>) -> (AccessLogServiceServer<Als>, Arc<Counters>) {
+    /// The service, its counters, and the task that follows the analytics
+    /// settings as they change (opening the sink and its writer), for the
+    /// caller to run and supervise.
+    pub fn start(
+        mut settings: watch::Receiver<Option<Arc<Settings>>>,
+    ) -> (AccessLogServiceServer<Als>, Arc<Counters>, impl std::future::Future<Output = ()> + Send + 'static) {
         let als = Als { queue: Arc::new(parking_lot::RwLock::new(None)), counters: Arc::new(Counters::default()) };
         let (queue, counters) = (Arc::clone(&als.queue), Arc::clone(&als.counters));
-        tokio::spawn(async move {
+        let task = async move {
             let mut current: Option<AnalyticsSettings> = None;
             loop {
                 let next = settings.borrow_and_update().as_ref().map(|s| s.analytics.clone()).filter(|a| a.enabled);
@@ -188,9 +192,9 @@ impl Als {
                     return;
                 }
             }
-        });
+        };
         let counters = Arc::clone(&als.counters);
-        (AccessLogServiceServer::new(als), counters)
+        (AccessLogServiceServer::new(als), counters, task)
     }
 }
 

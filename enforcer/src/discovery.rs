@@ -114,17 +114,49 @@ impl Applier {
     }
 }
 
+/// Waits between reconnection attempts: doubling from [`Backoff::FIRST`] up to
+/// [`Backoff::MAX`], and back to the first after a stream that worked, so an
+/// adapter restart hours later is followed within a fraction of a second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { next: Backoff::FIRST }
+    }
+}
+
+impl Backoff {
+    /// The first wait.
+    pub const FIRST: Duration = Duration::from_millis(250);
+    /// The longest wait.
+    pub const MAX: Duration = Duration::from_secs(5);
+
+    /// The wait before the next attempt; `connected` says whether the last
+    /// attempt got a stream from the adapter.
+    pub fn after(&mut self, connected: bool) -> Duration {
+        if connected {
+            self.next = Backoff::FIRST;
+        }
+        let wait = self.next;
+        self.next = (self.next * 2).min(Backoff::MAX);
+        wait
+    }
+}
+
 /// Runs one stream forever: connect, apply, ACK/NACK, reconnect with backoff.
 pub async fn run_stream(client: Client, kind: Kind, applier: Arc<Applier>) {
     let mut accepted = String::new();
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = Backoff::default();
     loop {
-        match stream_once(&client, kind, &applier, &mut accepted).await {
+        let mut connected = false;
+        match stream_once(&client, kind, &applier, &mut accepted, &mut connected).await {
             Ok(()) => debug!(?kind, "stream closed by the adapter"),
             Err(e) => debug!(?kind, error = %e, "stream failed"),
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        tokio::time::sleep(backoff.after(connected)).await;
         if accepted.is_empty() {
             debug!(?kind, "still waiting for the adapter");
         }
@@ -136,6 +168,7 @@ async fn stream_once(
     kind: Kind,
     applier: &Applier,
     accepted: &mut String,
+    connected: &mut bool,
 ) -> Result<(), tonic::Status> {
     let mut grpc = EnforcerDiscoveryServiceClient::new(client.channel.clone()).max_decoding_message_size(usize::MAX);
     let (tx, rx) = mpsc::channel::<DiscoveryRequest>(4);
@@ -154,8 +187,14 @@ async fn stream_once(
         Kind::Revoked => grpc.stream_revoked_tokens(outbound).await?,
     }
     .into_inner();
+    *connected = true;
     info!(?kind, "connected to the adapter");
     while let Some(resp) = inbound.message().await? {
+        gateway_runtime::failpoint(match kind {
+            Kind::Config => "enforcer-config-stream",
+            Kind::Apis => "enforcer-api-stream",
+            Kind::Revoked => "enforcer-revoked-stream",
+        });
         let ack = match applier.apply(kind, &resp) {
             Ok(()) => {
                 *accepted = resp.version_info.clone();
@@ -184,4 +223,19 @@ async fn stream_once(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_grows_to_its_maximum_and_resets_after_a_working_stream() {
+        let mut b = Backoff::default();
+        let waits: Vec<u128> = (0..7).map(|_| b.after(false).as_millis()).collect();
+        assert_eq!(waits, vec![250, 500, 1000, 2000, 4000, 5000, 5000]);
+        // The adapter came back and the stream worked; then it went away again.
+        assert_eq!(b.after(true), Backoff::FIRST);
+        assert_eq!(b.after(false).as_millis(), 500);
+    }
 }

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use tracing::{debug, info, warn};
@@ -175,13 +177,19 @@ impl VerifyKey {
 /// re-fetched when a token names an unknown `kid` (at most once per
 /// [`Jwks::MIN_REFETCH`]). When the endpoint is down the keys already fetched
 /// keep working.
+///
+/// No lock is held while fetching: concurrent unknown `kid`s share the one
+/// fetch in flight, which gets at most [`Jwks::MISS_WAIT`]; after it, for
+/// [`Jwks::MIN_REFETCH`], unknown `kid`s are refused at once. A stream of
+/// forged `kid`s therefore costs one fetch per period and no queue. A key
+/// set larger than [`Jwks::MAX_BYTES`] is refused.
 pub struct Jwks {
     url: String,
     client: reqwest::Client,
     keys: ArcSwap<Vec<VerifyKey>>,
     last_fetch: parking_lot::Mutex<Option<Instant>>,
     last_miss_fetch: parking_lot::Mutex<Option<Instant>>,
-    fetching: tokio::sync::Mutex<()>,
+    in_flight: parking_lot::Mutex<Option<Shared<BoxFuture<'static, ()>>>>,
 }
 
 impl std::fmt::Debug for Jwks {
@@ -193,8 +201,12 @@ impl std::fmt::Debug for Jwks {
 impl Jwks {
     /// Least time between fetches caused by unknown key ids.
     pub const MIN_REFETCH: Duration = Duration::from_secs(5);
+    /// Longest a check waits for a fetch caused by an unknown key id.
+    pub const MISS_WAIT: Duration = Duration::from_secs(2);
     /// Background refresh period.
     pub const REFRESH: Duration = Duration::from_secs(300);
+    /// Largest key set accepted, bytes.
+    pub const MAX_BYTES: usize = 1024 * 1024;
 
     /// A JWKS source (nothing fetched yet).
     pub fn new(url: String, client: reqwest::Client) -> Arc<Jwks> {
@@ -204,7 +216,7 @@ impl Jwks {
             keys: ArcSwap::from_pointee(Vec::new()),
             last_fetch: parking_lot::Mutex::new(None),
             last_miss_fetch: parking_lot::Mutex::new(None),
-            fetching: tokio::sync::Mutex::new(()),
+            in_flight: parking_lot::Mutex::new(None),
         })
     }
 
@@ -222,11 +234,21 @@ impl Jwks {
     pub async fn fetch(&self) -> Result<usize, KeyError> {
         let err = |reason: String| KeyError::Jwks { url: self.url.clone(), reason };
         *self.last_fetch.lock() = Some(Instant::now());
-        let resp = self.client.get(&self.url).send().await.map_err(|e| err(e.to_string()))?;
+        let mut resp = self.client.get(&self.url).send().await.map_err(|e| err(e.to_string()))?;
         if !resp.status().is_success() {
             return Err(err(format!("HTTP {}", resp.status())));
         }
-        let body = resp.bytes().await.map_err(|e| err(e.to_string()))?;
+        let too_big = || err(format!("the key set is larger than {} bytes", Self::MAX_BYTES));
+        if resp.content_length().is_some_and(|n| n > Self::MAX_BYTES as u64) {
+            return Err(too_big());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| err(e.to_string()))? {
+            if body.len() + chunk.len() > Self::MAX_BYTES {
+                return Err(too_big());
+            }
+            body.extend_from_slice(&chunk);
+        }
         let set: JwkSet = serde_json::from_slice(&body).map_err(|e| err(format!("not a JWK set: {e}")))?;
         let keys: Vec<VerifyKey> = set.keys.iter().filter_map(VerifyKey::from_jwk).collect();
         let n = keys.len();
@@ -235,30 +257,45 @@ impl Jwks {
         Ok(n)
     }
 
-    /// The key with id `kid`, fetching the set again if it is unknown and no
-    /// other unknown key id caused a fetch in the last [`Jwks::MIN_REFETCH`]
-    /// (so random key ids cannot make the gateway hammer the endpoint).
-    /// Concurrent misses share one fetch.
-    pub async fn key(&self, kid: &str) -> Option<VerifyKey> {
+    /// The key with id `kid`, fetching the set again if it is unknown (see
+    /// the type's documentation for how that is bounded).
+    pub async fn key(self: &Arc<Self>, kid: &str) -> Option<VerifyKey> {
         let find = |keys: &[VerifyKey]| keys.iter().find(|k| k.kid.as_deref() == Some(kid)).cloned();
         if let Some(k) = find(&self.keys.load()) {
             return Some(k);
         }
-        let _guard = self.fetching.lock().await;
-        if let Some(k) = find(&self.keys.load()) {
-            return Some(k);
-        }
-        {
-            let mut last = self.last_miss_fetch.lock();
-            if last.is_some_and(|t| t.elapsed() < Self::MIN_REFETCH) {
-                return None;
+        let fetch = {
+            let mut in_flight = self.in_flight.lock();
+            match &*in_flight {
+                Some(f) => f.clone(),
+                None => {
+                    {
+                        let mut last = self.last_miss_fetch.lock();
+                        if last.is_some_and(|t| t.elapsed() < Self::MIN_REFETCH) {
+                            return None;
+                        }
+                        *last = Some(Instant::now());
+                    }
+                    let me = Arc::clone(self);
+                    let kid = kid.to_string();
+                    let f = async move {
+                        match tokio::time::timeout(Self::MISS_WAIT, me.fetch()).await {
+                            Ok(Ok(_)) => info!(url = %me.url, kid, "JWKS re-fetched for an unknown key id"),
+                            Ok(Err(e)) => warn!(error = %e, "JWKS re-fetch failed; keeping the keys held"),
+                            Err(_) => warn!(url = %me.url, "JWKS re-fetch timed out; keeping the keys held"),
+                        }
+                        *me.in_flight.lock() = None;
+                    }
+                    .boxed()
+                    .shared();
+                    *in_flight = Some(f.clone());
+                    // Runs to the end even if every waiter gives up.
+                    tokio::spawn(f.clone());
+                    f
+                }
             }
-            *last = Some(Instant::now());
-        }
-        match self.fetch().await {
-            Ok(_) => info!(url = %self.url, kid, "JWKS re-fetched for an unknown key id"),
-            Err(e) => warn!(error = %e, "JWKS re-fetch failed; keeping the keys held"),
-        }
+        };
+        let _ = tokio::time::timeout(Self::MISS_WAIT, fetch).await;
         find(&self.keys.load())
     }
 
@@ -284,6 +321,78 @@ impl Jwks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A JWKS endpoint that answers `body` after `delay` (never, with `None`),
+    /// counting requests.
+    async fn endpoint(delay: Option<Duration>, body: Vec<u8>) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/jwks", listener.local_addr().expect("addr"));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = Arc::clone(&hits);
+        let body = Arc::new(body);
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let (h, body) = (Arc::clone(&h), Arc::clone(&body));
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = sock.read(&mut buf).await;
+                    h.fetch_add(1, Ordering::SeqCst);
+                    match delay {
+                        None => std::future::pending::<()>().await,
+                        Some(d) => tokio::time::sleep(d).await,
+                    }
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = sock.write_all(head.as_bytes()).await;
+                    let _ = sock.write_all(&body).await;
+                });
+            }
+        });
+        (url, hits)
+    }
+
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().expect("client")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unknown_key_ids_share_one_bounded_fetch_and_then_fail_fast() {
+        // An endpoint that never answers: the worst case for a flood of forged kids.
+        let (url, hits) = endpoint(None, Vec::new()).await;
+        let jwks = Jwks::new(url, client());
+        let started = Instant::now();
+        let waiters: Vec<_> = (0..50)
+            .map(|i| {
+                let j = Arc::clone(&jwks);
+                tokio::spawn(async move { j.key(&format!("forged-{i}")).await.is_none() })
+            })
+            .collect();
+        for w in waiters {
+            assert!(w.await.expect("task"));
+        }
+        let took = started.elapsed();
+        // Before: one waiter after another behind a lock held for the whole
+        // 5 s client timeout; now all of them together wait at most MISS_WAIT.
+        assert!(took < Jwks::MISS_WAIT + Duration::from_millis(1500), "50 unknown kids took {took:?}");
+        // Within MIN_REFETCH after that fetch began, another unknown kid fails at once.
+        let t = Instant::now();
+        assert!(jwks.key("forged-again").await.is_none());
+        assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "one fetch for all of them");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_set_that_is_too_large_is_refused_and_the_keys_held_stay() {
+        let big = format!(r#"{{"keys":[],"pad":"{}"}}"#, "x".repeat(Jwks::MAX_BYTES));
+        let (url, _) = endpoint(Some(Duration::ZERO), big.into_bytes()).await;
+        let jwks = Jwks::new(url, client());
+        let err = jwks.fetch().await.expect_err("too large").to_string();
+        assert!(err.contains("larger than 1048576 bytes"), "{err}");
+    }
 
     #[test]
     fn jwk_algorithms_come_from_the_key() {

@@ -60,6 +60,8 @@ pub struct Options {
     pub adapter_tls: bool,
     /// Serve ext_authz and access logs over TLS, requiring client certificates signed by `trusted_ca`.
     pub grpc_tls: bool,
+    /// Limits of the HTTPS server against idle and slow clients.
+    pub https_limits: gateway_tls::ServeLimits,
 }
 
 /// Why the enforcer could not run.
@@ -87,6 +89,9 @@ pub enum EnforcerError {
     /// A gRPC server failed.
     #[error("gRPC server: {0}")]
     Grpc(#[from] tonic::transport::Error),
+    /// A background task the enforcer cannot do without stopped.
+    #[error("{0}; stopping so that the enforcer is restarted in a known state")]
+    TaskDied(#[from] gateway_runtime::TaskDied),
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, EnforcerError> {
@@ -138,9 +143,13 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
         .connect_lazy();
     let client =
         discovery::Client { channel: channel.clone(), label: opts.label.clone(), instance: opts.instance.clone() };
-    let mut tasks = tokio::task::JoinSet::new();
-    for kind in [discovery::Kind::Config, discovery::Kind::Apis, discovery::Kind::Revoked] {
-        tasks.spawn(discovery::run_stream(client.clone(), kind, Arc::clone(&applier)));
+    let mut tasks = gateway_runtime::Supervisor::new();
+    for (name, kind) in [
+        ("configuration stream", discovery::Kind::Config),
+        ("API stream", discovery::Kind::Apis),
+        ("revoked-token stream", discovery::Kind::Revoked),
+    ] {
+        tasks.spawn(name, discovery::run_stream(client.clone(), kind, Arc::clone(&applier)));
     }
 
     let authz = bind(opts.authz_address).await?;
@@ -172,24 +181,25 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
     let app = axum::Router::new()
         .fallback(admin::handle)
         .with_state(admin::AdminState { engine: Arc::clone(&engine), revoker });
-    tasks.spawn(gateway_tls::serve_tls(
-        "enforcer HTTPS (testkey, jwks, admin)",
-        admin,
-        tokio_rustls::TlsAcceptor::from(tls),
-        app,
-    ));
+    tasks.spawn(
+        "HTTPS server",
+        gateway_tls::serve_tls(
+            "enforcer HTTPS (testkey, jwks, admin)",
+            admin,
+            tokio_rustls::TlsAcceptor::from(tls),
+            app,
+            opts.https_limits,
+        ),
+    );
 
-    let (als_service, _counters) = analytics::Als::start(settings_rx);
+    let (als_service, _counters, analytics_task) = analytics::Als::start(settings_rx);
+    tasks.spawn("analytics", analytics_task);
     let mut als_builder = tonic::transport::Server::builder();
     if let Some(tls) = &grpc_tls {
         als_builder = als_builder.tls_config(tls.clone())?;
     }
     let als_server = als_builder.add_service(als_service).serve_with_incoming(TcpListenerStream::new(als));
-    tasks.spawn(async move {
-        if let Err(e) = als_server.await {
-            tracing::error!(error = %e, "access-log server failed");
-        }
-    });
+    tasks.spawn_fallible("access-log server", als_server);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer<authz::Authz>>().await;
@@ -197,14 +207,17 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
     if let Some(tls) = grpc_tls {
         authz_builder = authz_builder.tls_config(tls)?;
     }
-    let result = authz_builder
+    let server = authz_builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(authz::Authz::server(Arc::clone(&engine), 64 * 1024 * 1024))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(authz), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(TcpListenerStream::new(authz), shutdown);
+    let result = tokio::select! {
+        r = server => r.map_err(EnforcerError::from),
+        died = tasks.died() => Err(EnforcerError::from(died)),
+    };
     tasks.abort_all();
     info!("enforcer stopped");
-    result.map_err(EnforcerError::from)
+    result
 }

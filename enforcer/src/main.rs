@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -52,6 +53,18 @@ struct Args {
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     log_format: String,
+    /// HTTPS server: connections served at once (more wait until one ends).
+    #[arg(long, env = "ENFORCER_HTTPS_MAX_CONNECTIONS", default_value_t = 1024)]
+    https_max_connections: usize,
+    /// HTTPS server: seconds for a client to complete the TLS handshake.
+    #[arg(long, env = "ENFORCER_HTTPS_HANDSHAKE_TIMEOUT", default_value_t = 10)]
+    https_handshake_timeout: u64,
+    /// HTTPS server: seconds for a client to send a request's headers.
+    #[arg(long, env = "ENFORCER_HTTPS_HEADERS_TIMEOUT", default_value_t = 10)]
+    https_headers_timeout: u64,
+    /// HTTPS server: seconds after which an idle connection is closed.
+    #[arg(long, env = "ENFORCER_HTTPS_IDLE_TIMEOUT", default_value_t = 60)]
+    https_idle_timeout: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -79,6 +92,12 @@ fn main() -> std::process::ExitCode {
         trusted_ca: args.trusted_ca,
         adapter_tls: args.adapter_tls,
         grpc_tls: args.grpc_tls,
+        https_limits: gateway_tls::ServeLimits {
+            max_connections: args.https_max_connections.max(1),
+            handshake_timeout: Duration::from_secs(args.https_handshake_timeout.max(1)),
+            header_read_timeout: Duration::from_secs(args.https_headers_timeout.max(1)),
+            idle_timeout: Duration::from_secs(args.https_idle_timeout.max(1)),
+        },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -87,26 +106,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(70);
         }
     };
-    let shutdown = async {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
-    };
-    match runtime.block_on(enforcer::run(opts, shutdown)) {
+    match runtime.block_on(enforcer::run(opts, gateway_runtime::shutdown_signal())) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "enforcer failed");

@@ -1,18 +1,25 @@
 //! TLS for the gateway's own HTTPS servers (adapter management API, enforcer
-//! admin API): server configuration from PEM files and an axum server loop.
+//! admin API): server configuration from PEM files and an axum server loop
+//! with limits against idle and slow clients ([`ServeLimits`]).
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 /// Why a key pair could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -68,32 +75,157 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
     Ok(Arc::new(config))
 }
 
-/// Serves `app` over TLS on `listener` until the task is dropped.
-pub async fn serve_tls(name: &'static str, listener: TcpListener, acceptor: TlsAcceptor, app: axum::Router) {
+/// What one HTTPS server allows its clients, so that idle or slow sockets
+/// cannot exhaust it (or the process's file descriptors, which its other
+/// servers need too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// Connections served at once; more wait in the listen backlog until
+    /// one ends.
+    pub max_connections: usize,
+    /// Time for a client to complete the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time for a client to send a request's headers (HTTP/1.1), counted
+    /// from the first byte, and for an idle keep-alive connection to start
+    /// the next request.
+    pub header_read_timeout: Duration,
+    /// A connection with no bytes read or written for this long is closed
+    /// (after the request in progress, if any).
+    pub idle_timeout: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            max_connections: 1024,
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// An I/O stream that records when it last moved bytes.
+struct Activity<S> {
+    inner: S,
+    last: Arc<AtomicU64>,
+    epoch: Instant,
+}
+
+impl<S> Activity<S> {
+    fn touch(&self) {
+        self.last.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Activity<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.touch();
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Activity<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, data);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.touch();
+        }
+        r
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Serves `app` over TLS on `listener` within `limits`, until the task is dropped.
+pub async fn serve_tls(
+    name: &'static str,
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    app: axum::Router,
+    limits: ServeLimits,
+) {
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    info!(address = %addr, name, "HTTPS server listening");
+    info!(address = %addr, name, max_connections = limits.max_connections, "HTTPS server listening");
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
+        // A slot first: at the limit, new connections wait in the backlog.
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
         let (tcp, peer): (_, SocketAddr) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                debug!(error = %e, "accept failed");
+                // Out of file descriptors and the like: do not spin.
+                warn!(name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(t) => t,
-                Err(e) => {
+            let _slot = slot;
+            let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
                     debug!(%peer, error = %e, "TLS handshake failed");
                     return;
                 }
+                Err(_) => {
+                    debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
             };
+            let epoch = Instant::now();
+            let last = Arc::new(AtomicU64::new(0));
+            let io = Activity { inner: tls, last: Arc::clone(&last), epoch };
             let service = hyper_util::service::TowerToHyperService::new(app);
-            if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).await
-            {
-                debug!(%peer, error = %e, "connection ended with an error");
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Some(Duration::from_secs(30)))
+                .keep_alive_timeout(Duration::from_secs(10));
+            let conn = builder.serve_connection(TokioIo::new(io), service);
+            tokio::pin!(conn);
+            let idle_for = || epoch.elapsed().saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
+            let mut closing = false;
+            loop {
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                        return;
+                    }
+                    () = tokio::time::sleep(limits.idle_timeout.saturating_sub(idle_for())) => {
+                        if idle_for() < limits.idle_timeout {
+                            continue;
+                        }
+                        if closing {
+                            debug!(%peer, "idle connection dropped");
+                            return;
+                        }
+                        // Ends after the request in progress, if any; dropped
+                        // if it stays idle for another idle_timeout.
+                        debug!(%peer, "idle connection closed");
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                        last.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    }
+                }
             }
         });
     }
@@ -131,4 +263,128 @@ pub fn pem_bundle(path: &Path) -> Result<String, TlsError> {
         return Err(err("no certificate files".into()));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    struct Server {
+        addr: SocketAddr,
+        client: tokio_rustls::TlsConnector,
+        _dir: tempfile::TempDir,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    async fn server(limits: ServeLimits) -> Server {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        let dir = tempfile::tempdir().expect("dir");
+        let (cp, kp) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cp, cert.pem()).expect("cert");
+        std::fs::write(&kp, key.serialize_pem()).expect("key");
+        let config = server_config(&cp, &kp).expect("config");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let task = tokio::spawn(serve_tls("test", listener, TlsAcceptor::from(config), app, limits));
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).expect("root");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Server { addr, client: tokio_rustls::TlsConnector::from(Arc::new(client)), _dir: dir, task }
+    }
+
+    /// Reads until the peer closes; how long that took (bounded by `limit`).
+    async fn closed_within<S: AsyncRead + Unpin>(s: &mut S, limit: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        let mut buf = [0u8; 1024];
+        let r = tokio::time::timeout(limit, async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        r.ok().map(|()| start.elapsed())
+    }
+
+    async fn get(s: &Server) -> Result<String, String> {
+        let tcp = TcpStream::connect(s.addr).await.map_err(|e| e.to_string())?;
+        let name = rustls_pki_types::ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+        let mut tls = s.client.connect(name, tcp).await.map_err(|e| e.to_string())?;
+        tls.write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        tls.read_to_string(&mut out).await.map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
+    const QUICK: ServeLimits = ServeLimits {
+        max_connections: 2,
+        handshake_timeout: Duration::from_millis(300),
+        header_read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(600),
+    };
+
+    #[tokio::test]
+    async fn a_client_that_never_handshakes_is_disconnected() {
+        let s = server(QUICK).await;
+        let mut idle = TcpStream::connect(s.addr).await.expect("connect");
+        let took = closed_within(&mut idle, Duration::from_secs(10)).await;
+        assert!(took.is_some(), "an idle socket must not be kept open");
+    }
+
+    #[tokio::test]
+    async fn slow_headers_and_idle_keep_alive_are_disconnected() {
+        let s = server(QUICK).await;
+        let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+        // Headers trickled in, never finished.
+        let tcp = TcpStream::connect(s.addr).await.expect("connect");
+        let mut tls = s.client.connect(name.clone(), tcp).await.expect("handshake");
+        tls.write_all(b"GET / HTTP/1.1\r\nhost: local").await.expect("write");
+        assert!(closed_within(&mut tls, Duration::from_secs(10)).await.is_some(), "slow headers");
+        // One request answered, then nothing.
+        let tcp = TcpStream::connect(s.addr).await.expect("connect");
+        let mut tls = s.client.connect(name, tcp).await.expect("handshake");
+        tls.write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n").await.expect("write");
+        let mut buf = [0u8; 512];
+        let n = tls.read(&mut buf).await.expect("response");
+        assert!(
+            String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        assert!(closed_within(&mut tls, Duration::from_secs(10)).await.is_some(), "idle keep-alive");
+    }
+
+    #[tokio::test]
+    async fn at_the_connection_limit_idle_sockets_cannot_lock_out_clients() {
+        let s = server(QUICK).await;
+        // The limit taken by sockets that say nothing...
+        let _a = TcpStream::connect(s.addr).await.expect("connect");
+        let _b = TcpStream::connect(s.addr).await.expect("connect");
+        // ...delays a real client only until their handshake time is up.
+        let r = tokio::time::timeout(Duration::from_secs(10), get(&s)).await.expect("served in time").expect("request");
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        assert!(r.ends_with("ok"), "{r}");
+    }
 }
