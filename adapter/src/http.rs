@@ -181,6 +181,39 @@ async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, axum::Json(json!({"code": 404, "message": "Not Found"}))).into_response()
 }
 
+/// Marks a response whose error body is deliberately not JSON (the empty
+/// 401 of `/oauth2/token`, as Choreo Connect answers it).
+#[derive(Debug, Clone, Copy)]
+pub struct KeepBody;
+
+/// Every refusal is JSON (`{code, message, description}`), also those
+/// produced before a handler runs (a query string or a multipart body that
+/// cannot be read, a method the path does not have).
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error())
+        || is_json
+        || resp.extensions().get::<KeepBody>().is_some()
+    {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let mut json = json!({"code": status.as_u16(), "message": status.canonical_reason().unwrap_or("Error")});
+    if !text.is_empty() {
+        json["description"] = json!(text);
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    Response::from_parts(parts, axum::body::Body::from(json.to_string()))
+}
+
 /// The router of the management API.
 pub fn router(hub: Arc<Hub>, report: Arc<Report>, rest: Arc<Rest>) -> Router {
     // The body limit is enforced while reading the upload (400 with the reason).
@@ -199,5 +232,5 @@ pub fn router(hub: Arc<Hub>, report: Arc<Report>, rest: Arc<Rest>) -> Router {
         .merge(deploys)
         .layer(middleware::from_fn_with_state(state, auth));
     let token = Router::new().route("/oauth2/token", post(crate::rest::token)).with_state(rest);
-    Router::new().nest(BASE_PATH, api.merge(token)).fallback(not_found)
+    Router::new().nest(BASE_PATH, api.merge(token)).fallback(not_found).layer(middleware::map_response(json_errors))
 }

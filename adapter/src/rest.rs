@@ -115,7 +115,8 @@ pub async fn token(State(rest): State<Arc<Rest>>, body: axum::body::Bytes) -> Re
     let issued = rest.auth.as_ref().filter(|_| valid(&c.username) && valid(&c.password));
     match issued.and_then(|a| a.issue(&c.username, &c.password)) {
         Some(t) => axum::Json(json!({"accessToken": t})).into_response(),
-        None => StatusCode::UNAUTHORIZED.into_response(),
+        // Choreo Connect's answer, which apictl expects: 401 with no body.
+        None => (StatusCode::UNAUTHORIZED, axum::Extension(crate::http::KeepBody)).into_response(),
     }
 }
 

@@ -68,6 +68,11 @@ pub fn parse(raw: &str) -> Result<Jwt<'_>, ParseError> {
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or(ParseError::Header("not base64url-encoded JSON object"))?;
     let alg = header.get("alg").and_then(Value::as_str).ok_or(ParseError::Header("no alg"))?.to_string();
+    // RFC 7515 §4.1.11: a token listing extensions in `crit` must be refused
+    // unless they are understood, and none are (`b64: false` among them).
+    if header.contains_key("crit") {
+        return Err(ParseError::Header("crit: no header extension is supported"));
+    }
     let kid = header.get("kid").and_then(Value::as_str).map(str::to_string);
     let claims: Map<String, Value> = b64(p)
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -298,6 +303,9 @@ mod tests {
             format!("{}.{p}.s", enc(r#"{"typ":"JWT"}"#)),
             format!("{}.{p}.s", enc("[1]")),
             format!("{h}.{}.s", enc("\"str\"")),
+            // Critical header extensions are never understood.
+            format!("{}.{p}.s", enc(r#"{"alg":"RS256","crit":["exp"],"exp":1}"#)),
+            format!("{}.{p}.s", enc(r#"{"alg":"RS256","b64":false,"crit":["b64"]}"#)),
             format!("{h}.!!.s"),
             "x".repeat(MAX_TOKEN_LEN + 1),
         ] {

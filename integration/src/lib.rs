@@ -311,6 +311,10 @@ pub struct Gateway {
     /// Bootstrap variables replacing the harness's own (e.g. `ENFORCER_PORT`
     /// to put another ext_authz server behind Envoy), for Envoys started after.
     pub bootstrap_overrides: Vec<(&'static str, String)>,
+    /// Extra command-line arguments of the enforcer.
+    pub enforcer_args: Vec<String>,
+    /// Extra environment of the enforcer.
+    pub enforcer_env: Vec<(String, String)>,
     /// Temporary folder holding config, certs, logs and projects (dropped last).
     pub dir: tempfile::TempDir,
 }
@@ -325,6 +329,7 @@ pub struct GatewayBuilder {
     with_enforcer: bool,
     component_tls: bool,
     adapter_env: Vec<(String, String)>,
+    enforcer_args: Vec<String>,
 }
 
 /// Keys and token issuers the enforcer trusts in tests.
@@ -361,6 +366,12 @@ impl GatewayBuilder {
     /// Also start the enforcer, with test issuers (see [`Idp`]).
     pub fn with_enforcer(mut self) -> Self {
         self.with_enforcer = true;
+        self
+    }
+
+    /// Extra command-line arguments of the enforcer.
+    pub fn enforcer_args(mut self, args: &[&str]) -> Self {
+        self.enforcer_args.extend(args.iter().map(|a| a.to_string()));
         self
     }
 
@@ -442,6 +453,8 @@ impl GatewayBuilder {
             component_tls: self.component_tls,
             adapter_env: self.adapter_env,
             bootstrap_overrides: Vec::new(),
+            enforcer_args: self.enforcer_args,
+            enforcer_env: Vec::new(),
         };
         for (name, files) in &self.projects {
             let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
@@ -472,6 +485,7 @@ impl Gateway {
             with_enforcer: false,
             component_tls: true,
             adapter_env: Vec::new(),
+            enforcer_args: Vec::new(),
         }
     }
 
@@ -634,7 +648,9 @@ password = "admin"
             .arg(format!("--adapter-tls={}", self.component_tls))
             .arg(format!("--grpc-tls={}", self.component_tls));
         let level = std::env::var("ENFORCER_LOG").unwrap_or_else(|_| "info,enforcer=debug".to_string());
+        cmd.args(&self.enforcer_args);
         cmd.env("RUST_LOG", level).env("NO_COLOR", "1").env("HOSTNAME", "test-enforcer");
+        cmd.envs(self.enforcer_env.iter().map(|(k, v)| (k, v)));
         let proc = Proc::spawn("enforcer", &mut cmd, self.dir.path().join(format!("enforcer-{n}.log")));
         self.enforcer = Some(proc);
     }
@@ -1104,6 +1120,67 @@ password = "admin"
     pub fn client(&self) -> &reqwest::Client {
         &self.client
     }
+
+    /// Sends `request` as written (no client normalises the path or the
+    /// headers) to Envoy's HTTP listener and reads the answer. The request
+    /// should say `connection: close`.
+    pub async fn raw(&self, request: &[u8]) -> Result<Resp, String> {
+        raw_http(&format!("127.0.0.1:{}", self.ports.http), request).await
+    }
+}
+
+/// Sends `request` bytes over plain TCP to `addr` and parses the HTTP/1.1
+/// response (content-length, chunked, or until the connection closes).
+pub async fn raw_http(addr: &str, request: &[u8]) -> Result<Resp, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("{addr}: {e}"))?;
+    s.write_all(request).await.map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(patience(), s.read_to_end(&mut buf))
+        .await
+        .map_err(|_| "no complete answer in time".to_string())?
+        .map_err(|e| e.to_string())?;
+    parse_http_response(&buf)
+}
+
+fn parse_http_response(buf: &[u8]) -> Result<Resp, String> {
+    let text = String::from_utf8_lossy(buf);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("no header end in {text:?}"))?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            headers
+                .entry(k.trim().to_ascii_lowercase())
+                .and_modify(|e| {
+                    e.push_str(", ");
+                    e.push_str(v.trim());
+                })
+                .or_insert_with(|| v.trim().to_string());
+        }
+    }
+    let body = if headers.get("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).map_err(|e| format!("bad chunk size {size:?}: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            out.push_str(after.get(..n).ok_or("short chunk")?);
+            rest = after.get(n + 2..).unwrap_or("");
+        }
+        out
+    } else {
+        body.to_string()
+    };
+    Ok(Resp { status, headers, body })
 }
 
 /// Fills `${NAME}` placeholders outside comment lines, as

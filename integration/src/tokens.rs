@@ -106,6 +106,14 @@ impl SigningKey {
         jsonwebtoken::encode(&Header::new(self.alg), claims, &self.enc).expect("sign")
     }
 
+    /// A token with exactly this header (any fields: `jku`, `x5u`, `jwk`,
+    /// `crit`, `cty`, a strange `kid`), signed with this key's algorithm.
+    pub fn sign_with_header(&self, header: &Value, claims: &Value) -> String {
+        let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
+        let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &self.enc, self.alg).expect("sign");
+        format!("{input}.{sig}")
+    }
+
     /// Writes the certificate and key as PEM files.
     pub fn write(&self, cert: &Path, key: &Path) {
         std::fs::write(cert, &self.cert_pem).expect("write cert");

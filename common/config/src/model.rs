@@ -573,7 +573,9 @@ impl Default for DownstreamTls {
 pub struct ConnectionTimeout {
     /// Whole-request timeout.
     pub request_timeout_in_seconds: u32,
-    /// Timeout for receiving the request headers.
+    /// Timeout for receiving the request headers. Default 10 (Choreo
+    /// Connect: 0, no limit, which lets a client hold a stream open by
+    /// trickling header bytes).
     pub request_headers_timeout_in_seconds: u32,
     /// Stream idle timeout.
     pub stream_idle_timeout_in_seconds: u32,
@@ -585,7 +587,7 @@ impl Default for ConnectionTimeout {
     fn default() -> Self {
         ConnectionTimeout {
             request_timeout_in_seconds: 0,
-            request_headers_timeout_in_seconds: 0,
+            request_headers_timeout_in_seconds: 10,
             stream_idle_timeout_in_seconds: 300,
             idle_timeout_in_seconds: 3600,
         }

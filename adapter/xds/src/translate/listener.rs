@@ -3,7 +3,7 @@
 use envoy_types::pb::envoy::config::accesslog::v3::{AccessLog, access_log};
 use envoy_types::pb::envoy::config::common::mutation_rules::v3::{HeaderMutation as Mutation, header_mutation::Action};
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, ApiVersion, DataSource, GrpcService, HttpProtocolOptions, SocketAddress, TransportSocket,
+    Address, ApiVersion, CidrRange, DataSource, GrpcService, HttpProtocolOptions, SocketAddress, TransportSocket,
     TypedExtensionConfig, address, data_source, grpc_service, socket_address, transport_socket,
 };
 use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
@@ -151,7 +151,9 @@ pub fn http_connection_manager(c: &Config) -> HttpConnectionManager {
     // Before routing: the path without its query string, whose first segment
     // picks the route scope (overwriting anything a client sent), and the
     // headers no client may send removed.
-    let mut mutations = vec![Mutation { action: Some(Action::Append(set_header(HEADER_ROUTE_SCOPE, "%PATH(NQ)%"))) }];
+    // `:path` only: `%PATH%` would prefer a client's `x-envoy-original-path`.
+    let mut mutations =
+        vec![Mutation { action: Some(Action::Append(set_header(HEADER_ROUTE_SCOPE, "%PATH(NQ:PATH)%"))) }];
     mutations.extend(client_headers_removed(c).into_iter().map(|h| Mutation { action: Some(Action::Remove(h)) }));
     let scope_header = HeaderMutation { mutations };
     HttpConnectionManager {
@@ -174,11 +176,20 @@ pub fn http_connection_manager(c: &Config) -> HttpConnectionManager {
         local_reply_config: Some(local_reply_config()),
         use_remote_address: Some(bool_value(c.router.use_remote_address)),
         xff_num_trusted_hops: c.router.xff_num_trusted_hops,
-        // No client is "internal": Envoy strips every x-envoy-* control header
-        // (retries, timeouts, ...) that a client sends.
+        // No client is "internal": Envoy then strips every x-envoy-* control
+        // header (retries, timeouts, original path, ...) that a client sends.
+        // An empty list would mean Envoy's default (RFC 1918, RFC 4193 and
+        // loopback are internal), so the list names the unspecified addresses,
+        // which never open a connection.
         internal_address_config: Some(http_connection_manager::InternalAddressConfig {
             unix_sockets: false,
-            cidr_ranges: Vec::new(),
+            cidr_ranges: ["0.0.0.0", "::"]
+                .iter()
+                .map(|a| CidrRange {
+                    address_prefix: a.to_string(),
+                    prefix_len: Some(u32_value(if a.contains(':') { 128 } else { 32 })),
+                })
+                .collect(),
         }),
         stream_idle_timeout: Some(secs(t.stream_idle_timeout_in_seconds)),
         request_timeout: Some(secs(t.request_timeout_in_seconds)),
