@@ -730,6 +730,32 @@ password = "admin"
         self.adapter = Some(proc);
     }
 
+    /// Runs the adapter with extra environment until it exits by itself
+    /// (within the patience); its exit code and log.
+    pub async fn run_adapter_until_exit(&self, env: &[(&str, &str)]) -> (Option<i32>, String) {
+        let config = self.dir.path().join("config.toml");
+        std::fs::write(&config, self.config_text()).expect("write config");
+        let log = self.dir.path().join(format!("adapter-exit-{}.log", tokens::unique()));
+        let mut cmd = Command::new(workspace_bin("adapter"));
+        cmd.arg("--config").arg(&config).arg("--xds-address").arg(format!("127.0.0.1:{}", self.ports.xds));
+        cmd.env("RUST_LOG", "info").env("NO_COLOR", "1").envs(self.adapter_env.iter().map(|(k, v)| (k, v)));
+        cmd.envs(env.iter().copied());
+        let mut proc = Proc::spawn("adapter", &mut cmd, log);
+        let code = wait_exit(&mut proc).await;
+        (code, proc.log())
+    }
+
+    /// Runs the enforcer with extra environment until it exits by itself
+    /// (within the patience); its exit code and log.
+    pub async fn run_enforcer_until_exit(&mut self, env: &[(&str, &str)]) -> (Option<i32>, String) {
+        self.enforcer_env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.spawn_enforcer().await;
+        self.enforcer_env.clear();
+        let mut proc = self.enforcer.take().expect("spawned");
+        let code = wait_exit(&mut proc).await;
+        (code, proc.log())
+    }
+
     /// Kills the adapter with SIGKILL.
     pub fn kill_adapter(&mut self) {
         if let Some(mut a) = self.adapter.take() {
@@ -1126,6 +1152,18 @@ password = "admin"
     /// should say `connection: close`.
     pub async fn raw(&self, request: &[u8]) -> Result<Resp, String> {
         raw_http(&format!("127.0.0.1:{}", self.ports.http), request).await
+    }
+}
+
+/// Waits (bounded) for a process to exit by itself; its exit code.
+async fn wait_exit(proc: &mut Proc) -> Option<i32> {
+    let deadline = Instant::now() + patience();
+    loop {
+        match proc.child.try_wait() {
+            Ok(Some(status)) => return status.code(),
+            Ok(None) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            _ => panic!("{} did not exit:\n{}", proc.name, proc.log()),
+        }
     }
 }
 

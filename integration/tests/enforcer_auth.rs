@@ -174,7 +174,7 @@ async fn test_key_in_two_requests_backend_jwt_and_every_algorithm() {
     let gw = Gateway::builder(XdsMode::Delta)
         .with_enforcer()
         .config(
-            "[enforcer.jwtGenerator]\nenabled = true\ntokenTTL = 600\n[[enforcer.jwtGenerator.keypair]]\n\
+            "[enforcer.jwtGenerator]\nenabled = true\ntokenTTL = 600\njwksRatelimitQuota = 2\njwksRatelimitTimeWindowInSeconds = 60\n[[enforcer.jwtGenerator.keypair]]\n\
              publicCertificatePath = \"{dir}/testkey.pem\"\nprivateKeyPath = \"{dir}/testkey.key\"\nuseForSigning = true\n",
         )
         .project("shop", &[("api.yaml", &shop_yaml(&b.url(), None, "")), ("Definitions/swagger.yaml", OAS)])
@@ -210,6 +210,12 @@ async fn test_key_in_two_requests_backend_jwt_and_every_algorithm() {
     // Cached per token: the same caller gets the same backend JWT.
     let again = req(&gw, "GET", "/shop/2.0/items", &[("authorization", &format!("Bearer {token}"))]).await;
     assert_eq!(again.json()["headers"]["x-jwt-assertion"], Value::String(assertion));
+
+    // The JWKS route is rate limited as in Choreo Connect
+    // (jwksRatelimitQuota per jwksRatelimitTimeWindowInSeconds; 2 per minute here).
+    assert_eq!(req(&gw, "GET", "/.wellknown/jwks", &[]).await.status, 200, "the second in a minute");
+    let r = req(&gw, "GET", "/.wellknown/jwks", &[]).await;
+    assert_eq!((r.status, r.body.as_str()), (429, "local_rate_limited"), "the third in a minute");
 
     // Wrong test-key credentials.
     let t = req(&gw, "POST", "/testkey", &[("authorization", "Basic YWRtaW46bm9wZQ==")]).await;

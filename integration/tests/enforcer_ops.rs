@@ -90,6 +90,68 @@ async fn revoked_tokens_are_refused_within_a_second_and_stay_revoked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_without_expiry_stays_revoked_until_removed() {
+    let b = Backend::start("b").await.expect("backend");
+    let api = api_yaml("Pets", "1.0", "/pets", &b.url())
+        .replace("  type: HTTP\n", "  type: HTTP\n  securityScheme: [api_key]\n");
+    let mut gw = Gateway::builder(XdsMode::Delta)
+        .with_enforcer()
+        .project("pets", &[("api.yaml", &api), ("Definitions/swagger.yaml", OAS)])
+        .start()
+        .await;
+    let key = |jti: &str, exp: Value| {
+        let mut c = json!({
+            "iss": "https://localhost:9443/apikey", "sub": "carol", "jti": jti, "iat": now(), "token_type": "apiKey",
+            "keytype": "PRODUCTION", "application": {"id": 3, "uuid": "app-3", "name": "KeyApp", "owner": "carol"},
+            "subscribedAPIs": [{"name": "Pets", "version": "1.0", "context": "/pets/1.0", "subscriptionTier": "Unlimited"}],
+        });
+        if !exp.is_null() {
+            c["exp"] = exp;
+        }
+        gw.idp().apim.sign_without_kid(&c)
+    };
+    let forever = key("forever-1", Value::Null);
+    let float_exp = key("float-1", json!((now() + 600) as f64 + 0.75));
+    async fn with_key(gw: &Gateway, k: &str) -> Result<Resp, String> {
+        gw.request("GET", "localhost", "/pets/1.0/pets", &[("apikey", k)]).await
+    }
+    assert_eq!(with_key(&gw, &forever).await.expect("request").status, 200);
+
+    // No exp: kept until removed (expiryTime 0), not for 30 days.
+    let r = gw.mgmt("POST", "/revoked_tokens", Some(json!({"token": forever}))).await;
+    assert_eq!((r.status, r.json()["expiryTime"].clone()), (200, json!(0)), "{}", r.body);
+    // A float exp counts, rounded down.
+    let r = gw.mgmt("POST", "/revoked_tokens", Some(json!({"token": float_exp}))).await;
+    assert_eq!((r.status, r.json()["expiryTime"].clone()), (200, json!(now() + 600)), "{}", r.body);
+    eventually("the key to be refused", || async {
+        let r = with_key(&gw, &forever).await?;
+        if r.status == 401 { Ok(()) } else { Err(format!("status {}", r.status)) }
+    })
+    .await;
+    assert_eq!(with_key(&gw, &float_exp).await.expect("request").status, 401);
+    let listed = gw.mgmt("GET", "/revoked_tokens", None).await.json();
+    assert!(
+        listed["list"].as_array().expect("list").contains(&json!({"jti": "forever-1", "expiryTime": 0})),
+        "{listed}"
+    );
+
+    // Restarts change nothing; removing the revocation does.
+    gw.kill_adapter();
+    gw.start_adapter().await;
+    assert_eq!(with_key(&gw, &forever).await.expect("request").status, 401);
+    let r = gw.mgmt("DELETE", "/revoked_tokens?jti=forever-1", None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually("the key to work again", || async {
+        let r = with_key(&gw, &forever).await?;
+        if r.status == 200 { Ok(()) } else { Err(format!("status {}", r.status)) }
+    })
+    .await;
+    let r = gw.mgmt("DELETE", "/revoked_tokens?jti=forever-1", None).await;
+    assert_eq!((r.status, r.json()["code"].clone()), (404, json!(404)), "{}", r.body);
+    assert_eq!(with_key(&gw, &float_exp).await.expect("request").status, 401, "the other stays revoked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_enforcer_requests_fail_closed_and_recover() {
     let b = Backend::start("b").await.expect("backend");
     let mut gw = builder(&b).await.start().await;

@@ -75,4 +75,21 @@ async fn secured_routes_fail_closed_without_an_enforcer() {
     let per_route = &route["typed_per_filter_config"]["envoy.filters.http.ext_authz"];
     assert!(per_route["check_settings"]["context_extensions"].is_object(), "{per_route}");
     assert!(per_route.get("disabled").is_none(), "{per_route}");
+
+    // The ext_authz cluster has explicit bounds: past them a check fails
+    // closed at once instead of queueing behind an overwhelmed enforcer.
+    let dump = gw.config_dump(Some("static_clusters")).await;
+    let authz = dump["configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["cluster"]["name"] == "ext-authz")
+        .expect("ext-authz cluster");
+    assert_eq!(
+        authz["cluster"]["circuit_breakers"]["thresholds"][0],
+        serde_json::json!({
+            "max_connections": 64, "max_pending_requests": 1024, "max_requests": 10000, "max_retries": 0,
+            "track_remaining": true
+        })
+    );
 }
