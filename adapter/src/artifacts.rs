@@ -171,7 +171,7 @@ fn parse_all(
     })
 }
 
-/// Applies parsed entries in one change.
+/// Applies parsed entries in one change. The caller holds the change lock.
 fn apply(
     hub: &Hub,
     report: &Report,
@@ -226,7 +226,8 @@ fn apply(
     }
 }
 
-/// Deploys every project of `dir` (the `apis` folder). Returns the fingerprints.
+/// Deploys every project of `dir` (the `apis` folder). Returns the
+/// fingerprints. The caller holds the change lock.
 pub fn load_all(hub: &Hub, report: &Report, dir: &Path, opts: &ParseOptions) -> BTreeMap<String, u64> {
     let started = std::time::Instant::now();
     let found = match scan(dir) {
@@ -395,6 +396,12 @@ pub async fn watch(
                 continue;
             }
         };
-        apply(&hub, &report, parsed, &removed);
+        // One change at a time (see `Hub::changes`); the translation is CPU
+        // work, off the async workers.
+        let _change = hub.changes().lock().await;
+        let (h, r) = (Arc::clone(&hub), Arc::clone(&report));
+        if let Err(e) = tokio::task::spawn_blocking(move || apply(&h, &r, parsed, &removed)).await {
+            error!(error = %e, "applying changed projects failed");
+        }
     }
 }

@@ -50,6 +50,13 @@ pub struct StreamReport {
 
 /// Shared adapter state.
 pub struct Hub {
+    /// Serializes changes to what is deployed (REST deploys and undeploys,
+    /// the artifacts folder, the start-up restore), so that one change's
+    /// check, store writes and apply see no other change in between. Held
+    /// across the store's disk writes, which run off the async workers; the
+    /// state lock below is taken only briefly, so readers (routers, lists,
+    /// status) never wait for a disk.
+    changes: tokio::sync::Mutex<()>,
     state: Mutex<State>,
     channels: Mutex<BTreeMap<String, watch::Sender<Snapshot>>>,
     streams: Mutex<BTreeMap<u64, StreamReport>>,
@@ -60,6 +67,8 @@ pub struct Hub {
     enforcer_config: watch::Sender<Arc<ResourceSet>>,
     enforcer_apis: Mutex<Apis>,
     revoked: Mutex<Store>,
+    /// One change of the revoked tokens at a time (held while it is saved).
+    revocation_writes: Mutex<()>,
     revoked_tx: watch::Sender<Arc<ResourceSet>>,
     enforcer_streams: Mutex<BTreeMap<u64, EnforcerStreamReport>>,
 }
@@ -99,8 +108,10 @@ impl Hub {
             enforcer_config: watch::Sender::new(Arc::new(enforcer_config)),
             enforcer_apis: Mutex::new(Apis::default()),
             revoked: Mutex::new(Store::default()),
+            revocation_writes: Mutex::new(()),
             revoked_tx: watch::Sender::new(Arc::new(ResourceSet::new(Vec::new()))),
             enforcer_streams: Mutex::new(BTreeMap::new()),
+            changes: tokio::sync::Mutex::new(()),
             state: Mutex::new(State { gateway: Gateway::new(config), registry: Registry::default() }),
             channels: Mutex::new(BTreeMap::new()),
             streams: Mutex::new(BTreeMap::new()),
@@ -168,25 +179,37 @@ impl Hub {
         self.revoked_tx.send_replace(Arc::new(set));
     }
 
+    /// Changes the revoked tokens with `f` (which saves them, a blocking
+    /// disk write): one writer at a time, on a copy, so readers of the list
+    /// never wait for the disk; the copy replaces the list once saved and
+    /// is pushed to every enforcer. Call it off the async workers.
+    fn change_revoked<R>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<R, RevocationError>,
+        changed: impl Fn(&R) -> bool,
+    ) -> Result<R, RevocationError> {
+        let _writer = self.revocation_writes.lock();
+        let mut next = self.revoked.lock().clone();
+        let r = f(&mut next)?;
+        if changed(&r) {
+            let set = revoked_set(&next);
+            *self.revoked.lock() = next;
+            self.revoked_tx.send_replace(Arc::new(set));
+        }
+        Ok(r)
+    }
+
     /// Revokes `tokens`: saved, then pushed to every enforcer. Returns the
     /// version of the revoked-token set that includes them.
     pub fn revoke(&self, tokens: &[Revoked]) -> Result<String, RevocationError> {
-        let mut store = self.revoked.lock();
-        if store.revoke(tokens, now_secs())? {
-            self.revoked_tx.send_replace(Arc::new(revoked_set(&store)));
-        }
+        self.change_revoked(|s| s.revoke(tokens, now_secs()), |changed| *changed)?;
         Ok(self.revoked_tx.borrow().version.clone())
     }
 
     /// Removes the revocations of `jtis`: saved, then pushed to every
     /// enforcer. Returns how many there were.
     pub fn unrevoke(&self, jtis: &[String]) -> Result<usize, RevocationError> {
-        let mut store = self.revoked.lock();
-        let n = store.unrevoke(jtis)?;
-        if n > 0 {
-            self.revoked_tx.send_replace(Arc::new(revoked_set(&store)));
-        }
-        Ok(n)
+        self.change_revoked(|s| s.unrevoke(jtis), |n| *n > 0)
     }
 
     /// The version of the revoked-token set in force.
@@ -201,10 +224,7 @@ impl Hub {
 
     /// Drops revocations of tokens that have expired.
     pub fn expire_revocations(&self) {
-        let mut store = self.revoked.lock();
-        if store.expire(now_secs()) {
-            self.revoked_tx.send_replace(Arc::new(revoked_set(&store)));
-        }
+        let _ = self.change_revoked(|s| Ok(s.expire(now_secs())), |changed| *changed);
     }
 
     /// Records an enforcer stream's status.
@@ -220,6 +240,11 @@ impl Hub {
     /// The connected enforcer streams.
     pub fn enforcer_streams(&self) -> Vec<EnforcerStreamReport> {
         self.enforcer_streams.lock().values().cloned().collect()
+    }
+
+    /// The lock every change to what is deployed takes first (see the field).
+    pub fn changes(&self) -> &tokio::sync::Mutex<()> {
+        &self.changes
     }
 
     /// Reads the state.

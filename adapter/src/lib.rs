@@ -182,17 +182,19 @@ pub async fn run(
         // configuration without the mounted and stored APIs.
         tasks.spawn_fallible("artifacts folder", async move {
             let (h2, r2, d2, o2) = (Arc::clone(&h), Arc::clone(&r), d.clone(), Arc::clone(&o));
-            let known = tokio::task::spawn_blocking(move || {
+            // The folder, then what was deployed over the REST API, before any
+            // Envoy gets a configuration; no REST change in between.
+            let (known, restored) = tokio::task::spawn_blocking(move || {
+                let _change = h2.changes().blocking_lock();
                 gateway_runtime::failpoint("artifacts-load");
-                artifacts::load_all(&h2, &r2, &d2, &o2)
+                let known = artifacts::load_all(&h2, &r2, &d2, &o2);
+                (known, rest::restore(&rest))
             })
             .await
             .map_err(|e| format!("loading the artifacts folder failed: {e}"))?;
-            // Then what was deployed over the REST API, before any Envoy gets a configuration.
-            match tokio::task::spawn_blocking(move || rest::restore(&rest)).await {
-                Ok(Ok(n)) => info!(apis = n, "restored the APIs deployed over the REST API"),
-                Ok(Err(e)) => return Err(format!("cannot read the API store: {e}")),
-                Err(e) => return Err(format!("restoring the API store failed: {e}")),
+            match restored {
+                Ok(n) => info!(apis = n, "restored the APIs deployed over the REST API"),
+                Err(e) => return Err(format!("cannot read the API store: {e}")),
             }
             h.update(|s| s.gateway.set_ready());
             h.set_loaded();

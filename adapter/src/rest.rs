@@ -2,10 +2,17 @@
 //! (spec §2): `POST /oauth2/token`, `POST /apis` (multipart part `file`,
 //! `override`), `DELETE /apis`, `GET /apis`.
 //!
+//! As in Choreo Connect, an API is deployed per vhost: its identity is
+//! (organization, vhost, API id). A project deployed without override to a
+//! vhost that does not have it yet stands beside the same API on other
+//! vhosts; a deploy with override replaces it on the project's vhosts only;
+//! `DELETE /apis` takes it off one vhost (`vhost=`) or all.
+//!
 //! Better than Choreo Connect: a bad project is a 400 listing every problem
 //! (not a bare 500), uploads are bounded, a deploy applies fully or not at
 //! all, deploys are serialized, and an answered deploy survives `kill -9`
 //! (the project is in the store before the 200 goes out; see [`crate::store`]).
+//! Disk writes run off the async workers and outside the state's lock.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -22,7 +29,7 @@ use tracing::{info, warn};
 
 use crate::auth::Auth;
 use crate::hub::{Hub, State as HubState};
-use crate::store::{Corrupt, Placement, Store, StoreError};
+use crate::store::{Change, Corrupt, Placement, Store, StoreError};
 
 /// Source prefix of projects deployed over the REST API.
 pub const SOURCE_PREFIX: &str = "rest:";
@@ -86,9 +93,33 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     error(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", e.to_string(), &[])
 }
 
-/// The source an uploaded API is deployed as.
-fn source_of(api: &gateway_model::Api) -> String {
-    format!("{SOURCE_PREFIX}{}:{}", api.organization, api.id)
+/// The source an uploaded API is deployed as on `vhost`.
+fn source_of(api: &gateway_model::Api, vhost: &str) -> String {
+    format!("{SOURCE_PREFIX}{}:{}@{vhost}", api.organization, api.id)
+}
+
+/// One vhost's part of a project: its source and deployments there.
+struct Part {
+    vhost: String,
+    source: String,
+    deployments: Vec<Deployment>,
+}
+
+/// A project's deployments, by vhost.
+fn parts(api: &gateway_model::Api, deployments: &[Deployment]) -> Vec<Part> {
+    let mut by_vhost: BTreeMap<&str, Vec<Deployment>> = BTreeMap::new();
+    for d in deployments {
+        by_vhost.entry(d.vhost.as_str()).or_default().push(d.clone());
+    }
+    by_vhost
+        .into_iter()
+        .map(|(vhost, deployments)| Part { vhost: vhost.to_string(), source: source_of(api, vhost), deployments })
+        .collect()
+}
+
+/// Runs blocking work (disk, translation) off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(internal)
 }
 
 fn placements(deployments: &[Deployment]) -> Vec<Placement> {
@@ -173,27 +204,33 @@ async fn read_file_part(mut multipart: Multipart, max: u64) -> Result<Vec<u8>, A
     }
 }
 
-/// Checks that `project` can be deployed as `source`: 409 problems if not.
-fn check(state: &HubState, source: &str, project: &Project, replace: bool) -> Result<(), ApiError> {
-    if let Some(existing) = state.registry.get(source)
-        && !replace
-    {
-        let vhosts: BTreeSet<&str> = existing.deployments.iter().map(|d| d.vhost.as_str()).collect();
+/// Checks that `api` can be deployed as `parts` (409 with the reason if not):
+/// without `replace`, on no vhost that already has it (Choreo Connect checks
+/// existence per vhost); and never over another API's base path or over an
+/// API of the artifacts folder.
+fn check(state: &HubState, api: &gateway_model::Api, parts: &[Part], replace: bool) -> Result<(), ApiError> {
+    let existing: Vec<&str> =
+        parts.iter().filter(|p| state.registry.get(&p.source).is_some()).map(|p| p.vhost.as_str()).collect();
+    if !existing.is_empty() && !replace {
         return Err(error(
             StatusCode::CONFLICT,
             "API already exists",
             format!(
-                "{} {} is deployed (vhosts: {}); deploy with override to replace it",
-                project.api.name,
-                project.api.version,
-                vhosts.into_iter().collect::<Vec<_>>().join(", ")
+                "{} {} is deployed on vhost {}; deploy with override to replace it",
+                api.name,
+                api.version,
+                existing.join(", ")
             ),
             &[],
         ));
     }
-    if let Err(p) = state.check_deploy(source, &project.api, &project.deployments) {
-        let list: Vec<String> = p.0.iter().map(ToString::to_string).collect();
-        return Err(error(StatusCode::CONFLICT, "API conflicts with a deployed API", list.join("; "), &list));
+    let problems: Vec<String> = parts
+        .iter()
+        .filter_map(|p| state.check_deploy(&p.source, api, &p.deployments).err())
+        .flat_map(|p| p.0.into_iter().map(|x| x.to_string()))
+        .collect();
+    if !problems.is_empty() {
+        return Err(error(StatusCode::CONFLICT, "API conflicts with a deployed API", problems.join("; "), &problems));
     }
     Ok(())
 }
@@ -227,32 +264,59 @@ pub async fn deploy(State(rest): State<Arc<Rest>>, Query(q): Query<DeployQuery>,
         Ok(Err(problems)) => return bad_project(&problems).into_response(),
         Err(e) => return internal(e).into_response(),
     };
-    let source = source_of(&project.api);
     let (name, version) = (project.api.name.clone(), project.api.version.clone());
     let at = placements(&project.deployments);
     let parsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let mut stored_ms = 0.0;
-    let mut applied_ms = 0.0;
-    // One deploy at a time: check, store (durable), apply, under the hub's lock.
-    let result = rest.hub.update(|state| -> Result<(), ApiError> {
-        check(state, &source, &project, replace)?;
-        let t = std::time::Instant::now();
-        rest.store.put(&source, &zip, &at).map_err(internal)?;
-        stored_ms = t.elapsed().as_secs_f64() * 1000.0;
-        let t = std::time::Instant::now();
-        let r = state.deploy(&source, project).map_err(|p| {
-            // Checked above under the same lock: cannot happen.
-            let list: Vec<String> = p.0.iter().map(ToString::to_string).collect();
-            error(StatusCode::CONFLICT, "API conflicts with a deployed API", list.join("; "), &list)
-        });
-        applied_ms = t.elapsed().as_secs_f64() * 1000.0;
-        r
-    });
-    if let Err(r) = result {
+    let split = parts(&project.api, &project.deployments);
+    // One change at a time: check, store (durable), apply.
+    let _change = rest.hub.changes().lock().await;
+    let waited_ms = started.elapsed().as_secs_f64() * 1000.0 - parsed_ms;
+    if let Err(r) = rest.hub.read(|state| check(state, &project.api, &split, replace)) {
         return r.into_response();
     }
+    let t = std::time::Instant::now();
+    let store_changes: Vec<(String, Vec<Placement>)> =
+        split.iter().map(|p| (p.source.clone(), placements(&p.deployments))).collect();
+    let (r, z) = (Arc::clone(&rest), Arc::clone(&zip));
+    let stored = blocking(move || {
+        let changes: Vec<Change<'_>> = store_changes
+            .into_iter()
+            .map(|(source, deployments)| Change::Put { source, zip: z.as_slice(), deployments })
+            .collect();
+        r.store.apply(&changes)
+    })
+    .await;
+    match stored {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return internal(e).into_response(),
+        Err(r) => return r.into_response(),
+    }
+    let stored_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let t = std::time::Instant::now();
+    let hub = Arc::clone(&rest.hub);
+    let applied = blocking(move || {
+        hub.update(|state| {
+            for p in split {
+                let part =
+                    Project { api: project.api.clone(), deployments: p.deployments, skipped_environments: Vec::new() };
+                // Checked above with no change in between (the change lock): cannot fail.
+                state.deploy(&p.source, part)?;
+            }
+            Ok::<(), Problems>(())
+        })
+    })
+    .await;
+    let applied_ms = t.elapsed().as_secs_f64() * 1000.0;
+    match applied {
+        Ok(Ok(())) => {}
+        Ok(Err(p)) => {
+            tracing::error!(problems = %p, "a checked deploy failed to apply: the store holds it, the routers do not (restart the adapter)");
+            return internal(p).into_response();
+        }
+        Err(r) => return r.into_response(),
+    }
     info!(
-        api = %name, %version, %source, deployments = ?at, parsed_ms, stored_ms, applied_ms,
+        api = %name, %version, deployments = ?at, parsed_ms, waited_ms, stored_ms, applied_ms,
         total_ms = started.elapsed().as_secs_f64() * 1000.0,
         "API deployed over the REST API"
     );
@@ -284,39 +348,73 @@ pub async fn undeploy(State(rest): State<Arc<Rest>>, Query(q): Query<UndeployQue
     let matches = |p: &Deployment| {
         vhost.as_deref().is_none_or(|v| v == p.vhost) && envs.as_ref().is_none_or(|e| e.contains(&p.environment))
     };
-    let result = rest.hub.update(|state| -> Result<usize, ApiError> {
-        let found: Vec<(String, Arc<gateway_model::Api>, Vec<Deployment>)> = state
-            .registry
-            .sources()
-            .filter(|(_, d)| d.api.name == name && d.api.version == version)
-            .map(|(s, d)| (s.to_string(), Arc::clone(&d.api), d.deployments.clone()))
-            .collect();
-        let mut removed = 0;
-        for (source, api, deployments) in found {
-            let (gone, kept): (Vec<Deployment>, Vec<Deployment>) = deployments.into_iter().partition(|d| matches(d));
-            if gone.is_empty() {
-                continue;
+    let _change = rest.hub.changes().lock().await;
+    // What goes and what stays, per source; the artifacts folder's APIs are its own.
+    let plan =
+        rest.hub.read(|state| -> Result<Vec<(String, Arc<gateway_model::Api>, Vec<Deployment>, usize)>, ApiError> {
+            let mut plan = Vec::new();
+            for (source, d) in state.registry.sources().filter(|(_, d)| d.api.name == name && d.api.version == version)
+            {
+                let (gone, kept): (Vec<Deployment>, Vec<Deployment>) =
+                    d.deployments.iter().cloned().partition(|p| matches(p));
+                if gone.is_empty() {
+                    continue;
+                }
+                if !source.starts_with(SOURCE_PREFIX) {
+                    return Err(error(
+                        StatusCode::CONFLICT,
+                        "API deployed from the artifacts folder",
+                        format!("{name} {version} comes from {source}: remove it from the artifacts folder instead"),
+                        &[],
+                    ));
+                }
+                plan.push((source.to_string(), Arc::clone(&d.api), kept, gone.len()));
             }
-            if !source.starts_with(SOURCE_PREFIX) {
-                return Err(error(
-                    StatusCode::CONFLICT,
-                    "API deployed from the artifacts folder",
-                    format!("{name} {version} comes from {source}: remove it from the artifacts folder instead"),
-                    &[],
-                ));
-            }
-            if kept.is_empty() {
-                rest.store.remove(&source).map_err(internal)?;
-                state.undeploy(&source);
-            } else {
-                rest.store.set_deployments(&source, &placements(&kept)).map_err(internal)?;
-                let project = Project { api: (*api).clone(), deployments: kept, skipped_environments: Vec::new() };
-                state.deploy(&source, project).map_err(|p| internal(p.to_string()))?;
-            }
-            removed += gone.len();
+            Ok(plan)
+        });
+    let result: Result<usize, ApiError> = async {
+        let plan = plan?;
+        let removed = plan.iter().map(|(_, _, _, n)| n).sum();
+        if plan.is_empty() {
+            return Ok(0);
         }
+        let store_changes: Vec<(String, Vec<Placement>)> =
+            plan.iter().map(|(source, _, kept, _)| (source.clone(), placements(kept))).collect();
+        let r = Arc::clone(&rest);
+        blocking(move || {
+            let changes: Vec<Change<'_>> = store_changes
+                .into_iter()
+                .map(|(source, deployments)| {
+                    if deployments.is_empty() {
+                        Change::Remove { source }
+                    } else {
+                        Change::Move { source, deployments }
+                    }
+                })
+                .collect();
+            r.store.apply(&changes)
+        })
+        .await?
+        .map_err(internal)?;
+        let hub = Arc::clone(&rest.hub);
+        blocking(move || {
+            hub.update(|state| {
+                for (source, api, kept, _) in plan {
+                    if kept.is_empty() {
+                        state.undeploy(&source);
+                    } else {
+                        let project =
+                            Project { api: (*api).clone(), deployments: kept, skipped_environments: Vec::new() };
+                        state.deploy(&source, project).map_err(internal)?;
+                    }
+                }
+                Ok::<(), ApiError>(())
+            })
+        })
+        .await??;
         Ok(removed)
-    });
+    }
+    .await;
     match result {
         Ok(0) => error(
             StatusCode::NOT_FOUND,
@@ -403,15 +501,17 @@ pub async fn list(State(rest): State<Arc<Rest>>, Query(q): Query<ListQuery>) -> 
     axum::Json(json!({"total": total, "count": list.len(), "list": list})).into_response()
 }
 
-/// Deploys what the store holds (at start-up, before xDS is served).
-/// Entries that cannot be read or deployed are reported and skipped.
+/// Deploys what the store holds (at start-up, before xDS is served; the
+/// caller holds the change lock). Entries that cannot be read or deployed
+/// are reported and skipped. A record of the earlier format (one record for
+/// every vhost of an API) is rewritten as one record per vhost.
 pub fn restore(rest: &Rest) -> Result<usize, StoreError> {
     let (stored, mut corrupt) = rest.store.load()?;
     let mut restored = 0;
     for s in stored {
         let parsed =
             ProjectFiles::from_zip(&s.zip, ZipLimits::default()).and_then(|f| parse_project(&f, &rest.parse_opts));
-        let mut project = match parsed {
+        let project = match parsed {
             Ok(p) => p,
             Err(problems) => {
                 corrupt.push(Corrupt {
@@ -421,14 +521,28 @@ pub fn restore(rest: &Rest) -> Result<usize, StoreError> {
                 continue;
             }
         };
-        project.deployments = s
+        let deployments: Vec<Deployment> = s
             .deployments
             .iter()
             .map(|p| Deployment { environment: p.environment.clone(), vhost: p.vhost.clone() })
             .collect();
-        match rest.hub.update(|state| state.deploy(&s.source, project)) {
-            Ok(()) => restored += 1,
-            Err(problems) => corrupt.push(Corrupt { file: s.source.clone(), reason: problems.to_string() }),
+        let split = parts(&project.api, &deployments);
+        if split.len() != 1 || split[0].source != s.source {
+            let mut changes: Vec<Change<'_>> = split
+                .iter()
+                .map(|p| Change::Put { source: p.source.clone(), zip: &s.zip, deployments: placements(&p.deployments) })
+                .collect();
+            changes.push(Change::Remove { source: s.source.clone() });
+            rest.store.apply(&changes)?;
+            info!(from = %s.source, to = ?split.iter().map(|p| &p.source).collect::<Vec<_>>(), "stored deployment rewritten per vhost");
+        }
+        for p in split {
+            let part =
+                Project { api: project.api.clone(), deployments: p.deployments, skipped_environments: Vec::new() };
+            match rest.hub.update(|state| state.deploy(&p.source, part)) {
+                Ok(()) => restored += 1,
+                Err(problems) => corrupt.push(Corrupt { file: p.source.clone(), reason: problems.to_string() }),
+            }
         }
     }
     for c in &corrupt {

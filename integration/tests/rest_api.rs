@@ -174,6 +174,134 @@ async fn bad_projects_and_uploads_are_400_with_the_reason_and_change_nothing() {
     assert_eq!(v["total"], 1, "{v}");
 }
 
+/// `project` deployed to `vhost` (deployment_environments.yaml).
+fn project_on(name: &str, backend: &str, paths: &[&str], vhost: &str) -> Vec<u8> {
+    let envs = format!(
+        "type: deployment_environments\ndata:\n  - deploymentEnvironment: Default\n    deploymentVhost: {vhost}\n"
+    );
+    zip_project(
+        &format!("{name}-1.0"),
+        &[
+            ("api.yaml", &api_yaml(name, "1.0", "/pets", backend)),
+            ("Definitions/swagger.yaml", &oas(name, paths)),
+            ("deployment_environments.yaml", &envs),
+        ],
+    )
+}
+
+async fn on(gw: &Gateway, vhost: &str, path: &str) -> (u16, String) {
+    match gw.request("GET", vhost, path, &[]).await {
+        Ok(r) if r.status == 200 => (200, r.json()["backend"].as_str().unwrap_or("").to_string()),
+        Ok(r) => (r.status, String::new()),
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// Choreo Connect deploys per vhost: the same API (name and version) on two
+/// vhosts are two deployments, each overridden and undeployed on its own,
+/// listed once per vhost, and kept so across restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_api_on_two_vhosts_lives_two_lives() {
+    let (a, b) = (Backend::start("a").await.expect("backend"), Backend::start("b").await.expect("backend"));
+    let mut gw = Gateway::builder(XdsMode::Delta).start().await;
+    let r = gw.deploy_zip(project_on("Pets", &a.url(), &["/list"], "a.example.com"), false, BASIC).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Another vhost, no override: beside the first.
+    let r = gw.deploy_zip(project_on("Pets", &b.url(), &["/list"], "b.example.com"), false, BASIC).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually("both served", || async {
+        let got = (on(&gw, "a.example.com", "/pets/1.0/list").await, on(&gw, "b.example.com", "/pets/1.0/list").await);
+        if got == ((200, "a".into()), (200, "b".into())) { Ok(()) } else { Err(format!("{got:?}")) }
+    })
+    .await;
+    let v = gw.mgmt("GET", "/apis", None).await.json();
+    let vhosts: Vec<&str> = v["list"].as_array().expect("list").iter().filter_map(|i| i["vhost"].as_str()).collect();
+    assert_eq!((v["total"].clone(), vhosts), (json!(2), vec!["a.example.com", "b.example.com"]), "{v}");
+    // Again on b without override: 409 naming b; a is not in the way.
+    let r = gw.deploy_zip(project_on("Pets", &b.url(), &["/list", "/new"], "b.example.com"), false, BASIC).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.json()["description"].as_str().unwrap_or("").contains("vhost b.example.com"), "{}", r.body);
+    // Override on b: b changes, a stays as it was.
+    let r = gw.deploy_zip(project_on("Pets", &b.url(), &["/list", "/new"], "b.example.com"), true, BASIC).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually("b's new resource", || async {
+        let got = on(&gw, "b.example.com", "/pets/1.0/new").await;
+        if got.0 == 200 { Ok(()) } else { Err(format!("{got:?}")) }
+    })
+    .await;
+    assert_eq!(on(&gw, "a.example.com", "/pets/1.0/new").await.0, 404, "a untouched");
+    assert_eq!(on(&gw, "a.example.com", "/pets/1.0/list").await, (200, "a".into()));
+    // Undeploy from one vhost only; then restart: what is left stays.
+    let r = gw.mgmt("DELETE", "/apis?apiName=Pets&version=1.0&vhost=b.example.com", None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually("b undeployed", || async {
+        let got = on(&gw, "b.example.com", "/pets/1.0/list").await;
+        if got.0 == 404 { Ok(()) } else { Err(format!("{got:?}")) }
+    })
+    .await;
+    gw.kill_adapter();
+    gw.start_adapter().await;
+    let v = gw.mgmt("GET", "/apis", None).await.json();
+    assert_eq!((v["total"].clone(), v["list"][0]["vhost"].clone()), (json!(1), json!("a.example.com")), "{v}");
+    assert_eq!(on(&gw, "a.example.com", "/pets/1.0/list").await, (200, "a".into()));
+    assert_eq!(on(&gw, "b.example.com", "/pets/1.0/list").await.0, 404);
+    // Without a vhost, from everywhere.
+    let r = gw.deploy_zip(project_on("Pets", &b.url(), &["/list"], "b.example.com"), false, BASIC).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = gw.mgmt("DELETE", "/apis?apiName=Pets&version=1.0", None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(gw.mgmt("GET", "/apis", None).await.json()["total"], 0);
+}
+
+/// Disk writes (deploys, revocations) run off the async workers and outside
+/// the state's lock: with every write made slow, the management API, the
+/// routers' configuration and the other endpoints do not wait for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_disk_writes_hold_up_nothing_else() {
+    let b = Backend::start("b").await.expect("backend");
+    let gw = Gateway::builder(XdsMode::Delta)
+        .adapter_env("GATEWAY_DELAY", "store-write=3000,revocation-write=3000")
+        .start()
+        .await;
+    let deploying = {
+        let (url, client) =
+            (format!("https://127.0.0.1:{}/api/mgw/adapter/0.1/apis", gw.ports.mgmt), gw.client().clone());
+        let zip = project("Pets", "/pets", &b.url(), &["/list"]);
+        tokio::spawn(async move {
+            let form = reqwest::multipart::Form::new()
+                .part("file", reqwest::multipart::Part::bytes(zip).file_name("pets.zip"));
+            client.post(url).header("authorization", BASIC).multipart(form).send().await.map(|r| r.status().as_u16())
+        })
+    };
+    let revoking = {
+        let (url, client) =
+            (format!("https://127.0.0.1:{}/api/mgw/adapter/0.1/revoked_tokens", gw.ports.mgmt), gw.client().clone());
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .header("authorization", BASIC)
+                .json(&json!({"jti": "slow-1"}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    // While both are on the (slow) disk: everything else answers at once.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let t = std::time::Instant::now();
+    for path in ["/apis", "/xds", "/artifacts", "/revoked_tokens", "/apis?limit=1"] {
+        let r = gw.mgmt("GET", path, None).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+    }
+    assert_eq!(status(&gw, "/health").await, 200);
+    assert!(t.elapsed() < std::time::Duration::from_millis(1500), "reads waited for the disk: {:?}", t.elapsed());
+    assert!(!deploying.is_finished(), "the deploy is still writing");
+    // And the writes complete, each whole.
+    assert_eq!(deploying.await.expect("task").expect("deploy"), 200);
+    assert_eq!(revoking.await.expect("task").expect("revoke"), 200);
+    assert_eq!(gw.mgmt("GET", "/apis", None).await.json()["total"], 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answered_deploy_survives_kill_9_of_the_adapter() {
     let b = Backend::start("b").await.expect("backend");

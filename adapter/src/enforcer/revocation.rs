@@ -79,7 +79,7 @@ struct FileFormat {
 }
 
 /// The revoked tokens.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Store {
     entries: BTreeMap<String, i64>,
     file: Option<PathBuf>,
@@ -159,6 +159,7 @@ impl Store {
 
     fn save(&self, entries: &BTreeMap<String, i64>) -> Result<(), RevocationError> {
         let Some(path) = &self.file else { return Ok(()) };
+        gateway_runtime::delay_point("revocation-write");
         let err = |reason: String| RevocationError::File { path: path.display().to_string(), reason };
         let f = FileFormat { tokens: entries.iter().map(|(j, e)| Revoked { jti: j.clone(), expiry: *e }).collect() };
         let bytes = serde_json::to_vec_pretty(&f).map_err(|e| err(e.to_string()))?;

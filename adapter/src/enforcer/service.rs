@@ -242,9 +242,12 @@ impl EnforcerDiscoveryService for Service {
     async fn revoke_tokens(&self, req: Request<RevokeRequest>) -> Result<Response<RevokeResponse>, Status> {
         let tokens: Vec<Revoked> =
             req.into_inner().tokens.into_iter().map(|t| Revoked { jti: t.jti, expiry: t.expirytime }).collect();
-        match self.hub.revoke(&tokens) {
-            Ok(version) => Ok(Response::new(RevokeResponse { version })),
-            Err(super::revocation::RevocationError::BadRequest(m)) => Err(Status::invalid_argument(m)),
+        // The revocation file is written (fsync) off the async workers.
+        let hub = Arc::clone(&self.hub);
+        match tokio::task::spawn_blocking(move || hub.revoke(&tokens)).await {
+            Ok(Ok(version)) => Ok(Response::new(RevokeResponse { version })),
+            Ok(Err(super::revocation::RevocationError::BadRequest(m))) => Err(Status::invalid_argument(m)),
+            Ok(Err(e)) => Err(Status::internal(e.to_string())),
             Err(e) => Err(Status::internal(e.to_string())),
         }
     }

@@ -9,7 +9,8 @@
 //! * [`shutdown_signal`]: SIGTERM or Ctrl-C.
 //! * [`failpoint`]: a named point where a debug build panics on request
 //!   (`GATEWAY_FAILPOINT=<name>`), so tests can prove that a dying task
-//!   stops the process. Release builds compile it away.
+//!   stops the process; [`delay_point`] makes a named step slow
+//!   (`GATEWAY_DELAY=<name>=<ms>`). Release builds compile both away.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -143,6 +144,26 @@ pub fn failpoint(name: &str) {
     #[cfg(debug_assertions)]
     if std::env::var("GATEWAY_FAILPOINT").is_ok_and(|v| v.split(',').any(|p| p.trim() == name)) {
         panic!("failpoint {name} (GATEWAY_FAILPOINT)");
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}
+
+/// Sleeps when this is a debug build and `GATEWAY_DELAY` holds `name=<ms>`
+/// (entries separated by commas): tests make a step slow (a disk write, say)
+/// to prove that nothing else waits for it. Release builds compile it away.
+#[inline]
+pub fn delay_point(name: &str) {
+    #[cfg(debug_assertions)]
+    if let Ok(v) = std::env::var("GATEWAY_DELAY") {
+        let ms = v
+            .split(',')
+            .filter_map(|e| e.trim().split_once('='))
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, ms)| ms.parse::<u64>().ok());
+        if let Some(ms) = ms {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
     }
     #[cfg(not(debug_assertions))]
     let _ = name;
