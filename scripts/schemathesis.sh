@@ -56,6 +56,14 @@ fi
 max_examples=${MAX_EXAMPLES:-30}
 seed=${ST_SEED:-1}
 project=${ST_PROJECT-$root/samples/apis/petstore}
+if [[ -n $project ]]; then
+  [[ -d $project ]] || { echo "$0: ST_PROJECT $project is not a folder" >&2; exit 64; }
+  project=$(cd "$project" && pwd)
+fi
+if [[ -n ${REPORT_DIR:-} ]]; then
+  mkdir -p "$REPORT_DIR"
+  REPORT_DIR=$(cd "$REPORT_DIR" && pwd)
+fi
 
 if ! compgen -G "$tools/schemathesis-$SCHEMATHESIS_VERSION.dist-info" >/dev/null; then
   echo "installing Schemathesis $SCHEMATHESIS_VERSION into .tools/schemathesis"
@@ -86,15 +94,17 @@ common=(
   --generation-with-security-parameters false
   --request-timeout 30 --no-color
 )
-if [[ -n ${REPORT_DIR:-} ]]; then
-  mkdir -p "$REPORT_DIR"
-  REPORT_DIR=$(cd "$REPORT_DIR" && pwd)
-fi
 # Report options for pass $1 (none without REPORT_DIR).
 report() {
   reports=()
   [[ -z ${REPORT_DIR:-} ]] || reports=(--report junit,har --report-dir "$REPORT_DIR/$1")
 }
+
+code=$(curl -sS "${curl_tls[@]}" -u "$credentials" -o /dev/null -w '%{http_code}' "$url/xds" || true)
+if [[ $code != 200 ]]; then
+  echo "$0: GET $url/xds with these credentials answered ${code:-nothing}, not 200: is the adapter up?" >&2
+  exit 1
+fi
 
 if [[ -n $project ]]; then
   echo "deploying $project"
@@ -118,13 +128,17 @@ report basic
 st "${common[@]}" -a "$credentials" --checks all --max-examples "$max_examples" "${reports[@]}" || status=1
 
 echo "== Bearer token from POST /oauth2/token"
-token=$(python3 -c 'import json, sys; u, _, p = sys.argv[1].partition(":"); print(json.dumps({"username": u, "password": p}))' \
+if token=$(python3 -c 'import json, sys; u, _, p = sys.argv[1].partition(":"); print(json.dumps({"username": u, "password": p}))' \
   "$credentials" | curl -sS --fail "${curl_tls[@]}" -X POST "$url/oauth2/token" --data-binary @- |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["accessToken"])')
-report bearer
-st "${common[@]}" -H "Authorization: Bearer $token" \
-  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection \
-  --phases examples,fuzzing --max-examples "$(((max_examples + 2) / 3))" "${reports[@]}" || status=1
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["accessToken"])'); then
+  report bearer
+  st "${common[@]}" -H "Authorization: Bearer $token" \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection \
+    --phases examples,fuzzing --max-examples "$(((max_examples + 2) / 3))" "${reports[@]}" || status=1
+else
+  echo "POST /oauth2/token gave no token for these credentials" >&2
+  status=1
+fi
 
 echo "== No credentials: every operation but POST /oauth2/token answers the documented 401"
 report anonymous

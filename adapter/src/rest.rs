@@ -337,6 +337,16 @@ pub struct UndeployQuery {
     environments: Option<String>,
 }
 
+/// What an undeploy does to one source.
+struct Undeploy {
+    source: String,
+    api: Arc<gateway_model::Api>,
+    /// The deployments that stay (none: the source goes).
+    kept: Vec<Deployment>,
+    /// How many go.
+    removed: usize,
+}
+
 /// `DELETE /apis?apiName=&version=[&vhost=][&environments=a:b]`
 pub async fn undeploy(State(rest): State<Arc<Rest>>, Query(q): Query<UndeployQuery>) -> Response {
     let bad = |m: &str| error(StatusCode::BAD_REQUEST, "Invalid request", m, &[]).into_response();
@@ -350,36 +360,34 @@ pub async fn undeploy(State(rest): State<Arc<Rest>>, Query(q): Query<UndeployQue
     };
     let _change = rest.hub.changes().lock().await;
     // What goes and what stays, per source; the artifacts folder's APIs are its own.
-    let plan =
-        rest.hub.read(|state| -> Result<Vec<(String, Arc<gateway_model::Api>, Vec<Deployment>, usize)>, ApiError> {
-            let mut plan = Vec::new();
-            for (source, d) in state.registry.sources().filter(|(_, d)| d.api.name == name && d.api.version == version)
-            {
-                let (gone, kept): (Vec<Deployment>, Vec<Deployment>) =
-                    d.deployments.iter().cloned().partition(|p| matches(p));
-                if gone.is_empty() {
-                    continue;
-                }
-                if !source.starts_with(SOURCE_PREFIX) {
-                    return Err(error(
-                        StatusCode::CONFLICT,
-                        "API deployed from the artifacts folder",
-                        format!("{name} {version} comes from {source}: remove it from the artifacts folder instead"),
-                        &[],
-                    ));
-                }
-                plan.push((source.to_string(), Arc::clone(&d.api), kept, gone.len()));
+    let plan = rest.hub.read(|state| -> Result<Vec<Undeploy>, ApiError> {
+        let mut plan = Vec::new();
+        for (source, d) in state.registry.sources().filter(|(_, d)| d.api.name == name && d.api.version == version) {
+            let (gone, kept): (Vec<Deployment>, Vec<Deployment>) =
+                d.deployments.iter().cloned().partition(|p| matches(p));
+            if gone.is_empty() {
+                continue;
             }
-            Ok(plan)
-        });
+            if !source.starts_with(SOURCE_PREFIX) {
+                return Err(error(
+                    StatusCode::CONFLICT,
+                    "API deployed from the artifacts folder",
+                    format!("{name} {version} comes from {source}: remove it from the artifacts folder instead"),
+                    &[],
+                ));
+            }
+            plan.push(Undeploy { source: source.to_string(), api: Arc::clone(&d.api), kept, removed: gone.len() });
+        }
+        Ok(plan)
+    });
     let result: Result<usize, ApiError> = async {
         let plan = plan?;
-        let removed = plan.iter().map(|(_, _, _, n)| n).sum();
+        let removed = plan.iter().map(|u| u.removed).sum();
         if plan.is_empty() {
             return Ok(0);
         }
         let store_changes: Vec<(String, Vec<Placement>)> =
-            plan.iter().map(|(source, _, kept, _)| (source.clone(), placements(kept))).collect();
+            plan.iter().map(|u| (u.source.clone(), placements(&u.kept))).collect();
         let r = Arc::clone(&rest);
         blocking(move || {
             let changes: Vec<Change<'_>> = store_changes
@@ -399,13 +407,13 @@ pub async fn undeploy(State(rest): State<Arc<Rest>>, Query(q): Query<UndeployQue
         let hub = Arc::clone(&rest.hub);
         blocking(move || {
             hub.update(|state| {
-                for (source, api, kept, _) in plan {
-                    if kept.is_empty() {
-                        state.undeploy(&source);
+                for u in plan {
+                    if u.kept.is_empty() {
+                        state.undeploy(&u.source);
                     } else {
                         let project =
-                            Project { api: (*api).clone(), deployments: kept, skipped_environments: Vec::new() };
-                        state.deploy(&source, project).map_err(internal)?;
+                            Project { api: (*u.api).clone(), deployments: u.kept, skipped_environments: Vec::new() };
+                        state.deploy(&u.source, project).map_err(internal)?;
                     }
                 }
                 Ok::<(), ApiError>(())
