@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use integration::tokens::{JwksServer, SigningKey, hs256, merge_claims, now, unique, unsigned};
-use integration::{Gateway, IDP_ISSUER, Resp, XdsMode, raw_http};
+use integration::{Gateway, IDP_ISSUER, Resp, XdsMode};
 use serde_json::{Value, json};
 use test_backend::Backend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -505,10 +505,9 @@ async fn secured_resources_of_open_apis_and_blocked_apis_stay_closed() {
     assert_eq!(call(&gw, "GET", "/open/1.0/members", &[("authorization", &auth)]).await.status, 200, "control");
 }
 
-/// Opens a TCP connection and reads until the server closes it; how long that took.
-async fn closed_after(addr: &str, send: &[u8]) -> Option<Duration> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(send).await.expect("write");
+/// Reads until the server closes the connection; how long that took, or
+/// `None` when it was still open after 20 s.
+async fn read_until_closed<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<Duration> {
     let start = Instant::now();
     let mut buf = [0u8; 4096];
     tokio::time::timeout(Duration::from_secs(20), async {
@@ -522,6 +521,13 @@ async fn closed_after(addr: &str, send: &[u8]) -> Option<Duration> {
     .await
     .ok()
     .map(|()| start.elapsed())
+}
+
+/// Opens a TCP connection, sends `send`, and waits for the server to close it.
+async fn closed_after(addr: &str, send: &[u8]) -> Option<Duration> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(send).await.expect("write");
+    read_until_closed(&mut s).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -556,7 +562,7 @@ async fn slow_and_idle_connections_are_cut_off() {
             assert!(i.await.expect("task").is_some(), "{name}: an idle socket was kept open");
         }
         // Headers trickled over TLS are cut off too.
-        assert!(slow_tls_headers(addr).await, "{name}: slow headers over TLS were not cut off");
+        assert!(slow_tls_headers(&gw, addr).await, "{name}: slow headers over TLS were not cut off");
     }
     assert_eq!(b.hits(), 0);
 }
@@ -565,66 +571,26 @@ async fn closed_after_owned(addr: String) -> Option<Duration> {
     closed_after(&addr, b"").await
 }
 
-/// Completes TLS, then sends half a request line and waits: true when the
-/// server closes the connection.
-async fn slow_tls_headers(addr: &str) -> bool {
+/// Completes TLS (the gateway's CA), then sends half a request line and
+/// waits: true when the server closes the connection.
+async fn slow_tls_headers(gw: &Gateway, addr: &str) -> bool {
     use std::sync::Arc;
-    #[derive(Debug)]
-    struct AnyCert;
-    impl rustls::client::danger::ServerCertVerifier for AnyCert {
-        fn verify_server_cert(
-            &self,
-            _: &rustls_pki_types::CertificateDer<'_>,
-            _: &[rustls_pki_types::CertificateDer<'_>],
-            _: &rustls_pki_types::ServerName<'_>,
-            _: &[u8],
-            _: rustls_pki_types::UnixTime,
-        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            _: &[u8],
-            _: &rustls_pki_types::CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-        }
-        fn verify_tls13_signature(
-            &self,
-            _: &[u8],
-            _: &rustls_pki_types::CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms.supported_schemes()
-        }
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(gw.certs.ca_pem.as_bytes()) {
+        roots.add(cert.expect("CA certificate")).expect("root");
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("versions")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCert))
+        .with_root_certificates(roots)
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
     let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
     tls.write_all(b"GET /apis HTTP/1.1\r\nhost: loc").await.expect("write");
-    let mut buf = [0u8; 1024];
-    tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match tls.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await
-    .is_ok()
+    read_until_closed(&mut tls).await.is_some()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -632,8 +598,6 @@ async fn bad_management_requests_get_json_refusals_and_change_nothing() {
     let b = Backend::start("b").await.expect("backend");
     let gw = gateway(&b, &[]).await;
     let before = gw.mgmt("GET", "/apis", None).await.json();
-    let mgmt = format!("127.0.0.1:{}", gw.ports.mgmt);
-    let _ = mgmt;
     let url = |p: &str| format!("https://127.0.0.1:{}/api/mgw/adapter/0.1{p}", gw.ports.mgmt);
     let client = gw.client();
     let send = |rb: reqwest::RequestBuilder| async move {
@@ -712,5 +676,4 @@ async fn bad_management_requests_get_json_refusals_and_change_nothing() {
     assert_eq!(r.status, 404, "{}", r.body);
     let after = gw.mgmt("GET", "/apis", None).await.json();
     assert_eq!(before, after, "nothing changed");
-    let _ = raw_http;
 }
