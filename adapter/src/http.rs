@@ -92,7 +92,7 @@ async fn revoke(State(s): State<AppState>, body: axum::body::Bytes) -> Response 
         #[serde(rename = "expiryTime")]
         expiry_time: Option<serde_json::Value>,
     }
-    let b: Body = match serde_json::from_slice(&body) {
+    let b: Body = match json_object(&body) {
         Ok(b) => b,
         Err(e) => return bad_request(format!("request body: {e}")),
     };
@@ -179,6 +179,15 @@ async fn artifacts_status(State(s): State<AppState>) -> Response {
 
 async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, axum::Json(json!({"code": 404, "message": "Not Found"}))).into_response()
+}
+
+/// A JSON request body that must be an object (serde would also build a
+/// struct from an array).
+pub fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    match serde_json::from_slice::<serde_json::Value>(body).map_err(|e| e.to_string())? {
+        v @ serde_json::Value::Object(_) => serde_json::from_value(v).map_err(|e| e.to_string()),
+        _ => Err("expected a JSON object".into()),
+    }
 }
 
 /// Marks a response whose error body is deliberately not JSON (the empty

@@ -133,7 +133,7 @@ pub async fn token(State(rest): State<Arc<Rest>>, body: axum::body::Bytes) -> Re
         username: String,
         password: String,
     }
-    let Ok(c) = serde_json::from_slice::<Credentials>(&body) else {
+    let Ok(c) = crate::http::json_object::<Credentials>(&body) else {
         return error(
             StatusCode::BAD_REQUEST,
             "Invalid request",
@@ -474,8 +474,8 @@ pub async fn list(State(rest): State<Arc<Rest>>, Query(q): Query<ListQuery>) -> 
     };
     let limit = match q.limit.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => usize::MAX,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if n >= 1 => n,
+        Some(v) => match v.parse::<usize>().ok().filter(|_| v.bytes().all(|b| b.is_ascii_digit())) {
+            Some(n) if n >= 1 => n,
             _ => return bad(format!("limit: expected a number from 1, found {v:?}")),
         },
     };

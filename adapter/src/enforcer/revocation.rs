@@ -45,7 +45,8 @@ pub struct Revoked {
 pub fn numeric_date(v: &serde_json::Value) -> Option<i64> {
     match v {
         serde_json::Value::Number(n) => {
-            n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f.floor() as i64))
+            // Floats beyond i64 (year 292 billion) are refused, not saturated.
+            n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite() && f.abs() < 9.0e18).map(|f| f.floor() as i64))
         }
         _ => None,
     }
