@@ -253,6 +253,34 @@ async fn the_same_api_on_two_vhosts_lives_two_lives() {
     assert_eq!(gw.mgmt("GET", "/apis", None).await.json()["total"], 0);
 }
 
+/// A project whose environments are all unknown here is accepted and
+/// deployed nowhere (as Choreo Connect answers it): nothing is kept that
+/// could neither be listed nor undeployed, and the corrected project needs
+/// no override.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_for_unknown_environments_leaves_no_trace() {
+    let b = Backend::start("b").await.expect("backend");
+    let mut gw = Gateway::builder(XdsMode::Delta).without_envoy().start().await;
+    let envs = "type: deployment_environments\ndata:\n  - deploymentEnvironment: Nowhere\n    deploymentVhost: x\n";
+    let ghost = zip_project(
+        "Ghost-1.0",
+        &[
+            ("api.yaml", &api_yaml("Ghost", "1.0", "/ghost", &b.url())),
+            ("Definitions/swagger.yaml", &oas("Ghost", &["/a"])),
+            ("deployment_environments.yaml", envs),
+        ],
+    );
+    let r = gw.deploy_zip(ghost, false, BASIC).await;
+    assert_eq!((r.status, r.json()["deployments"].clone()), (200, json!([])), "{}", r.body);
+    assert_eq!(gw.mgmt("GET", "/apis", None).await.json()["total"], 0);
+    gw.kill_adapter();
+    gw.start_adapter().await;
+    assert_eq!(gw.mgmt("GET", "/apis", None).await.json()["total"], 0, "nothing stored");
+    let r = gw.deploy_zip(project("Ghost", "/ghost", &b.url(), &["/a"]), false, BASIC).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(gw.mgmt("GET", "/apis", None).await.json()["total"], 1);
+}
+
 /// Disk writes (deploys, revocations) run off the async workers and outside
 /// the state's lock: with every write made slow, the management API, the
 /// routers' configuration and the other endpoints do not wait for them.
