@@ -122,6 +122,27 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.map_err(internal)
 }
 
+/// Writes `changes` to the store (durable), then `apply`s the change to the
+/// state and publishes it, both off the async workers. The caller holds the
+/// change lock and has checked the change, so `apply` cannot be refused; a
+/// failed store write changes nothing. Returns the milliseconds spent storing
+/// and applying.
+async fn commit<F>(rest: &Arc<Rest>, changes: Vec<Change>, apply: F) -> Result<(f64, f64), ApiError>
+where
+    F: FnOnce(&mut HubState) -> Result<(), ApiError> + Send + 'static,
+{
+    let t = std::time::Instant::now();
+    let r = Arc::clone(rest);
+    blocking(move || r.store.apply(&changes)).await?.map_err(internal)?;
+    let stored_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let t = std::time::Instant::now();
+    let hub = Arc::clone(&rest.hub);
+    blocking(move || hub.update(apply)).await?.inspect_err(|e| {
+        tracing::error!(error = ?e, "a checked change failed to apply: the store holds it, the routers do not (restart the adapter)");
+    })?;
+    Ok((stored_ms, t.elapsed().as_secs_f64() * 1000.0))
+}
+
 fn placements(deployments: &[Deployment]) -> Vec<Placement> {
     deployments.iter().map(|d| Placement { environment: d.environment.clone(), vhost: d.vhost.clone() }).collect()
 }
@@ -253,7 +274,7 @@ pub async fn deploy(State(rest): State<Arc<Rest>>, Query(q): Query<DeployQuery>,
     // Parsing is CPU work: off the async workers.
     let started = std::time::Instant::now();
     let opts = Arc::clone(&rest.parse_opts);
-    let zip = Arc::new(zip);
+    let zip: Arc<[u8]> = Arc::from(zip);
     let z = Arc::clone(&zip);
     let parsed = tokio::task::spawn_blocking(move || {
         ProjectFiles::from_zip(&z, limits).and_then(|files| parse_project(&files, &opts))
@@ -274,47 +295,26 @@ pub async fn deploy(State(rest): State<Arc<Rest>>, Query(q): Query<DeployQuery>,
     if let Err(r) = rest.hub.read(|state| check(state, &project.api, &split, replace)) {
         return r.into_response();
     }
-    let t = std::time::Instant::now();
-    let store_changes: Vec<(String, Vec<Placement>)> =
-        split.iter().map(|p| (p.source.clone(), placements(&p.deployments))).collect();
-    let (r, z) = (Arc::clone(&rest), Arc::clone(&zip));
-    let stored = blocking(move || {
-        let changes: Vec<Change<'_>> = store_changes
-            .into_iter()
-            .map(|(source, deployments)| Change::Put { source, zip: z.as_slice(), deployments })
-            .collect();
-        r.store.apply(&changes)
-    })
-    .await;
-    match stored {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return internal(e).into_response(),
-        Err(r) => return r.into_response(),
-    }
-    let stored_ms = t.elapsed().as_secs_f64() * 1000.0;
-    let t = std::time::Instant::now();
-    let hub = Arc::clone(&rest.hub);
-    let applied = blocking(move || {
-        hub.update(|state| {
-            for p in split {
-                let part =
-                    Project { api: project.api.clone(), deployments: p.deployments, skipped_environments: Vec::new() };
-                // Checked above with no change in between (the change lock): cannot fail.
-                state.deploy(&p.source, part)?;
-            }
-            Ok::<(), Problems>(())
+    let changes = split
+        .iter()
+        .map(|p| Change::Put {
+            source: p.source.clone(),
+            zip: Arc::clone(&zip),
+            deployments: placements(&p.deployments),
         })
-    })
-    .await;
-    let applied_ms = t.elapsed().as_secs_f64() * 1000.0;
-    match applied {
-        Ok(Ok(())) => {}
-        Ok(Err(p)) => {
-            tracing::error!(problems = %p, "a checked deploy failed to apply: the store holds it, the routers do not (restart the adapter)");
-            return internal(p).into_response();
+        .collect();
+    let apply = move |state: &mut HubState| {
+        for p in split {
+            let part =
+                Project { api: project.api.clone(), deployments: p.deployments, skipped_environments: Vec::new() };
+            state.deploy(&p.source, part).map_err(internal)?;
         }
+        Ok(())
+    };
+    let (stored_ms, applied_ms) = match commit(&rest, changes, apply).await {
+        Ok(t) => t,
         Err(r) => return r.into_response(),
-    }
+    };
     info!(
         api = %name, %version, deployments = ?at, parsed_ms, waited_ms, stored_ms, applied_ms,
         total_ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -386,40 +386,26 @@ pub async fn undeploy(State(rest): State<Arc<Rest>>, Query(q): Query<UndeployQue
         if plan.is_empty() {
             return Ok(0);
         }
-        let store_changes: Vec<(String, Vec<Placement>)> =
-            plan.iter().map(|u| (u.source.clone(), placements(&u.kept))).collect();
-        let r = Arc::clone(&rest);
-        blocking(move || {
-            let changes: Vec<Change<'_>> = store_changes
-                .into_iter()
-                .map(|(source, deployments)| {
-                    if deployments.is_empty() {
-                        Change::Remove { source }
-                    } else {
-                        Change::Move { source, deployments }
-                    }
-                })
-                .collect();
-            r.store.apply(&changes)
-        })
-        .await?
-        .map_err(internal)?;
-        let hub = Arc::clone(&rest.hub);
-        blocking(move || {
-            hub.update(|state| {
-                for u in plan {
-                    if u.kept.is_empty() {
-                        state.undeploy(&u.source);
-                    } else {
-                        let project =
-                            Project { api: (*u.api).clone(), deployments: u.kept, skipped_environments: Vec::new() };
-                        state.deploy(&u.source, project).map_err(internal)?;
-                    }
-                }
-                Ok::<(), ApiError>(())
+        let changes = plan
+            .iter()
+            .map(|u| match u.kept.is_empty() {
+                true => Change::Remove { source: u.source.clone() },
+                false => Change::Move { source: u.source.clone(), deployments: placements(&u.kept) },
             })
+            .collect();
+        commit(&rest, changes, move |state: &mut HubState| {
+            for u in plan {
+                if u.kept.is_empty() {
+                    state.undeploy(&u.source);
+                } else {
+                    let project =
+                        Project { api: (*u.api).clone(), deployments: u.kept, skipped_environments: Vec::new() };
+                    state.deploy(&u.source, project).map_err(internal)?;
+                }
+            }
+            Ok(())
         })
-        .await??;
+        .await?;
         Ok(removed)
     }
     .await;
@@ -536,9 +522,14 @@ pub fn restore(rest: &Rest) -> Result<usize, StoreError> {
             .collect();
         let split = parts(&project.api, &deployments);
         if split.len() != 1 || split[0].source != s.source {
-            let mut changes: Vec<Change<'_>> = split
+            let zip: Arc<[u8]> = Arc::from(s.zip.as_slice());
+            let mut changes: Vec<Change> = split
                 .iter()
-                .map(|p| Change::Put { source: p.source.clone(), zip: &s.zip, deployments: placements(&p.deployments) })
+                .map(|p| Change::Put {
+                    source: p.source.clone(),
+                    zip: Arc::clone(&zip),
+                    deployments: placements(&p.deployments),
+                })
                 .collect();
             changes.push(Change::Remove { source: s.source.clone() });
             rest.store.apply(&changes)?;

@@ -25,6 +25,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -84,13 +85,13 @@ pub struct Corrupt {
 
 /// One change to the store.
 #[derive(Debug, Clone)]
-pub enum Change<'a> {
+pub enum Change {
     /// `source` is deployed from `zip` at `deployments` (replacing what it was).
     Put {
         /// The source.
         source: String,
         /// The project, as uploaded.
-        zip: &'a [u8],
+        zip: Arc<[u8]>,
         /// Where.
         deployments: Vec<Placement>,
     },
@@ -174,7 +175,7 @@ impl Store {
 
     /// Applies `changes` in order, durably. If one fails, those before it
     /// are undone and the error is returned: the store is as it was.
-    pub fn apply(&self, changes: &[Change<'_>]) -> Result<(), StoreError> {
+    pub fn apply(&self, changes: &[Change]) -> Result<(), StoreError> {
         let Some(dir) = &self.dir else { return Ok(()) };
         gateway_runtime::delay_point("store-write");
         let mut undo: Vec<(String, Option<Entry>)> = Vec::new();
@@ -291,8 +292,8 @@ mod tests {
         Placement { environment: env.into(), vhost: vhost.into() }
     }
 
-    fn put<'a>(source: &str, zip: &'a [u8], at: &[Placement]) -> Change<'a> {
-        Change::Put { source: source.into(), zip, deployments: at.to_vec() }
+    fn put(source: &str, zip: &[u8], at: &[Placement]) -> Change {
+        Change::Put { source: source.into(), zip: zip.into(), deployments: at.to_vec() }
     }
 
     fn files(dir: &Path) -> BTreeSet<String> {
