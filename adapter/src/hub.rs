@@ -129,24 +129,19 @@ impl Hub {
         let mut channels = self.channels.lock();
         let labels: Vec<String> = state.gateway.labels().map(String::from).chain(channels.keys().cloned()).collect();
         for label in labels {
-            let snap = match state.gateway.snapshot(&label) {
-                Ok(s) => s,
-                Err(e) => {
-                    // A bug, never sent: the routers keep the last good configuration.
-                    tracing::error!(error = %e, "configuration not published");
-                    continue;
-                }
-            };
+            let snap = state.gateway.unchecked_snapshot(&label);
+            if channels.get(&label).is_some_and(|tx| *tx.borrow() == snap) {
+                continue;
+            }
+            // Checked only when it changed (the check walks the whole label).
+            if let Err(e) = state.gateway.verify(&label, &snap) {
+                // A bug, never sent: the routers keep the last good configuration.
+                tracing::error!(error = %e, "configuration not published");
+                continue;
+            }
             match channels.get(&label) {
                 Some(tx) => {
-                    tx.send_if_modified(|cur| {
-                        if *cur == snap {
-                            false
-                        } else {
-                            *cur = snap;
-                            true
-                        }
-                    });
+                    tx.send_replace(snap);
                 }
                 None => {
                     channels.insert(label, watch::Sender::new(snap));

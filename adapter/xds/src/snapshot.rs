@@ -182,15 +182,15 @@ impl Snapshot {
     /// Checks that every name a resource refers to exists: clusters named by
     /// routes, endpoints of EDS clusters, route configurations named by scopes.
     /// Returns the dangling references (empty when consistent).
-    pub fn dangling(&self, refs: &References) -> Vec<String> {
+    pub fn dangling(&self, refs: &References<'_>) -> Vec<String> {
         let mut out = Vec::new();
         for c in &refs.clusters {
-            if !self.maps[ResourceType::Cluster.index()].contains_key(c) {
+            if !self.maps[ResourceType::Cluster.index()].contains_key(*c) {
                 out.push(format!("cluster {c}"));
             }
         }
         for e in &refs.endpoints {
-            if !self.maps[ResourceType::Endpoint.index()].contains_key(e) {
+            if !self.maps[ResourceType::Endpoint.index()].contains_key(*e) {
                 out.push(format!("endpoints {e}"));
             }
         }
@@ -205,11 +205,11 @@ impl Snapshot {
 
 /// Names that resources of a snapshot refer to (see [`Snapshot::dangling`]).
 #[derive(Debug, Clone, Default)]
-pub struct References {
+pub struct References<'a> {
     /// Clusters used by routes.
-    pub clusters: Vec<String>,
+    pub clusters: Vec<&'a str>,
     /// Load assignments needed by EDS clusters.
-    pub endpoints: Vec<String>,
+    pub endpoints: Vec<&'a str>,
     /// Route configurations named by scopes.
     pub route_configs: Vec<String>,
 }

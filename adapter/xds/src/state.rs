@@ -285,23 +285,29 @@ impl Gateway {
     /// gets the listeners and the system routes only.
     pub fn snapshot(&mut self, label: &str) -> Result<Snapshot, Inconsistent> {
         let snap = self.unchecked_snapshot(label);
-        let refs = self.references(label);
-        let dangling = snap.dangling(&refs);
-        if dangling.is_empty() { Ok(snap) } else { Err(Inconsistent { label: label.to_string(), dangling }) }
+        self.verify(label, &snap)?;
+        Ok(snap)
+    }
+
+    /// Checks a snapshot of `label` (see [`Gateway::snapshot`]).
+    pub fn verify(&self, label: &str, snap: &Snapshot) -> Result<(), Inconsistent> {
+        let dangling = snap.dangling(&self.references(label));
+        if dangling.is_empty() { Ok(()) } else { Err(Inconsistent { label: label.to_string(), dangling }) }
     }
 
     /// What the resources of `label` refer to.
-    fn references(&self, label: &str) -> References {
+    fn references(&self, label: &str) -> References<'_> {
         let Some(state) = self.labels.get(label) else { return References::default() };
-        let clusters: BTreeSet<&String> = state.scope_clusters.values().flatten().collect();
         References {
-            clusters: clusters.into_iter().cloned().collect(),
-            endpoints: state.apis.values().flat_map(|e| e.endpoints.iter().cloned()).collect(),
+            clusters: state.scope_clusters.values().flatten().map(String::as_str).collect(),
+            endpoints: state.apis.values().flat_map(|e| e.endpoints.iter().map(String::as_str)).collect(),
             route_configs: state.scope_members.keys().map(|s| route_config_name(s)).collect(),
         }
     }
 
-    fn unchecked_snapshot(&mut self, label: &str) -> Snapshot {
+    /// The snapshot of `label`, not yet checked: publish it only after
+    /// [`Gateway::verify`].
+    pub fn unchecked_snapshot(&mut self, label: &str) -> Snapshot {
         let listeners = Arc::clone(&self.listeners);
         let listeners_version = self.listeners_version.clone();
         let state = self.label_mut(label);
