@@ -105,6 +105,13 @@ impl Default for ServeLimits {
     }
 }
 
+/// The process's soft limit of open files (Linux: `/proc/self/limits`).
+fn open_files_limit() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..].split_whitespace().next()?.parse().ok()
+}
+
 /// An I/O stream that records when it last moved bytes.
 struct Activity<S> {
     inner: S,
@@ -158,8 +165,20 @@ pub async fn serve_tls(
     limits: ServeLimits,
 ) {
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    info!(address = %addr, name, max_connections = limits.max_connections, "HTTPS server listening");
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    // A quarter of the process's file descriptors at most: the other
+    // servers of the process (gRPC, xDS) must still be able to accept.
+    let fd_share = open_files_limit().map(|n| (n / 4).max(1));
+    let max_connections = limits.max_connections.min(fd_share.unwrap_or(usize::MAX)).max(1);
+    if max_connections < limits.max_connections {
+        warn!(
+            name,
+            configured = limits.max_connections,
+            max_connections,
+            "connection limit lowered to a quarter of the open-files limit"
+        );
+    }
+    info!(address = %addr, name, max_connections, "HTTPS server listening");
+    let slots = Arc::new(Semaphore::new(max_connections));
     loop {
         // A slot first: at the limit, new connections wait in the backlog.
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
@@ -344,6 +363,13 @@ mod tests {
         header_read_timeout: Duration::from_millis(300),
         idle_timeout: Duration::from_millis(600),
     };
+
+    #[test]
+    fn the_open_files_limit_is_read() {
+        if std::path::Path::new("/proc/self/limits").exists() {
+            assert!(open_files_limit().is_some_and(|n| n > 0));
+        }
+    }
 
     #[tokio::test]
     async fn a_client_that_never_handshakes_is_disconnected() {
