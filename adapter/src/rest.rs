@@ -1,5 +1,5 @@
 //! Deploying over the management API, as WSO2's `apictl mg` expects it
-//! (spec §2): `POST /oauth2/token`, `POST /apis` (multipart part `file`,
+//! (README.md, "Management API"): `POST /oauth2/token`, `POST /apis` (multipart part `file`,
 //! `override`), `DELETE /apis`, `GET /apis`.
 //!
 //! As in Choreo Connect, an API is deployed per vhost: its identity is

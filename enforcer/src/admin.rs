@@ -1,5 +1,5 @@
 //! The enforcer's HTTPS server (port 9001): `/testkey`, `/jwks` and the admin
-//! API (spec §5.7, §6.1), plus `POST /revoked_tokens` (not in Choreo Connect).
+//! API (README.md, "Enforcer admin API"), plus `POST /revoked_tokens` (not in Choreo Connect).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -20,7 +20,8 @@ use tonic::{Request, Response, Status};
 
 use crate::check::{AuthInfo, Decision, Engine, Input};
 
-/// Metadata key telling the router the enforcer answered (spec §5.1).
+/// Metadata key telling the router the enforcer answered (its local-reply
+/// mapper leaves such answers alone; adapter/xds/src/translate/local_reply.rs).
 pub const REPLY_KEY: &str = "choreo-connect-enforcer-reply";
 
 /// The ext_authz service.

@@ -1,4 +1,4 @@
-//! The backend JWT (spec §5.6): who called, signed by the gateway, sent to
+//! The backend JWT (Choreo Connect's claims; README.md): who called, signed by the gateway, sent to
 //! the backend in `X-JWT-Assertion`.
 
 use serde_json::{Map, Value, json};

@@ -1,4 +1,4 @@
-//! The decision for one request (spec §5.2–§5.4): API and resource lookup,
+//! The decision for one request (ARCHITECTURE.md, "The enforcer"): API and resource lookup,
 //! CORS answers, the authenticators in Choreo Connect's order and rules,
 //! subscriptions, scopes, key type → cluster, backend JWT.
 //!
@@ -258,7 +258,7 @@ impl Engine {
         let resource = api.resources.get(template);
         let op = resource.and_then(|r| r.operation(input.method));
         let (Some(resource), Some(op)) = (resource, op) else {
-            // CORS (spec §5.2): OPTIONS on a path without an OPTIONS operation.
+            // CORS: OPTIONS on a path without an OPTIONS operation (README.md, "Errors").
             if input.method.eq_ignore_ascii_case("OPTIONS")
                 && let Some(r) = resource
             {
@@ -293,7 +293,7 @@ impl Engine {
             return Ok(Decision::Allow { set, remove: Vec::new(), info });
         }
 
-        // Mutual TLS first (spec §5.3).
+        // Mutual TLS first, as Choreo Connect orders its authenticators.
         let mut mtls_ok = false;
         if api.mtls != Mtls::Off {
             mtls_ok = self.mtls(c);
@@ -353,7 +353,7 @@ impl Engine {
             }
         };
 
-        // Key type → cluster (spec §5.3).
+        // Key type → cluster: PRODUCTION or SANDBOX picks the route's cluster.
         let cluster = match authed.key_type.to_ascii_uppercase().as_str() {
             "PRODUCTION" => cluster_for(c, "PRODUCTION").ok_or_else(|| auth_fail(Deny::no_endpoint(true)))?,
             "SANDBOX" => cluster_for(c, "SANDBOX").ok_or_else(|| auth_fail(Deny::no_endpoint(false)))?,

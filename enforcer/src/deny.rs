@@ -1,4 +1,4 @@
-//! Denials: Choreo Connect's error codes, statuses and JSON bodies (spec §6.2).
+//! Denials: Choreo Connect's error codes, statuses and JSON bodies (README.md, "Errors").
 
 use std::borrow::Cow;
 
@@ -177,7 +177,9 @@ impl Deny {
         )
     }
 
-    /// gRPC status code of the denied CheckResponse (spec §5.1).
+    /// gRPC status code of the denied CheckResponse, as Choreo Connect sets it:
+    /// UNAUTHENTICATED for 401, PERMISSION_DENIED for 403, RESOURCE_EXHAUSTED
+    /// for 409, INTERNAL otherwise.
     pub fn grpc_code(&self) -> i32 {
         match self.status {
             401 => 16,
@@ -193,7 +195,8 @@ fn json_string(s: &str) -> String {
 }
 
 /// `WWW-Authenticate` for an authentication failure, from the challenges of
-/// the authenticators that applied (spec §5.3).
+/// the authenticators that applied (Choreo Connect's format: the challenges
+/// joined by a space, then `error` and `error_description`).
 pub fn www_authenticate(challenges: &[&str]) -> String {
     let mut parts: Vec<&str> = challenges.iter().copied().filter(|c| !c.is_empty()).collect();
     parts.dedup();

@@ -1,4 +1,4 @@
-//! Deploying over the management API as WSO2's `apictl mg` does (spec §2):
+//! Deploying over the management API as WSO2's `apictl mg` does (README.md, "Management API"):
 //! tokens, deploy, override, conflicts, bad projects and uploads (400 with
 //! the reason, nothing changed), list, undeploy, durability across `kill -9`,
 //! concurrent deploys. The real adapter and Envoy; a Rust backend.
@@ -452,7 +452,7 @@ async fn expired_tokens_are_refused() {
     .await;
 }
 
-/// The requests WSO2's apictl (Go) sends, byte for byte in shape (spec §2.2):
+/// The requests WSO2's apictl (Go) sends, byte for byte in shape:
 /// `mg login` JSON, `mg deploy api` multipart from Go's mime/multipart with a
 /// Bearer token and `?override=true`, `mg get apis` with empty-free query,
 /// `mg undeploy api` with empty `vhost` and `environments`.

@@ -1,5 +1,5 @@
 //! From project files to an [`Api`]: Choreo Connect's precedence rules
-//! (spec §3.2), endpoint overrides from the environment (§3.5), certificates,
+//! (README.md, "API projects"), endpoint overrides from the environment, certificates,
 //! deployments and validation.
 
 use std::collections::BTreeMap;
@@ -29,7 +29,7 @@ pub struct ParseOptions {
     pub max_route_timeout_ms: u32,
     /// `[[adapter.vhostMapping]]`: environment → default vhost.
     pub vhost_mapping: Vec<(String, String)>,
-    /// Environment variables named `api_*` (endpoint overrides, spec §3.5).
+    /// Environment variables named `api_*` (endpoint overrides, README.md).
     pub env: BTreeMap<String, String>,
 }
 
@@ -276,7 +276,7 @@ fn build_api(
         }
     }
 
-    // 5. Endpoint overrides from the environment (spec §3.5).
+    // 5. Endpoint overrides from the environment (README.md, "Running the components by hand").
     apply_env_overrides(&mut ctx, y, opts, &mut production, &mut sandbox);
 
     // 6. Resources.
@@ -482,7 +482,7 @@ fn unquote(v: &str) -> String {
 
 type Security = (BTreeMap<String, SecurityScheme>, Vec<SecurityRequirement>, String, bool);
 
-/// api.yaml `securityScheme` rewrites the definition's security (spec §5.3).
+/// api.yaml `securityScheme` rewrites the definition's security, as in Choreo Connect.
 fn sanitize_security(y: &ApiYaml, def: &Definition, resources: &mut [Resource]) -> Security {
     let has = |s: &str| y.security_scheme.iter().any(|x| x.eq_ignore_ascii_case(s));
     let api_key = has("api_key");

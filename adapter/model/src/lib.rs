@@ -6,7 +6,7 @@
 //! ([`ParseOptions`]); [`parse_project`] returns the [`Project`] or every
 //! [`Problem`] found, each naming the file, the field and the reason.
 //!
-//! The rules are Choreo Connect's (`../shared/spec/choreo-connect.md` §3):
+//! The rules are Choreo Connect's (README.md, "API projects"):
 //! api.yaml, then the OpenAPI definition's `basePath`/`host` or `servers`,
 //! then the `x-wso2-*` extensions, then endpoint overrides from the
 //! environment. Where Choreo Connect silently ignores a malformed value,

@@ -1,5 +1,5 @@
 //! What the enforcer is sent: its configuration (from `config.toml`) and one
-//! `Api` per deployed API and virtual host (spec §10).
+//! `Api` per deployed API and virtual host (proto/wso2/discovery/api.proto).
 
 use gateway_config::Config;
 use gateway_model::{Api, SecurityRequirement};

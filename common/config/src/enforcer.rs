@@ -1,5 +1,5 @@
 //! `[enforcer]`, `[analytics]` and `[tracing]`: the parts of `config.toml`
-//! the adapter ships to the enforcer (spec §7, §10).
+//! the adapter ships to the enforcer (proto/wso2/discovery/config.proto).
 //!
 //! Strings here keep their `$env{NAME}` references: the enforcer resolves
 //! them in its own environment, as in Choreo Connect.

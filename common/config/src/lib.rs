@@ -2,7 +2,7 @@
 //!
 //! One file configures the adapter, the router (through the adapter) and the
 //! enforcer. Keys and defaults follow Choreo Connect (see
-//! `../shared/spec/choreo-connect.md` §7): camelCase keys matched
+//! README.md, "Configuration"): camelCase keys matched
 //! case-insensitively, `$env{NAME}` substitution and `CC_<SECTION>_<FIELD>`
 //! overrides. Loading is pure: the caller passes the text and the environment.
 

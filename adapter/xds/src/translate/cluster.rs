@@ -1,4 +1,4 @@
-//! Upstream clusters and their endpoints (spec §4.4).
+//! Upstream clusters and their endpoints (ARCHITECTURE.md, "Clusters").
 //!
 //! Endpoint lists whose hosts are all IP addresses become EDS clusters: a
 //! change of address or port then sends only the small load assignment and

@@ -1,4 +1,4 @@
-//! The HTTP and HTTPS listeners (spec §4.1, §4.2).
+//! The HTTP and HTTPS listeners and their filter chain (ARCHITECTURE.md).
 
 use envoy_types::pb::envoy::config::accesslog::v3::{AccessLog, access_log};
 use envoy_types::pb::envoy::config::common::mutation_rules::v3::{HeaderMutation as Mutation, header_mutation::Action};

@@ -1,4 +1,4 @@
-//! Envoy's own errors as Choreo Connect's JSON error bodies (spec §6.2).
+//! Envoy's own errors as Choreo Connect's JSON error bodies (README.md, "Errors").
 
 use envoy_types::pb::envoy::config::accesslog::v3::{
     AccessLogFilter, AndFilter, MetadataFilter, ResponseFlagFilter, access_log_filter::FilterSpecifier,
@@ -31,7 +31,7 @@ pub struct RouterError {
     pub description: Option<&'static str>,
 }
 
-/// The table of spec §6.2, in a fixed order.
+/// Choreo Connect's router errors, in a fixed order.
 pub const ROUTER_ERRORS: &[RouterError] = &[
     RouterError {
         flag: "NR",

@@ -1,4 +1,4 @@
-//! API model and configuration → Envoy resources (spec §4).
+//! API model and configuration → Envoy resources (ARCHITECTURE.md).
 
 pub mod cluster;
 pub mod listener;

@@ -1,4 +1,4 @@
-//! Routes of one API on one vhost (spec §4.3).
+//! Routes of one API on one vhost (ARCHITECTURE.md, "Envoy's cost per route").
 //!
 //! Per resource and base path (the API's, and its version-less form for
 //! default versions) the API gets:
