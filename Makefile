@@ -50,6 +50,10 @@ golden: toolchain ## Regenerate the golden files (review the diff before committ
 lint: toolchain ## rustfmt check and clippy with the workspace's lint policy (Cargo.toml, clippy.toml)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	# The fuzz targets are a workspace of their own (nightly to run): checked
+	# here on the pinned toolchain so that they keep compiling.
+	$(CARGO) fmt --manifest-path enforcer/fuzz/Cargo.toml -- --check
+	$(CARGO) check --locked --manifest-path enforcer/fuzz/Cargo.toml --bins
 
 CARGO_DENY_VERSION := 0.20.2
 

@@ -19,7 +19,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::hub::{Hub, StreamReport, now_ms};
+use crate::clock::now_ms;
+use crate::hub::Hub;
+use crate::status::StreamReport;
 
 /// The ADS service.
 #[derive(Clone)]
@@ -94,7 +96,7 @@ where
     let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
     let inbound = req.into_inner();
     let (tx, rx) = mpsc::channel(8);
-    let id = hub.next_stream_id();
+    let id = hub.status.next_stream_id();
     let span = info_span!("ads", stream = id, mode = ?W::MODE, %peer);
     tokio::spawn(serve::<W>(hub, id, peer, inbound, tx).instrument(span));
     Box::pin(ReceiverStream::new(rx))
@@ -143,7 +145,7 @@ async fn serve<W: Wire>(
             match e {
                 Event::Ack { ty, version } => debug!(%ty, %version, "ACK"),
                 Event::Nack { ty, version, message, resources } => {
-                    hub.count_nack();
+                    hub.status.count_nack();
                     warn!(%ty, %version, resources = ?resources, error = %message, "Envoy rejected configuration (NACK); it keeps its last good version");
                 }
             }
@@ -152,11 +154,11 @@ async fn serve<W: Wire>(
             if let Some(r) = W::unwrap(resp)
                 && tx.send(Ok(r)).await.is_err()
             {
-                hub.forget(id);
+                hub.status.forget(id);
                 return;
             }
         }
-        hub.report(StreamReport { id, peer: peer.clone(), connected_at_ms, status: stream.status() });
+        hub.status.report(StreamReport { id, peer: peer.clone(), connected_at_ms, status: stream.status() });
         outcome = tokio::select! {
             msg = inbound.message() => match msg {
                 Ok(Some(req)) => {
@@ -191,7 +193,7 @@ async fn serve<W: Wire>(
             }
         };
     }
-    hub.forget(id);
+    hub.status.forget(id);
 }
 
 #[tonic::async_trait]

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use deployment::source;
 use gateway_model::{ParseOptions, Problem, Problems, ProjectFiles, ZipLimits, parse_project};
 use notify::{RecursiveMode, Watcher};
 use parking_lot::Mutex;
@@ -21,9 +22,6 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::hub::Hub;
-
-/// Source prefix of projects from the artifacts folder.
-pub const SOURCE_PREFIX: &str = "artifacts:";
 
 /// Safety-net rescan interval (events can be missed on some file systems).
 const RESCAN_INTERVAL: Duration = Duration::from_secs(10);
@@ -182,12 +180,12 @@ fn apply(
     let results = hub.update(|state| {
         let mut results = Vec::new();
         for name in removed {
-            if state.undeploy(&format!("{SOURCE_PREFIX}{name}")) {
+            if state.undeploy(&source::artifacts(name)) {
                 info!(project = %name, "API project removed from the artifacts folder: undeployed");
             }
         }
         for (name, parsed) in parsed {
-            let source = format!("{SOURCE_PREFIX}{name}");
+            let source = source::artifacts(&name);
             let outcome = match parsed {
                 Ok(project) => {
                     let label = format!("{} {}", project.api.name, project.api.version);

@@ -8,13 +8,13 @@
 
 pub mod ads;
 pub mod artifacts;
-pub mod auth;
-pub mod deploy;
+pub mod clock;
 pub mod enforcer;
 pub mod fsutil;
-pub mod http;
 pub mod hub;
-pub mod rest;
+pub mod management;
+pub mod publisher;
+pub mod status;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -63,7 +63,7 @@ pub enum AdapterError {
     Store(#[from] store::StoreError),
     /// The management API's token key cannot be used.
     #[error("{0}")]
-    TokenKey(#[from] auth::KeyError),
+    TokenKey(#[from] management::auth::KeyError),
     /// A background task the adapter cannot do without stopped.
     #[error("{0}; stopping so that the adapter is restarted in a known state")]
     TaskDied(#[from] gateway_runtime::TaskDied),
@@ -124,19 +124,19 @@ pub async fn run(
     let config = Arc::new(config);
     let hub = Hub::new(Arc::clone(&config));
     let revocation_file = Some(Path::new(&config.adapter.revocation.file_path)).filter(|p| !p.as_os_str().is_empty());
-    hub.set_revocation_store(enforcer::revocation::Store::open(revocation_file, hub::now_secs())?);
+    hub.revocations.replace(enforcer::revocation::Store::open(revocation_file, clock::now_secs())?);
     let report = Arc::new(artifacts::Report::default());
     let parse_opts = Arc::new(parse_opts);
     let server = &config.adapter.server;
     let ttl = gateway_config::enforcer::go_duration(&server.token_ttl).unwrap_or(std::time::Duration::from_secs(3600));
-    let rest = Arc::new(rest::Rest {
+    let rest = Arc::new(management::deploy::Rest {
         hub: Arc::clone(&hub),
         store: store::Store::open(
             Some(Path::new(&config.adapter.store.location)).filter(|p| !p.as_os_str().is_empty()),
         )?,
         parse_opts: Arc::clone(&parse_opts),
         auth: if server.enabled {
-            Some(auth::Auth::new(server.users.clone(), Path::new(&server.token_private_key_path), ttl)?)
+            Some(management::auth::Auth::new(server.users.clone(), Path::new(&server.token_private_key_path), ttl)?)
         } else {
             None
         },
@@ -160,7 +160,7 @@ pub async fn run(
             Path::new(&config.adapter.keystore.key_path),
         )?;
         let listener = TcpListener::bind(&address).await.map_err(|source| AdapterError::Bind { address, source })?;
-        let app = http::router(Arc::clone(&hub), Arc::clone(&report), Arc::clone(&rest));
+        let app = management::router(Arc::clone(&hub), Arc::clone(&report), Arc::clone(&rest));
         tasks.spawn(
             "management API",
             gateway_tls::serve_tls(
@@ -188,7 +188,7 @@ pub async fn run(
                 let _change = h2.changes().blocking_lock();
                 gateway_runtime::failpoint("artifacts-load");
                 let known = artifacts::load_all(&h2, &r2, &d2, &o2);
-                (known, rest::restore(&rest))
+                (known, management::deploy::restore(&rest))
             })
             .await
             .map_err(|e| format!("loading the artifacts folder failed: {e}"))?;
@@ -212,7 +212,7 @@ pub async fn run(
                 gateway_runtime::failpoint("revocation-expiry");
                 let h = Arc::clone(&h);
                 // The file is written (and fsynced) off the async workers.
-                if let Err(e) = tokio::task::spawn_blocking(move || h.expire_revocations()).await {
+                if let Err(e) = tokio::task::spawn_blocking(move || h.revocations.expire()).await {
                     tracing::error!(error = %e, "expiring revocations failed");
                 }
             }

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use crate::check::Engine;
+use enforcer_core::Engine;
 
 /// Forwards revocations to the adapter.
 pub type Revoker = Arc<
@@ -157,8 +157,8 @@ pub async fn handle(State(st): State<AdminState>, req: Request) -> Response {
         }
         "/subscriptions" | "/throttling_policies/application" | "/throttling_policies/subscription" => empty_list(),
         "/revoked_tokens" => {
-            let revoked = st.engine.revoked.load();
-            let wanted = param("token").and_then(|t| crate::token::parse(t).ok().map(|j| token_id(&j)));
+            let revoked = st.engine.memory.revoked.load();
+            let wanted = param("token").and_then(|t| enforcer_core::token::parse(t).ok().map(|j| token_id(&j)));
             let tokens: Vec<Value> = revoked
                 .iter()
                 .filter(|(id, _)| wanted.as_deref().is_none_or(|w| w == &***id))
@@ -170,11 +170,11 @@ pub async fn handle(State(st): State<AdminState>, req: Request) -> Response {
     }
 }
 
-fn token_id(j: &crate::token::Jwt<'_>) -> String {
+fn token_id(j: &enforcer_core::token::Jwt<'_>) -> String {
     j.claims.get("jti").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or(j.signature).to_string()
 }
 
-fn api_json(a: &crate::apis::Api) -> Value {
+fn api_json(a: &enforcer_core::apis::Api) -> Value {
     let mut resources = Vec::new();
     for r in &a.raw.resources {
         for m in &r.methods {
@@ -203,19 +203,19 @@ async fn revoke(st: &AdminState, body: &Bytes) -> Response {
         Ok(v) => v,
         Err(e) => return admin_error(StatusCode::BAD_REQUEST, &format!("request body is not JSON: {e}")),
     };
-    let now = crate::now_secs();
+    let now = enforcer_core::now_secs();
     let entry = if let Some(t) = v.get("token").and_then(Value::as_str) {
-        match crate::token::parse(t) {
+        match enforcer_core::token::parse(t) {
             Ok(j) => gateway_proto::api::RevokedToken {
                 jti: token_id(&j),
-                expirytime: crate::token::time_claim(&j.claims, "exp").unwrap_or(0),
+                expirytime: enforcer_core::token::time_claim(&j.claims, "exp").unwrap_or(0),
             },
             Err(e) => return admin_error(StatusCode::BAD_REQUEST, &format!("token: {e}")),
         }
     } else if let Some(j) = v.get("jti").and_then(Value::as_str).filter(|s| !s.trim().is_empty()) {
         gateway_proto::api::RevokedToken {
             jti: j.trim().to_string(),
-            expirytime: v.as_object().and_then(|o| crate::token::time_claim(o, "expiryTime")).unwrap_or(0),
+            expirytime: v.as_object().and_then(|o| enforcer_core::token::time_claim(o, "expiryTime")).unwrap_or(0),
         }
     } else {
         return admin_error(StatusCode::BAD_REQUEST, "give either \"token\" (a JWT) or \"jti\"");
@@ -232,8 +232,8 @@ async fn revoke(st: &AdminState, body: &Bytes) -> Response {
     }
     // The adapter pushes it back; wait (briefly) until it is in force here.
     for _ in 0..50 {
-        if st.engine.revoked.load().contains_key(jti.as_str()) {
-            let exp = st.engine.revoked.load().get(jti.as_str()).copied().unwrap_or(0);
+        if st.engine.memory.revoked.load().contains_key(jti.as_str()) {
+            let exp = st.engine.memory.revoked.load().get(jti.as_str()).copied().unwrap_or(0);
             return json_response(StatusCode::OK, json!({"token": jti, "expiredTime": exp}));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -241,7 +241,7 @@ async fn revoke(st: &AdminState, body: &Bytes) -> Response {
     json_response(StatusCode::ACCEPTED, json!({"token": jti, "note": "accepted by the adapter, not yet applied here"}))
 }
 
-fn testkey(t: &crate::settings::TestKeySettings, headers: &HeaderMap, body: &[u8]) -> Response {
+fn testkey(t: &enforcer_core::settings::TestKeySettings, headers: &HeaderMap, body: &[u8]) -> Response {
     let (user, pass) = match basic(headers) {
         None => {
             return text(
@@ -263,7 +263,7 @@ fn testkey(t: &crate::settings::TestKeySettings, headers: &HeaderMap, body: &[u8
         .filter(|(k, _)| *k == "scope")
         .map(|(_, v)| v.to_string())
         .next_back();
-    let now = crate::now_secs();
+    let now = enforcer_core::now_secs();
     let mut claims = serde_json::Map::new();
     claims.insert("iss".into(), json!(t.issuer));
     claims.insert("aud".into(), json!("http://org.wso2.apimgt/gateway"));
@@ -271,12 +271,12 @@ fn testkey(t: &crate::settings::TestKeySettings, headers: &HeaderMap, body: &[u8
     claims.insert("keytype".into(), json!("PRODUCTION"));
     claims.insert("iat".into(), json!(now));
     claims.insert("exp".into(), json!(now + t.validity));
-    claims.insert("jti".into(), json!(crate::backend_jwt::uuid_v4()));
+    claims.insert("jti".into(), json!(enforcer_core::backend_jwt::uuid_v4()));
     if let Some(s) = scope {
         claims.insert("scope".into(), json!(s));
     }
     let header = json!({"typ": "JWT", "alg": "RS256", "x5t": t.signer.x5t}).to_string();
-    match t.signer.sign(crate::signer::RsaAlg::Rs256, &header, &Value::Object(claims).to_string()) {
+    match t.signer.sign(enforcer_core::signer::RsaAlg::Rs256, &header, &Value::Object(claims).to_string()) {
         Ok(jwt) => text(StatusCode::OK, jwt),
         Err(e) => {
             tracing::error!(error = %e, "test key signing failed");

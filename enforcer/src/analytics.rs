@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
-use crate::settings::{AnalyticsSettings, Settings};
+use enforcer_core::settings::{AnalyticsSettings, Settings};
 
 /// Counters of the pipeline.
 #[derive(Debug, Default)]
@@ -80,7 +80,7 @@ pub fn event(e: &HttpAccessLogEntry) -> Option<Value> {
     let start = common
         .and_then(|c| c.start_time.as_ref())
         .map(|t| t.seconds as f64 + f64::from(t.nanos) / 1e9)
-        .unwrap_or_else(|| crate::now_secs() as f64);
+        .unwrap_or_else(|| enforcer_core::now_secs() as f64);
     let client_ip = common
         .and_then(|c| c.downstream_remote_address.as_ref())
         .and_then(|a| match &a.address {

@@ -18,7 +18,7 @@ use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
 use tonic::{Request, Response, Status};
 
-use crate::check::{AuthInfo, Decision, Engine, Input};
+use enforcer_core::{AuthInfo, Decision, Engine, Input};
 
 /// Metadata key telling the router the enforcer answered (its local-reply
 /// mapper leaves such answers alone; adapter/xds/src/translate/local_reply.rs).
@@ -64,8 +64,8 @@ fn analytics_fields(m: &mut HashMap<String, Value>, info: &AuthInfo, correlation
     put("x-wso2-application-name", &info.app_name);
     put("x-wso2-application-id", &info.app_id);
     put("x-wso2-application-owner", &info.app_owner);
-    put("x-wso2-application-key-type", &info.key_type);
-    put("x-wso2-auth-type", info.auth_type);
+    put("x-wso2-application-key-type", info.key_type_str());
+    put("x-wso2-auth-type", info.auth_type_str());
     put("x-wso2-user", &info.user);
     put("x-wso2-tier", &info.tier);
     put("x-wso2-correlation-id", correlation);
@@ -123,8 +123,10 @@ pub fn response(decision: Decision, path: &str, request_id: &str, analytics: boo
     }
 }
 
-/// Decides on a CheckRequest.
-pub async fn check(engine: &Engine, req: &CheckRequest) -> Result<CheckResponse, Status> {
+/// The request a CheckRequest describes, and its correlation id (the
+/// client's `x-request-id`, else Envoy's request id). Absent fields read as
+/// empty: the engine then denies, it never guesses.
+pub fn input(req: &CheckRequest) -> (Input<'_>, &str) {
     static EMPTY: std::sync::OnceLock<HashMap<String, String>> = std::sync::OnceLock::new();
     let empty = EMPTY.get_or_init(HashMap::new);
     let attrs = req.attributes.as_ref();
@@ -140,19 +142,24 @@ pub async fn check(engine: &Engine, req: &CheckRequest) -> Result<CheckResponse,
         })
         .unwrap_or("");
     let headers = http.map(|h| &h.headers).unwrap_or(empty);
-    let path = http.map(|h| h.path.as_str()).unwrap_or("");
     let input = Input {
         method: http.map(|h| h.method.as_str()).unwrap_or(""),
-        path,
+        path: http.map(|h| h.path.as_str()).unwrap_or(""),
         headers,
         ext: attrs.map(|a| &a.context_extensions).unwrap_or(empty),
         peer_cert: source.map(|p| p.certificate.as_str()).unwrap_or(""),
         source_ip,
     };
     let request_id = headers.get("x-request-id").map(String::as_str).or(http.map(|h| h.id.as_str())).unwrap_or("");
+    (input, request_id)
+}
+
+/// Decides on a CheckRequest.
+pub async fn check(engine: &Engine, req: &CheckRequest) -> Result<CheckResponse, Status> {
+    let (input, request_id) = input(req);
     let decision = engine.check(input).await.map_err(|e| Status::unavailable(e.to_string()))?;
     let analytics = engine.settings.load().as_ref().is_some_and(|s| s.analytics.enabled);
-    Ok(response(decision, path, request_id, analytics))
+    Ok(response(decision, input.path, request_id, analytics))
 }
 
 #[tonic::async_trait]
@@ -161,3 +168,7 @@ impl Authorization for Authz {
         check(&self.engine, request.get_ref()).await.map(Response::new)
     }
 }
+
+#[cfg(test)]
+#[path = "authz_tests.rs"]
+mod tests;

@@ -17,9 +17,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tracing::{debug, info, warn};
 
-use crate::apis::ApiIndex;
-use crate::check::Engine;
-use crate::settings::Settings;
+use enforcer_core::Engine;
+use enforcer_core::apis::ApiIndex;
+use enforcer_core::keys::Fetch;
+use enforcer_core::settings::Settings;
 
 /// Where and who.
 #[derive(Debug, Clone)]
@@ -53,32 +54,65 @@ impl Kind {
     }
 }
 
+/// Why a response from the adapter was refused (its text is the NACK's message).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// A resource of another type on this stream.
+    #[error("resource of type {found:?} on the {stream} stream")]
+    WrongType {
+        /// The type found.
+        found: String,
+        /// The stream's type.
+        stream: &'static str,
+    },
+    /// Not exactly one configuration.
+    #[error("expected one configuration, got {0}")]
+    ConfigCount(usize),
+    /// A resource that does not decode.
+    #[error("undecodable {what}: {source}")]
+    Decode {
+        /// What it should have been.
+        what: &'static str,
+        /// The decoder's error.
+        source: prost::DecodeError,
+    },
+    /// A configuration the enforcer cannot use.
+    #[error(transparent)]
+    Settings(#[from] enforcer_core::settings::SettingsError),
+    /// An API the enforcer cannot use.
+    #[error(transparent)]
+    Api(#[from] enforcer_core::apis::ApiError),
+}
+
+fn decode<M: Message + Default>(what: &'static str, bytes: &[u8]) -> Result<M, ApplyError> {
+    M::decode(bytes).map_err(|source| ApplyError::Decode { what, source })
+}
+
 /// Applies responses to the engine.
 pub struct Applier {
     /// The engine.
     pub engine: Arc<Engine>,
-    /// HTTP client for JWKS.
-    pub http: reqwest::Client,
+    /// Gets the key sets of JWKS issuers.
+    pub fetch: Arc<dyn Fetch>,
     /// Publishes each accepted configuration.
     pub settings_tx: watch::Sender<Option<Arc<Settings>>>,
 }
 
 impl Applier {
-    /// Applies one response; `Err` is the NACK message.
-    pub fn apply(&self, kind: Kind, resp: &DiscoveryResponse) -> Result<(), String> {
+    /// Applies one response; an error is refused with a NACK naming it.
+    pub fn apply(&self, kind: Kind, resp: &DiscoveryResponse) -> Result<(), ApplyError> {
         for r in &resp.resources {
             if r.type_url != kind.type_url() {
-                return Err(format!("resource of type {:?} on the {} stream", r.type_url, kind.type_url()));
+                return Err(ApplyError::WrongType { found: r.type_url.clone(), stream: kind.type_url() });
             }
         }
         match kind {
             Kind::Config => {
                 let [one] = resp.resources.as_slice() else {
-                    return Err(format!("expected one configuration, got {}", resp.resources.len()));
+                    return Err(ApplyError::ConfigCount(resp.resources.len()));
                 };
-                let c =
-                    pc::Config::decode(one.value.as_slice()).map_err(|e| format!("undecodable configuration: {e}"))?;
-                let s = Arc::new(Settings::load(&c, &self.http)?);
+                let c: pc::Config = decode("configuration", &one.value)?;
+                let s = Arc::new(Settings::load(&c, &self.fetch)?);
                 for w in &s.warnings {
                     warn!("{w}");
                 }
@@ -90,11 +124,8 @@ impl Applier {
                 info!(version = %resp.version_info, "configuration applied");
             }
             Kind::Apis => {
-                let apis = resp
-                    .resources
-                    .iter()
-                    .map(|r| pa::Api::decode(r.value.as_slice()).map_err(|e| format!("undecodable API: {e}")))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let apis =
+                    resp.resources.iter().map(|r| decode::<pa::Api>("API", &r.value)).collect::<Result<Vec<_>, _>>()?;
                 let index = ApiIndex::new(apis)?;
                 info!(version = %resp.version_info, apis = index.len(), "APIs applied");
                 self.engine.set_apis(index);
@@ -102,8 +133,7 @@ impl Applier {
             Kind::Revoked => {
                 let mut map = HashMap::new();
                 for r in &resp.resources {
-                    let t = pa::RevokedToken::decode(r.value.as_slice())
-                        .map_err(|e| format!("undecodable revoked token: {e}"))?;
+                    let t: pa::RevokedToken = decode("revoked token", &r.value)?;
                     map.insert(t.jti.into_boxed_str(), t.expirytime);
                 }
                 info!(version = %resp.version_info, tokens = map.len(), "revoked tokens applied");
@@ -213,7 +243,7 @@ async fn stream_once(
                     response_nonce: resp.nonce.clone(),
                     node_id: client.label.clone(),
                     type_url: kind.type_url().to_string(),
-                    error_detail: Some(ErrorDetail { code: 3, message: msg }),
+                    error_detail: Some(ErrorDetail { code: 3, message: msg.to_string() }),
                     ..Default::default()
                 }
             }

@@ -2,23 +2,18 @@
 //! semantics, the access-log service for analytics, and an HTTPS server for
 //! `/testkey`, `/jwks` and the admin API.
 //!
-//! Configuration, APIs and revoked tokens come from the adapter
-//! ([`discovery`]); until the first configuration arrives every check fails
-//! (fail closed). Decisions are made in [`check`], independent of gRPC.
+//! This crate is the service: the gRPC servers ([`authz`], [`analytics`]),
+//! the discovery client ([`discovery`]: configuration, APIs and revoked
+//! tokens from the adapter; until all three arrive every check fails), key
+//! sets over HTTP ([`jwks_http`]) and the HTTPS server ([`admin`]). The
+//! decisions themselves are made by `enforcer_core` (enforcer/core), which
+//! has no gRPC or HTTP in it.
 
 pub mod admin;
 pub mod analytics;
-pub mod apis;
 pub mod authz;
-pub mod backend_jwt;
-pub mod cache;
-pub mod check;
-pub mod deny;
 pub mod discovery;
-pub mod keys;
-pub mod settings;
-pub mod signer;
-pub mod token;
+pub mod jwks_http;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,11 +24,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
-
-/// Unix time in seconds.
-pub fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
 
 /// Process options (command line and environment; not part of config.toml).
 #[derive(Debug, Clone)]
@@ -100,14 +90,10 @@ async fn bind(address: SocketAddr) -> Result<TcpListener, EnforcerError> {
 
 /// Runs the enforcer until `shutdown` completes.
 pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), EnforcerError> {
-    let engine = Arc::new(check::Engine::new());
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .connect_timeout(Duration::from_secs(2))
-        .build()
-        .unwrap_or_default();
+    let engine = Arc::new(enforcer_core::Engine::new());
     let (settings_tx, settings_rx) = tokio::sync::watch::channel(None);
-    let applier = Arc::new(discovery::Applier { engine: Arc::clone(&engine), http, settings_tx });
+    let applier =
+        Arc::new(discovery::Applier { engine: Arc::clone(&engine), fetch: jwks_http::HttpFetch::new(), settings_tx });
 
     let read = |p: &PathBuf| {
         std::fs::read(p)

@@ -9,7 +9,7 @@ use clap::Parser;
 // mimalloc: the enforcer allocates many small, short-lived objects per check
 // (headers, metadata) and keeps many small ones (cached tokens). glibc's
 // malloc held 35% more memory for the same 100,000 cached tokens (127 vs 94 MB,
-// enforcer/examples/cache_mem.rs) and returns little of it.
+// enforcer/core/examples/cache_mem.rs) and returns little of it.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -4,22 +4,25 @@
 
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
 
-/// Generated messages and services.
+/// Generated messages and (with the `grpc` feature) services.
 pub mod wso2 {
     pub mod discovery {
         pub mod config {
-            tonic::include_proto!("wso2.discovery.config");
+            include!(concat!(env!("OUT_DIR"), "/wso2.discovery.config.rs"));
         }
         pub mod api {
-            tonic::include_proto!("wso2.discovery.api");
+            include!(concat!(env!("OUT_DIR"), "/wso2.discovery.api.rs"));
         }
+        #[cfg(feature = "grpc")]
         pub mod service {
-            tonic::include_proto!("wso2.discovery.service");
+            include!(concat!(env!("OUT_DIR"), "/wso2.discovery.service.rs"));
         }
     }
 }
 
-pub use wso2::discovery::{api, config, service};
+#[cfg(feature = "grpc")]
+pub use wso2::discovery::service;
+pub use wso2::discovery::{api, config};
 
 /// Prefix of every type URL.
 pub const TYPE_PREFIX: &str = "type.googleapis.com/";

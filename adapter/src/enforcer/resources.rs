@@ -8,6 +8,7 @@ use prost::Message;
 use std::sync::Arc;
 
 use prost_types::Any;
+use serde::Serialize;
 
 /// A set of resources of one type, as sent in one response. Resources are
 /// shared with the builder that keeps them, so publishing a set of 10,000
@@ -233,5 +234,28 @@ pub fn api_resource(api: &Api, vhost: &str) -> pa::Api {
             .collect(),
         provider: String::new(),
         is_default_version: api.is_default_version,
+    }
+}
+
+/// Which resources a stream carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Kind {
+    /// The configuration.
+    Config,
+    /// The APIs of the enforcer's label.
+    Apis,
+    /// Revoked tokens.
+    RevokedTokens,
+}
+
+impl Kind {
+    /// The type URL of its resources.
+    pub fn type_url(self) -> &'static str {
+        match self {
+            Kind::Config => gateway_proto::CONFIG_TYPE_URL,
+            Kind::Apis => gateway_proto::API_TYPE_URL,
+            Kind::RevokedTokens => gateway_proto::REVOKED_TOKEN_TYPE_URL,
+        }
     }
 }

@@ -7,9 +7,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use base64::Engine;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::resources::{ResourceSet, any};
+use crate::clock::now_secs;
 
 /// The expiry of an entry kept until removed (the token has no `exp`).
 pub const NO_EXPIRY: i64 = 0;
@@ -184,6 +190,102 @@ impl Store {
     /// No revoked tokens.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// The revoked tokens in force and their channel to the enforcers.
+pub struct Revocations {
+    store: Mutex<Store>,
+    /// One change at a time (held while it is saved).
+    writes: Mutex<()>,
+    tx: watch::Sender<Arc<ResourceSet>>,
+}
+
+fn resource_set(store: &Store) -> ResourceSet {
+    ResourceSet::new(
+        store
+            .entries()
+            .map(|r| {
+                any(
+                    gateway_proto::REVOKED_TOKEN_TYPE_URL,
+                    &gateway_proto::api::RevokedToken { jti: r.jti, expirytime: r.expiry },
+                )
+            })
+            .collect(),
+    )
+}
+
+impl Default for Revocations {
+    fn default() -> Self {
+        Revocations::new(Store::default())
+    }
+}
+
+impl Revocations {
+    /// Serves the tokens of `store`.
+    pub fn new(store: Store) -> Revocations {
+        let set = resource_set(&store);
+        Revocations { store: Mutex::new(store), writes: Mutex::new(()), tx: watch::Sender::new(Arc::new(set)) }
+    }
+
+    /// Uses `store` from now on (at start-up).
+    pub fn replace(&self, store: Store) {
+        let set = resource_set(&store);
+        *self.store.lock() = store;
+        self.tx.send_replace(Arc::new(set));
+    }
+
+    /// Watches the revoked tokens.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ResourceSet>> {
+        self.tx.subscribe()
+    }
+
+    /// Changes the revoked tokens with `f` (which saves them, a blocking disk
+    /// write): one writer at a time, on a copy, so readers of the list never
+    /// wait for the disk; the copy replaces the list once saved and is pushed
+    /// to every enforcer. Call it off the async workers.
+    fn change<R>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<R, RevocationError>,
+        changed: impl Fn(&R) -> bool,
+    ) -> Result<R, RevocationError> {
+        let _writer = self.writes.lock();
+        let mut next = self.store.lock().clone();
+        let r = f(&mut next)?;
+        if changed(&r) {
+            let set = resource_set(&next);
+            *self.store.lock() = next;
+            self.tx.send_replace(Arc::new(set));
+        }
+        Ok(r)
+    }
+
+    /// Revokes `tokens`: saved, then pushed to every enforcer. Returns the
+    /// version of the revoked-token set that includes them.
+    pub fn revoke(&self, tokens: &[Revoked]) -> Result<String, RevocationError> {
+        self.change(|s| s.revoke(tokens, now_secs()), |changed| *changed)?;
+        Ok(self.version())
+    }
+
+    /// Removes the revocations of `jtis`: saved, then pushed to every
+    /// enforcer. Returns how many there were.
+    pub fn unrevoke(&self, jtis: &[String]) -> Result<usize, RevocationError> {
+        self.change(|s| s.unrevoke(jtis), |n| *n > 0)
+    }
+
+    /// Drops revocations of tokens that have expired.
+    pub fn expire(&self) {
+        let _ = self.change(|s| Ok(s.expire(now_secs())), |changed| *changed);
+    }
+
+    /// The version of the revoked-token set in force.
+    pub fn version(&self) -> String {
+        self.tx.borrow().version.clone()
+    }
+
+    /// The revoked tokens.
+    pub fn list(&self) -> Vec<Revoked> {
+        self.store.lock().entries().collect()
     }
 }
 

@@ -10,63 +10,16 @@ use gateway_proto::service::enforcer_discovery_service_server::{
     EnforcerDiscoveryService, EnforcerDiscoveryServiceServer,
 };
 use gateway_proto::service::{DiscoveryRequest, DiscoveryResponse, RevokeRequest, RevokeResponse};
-use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::resources::ResourceSet;
+use super::resources::{Kind, ResourceSet};
 use super::revocation::Revoked;
-use crate::hub::{Hub, now_ms};
-
-/// Which resources a stream carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Kind {
-    /// The configuration.
-    Config,
-    /// The APIs of the enforcer's label.
-    Apis,
-    /// Revoked tokens.
-    RevokedTokens,
-}
-
-impl Kind {
-    fn type_url(self) -> &'static str {
-        match self {
-            Kind::Config => gateway_proto::CONFIG_TYPE_URL,
-            Kind::Apis => gateway_proto::API_TYPE_URL,
-            Kind::RevokedTokens => gateway_proto::REVOKED_TOKEN_TYPE_URL,
-        }
-    }
-}
-
-/// An enforcer stream, as reported by the status endpoint.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EnforcerStreamReport {
-    /// Stream number (per adapter process).
-    pub id: u64,
-    /// Peer address.
-    pub peer: String,
-    /// The enforcer's label.
-    pub label: String,
-    /// The enforcer's host name.
-    pub instance: String,
-    /// What the stream carries.
-    pub kind: Kind,
-    /// Unix time in milliseconds.
-    pub connected_at_ms: u64,
-    /// Version last sent.
-    pub sent_version: String,
-    /// Resources in the last response.
-    pub sent_resources: usize,
-    /// Version last acknowledged.
-    pub acked_version: String,
-    /// The last NACK's message, if the last response was refused.
-    pub nack: Option<String>,
-}
+use crate::clock::now_ms;
+use crate::hub::Hub;
+use crate::status::EnforcerStreamReport;
 
 /// The service.
 #[derive(Clone)]
@@ -91,12 +44,12 @@ impl Service {
         let inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(4);
         let hub = Arc::clone(&self.hub);
-        let id = hub.next_stream_id();
+        let id = hub.status.next_stream_id();
         let span = info_span!("enforcer_stream", id, ?kind, %peer);
         tokio::spawn(
             async move {
                 run(&hub, kind, id, peer, inbound, tx).await;
-                hub.forget_enforcer(id);
+                hub.status.forget_enforcer(id);
             }
             .instrument(span),
         );
@@ -134,9 +87,9 @@ async fn run(hub: &Hub, kind: Kind, id: u64, peer: String, mut inbound: Streamin
         }
     }
     let mut source: watch::Receiver<Arc<ResourceSet>> = match kind {
-        Kind::Config => hub.enforcer_config(),
-        Kind::Apis => hub.enforcer_apis(&label),
-        Kind::RevokedTokens => hub.revoked_tokens(),
+        Kind::Config => hub.publisher.enforcer_config(),
+        Kind::Apis => hub.publisher.enforcer_apis(&label),
+        Kind::RevokedTokens => hub.revocations.subscribe(),
     };
     let mut report = EnforcerStreamReport {
         id,
@@ -170,7 +123,7 @@ async fn run(hub: &Hub, kind: Kind, id: u64, peer: String, mut inbound: Streamin
                 report.sent_resources = set.resources.len();
                 debug!(version = %set.version, resources = set.resources.len(), "sent");
             }
-            hub.report_enforcer(report.clone());
+            hub.status.report_enforcer(report.clone());
         }
         tokio::select! {
             changed = source.changed() => {
@@ -194,7 +147,7 @@ async fn run(hub: &Hub, kind: Kind, id: u64, peer: String, mut inbound: Streamin
                 match &req.error_detail {
                     Some(err) => {
                         warn!(version = %report.sent_version, error = %err.message, "enforcer refused (NACK)");
-                        hub.count_nack();
+                        hub.status.count_nack();
                         report.nack = Some(err.message.clone());
                     }
                     None => {
@@ -203,7 +156,7 @@ async fn run(hub: &Hub, kind: Kind, id: u64, peer: String, mut inbound: Streamin
                         report.nack = None;
                     }
                 }
-                hub.report_enforcer(report.clone());
+                hub.status.report_enforcer(report.clone());
             }
             () = hub.closed() => return,
         }
@@ -244,7 +197,7 @@ impl EnforcerDiscoveryService for Service {
             req.into_inner().tokens.into_iter().map(|t| Revoked { jti: t.jti, expiry: t.expirytime }).collect();
         // The revocation file is written (fsync) off the async workers.
         let hub = Arc::clone(&self.hub);
-        match tokio::task::spawn_blocking(move || hub.revoke(&tokens)).await {
+        match tokio::task::spawn_blocking(move || hub.revocations.revoke(&tokens)).await {
             Ok(Ok(version)) => Ok(Response::new(RevokeResponse { version })),
             Ok(Err(super::revocation::RevocationError::BadRequest(m))) => Err(Status::invalid_argument(m)),
             Ok(Err(e)) => Err(Status::internal(e.to_string())),

@@ -8,7 +8,7 @@
 //! the message fields and `Any` payloads that can contain maps. Everything
 //! else is copied byte for byte. The schema below lists exactly those paths.
 
-use crate::snapshot::ResourceType;
+use crate::resource_type::ResourceType;
 
 #[derive(Clone, Copy)]
 enum Kind {

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{DEFAULT_KEYSTORE_CERT, DEFAULT_KEYSTORE_KEY};
+use crate::defaults::{DEFAULT_KEYSTORE_CERT, DEFAULT_KEYSTORE_KEY};
 
 /// Default JWT issuer of the enforcer's `/testkey`.
 pub const DEFAULT_TESTKEY_ISSUER: &str = "https://localhost:9095/testkey";

@@ -6,6 +6,7 @@
 //! case-insensitively, `$env{NAME}` substitution and `CC_<SECTION>_<FIELD>`
 //! overrides. Loading is pure: the caller passes the text and the environment.
 
+mod defaults;
 pub mod enforcer;
 mod error;
 mod loader;

@@ -9,15 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Default location of the router/adapter development keystore in Choreo
-/// Connect's container images.
-pub const DEFAULT_KEYSTORE_CERT: &str = "/home/wso2/security/keystore/mg.pem";
-/// Default private key path, see [`DEFAULT_KEYSTORE_CERT`].
-pub const DEFAULT_KEYSTORE_KEY: &str = "/home/wso2/security/keystore/mg.key";
-/// The gateway environment (label) used when a project names none.
-pub const DEFAULT_ENVIRONMENT: &str = "Default";
-/// The vhost of [`DEFAULT_ENVIRONMENT`] when `[[adapter.vhostMapping]]` has none.
-pub const DEFAULT_VHOST: &str = "localhost";
+pub use crate::defaults::{DEFAULT_ENVIRONMENT, DEFAULT_KEYSTORE_CERT, DEFAULT_KEYSTORE_KEY, DEFAULT_VHOST};
 
 /// The whole `config.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

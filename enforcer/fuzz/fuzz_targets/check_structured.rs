@@ -37,7 +37,12 @@ enum RouteSel {
     Known(u8),
     /// A known API with a fuzzed template.
     Template(u8, String),
-    Fuzzed { vhost: String, base_path: String, version: String, template: String },
+    Fuzzed {
+        vhost: String,
+        base_path: String,
+        version: String,
+        template: String,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -72,7 +77,11 @@ enum Scope {
 enum Subscription {
     /// The route at this index, with this tier.
     Known(u8, String),
-    Fuzzed { name: String, version: String, context: String },
+    Fuzzed {
+        name: String,
+        version: String,
+        context: String,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -184,7 +193,10 @@ impl Claims {
             m.insert("subscribedAPIs".into(), v.value());
         }
         if let Some(ip) = &self.permitted_ip {
-            m.insert("permittedIP".into(), json!(ip.get(&["127.0.0.1", "10.0.0.0/8", "::1/128", "1.2.3.4, 127.0.0.0/8"])));
+            m.insert(
+                "permittedIP".into(),
+                json!(ip.get(&["127.0.0.1", "10.0.0.0/8", "::1/128", "1.2.3.4, 127.0.0.0/8"])),
+            );
         }
         if let Some(r) = &self.permitted_referer {
             m.insert("permittedReferer".into(), json!(r.get(&["https://*.example.com/*", "exact", "*"])));
@@ -300,7 +312,10 @@ fuzz_target!(|case: Case| {
     let mut headers: HashMap<String, String> = case.headers.iter().cloned().collect();
     if let Some(c) = &case.api_key_query {
         let key = c.text(f);
-        query.insert(0, format!("apikey={}", percent_encoding::utf8_percent_encode(&key, percent_encoding::NON_ALPHANUMERIC)));
+        query.insert(
+            0,
+            format!("apikey={}", percent_encoding::utf8_percent_encode(&key, percent_encoding::NON_ALPHANUMERIC)),
+        );
     }
     if !query.is_empty() {
         path = format!("{path}?{}", query.join("&"));
@@ -326,7 +341,10 @@ fuzz_target!(|case: Case| {
         headers.insert("x-forwarded-for".into(), x.get(&["127.0.0.1", "10.1.2.3, 127.0.0.1", "::1", ""]).into());
     }
     if let Some(r) = &case.referer {
-        headers.insert("referer".into(), r.get(&["https://www.example.com/page", "exact", "https://a b.example.com/"]).into());
+        headers.insert(
+            "referer".into(),
+            r.get(&["https://www.example.com/page", "exact", "https://a b.example.com/"]).into(),
+        );
     }
     if let Some(id) = &case.request_id {
         headers.insert("x-request-id".into(), id.clone());
@@ -335,7 +353,8 @@ fuzz_target!(|case: Case| {
     let mut req = enforcer_fuzz::check_request(route.unwrap_or(&ROUTES[0]), method, &path, headers, &peer_cert);
     let attrs = req.attributes.as_mut().expect("attributes");
     // The known resource the context extensions name, however they were picked.
-    let named = ROUTES.iter().find(|r| [r.vhost, r.base_path, r.version, r.template] == ext.each_ref().map(String::as_str));
+    let named =
+        ROUTES.iter().find(|r| [r.vhost, r.base_path, r.version, r.template] == ext.each_ref().map(String::as_str));
     let [vhost, base_path, version, template] = ext;
     attrs.context_extensions.insert("vHost".into(), vhost);
     attrs.context_extensions.insert("basePath".into(), base_path);

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use base64::Engine;
-use enforcer::token::{self, TokenInfo};
+use enforcer_core::token::{self, TokenInfo};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 

@@ -6,10 +6,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
-use enforcer::apis::ApiIndex;
-use enforcer::check::Engine;
-use enforcer::settings::Settings;
-use enforcer::signer::Signer;
+use enforcer_core::apis::ApiIndex;
+use enforcer_core::engine::Engine;
+use enforcer_core::keys::Fetch;
+use enforcer_core::settings::Settings;
+use enforcer_core::signer::{RsaAlg, Signer};
 use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address};
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
@@ -153,12 +154,7 @@ fn list(pairs: &[(&str, &[&str])]) -> pa::SecurityList {
 }
 
 fn scheme(name: &str, kind: &str, key: &str, location: &str) -> pa::SecurityScheme {
-    pa::SecurityScheme {
-        definition_name: name.into(),
-        r#type: kind.into(),
-        name: key.into(),
-        r#in: location.into(),
-    }
+    pa::SecurityScheme { definition_name: name.into(), r#type: kind.into(), name: key.into(), r#in: location.into() }
 }
 
 fn op(method: &str) -> pa::Operation {
@@ -178,7 +174,11 @@ fn resource(path: &str, methods: Vec<pa::Operation>) -> pa::Resource {
 /// authorization header, BLOCKED; PROTOTYPED.
 pub fn apis(cert_pem: &str) -> Vec<pa::Api> {
     let client_cert = || {
-        vec![pa::Certificate { alias: "client".into(), tier: "Unlimited".into(), content: cert_pem.as_bytes().to_vec() }]
+        vec![pa::Certificate {
+            alias: "client".into(),
+            tier: "Unlimited".into(),
+            content: cert_pem.as_bytes().to_vec(),
+        }]
     };
     vec![
         pa::Api {
@@ -232,7 +232,10 @@ pub fn apis(cert_pem: &str) -> Vec<pa::Api> {
             api_lifecycle_state: "PUBLISHED".into(),
             security_scheme: vec![scheme("default", "oauth2", "", "")],
             security: vec![list(&[("default", &[])])],
-            resources: vec![resource("/orders", vec![op("GET"), op("POST")]), resource("/orders/{id}", vec![op("GET")])],
+            resources: vec![
+                resource("/orders", vec![op("GET"), op("POST")]),
+                resource("/orders/{id}", vec![op("GET")]),
+            ],
             has_production: true,
             mutual_ssl: "mandatory".into(),
             application_security: false,
@@ -372,7 +375,7 @@ impl Fixture {
         std::fs::write(&key_path, kp.serialize_pem()).expect("write key");
         let (cert_path, key_path) = (cert_path.to_str().expect("UTF-8 path"), key_path.to_str().expect("UTF-8 path"));
         let signer = Signer::from_files(key_path, cert_path).expect("signer");
-        let http = reqwest::Client::new();
+        let http: Arc<dyn Fetch> = enforcer::jwks_http::HttpFetch::new();
         let engines = configs(cert_path, key_path).map(|c| {
             let engine = Engine::new();
             engine.set_settings(Arc::new(Settings::load(&c, &http).expect("settings")));
@@ -396,7 +399,7 @@ impl Fixture {
     /// A token every configured issuer trusts.
     pub fn sign(&self, claims: &serde_json::Value) -> String {
         let header = serde_json::json!({"alg": "RS256", "typ": "JWT"}).to_string();
-        self.signer.sign(&header, &claims.to_string()).expect("signing")
+        self.signer.sign(RsaAlg::Rs256, &header, &claims.to_string()).expect("signing")
     }
 }
 

@@ -27,6 +27,9 @@ pub enum KeyError {
         /// Why.
         reason: String,
     },
+    /// PEM text holds no usable key.
+    #[error("{0}")]
+    Pem(String),
     /// A JWKS could not be fetched or parsed.
     #[error("JWKS {url}: {reason}")]
     Jwks {
@@ -35,6 +38,18 @@ pub enum KeyError {
         /// Why.
         reason: String,
     },
+}
+
+/// Why a key-set document could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FetchError(pub String);
+
+/// Gets a key-set document; the service implements it over HTTP
+/// (`enforcer/src/jwks_http.rs`), bounding the body to [`Jwks::MAX_BYTES`].
+pub trait Fetch: Send + Sync + 'static {
+    /// The body at `url`, or why it could not be had.
+    fn fetch(&self, url: &str) -> BoxFuture<'static, Result<Vec<u8>, FetchError>>;
 }
 
 const RSA_ALGS: &[Algorithm] =
@@ -115,27 +130,27 @@ impl VerifyKey {
     pub fn from_pem_file(path: &str) -> Result<Vec<VerifyKey>, KeyError> {
         let err = |reason: String| KeyError::File { path: path.to_string(), reason };
         let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-        let keys = Self::from_pem(&bytes).map_err(err)?;
+        let keys = Self::from_pem(&bytes).map_err(|e| err(e.to_string()))?;
         Ok(keys)
     }
 
     /// The public keys of PEM text: every certificate or public key in it.
-    pub fn from_pem(bytes: &[u8]) -> Result<Vec<VerifyKey>, String> {
+    pub fn from_pem(bytes: &[u8]) -> Result<Vec<VerifyKey>, KeyError> {
         let mut out = Vec::new();
         for pem in x509_parser::pem::Pem::iter_from_buffer(bytes) {
-            let pem = pem.map_err(|e| format!("not PEM: {e}"))?;
+            let pem = pem.map_err(|e| KeyError::Pem(format!("not PEM: {e}")))?;
             let spki_der: Vec<u8> = match pem.label.as_str() {
                 "CERTIFICATE" => {
-                    let cert = pem.parse_x509().map_err(|e| format!("bad certificate: {e}"))?;
+                    let cert = pem.parse_x509().map_err(|e| KeyError::Pem(format!("bad certificate: {e}")))?;
                     cert.tbs_certificate.subject_pki.raw.to_vec()
                 }
                 "PUBLIC KEY" => pem.contents.clone(),
                 _ => continue,
             };
-            out.push(Self::from_spki(&spki_der)?);
+            out.push(Self::from_spki(&spki_der).map_err(KeyError::Pem)?);
         }
         if out.is_empty() {
-            return Err("no certificate or public key in the file".into());
+            return Err(KeyError::Pem("no certificate or public key in the file".into()));
         }
         Ok(out)
     }
@@ -185,7 +200,7 @@ impl VerifyKey {
 /// set larger than [`Jwks::MAX_BYTES`] is refused.
 pub struct Jwks {
     url: String,
-    client: reqwest::Client,
+    fetcher: Arc<dyn Fetch>,
     keys: ArcSwap<Vec<VerifyKey>>,
     last_fetch: parking_lot::Mutex<Option<Instant>>,
     last_miss_fetch: parking_lot::Mutex<Option<Instant>>,
@@ -209,10 +224,10 @@ impl Jwks {
     pub const MAX_BYTES: usize = 1024 * 1024;
 
     /// A JWKS source (nothing fetched yet).
-    pub fn new(url: String, client: reqwest::Client) -> Arc<Jwks> {
+    pub fn new(url: String, fetcher: Arc<dyn Fetch>) -> Arc<Jwks> {
         Arc::new(Jwks {
             url,
-            client,
+            fetcher,
             keys: ArcSwap::from_pointee(Vec::new()),
             last_fetch: parking_lot::Mutex::new(None),
             last_miss_fetch: parking_lot::Mutex::new(None),
@@ -234,20 +249,9 @@ impl Jwks {
     pub async fn fetch(&self) -> Result<usize, KeyError> {
         let err = |reason: String| KeyError::Jwks { url: self.url.clone(), reason };
         *self.last_fetch.lock() = Some(Instant::now());
-        let mut resp = self.client.get(&self.url).send().await.map_err(|e| err(e.to_string()))?;
-        if !resp.status().is_success() {
-            return Err(err(format!("HTTP {}", resp.status())));
-        }
-        let too_big = || err(format!("the key set is larger than {} bytes", Self::MAX_BYTES));
-        if resp.content_length().is_some_and(|n| n > Self::MAX_BYTES as u64) {
-            return Err(too_big());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| err(e.to_string()))? {
-            if body.len() + chunk.len() > Self::MAX_BYTES {
-                return Err(too_big());
-            }
-            body.extend_from_slice(&chunk);
+        let body = self.fetcher.fetch(&self.url).await.map_err(|e| err(e.0))?;
+        if body.len() > Self::MAX_BYTES {
+            return Err(err(format!("the key set is larger than {} bytes", Self::MAX_BYTES)));
         }
         let set: JwkSet = serde_json::from_slice(&body).map_err(|e| err(format!("not a JWK set: {e}")))?;
         let keys: Vec<VerifyKey> = set.keys.iter().filter_map(VerifyKey::from_jwk).collect();
@@ -321,78 +325,6 @@ impl Jwks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    /// A JWKS endpoint that answers `body` after `delay` (never, with `None`),
-    /// counting requests.
-    async fn endpoint(delay: Option<Duration>, body: Vec<u8>) -> (String, Arc<AtomicUsize>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}/jwks", listener.local_addr().expect("addr"));
-        let hits = Arc::new(AtomicUsize::new(0));
-        let h = Arc::clone(&hits);
-        let body = Arc::new(body);
-        tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                let (h, body) = (Arc::clone(&h), Arc::clone(&body));
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 4096];
-                    let _ = sock.read(&mut buf).await;
-                    h.fetch_add(1, Ordering::SeqCst);
-                    match delay {
-                        None => std::future::pending::<()>().await,
-                        Some(d) => tokio::time::sleep(d).await,
-                    }
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = sock.write_all(head.as_bytes()).await;
-                    let _ = sock.write_all(&body).await;
-                });
-            }
-        });
-        (url, hits)
-    }
-
-    fn client() -> reqwest::Client {
-        reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().expect("client")
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn unknown_key_ids_share_one_bounded_fetch_and_then_fail_fast() {
-        // An endpoint that never answers: the worst case for a flood of forged kids.
-        let (url, hits) = endpoint(None, Vec::new()).await;
-        let jwks = Jwks::new(url, client());
-        let started = Instant::now();
-        let waiters: Vec<_> = (0..50)
-            .map(|i| {
-                let j = Arc::clone(&jwks);
-                tokio::spawn(async move { j.key(&format!("forged-{i}")).await.is_none() })
-            })
-            .collect();
-        for w in waiters {
-            assert!(w.await.expect("task"));
-        }
-        let took = started.elapsed();
-        // Before: one waiter after another behind a lock held for the whole
-        // 5 s client timeout; now all of them together wait at most MISS_WAIT.
-        assert!(took < Jwks::MISS_WAIT + Duration::from_millis(1500), "50 unknown kids took {took:?}");
-        // Within MIN_REFETCH after that fetch began, another unknown kid fails at once.
-        let t = Instant::now();
-        assert!(jwks.key("forged-again").await.is_none());
-        assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
-        assert_eq!(hits.load(Ordering::SeqCst), 1, "one fetch for all of them");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_key_set_that_is_too_large_is_refused_and_the_keys_held_stay() {
-        let big = format!(r#"{{"keys":[],"pad":"{}"}}"#, "x".repeat(Jwks::MAX_BYTES));
-        let (url, _) = endpoint(Some(Duration::ZERO), big.into_bytes()).await;
-        let jwks = Jwks::new(url, client());
-        let err = jwks.fetch().await.expect_err("too large").to_string();
-        assert!(err.contains("larger than 1048576 bytes"), "{err}");
-    }
 
     #[test]
     fn jwk_algorithms_come_from_the_key() {

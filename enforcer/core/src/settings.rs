@@ -9,8 +9,23 @@ use std::sync::Arc;
 
 use gateway_proto::config as pc;
 
-use crate::keys::{Jwks, VerifyKey};
+use crate::keys::{Fetch, Jwks, VerifyKey};
 use crate::signer::{RsaAlg, Signer};
+
+/// A configuration the enforcer cannot use: the key (config.toml path) and why.
+/// The adapter gets it as the NACK's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct SettingsError {
+    /// Dotted path of the key, e.g. `enforcer.management.password`.
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+fn invalid(key: impl Into<String>, reason: impl ToString) -> SettingsError {
+    SettingsError { key: key.into(), reason: reason.to_string() }
+}
 
 /// A configured JWT issuer (`[[enforcer.security.tokenService]]`).
 #[derive(Debug)]
@@ -115,14 +130,14 @@ pub struct TestKeySettings {
 /// A credential: `$env{NAME}` resolved, refused when a variable is unset (the
 /// reference would be a password anyone can read in the documentation) or
 /// when it is empty.
-fn credential(key: &str, raw: &str) -> Result<String, String> {
+fn credential(key: &str, raw: &str) -> Result<String, SettingsError> {
     let v = resolve_env(raw);
     if let Some(start) = v.find("$env{") {
         let name = v[start + 5..].split('}').next().unwrap_or("");
-        return Err(format!("{key}: $env{{{name}}} is not set in the enforcer's environment"));
+        return Err(invalid(key, format!("$env{{{name}}} is not set in the enforcer's environment")));
     }
     if v.is_empty() {
-        return Err(format!("{key}: must not be empty"));
+        return Err(invalid(key, "must not be empty"));
     }
     Ok(v)
 }
@@ -166,8 +181,8 @@ fn key_path(truststore: &str, t: &pc::Issuer) -> Option<String> {
 }
 
 impl Settings {
-    /// Checks and loads a configuration. `http` is the client JWKS are fetched with.
-    pub fn load(c: &pc::Config, http: &reqwest::Client) -> Result<Settings, String> {
+    /// Checks and loads a configuration. `fetch` gets the key sets of JWKS issuers.
+    pub fn load(c: &pc::Config, fetch: &Arc<dyn Fetch>) -> Result<Settings, SettingsError> {
         let sec = c.security.clone().unwrap_or_default();
         let mut issuers = HashMap::new();
         let mut by_name: HashMap<String, Arc<Issuer>> = HashMap::new();
@@ -175,9 +190,9 @@ impl Settings {
             let at = |k: &str| format!("enforcer.security.tokenService[{i}].{k}");
             let certs = match key_path(&c.truststore_location, t) {
                 Some(path) => VerifyKey::from_pem_file(&path).map_err(|e| {
-                    format!(
-                        "{}: {e}",
-                        at(if t.certificate_file_path.is_empty() { "certificateAlias" } else { "certificateFilePath" })
+                    invalid(
+                        at(if t.certificate_file_path.is_empty() { "certificateAlias" } else { "certificateFilePath" }),
+                        e,
                     )
                 })?,
                 None => Vec::new(),
@@ -186,14 +201,13 @@ impl Settings {
                 None
             } else {
                 let url = resolve_env(&t.jwks_url);
-                url::Url::parse(&url).map_err(|e| format!("{}: {url:?}: {e}", at("jwksURL")))?;
-                Some(Jwks::new(url, http.clone()))
+                url::Url::parse(&url).map_err(|e| invalid(at("jwksURL"), format!("{url:?}: {e}")))?;
+                Some(Jwks::new(url, Arc::clone(fetch)))
             };
             if certs.is_empty() && jwks.is_none() {
-                return Err(format!(
-                    "{}: issuer {:?} has no key: set certificateFilePath, certificateAlias or jwksURL",
+                return Err(invalid(
                     at("name"),
-                    t.name
+                    format!("issuer {:?} has no key: set certificateFilePath, certificateAlias or jwksURL", t.name),
                 ));
             }
             let issuer = Arc::new(Issuer {
@@ -251,9 +265,9 @@ impl Settings {
                         warnings.extend(default_credentials(&key, &user, &password));
                         Ok((user, password))
                     })
-                    .collect::<Result<_, String>>()?,
+                    .collect::<Result<_, SettingsError>>()?,
                 signer: Signer::from_files(&resolve_env(&t.private_key_path), &resolve_env(&t.public_certificate_path))
-                    .map_err(|e| format!("enforcer.jwtIssuer: {e}"))?,
+                    .map_err(|e| invalid("enforcer.jwtIssuer", e))?,
             }),
             _ => None,
         };
@@ -264,7 +278,7 @@ impl Settings {
             sink: prop("sink").filter(|s| !s.trim().is_empty()).unwrap_or_else(|| "stdout".into()),
             queue_size: match prop("queueSize") {
                 Some(v) => v.trim().parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    format!("analytics.enforcer.configProperties.queueSize: {v:?} is not a positive number")
+                    invalid("analytics.enforcer.configProperties.queueSize", format!("{v:?} is not a positive number"))
                 })?,
                 None => 10_000,
             },
@@ -306,7 +320,7 @@ impl Settings {
 }
 
 impl BackendJwtSettings {
-    fn load(g: &pc::JwtGenerator) -> Result<BackendJwtSettings, String> {
+    fn load(g: &pc::JwtGenerator) -> Result<BackendJwtSettings, SettingsError> {
         let mut jwks = Vec::new();
         let mut signer = None;
         // Choreo Connect signs RS256 whatever it is told and advertises the
@@ -315,21 +329,22 @@ impl BackendJwtSettings {
         let alg = match g.signing_algorithm.as_str() {
             _ if none => RsaAlg::Rs256,
             other => RsaAlg::from_java_name(other).ok_or_else(|| {
-                format!(
-                    "enforcer.jwtGenerator.signingAlgorithm: {other:?} is not one of SHA256withRSA, SHA384withRSA, SHA512withRSA, NONE"
+                invalid(
+                    "enforcer.jwtGenerator.signingAlgorithm",
+                    format!("{other:?} is not one of SHA256withRSA, SHA384withRSA, SHA512withRSA, NONE"),
                 )
             })?,
         };
         for (i, k) in g.keypair.iter().enumerate() {
             let s = Signer::from_files(&resolve_env(&k.private_key_path), &resolve_env(&k.public_certificate_path))
-                .map_err(|e| format!("enforcer.jwtGenerator.keypair[{i}]: {e}"))?;
+                .map_err(|e| invalid(format!("enforcer.jwtGenerator.keypair[{i}]"), e))?;
             jwks.push(s.jwk(alg.jws_name()));
             if k.use_for_signing && signer.is_none() {
                 signer = Some(s);
             }
         }
         if signer.is_none() && !none {
-            return Err("enforcer.jwtGenerator.keypair: no keypair has useForSigning = true".into());
+            return Err(invalid("enforcer.jwtGenerator.keypair", "no keypair has useForSigning = true"));
         }
         let dialect = if g.claim_dialect.is_empty() || g.claim_dialect.ends_with('/') {
             g.claim_dialect.clone()
@@ -347,9 +362,26 @@ impl BackendJwtSettings {
     }
 }
 
+/// A [`Fetch`] for configurations without JWKS issuers (tests, tools).
+#[derive(Debug, Clone, Copy)]
+pub struct NoFetch;
+
+impl Fetch for NoFetch {
+    fn fetch(&self, url: &str) -> futures::future::BoxFuture<'static, Result<Vec<u8>, crate::keys::FetchError>> {
+        let url = url.to_string();
+        Box::pin(
+            async move { Err(crate::keys::FetchError(format!("no key-set fetcher configured (cannot fetch {url})"))) },
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn no_fetch() -> Arc<dyn Fetch> {
+        Arc::new(NoFetch)
+    }
 
     #[test]
     fn env_references_resolve_in_the_enforcers_environment() {
@@ -365,14 +397,14 @@ mod tests {
             management: Some(pc::Management { username: user.into(), password: password.into() }),
             ..Default::default()
         };
-        let http = reqwest::Client::new();
+        let http = no_fetch();
         let err = Settings::load(&with("admin", "$env{ENFORCER_SETTINGS_TEST_UNSET}"), &http).expect_err("unset");
         assert_eq!(
-            err,
+            err.to_string(),
             "enforcer.management.password: $env{ENFORCER_SETTINGS_TEST_UNSET} is not set in the enforcer's environment"
         );
         let err = Settings::load(&with("admin", ""), &http).expect_err("empty");
-        assert_eq!(err, "enforcer.management.password: must not be empty");
+        assert_eq!(err.to_string(), "enforcer.management.password: must not be empty");
         let s = Settings::load(&with("admin", "admin"), &http).expect("defaults work");
         assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
         assert!(
@@ -396,7 +428,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let err = Settings::load(&c, &reqwest::Client::new()).expect_err("no keys");
+        let err = Settings::load(&c, &no_fetch()).expect_err("no keys").to_string();
         assert!(err.contains("tokenService[0]") && err.contains("\"X\""), "{err}");
         let c2 = pc::Config {
             security: Some(pc::Security {
@@ -410,7 +442,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let err = Settings::load(&c2, &reqwest::Client::new()).expect_err("missing file");
+        let err = Settings::load(&c2, &no_fetch()).expect_err("missing file").to_string();
         assert!(err.contains("certificateFilePath") && err.contains("/nonexistent/cert.pem"), "{err}");
     }
 }

@@ -6,6 +6,16 @@ use std::sync::Arc;
 
 use gateway_proto::api as pa;
 
+/// An API from the adapter that cannot be used (the adapter gets it as the NACK).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("API {api}: {reason}")]
+pub struct ApiError {
+    /// `name:version`.
+    pub api: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
 /// Mutual TLS requirement of an API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mtls {
@@ -156,7 +166,7 @@ fn client_certs(api: &pa::Api) -> Result<Vec<ClientCert>, String> {
 
 impl Api {
     /// Indexes an API from the adapter. Errors name the API and what is wrong.
-    pub fn new(raw: pa::Api) -> Result<Api, String> {
+    pub fn new(raw: pa::Api) -> Result<Api, ApiError> {
         let schemes: HashMap<&str, &pa::SecurityScheme> =
             raw.security_scheme.iter().map(|s| (s.definition_name.as_str(), s)).collect();
         let mut resources = HashMap::new();
@@ -185,7 +195,8 @@ impl Api {
             "optional" => Mtls::Optional,
             _ => Mtls::Off,
         };
-        let client_certs = client_certs(&raw).map_err(|e| format!("API {}:{}: {e}", raw.title, raw.version))?;
+        let client_certs =
+            client_certs(&raw).map_err(|reason| ApiError { api: format!("{}:{}", raw.title, raw.version), reason })?;
         Ok(Api {
             resources,
             api_key_headers,
@@ -210,7 +221,7 @@ pub struct ApiIndex {
 
 impl ApiIndex {
     /// Builds the index. Errors name the API.
-    pub fn new(apis: Vec<pa::Api>) -> Result<ApiIndex, String> {
+    pub fn new(apis: Vec<pa::Api>) -> Result<ApiIndex, ApiError> {
         let mut by_base: HashMap<String, Vec<Arc<Api>>> = HashMap::new();
         let count = apis.len();
         for raw in apis {

@@ -1,7 +1,7 @@
-//! Every decision of [`Engine::check`], with an engine built in-process:
-//! real RSA keys and certificates (rcgen), a configuration loaded from PEM
-//! files, APIs indexed from `gateway_proto` messages and tokens signed with
-//! `jsonwebtoken`. Also [`crate::authz::response`] and [`crate::authz::check`].
+//! Every decision of [`Engine::check`] through the whole filter chain, with
+//! an engine built in-process: real RSA keys and certificates (rcgen), a
+//! configuration loaded from PEM files, APIs indexed from `gateway_proto`
+//! messages and tokens signed with `jsonwebtoken`.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -10,19 +10,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use base64::Engine as _;
-use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
-use envoy_types::pb::envoy::service::auth::v3::{CheckResponse, check_response};
-use envoy_types::pb::google::protobuf::value::Kind as ValueKind;
 use gateway_proto::api as pa;
 use gateway_proto::config as pc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Value, json};
 
-use super::{AuthInfo, BEARER_CHALLENGE, CLUSTER_HEADER, Decision, Engine, Input, MTLS_CHALLENGE, NotReady};
 use crate::apis::ApiIndex;
-use crate::authz;
+use crate::chain::{BEARER_CHALLENGE, CLUSTER_HEADER, MTLS_CHALLENGE};
+use crate::decision::{AuthInfo, AuthType, Decision, KeyType};
 use crate::deny::Deny;
-use crate::settings::Settings;
+use crate::engine::{Engine, NotReady};
+use crate::keys::{Fetch, FetchError};
+use crate::request::Input;
+use crate::settings::{NoFetch, Settings};
 
 // ---------------------------------------------------------------------------
 // Keys, configuration, APIs
@@ -174,12 +174,23 @@ fn base_config(dir: &Path) -> pc::Config {
     }
 }
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().expect("HTTP client")
+fn load(c: &pc::Config) -> Settings {
+    load_with(c, Arc::new(NoFetch))
 }
 
-fn load(c: &pc::Config) -> Settings {
-    Settings::load(c, &http()).expect("settings")
+fn load_with(c: &pc::Config, fetch: Arc<dyn Fetch>) -> Settings {
+    Settings::load(c, &fetch).expect("settings")
+}
+
+/// A key-set document handed to the JWKS source as it is (the HTTP side is
+/// tested in the service crate, enforcer/src/jwks_http.rs, and end to end).
+struct Document(Vec<u8>);
+
+impl Fetch for Document {
+    fn fetch(&self, _url: &str) -> futures::future::BoxFuture<'static, Result<Vec<u8>, FetchError>> {
+        let body = self.0.clone();
+        Box::pin(async move { Ok(body) })
+    }
 }
 
 fn scheme(name: &str, ty: &str, key_name: &str, location: &str) -> pa::SecurityScheme {
@@ -273,12 +284,20 @@ impl Fx {
         Fx::with(edit, vec![pets_api()])
     }
 
+    fn config_with(fetch: Arc<dyn Fetch>, edit: impl FnOnce(&mut pc::Config, &Path)) -> Fx {
+        Fx::build(fetch, edit, vec![pets_api()])
+    }
+
     fn with(edit: impl FnOnce(&mut pc::Config, &Path), apis: Vec<pa::Api>) -> Fx {
+        Fx::build(Arc::new(NoFetch), edit, apis)
+    }
+
+    fn build(fetch: Arc<dyn Fetch>, edit: impl FnOnce(&mut pc::Config, &Path), apis: Vec<pa::Api>) -> Fx {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut c = base_config(dir.path());
         edit(&mut c, dir.path());
         let engine = Engine::new();
-        engine.set_settings(Arc::new(load(&c)));
+        engine.set_settings(Arc::new(load_with(&c, fetch)));
         engine.set_apis(ApiIndex::new(apis).expect("APIs"));
         engine.set_revoked(HashMap::new());
         Fx { engine, _dir: dir }
@@ -624,7 +643,7 @@ async fn an_unknown_resource_or_method_is_404_with_the_api_known() {
             ("api-pets", "Pets", VERSION)
         );
         assert_eq!(info.api_context, BASE);
-        assert_eq!(info.auth_type, "");
+        assert_eq!(info.auth_type_str(), "");
     }
 }
 
@@ -651,7 +670,7 @@ async fn options_declared_by_the_resource_is_authenticated_like_any_method() {
     assert_401(fx.check(&Req::new("OPTIONS", "/cors")).await, MISSING);
     let (set, _, info) = allowed(fx.check(&Req::new("OPTIONS", "/cors").bearer(&jwt(json!({})))).await);
     assert_eq!(header(&set, CLUSTER_HEADER), Some(PROD));
-    assert_eq!(info.auth_type, "JWT");
+    assert_eq!(info.auth_type_str(), "JWT");
 }
 
 // ---------------------------------------------------------------------------
@@ -664,7 +683,10 @@ async fn security_disabled_on_an_operation_needs_no_credentials() {
     let (set, remove, info) = allowed(fx.check(&Req::get("/open")).await);
     assert_eq!(set, vec![(Cow::Borrowed(CLUSTER_HEADER), PROD.to_string())]);
     assert!(remove.is_empty(), "nothing is removed on an unsecured resource: {remove:?}");
-    assert_eq!((info.auth_type, info.key_type.as_str(), info.user.as_str()), ("Unsecured", "PRODUCTION", "anonymous"));
+    assert_eq!(
+        (info.auth_type_str(), info.key_type_str(), info.user.as_str()),
+        ("Unsecured", "PRODUCTION", "anonymous")
+    );
     assert_eq!(info.resource, "/open");
 
     // Whatever credentials come along are not looked at.
@@ -674,7 +696,7 @@ async fn security_disabled_on_an_operation_needs_no_credentials() {
     // No production endpoint: the sandbox cluster.
     let (set, _, info) = allowed(fx.check(&Req::get("/open").ext("prodClusterName", "")).await);
     assert_eq!(header(&set, CLUSTER_HEADER), Some(SAND));
-    assert_eq!(info.key_type, "SANDBOX");
+    assert_eq!(info.key_type_str(), "SANDBOX");
 
     // The other operations of the API still need credentials.
     assert_401(fx.check(&Req::get("/pets")).await, MISSING);
@@ -692,7 +714,7 @@ async fn the_api_level_flag_alone_opens_no_operation() {
     let (set, remove, info) = allowed(fx.check(&Req::get("/open")).await);
     assert_eq!(header(&set, CLUSTER_HEADER), Some(PROD));
     assert!(remove.is_empty());
-    assert_eq!(info.auth_type, "Unsecured");
+    assert_eq!(info.auth_type_str(), "Unsecured");
 }
 
 #[tokio::test]
@@ -713,7 +735,7 @@ async fn a_prototyped_api_skips_authentication() {
     {
         let (set, _, info) = allowed(fx.check(&r).await);
         assert_eq!(header(&set, CLUSTER_HEADER), Some(PROD));
-        assert_eq!(info.auth_type, "Unsecured");
+        assert_eq!(info.auth_type_str(), "Unsecured");
         assert_eq!(info.app_name, "");
     }
 }
@@ -757,7 +779,7 @@ async fn no_credentials_is_401_with_the_bearer_challenge() {
         deny.body(),
         r#"{"error_message":"Invalid Credentials","code":"900901","error_description":"Make sure you have provided the correct security credentials"}"#
     );
-    assert_eq!((info.api_name.as_str(), info.resource.as_str(), info.auth_type), ("Pets", "/pets", ""));
+    assert_eq!((info.api_name.as_str(), info.resource.as_str(), info.auth_type_str()), ("Pets", "/pets", ""));
 }
 
 #[tokio::test]
@@ -802,11 +824,11 @@ async fn a_valid_jwt_is_allowed_to_the_production_cluster() {
             api_context: BASE.into(),
             api_type: "HTTP".into(),
             resource: "/pets".into(),
-            auth_type: "JWT",
+            auth_type: Some(AuthType::Jwt),
             app_name: "anon:IdP".into(),
             app_id: String::new(),
             app_owner: String::new(),
-            key_type: "PRODUCTION".into(),
+            key_type: Some(KeyType::Production),
             user: "alice".into(),
             tier: "Unlimited".into(),
         }
@@ -977,34 +999,16 @@ async fn an_algorithm_the_key_does_not_allow_is_refused() {
     }
 }
 
-/// Serves `body` at `/jwks` on a local port until the test ends.
-async fn serve_jwks(body: String) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let app = axum::Router::new().route(
-        "/jwks",
-        axum::routing::get(move || {
-            let body = body.clone();
-            async move { ([("content-type", "application/json")], body) }
-        }),
-    );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}/jwks")
-}
-
 #[tokio::test]
 async fn jwks_keys_are_found_by_kid_and_their_alg_is_enforced() {
     let k = &KEYS.jwks;
     let body = json!({"keys": [{"kty": "RSA", "kid": "jwks-1", "use": "sig", "alg": "RS256", "n": k.n, "e": k.e}]});
-    let url = serve_jwks(body.to_string()).await;
-    let fx = Fx::config(|c, _| {
+    let fx = Fx::config_with(Arc::new(Document(body.to_string().into_bytes())), |c, _| {
         let s = c.security.as_mut().expect("security");
         s.token_service.push(pc::Issuer {
             name: "JWKS IdP".into(),
             issuer: ISS_JWKS.into(),
-            jwks_url: url.clone(),
+            jwks_url: "https://jwks.example.com/keys".into(),
             ..Default::default()
         });
     });
@@ -1061,16 +1065,16 @@ async fn a_token_revoked_after_it_was_cached_is_refused() {
     let fx = Fx::new();
     let token = jwt(json!({}));
     allowed(fx.check(&Req::get("/pets").bearer(&token)).await);
-    assert_eq!(fx.engine.cache.load().len(), 1);
+    assert_eq!(fx.engine.memory.cache.load().len(), 1);
     fx.engine.set_revoked(revoked(&[&jti_of(&token)]));
-    assert_eq!(fx.engine.cache.load().len(), 0, "revocation drops the cached token");
+    assert_eq!(fx.engine.memory.cache.load().len(), 0, "revocation drops the cached token");
     assert_401(fx.check(&Req::get("/pets").bearer(&token)).await, REVOKED);
 
     // The revoked list replaced without the cache being told (as in a race):
     // a cache hit is still checked against it.
     let second = jwt(json!({}));
     allowed(fx.check(&Req::get("/pets").bearer(&second)).await);
-    fx.engine.revoked.store(Arc::new(revoked(&[&jti_of(&second)])));
+    fx.engine.memory.revoked.store(Arc::new(revoked(&[&jti_of(&second)])));
     assert_401(fx.check(&Req::get("/pets").bearer(&second)).await, REVOKED);
 }
 
@@ -1091,11 +1095,11 @@ async fn a_cached_token_is_allowed_again() {
     let fx = Fx::new();
     let token = jwt(json!({}));
     let first = fx.check(&Req::get("/pets").bearer(&token)).await;
-    assert_eq!(fx.engine.cache.load().len(), 1);
+    assert_eq!(fx.engine.memory.cache.load().len(), 1);
     let second = fx.check(&Req::get("/pets").bearer(&token)).await;
     assert_eq!(first, second, "a cache hit decides the same");
     allowed(second);
-    assert_eq!(fx.engine.cache.load().len(), 1);
+    assert_eq!(fx.engine.memory.cache.load().len(), 1);
 }
 
 #[tokio::test]
@@ -1105,7 +1109,7 @@ async fn with_the_cache_disabled_tokens_are_validated_every_time() {
     for _ in 0..3 {
         allowed(fx.check(&Req::get("/pets").bearer(&token)).await);
     }
-    assert_eq!(fx.engine.cache.load().len(), 0);
+    assert_eq!(fx.engine.memory.cache.load().len(), 0);
     fx.engine.set_revoked(revoked(&[&jti_of(&token)]));
     assert_401(fx.check(&Req::get("/pets").bearer(&token)).await, REVOKED);
 }
@@ -1183,7 +1187,7 @@ async fn a_subscribed_application_is_allowed_with_its_details() {
     let fx = Fx::new();
     let (set, _, info) = allowed(fx.check(&Req::get("/pets").bearer(&subs_jwt(json!({})))).await);
     assert_eq!(header(&set, CLUSTER_HEADER), Some(PROD));
-    assert_eq!(info.auth_type, "JWT");
+    assert_eq!(info.auth_type_str(), "JWT");
     assert_eq!(
         (info.app_name.as_str(), info.app_id.as_str(), info.app_owner.as_str(), info.tier.as_str()),
         ("PetApp", "app-uuid-1", "bob", "Gold")
@@ -1280,7 +1284,7 @@ async fn a_sandbox_key_goes_to_the_sandbox_cluster() {
     for keytype in ["SANDBOX", "sandbox", "Sandbox"] {
         let (set, _, info) = allowed(fx.check(&Req::get("/pets").bearer(&jwt(json!({"keytype": keytype})))).await);
         assert_eq!(header(&set, CLUSTER_HEADER), Some(SAND), "{keytype}");
-        assert_eq!(info.key_type, "SANDBOX");
+        assert_eq!(info.key_type_str(), "SANDBOX");
     }
     // Sandbox API keys and internal keys too.
     let (set, _, _) =
@@ -1293,7 +1297,7 @@ async fn a_sandbox_key_goes_to_the_sandbox_cluster() {
     for keytype in [json!(null), json!("")] {
         let (set, _, info) = allowed(fx.check(&Req::get("/pets").bearer(&jwt(json!({"keytype": keytype})))).await);
         assert_eq!(header(&set, CLUSTER_HEADER), Some(PROD));
-        assert_eq!(info.key_type, "PRODUCTION");
+        assert_eq!(info.key_type_str(), "PRODUCTION");
     }
 }
 
@@ -1355,7 +1359,7 @@ async fn the_configured_authorization_and_internal_key_headers_are_used() {
     assert_eq!(remove, vec!["apikey", "x-test-key", "x-gateway-auth", "x-wso2-client-certificate"]);
     assert_401(fx.check(&Req::get("/pets").bearer(&token)).await, MISSING);
     let (_, _, info) = allowed(fx.check(&Req::get("/pets").header("x-test-key", &internal_key(json!({})))).await);
-    assert_eq!(info.auth_type, "Internal Key");
+    assert_eq!(info.auth_type_str(), "Internal Key");
     assert_401(fx.check(&Req::get("/pets").header("internal-key", &internal_key(json!({})))).await, MISSING);
 }
 
@@ -1369,12 +1373,12 @@ async fn an_api_key_in_a_header_is_allowed() {
     let (set, remove, info) = allowed(fx.check(&Req::get("/pets").header("ApiKey", &api_key(json!({})))).await);
     assert_eq!(set, vec![(Cow::Borrowed(CLUSTER_HEADER), PROD.to_string())]);
     assert_eq!(remove, removed_by_default());
-    assert_eq!(info.auth_type, "API Key");
+    assert_eq!(info.auth_type_str(), "API Key");
     assert_eq!(
         (info.app_name.as_str(), info.app_id.as_str(), info.app_owner.as_str(), info.tier.as_str()),
         ("PetApp", "app-uuid-1", "bob", "Gold")
     );
-    assert_eq!((info.user.as_str(), info.key_type.as_str()), ("alice@carbon.super", "PRODUCTION"));
+    assert_eq!((info.user.as_str(), info.key_type_str()), ("alice@carbon.super", "PRODUCTION"));
     // Surrounding whitespace is trimmed; iss is not checked for API keys; no exp is fine.
     allowed(fx.check(&Req::get("/pets").header("apikey", &format!("  {}  ", api_key(json!({}))))).await);
     allowed(fx.check(&Req::get("/pets").header("apikey", &api_key(json!({"iss": "anything", "exp": null})))).await);
@@ -1388,7 +1392,7 @@ async fn an_api_key_in_the_query_is_removed_from_the_path() {
     let key = api_key(json!({}));
     let r = Req::get("/pets").path(&format!("{BASE}/pets?limit=10&apikey={key}&sort=asc"));
     let (set, remove, info) = allowed(fx.check(&r).await);
-    assert_eq!(info.auth_type, "API Key");
+    assert_eq!(info.auth_type_str(), "API Key");
     assert_eq!(header(&set, ":path"), Some(format!("{BASE}/pets?limit=10&sort=asc").as_str()));
     assert_eq!(header(&set, CLUSTER_HEADER), Some(PROD));
     assert_eq!(remove, removed_by_default());
@@ -1410,7 +1414,7 @@ async fn the_query_api_key_is_removed_for_other_authenticators_too() {
     let fx = Fx::new();
     let r = Req::get("/pets").path(&format!("{BASE}/pets?apikey=leftover&a=1")).bearer(&jwt(json!({})));
     let (set, _, info) = allowed(fx.check(&r).await);
-    assert_eq!(info.auth_type, "JWT");
+    assert_eq!(info.auth_type_str(), "JWT");
     assert_eq!(header(&set, ":path"), Some(format!("{BASE}/pets?a=1").as_str()));
     // No such parameter: the path is left alone.
     let r = Req::get("/pets").path(&format!("{BASE}/pets?a=1")).bearer(&jwt(json!({})));
@@ -1589,7 +1593,7 @@ async fn an_internal_key_is_allowed() {
         allowed(fx.check(&Req::get("/pets").header("Internal-Key", &internal_key(json!({})))).await);
     assert_eq!(set, vec![(Cow::Borrowed(CLUSTER_HEADER), PROD.to_string())]);
     assert_eq!(remove, removed_by_default());
-    assert_eq!(info.auth_type, "Internal Key");
+    assert_eq!(info.auth_type_str(), "Internal Key");
     assert_eq!(
         (info.app_name.as_str(), info.tier.as_str(), info.user.as_str()),
         ("internal-key-app", "Unlimited", "admin")
@@ -1656,19 +1660,19 @@ async fn the_first_authenticator_that_succeeds_wins() {
     let bad_ik = sign(&KEYS.other, &internal_key_claims(json!({})));
     let (_, _, info) =
         allowed(fx.check(&Req::get("/pets").header("internal-key", &bad_ik).bearer(&jwt(json!({})))).await);
-    assert_eq!(info.auth_type, "JWT");
+    assert_eq!(info.auth_type_str(), "JWT");
     // A bad JWT, a good API key.
     let r = Req::get("/pets").bearer(&jwt(json!({"exp": now() - 60}))).header("apikey", &api_key(json!({})));
     let (_, _, info) = allowed(fx.check(&r).await);
-    assert_eq!(info.auth_type, "API Key");
+    assert_eq!(info.auth_type_str(), "API Key");
     // Good internal key and good JWT: the internal key is tried first.
     let r = Req::get("/pets").header("internal-key", &internal_key(json!({}))).bearer(&jwt(json!({})));
     let (_, _, info) = allowed(fx.check(&r).await);
-    assert_eq!(info.auth_type, "Internal Key");
+    assert_eq!(info.auth_type_str(), "Internal Key");
     // Good JWT and good API key: the JWT.
     let r = Req::get("/pets").bearer(&jwt(json!({}))).header("apikey", &api_key(json!({})));
     let (_, _, info) = allowed(fx.check(&r).await);
-    assert_eq!(info.auth_type, "JWT");
+    assert_eq!(info.auth_type_str(), "JWT");
 }
 
 #[tokio::test]
@@ -1739,11 +1743,11 @@ async fn mandatory_mtls_with_the_clients_certificate_is_enough() {
     let (set, remove, info) = allowed(fx.check(&secure("/pets").peer_cert(&KEYS.client)).await);
     assert_eq!(header(&set, CLUSTER_HEADER), Some(PROD));
     assert_eq!(remove, removed_by_default());
-    assert_eq!((info.auth_type, info.key_type.as_str(), info.api_name.as_str()), ("mtls", "PRODUCTION", "Secure"));
+    assert_eq!((info.auth_type_str(), info.key_type_str(), info.api_name.as_str()), ("mtls", "PRODUCTION", "Secure"));
     // Case-insensitive setting; the sandbox cluster when there is no production one.
     let fx = Fx::apis(vec![secure_api("MANDATORY", false)]);
     let (set, _, info) = allowed(fx.check(&secure("/pets").peer_cert(&KEYS.client).ext("prodClusterName", "")).await);
-    assert_eq!((header(&set, CLUSTER_HEADER), info.key_type.as_str()), (Some(SAND), "SANDBOX"));
+    assert_eq!((header(&set, CLUSTER_HEADER), info.key_type_str()), (Some(SAND), "SANDBOX"));
     // Scopes are an application-level matter: not needed.
     allowed(fx.check(&Req::new("POST", "/pets").api(SECURE, VERSION).peer_cert(&KEYS.client)).await);
 }
@@ -1768,7 +1772,7 @@ async fn mandatory_mtls_with_application_security_needs_both() {
     assert_mtls_401(fx.check(&secure("/pets").peer_cert(&KEYS.client)).await, MISSING);
     assert_mtls_401(fx.check(&secure("/pets").bearer(&jwt(json!({})))).await, MISSING);
     let (_, _, info) = allowed(fx.check(&secure("/pets").peer_cert(&KEYS.client).bearer(&jwt(json!({})))).await);
-    assert_eq!(info.auth_type, "JWT");
+    assert_eq!(info.auth_type_str(), "JWT");
     // The token's own failure is reported once the certificate is accepted.
     let r = secure("/pets").peer_cert(&KEYS.client).bearer(&jwt(json!({"exp": now() - 60})));
     assert_mtls_401(fx.check(&r).await, BAD);
@@ -1780,7 +1784,7 @@ async fn optional_mtls_falls_through_to_the_token() {
     // No certificate or a wrong one: the token decides.
     for r in [secure("/pets"), secure("/pets").peer_cert(&KEYS.other_client), secure("/pets").peer_cert(&KEYS.client)] {
         let (_, _, info) = allowed(fx.check(&r.clone().bearer(&jwt(json!({})))).await);
-        assert_eq!(info.auth_type, "JWT");
+        assert_eq!(info.auth_type_str(), "JWT");
         // A certificate alone is not enough when mTLS is optional.
         assert_mtls_401(fx.check(&r).await, MISSING);
     }
@@ -1798,7 +1802,7 @@ async fn the_client_certificate_can_come_from_a_header() {
     );
     let r = secure("/pets").header("x-wso2-client-certificate", &url_encode(&KEYS.client));
     let (_, remove, info) = allowed(fx.check(&r).await);
-    assert_eq!(info.auth_type, "mtls");
+    assert_eq!(info.auth_type_str(), "mtls");
     assert!(remove.contains(&"x-wso2-client-certificate".to_string()), "{remove:?}");
     // The TLS peer certificate is not used in this mode.
     assert_mtls_401(fx.check(&secure("/pets").peer_cert(&KEYS.client)).await, MISSING);
@@ -1961,214 +1965,4 @@ async fn without_a_backend_jwt_generator_no_header_is_added() {
     let fx = Fx::new();
     let (set, _, _) = allowed(fx.check(&Req::get("/pets").bearer(&jwt(json!({})))).await);
     assert_eq!(header(&set, "x-jwt-assertion"), None);
-}
-
-// ---------------------------------------------------------------------------
-// authz: Decision → CheckResponse, CheckRequest → Input
-// ---------------------------------------------------------------------------
-
-fn meta(r: &CheckResponse, key: &str) -> Option<String> {
-    r.dynamic_metadata.as_ref()?.fields.get(key).and_then(|v| match &v.kind {
-        Some(ValueKind::StringValue(s)) => Some(s.clone()),
-        _ => None,
-    })
-}
-
-struct Denied {
-    grpc: i32,
-    status: i32,
-    headers: Vec<(String, String, i32)>,
-    body: String,
-}
-
-#[track_caller]
-fn denied_response(r: &CheckResponse) -> Denied {
-    let Some(check_response::HttpResponse::DeniedResponse(d)) = &r.http_response else { panic!("not denied: {r:?}") };
-    Denied {
-        grpc: r.status.as_ref().map(|s| s.code).expect("status"),
-        status: d.status.as_ref().map(|s| s.code).expect("HTTP status"),
-        headers: d
-            .headers
-            .iter()
-            .map(|h| {
-                let hv = h.header.as_ref().expect("header");
-                (hv.key.clone(), hv.value.clone(), h.append_action)
-            })
-            .collect(),
-        body: d.body.clone(),
-    }
-}
-
-fn deny_decision(deny: Deny, www: Option<&str>) -> Decision {
-    Decision::Deny { deny, www_authenticate: www.map(str::to_string), info: AuthInfo::default() }
-}
-
-#[test]
-fn a_deny_becomes_a_denied_check_response() {
-    let overwrite = HeaderAppendAction::OverwriteIfExistsOrAdd as i32;
-    for (deny, grpc) in [
-        (Deny::missing_credentials(), 16),
-        (Deny::not_subscribed("Resource forbidden "), 7),
-        (Deny::scopes("/pets"), 7),
-        (Deny::not_found(), 13),
-        (Deny::api_blocked(), 13),
-        (Deny::unavailable(), 13),
-    ] {
-        let status = deny.status;
-        let body = deny.body();
-        let www = (status == 401).then_some(WWW_BEARER);
-        let r = authz::response(deny_decision(deny, www), "/pets/1.0.0/pets?x=1", "req-1", false);
-        let d = denied_response(&r);
-        assert_eq!((d.grpc, d.status), (grpc, i32::from(status)));
-        assert_eq!(d.body, body);
-        assert!(d.headers.contains(&("content-type".into(), "application/json".into(), overwrite)), "{:?}", d.headers);
-        for (k, _, action) in &d.headers {
-            assert_eq!(*k, k.to_ascii_lowercase());
-            assert_eq!(*action, overwrite);
-        }
-        let www_header = d.headers.iter().find(|h| h.0 == "www-authenticate").map(|h| h.1.as_str());
-        assert_eq!(www_header, www);
-        assert_eq!(meta(&r, authz::REPLY_KEY).as_deref(), Some("Ok"));
-        assert_eq!(meta(&r, "correlationID").as_deref(), Some("req-1"));
-        assert_eq!(meta(&r, "originalPath"), None);
-    }
-}
-
-#[test]
-fn an_options_answer_has_allow_and_no_body() {
-    let r = authz::response(deny_decision(Deny::options("OPTIONS, GET".into()), None), "/p", "id", false);
-    let d = denied_response(&r);
-    assert_eq!((d.grpc, d.status), (13, 204));
-    assert_eq!(d.body, "");
-    assert_eq!(
-        d.headers,
-        vec![("allow".into(), "OPTIONS, GET".into(), HeaderAppendAction::OverwriteIfExistsOrAdd as i32)]
-    );
-    assert_eq!(meta(&r, authz::REPLY_KEY).as_deref(), Some("Ok"));
-}
-
-#[test]
-fn an_allow_becomes_an_ok_check_response() {
-    let info =
-        AuthInfo { api_name: "Pets".into(), auth_type: "JWT", app_name: "anon:IdP".into(), ..Default::default() };
-    let decision = Decision::Allow {
-        set: vec![
-            (Cow::Borrowed(CLUSTER_HEADER), PROD.into()),
-            (Cow::Borrowed(":path"), "/pets/1.0.0/pets?a=1".into()),
-        ],
-        remove: vec!["authorization".into(), "internal-key".into()],
-        info,
-    };
-    let r = authz::response(decision.clone(), "/pets/1.0.0/pets?apikey=k&a=1", "req-2", false);
-    assert_eq!(r.status.as_ref().map(|s| s.code), Some(0));
-    let Some(check_response::HttpResponse::OkResponse(ok)) = &r.http_response else { panic!("not OK: {r:?}") };
-    let headers: Vec<(String, String, i32)> = ok
-        .headers
-        .iter()
-        .map(|h| {
-            let hv = h.header.as_ref().expect("header");
-            (hv.key.clone(), hv.value.clone(), h.append_action)
-        })
-        .collect();
-    let overwrite = HeaderAppendAction::OverwriteIfExistsOrAdd as i32;
-    assert_eq!(
-        headers,
-        vec![
-            (CLUSTER_HEADER.into(), PROD.into(), overwrite),
-            (":path".into(), "/pets/1.0.0/pets?a=1".into(), overwrite)
-        ]
-    );
-    assert_eq!(ok.headers_to_remove, vec!["authorization", "internal-key"]);
-    assert_eq!(meta(&r, authz::REPLY_KEY).as_deref(), Some("Ok"));
-    assert_eq!(meta(&r, "originalPath").as_deref(), Some("/pets/1.0.0/pets"));
-    assert_eq!(meta(&r, "x-wso2-api-name"), None, "analytics off");
-    // Analytics on: who was let in.
-    let r = authz::response(decision, "/pets/1.0.0/pets", "req-2", true);
-    assert_eq!(meta(&r, "x-wso2-api-name").as_deref(), Some("Pets"));
-    assert_eq!(meta(&r, "x-wso2-auth-type").as_deref(), Some("JWT"));
-    assert_eq!(meta(&r, "x-wso2-application-name").as_deref(), Some("anon:IdP"));
-    assert_eq!(meta(&r, "x-wso2-correlation-id").as_deref(), Some("req-2"));
-}
-
-fn check_request(
-    headers: &[(&str, &str)],
-    path: &str,
-    ext: &HashMap<String, String>,
-    ip: &str,
-) -> envoy_types::pb::envoy::service::auth::v3::CheckRequest {
-    use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address};
-    use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, attribute_context};
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            source: Some(attribute_context::Peer {
-                address: Some(Address {
-                    address: Some(address::Address::SocketAddress(SocketAddress {
-                        address: ip.into(),
-                        ..Default::default()
-                    })),
-                }),
-                ..Default::default()
-            }),
-            request: Some(attribute_context::Request {
-                http: Some(attribute_context::HttpRequest {
-                    id: "envoy-id".into(),
-                    method: "GET".into(),
-                    path: path.into(),
-                    headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            context_extensions: ext.clone(),
-            ..Default::default()
-        }),
-    }
-}
-
-#[tokio::test]
-async fn authz_check_reads_the_check_request() {
-    let ext = Req::get("/pets").ext;
-    let key = api_key(json!({"permittedIP": "203.0.113.9"}));
-    let path = format!("{BASE}/pets?apikey={key}&a=1");
-    let req = check_request(&[("x-request-id", "req-9")], &path, &ext, "203.0.113.9");
-
-    // No configuration yet: a gRPC error, so that the router answers 500.
-    let status = authz::check(&Engine::new(), &req).await.expect_err("not ready");
-    assert_eq!(status.code(), tonic::Code::Unavailable);
-
-    let fx = Fx::new();
-    let r = authz::check(&fx.engine, &req).await.expect("response");
-    assert_eq!(r.status.as_ref().map(|s| s.code), Some(0), "{r:?}");
-    let Some(check_response::HttpResponse::OkResponse(ok)) = &r.http_response else { panic!("not OK: {r:?}") };
-    let set: Vec<(&str, &str)> =
-        ok.headers.iter().filter_map(|h| h.header.as_ref()).map(|h| (h.key.as_str(), h.value.as_str())).collect();
-    assert!(set.contains(&(CLUSTER_HEADER, PROD)), "{set:?}");
-    assert!(set.contains(&(":path", format!("{BASE}/pets?a=1").as_str())), "{set:?}");
-    assert_eq!(meta(&r, "originalPath").as_deref(), Some(format!("{BASE}/pets").as_str()));
-
-    // Another source address: the permittedIP restriction applies.
-    let req = check_request(&[("x-request-id", "req-9")], &path, &ext, "198.51.100.7");
-    let r = authz::check(&fx.engine, &req).await.expect("response");
-    let d = denied_response(&r);
-    assert_eq!((d.grpc, d.status), (7, 403));
-    assert_eq!(meta(&r, "correlationID").as_deref(), Some("req-9"));
-
-    // Without x-request-id the correlation id is Envoy's request id.
-    let req = check_request(&[], &format!("{BASE}/pets"), &ext, "198.51.100.7");
-    let r = authz::check(&fx.engine, &req).await.expect("response");
-    let d = denied_response(&r);
-    assert_eq!((d.grpc, d.status), (16, 401));
-    assert!(d.headers.iter().any(|h| h.0 == "www-authenticate" && h.1 == WWW_BEARER), "{:?}", d.headers);
-    assert_eq!(meta(&r, "correlationID").as_deref(), Some("envoy-id"));
-    let body: Value = serde_json::from_str(&d.body).expect("JSON body");
-    assert_eq!(body, json!({"error_message": "Invalid Credentials", "code": "900901", "error_description": MISSING}));
-
-    // The TLS peer certificate reaches the mTLS authenticator.
-    let fx = Fx::apis(vec![secure_api("mandatory", false)]);
-    let mut req = check_request(&[], &format!("{SECURE}/pets"), &secure("/pets").ext, "198.51.100.7");
-    if let Some(src) = req.attributes.as_mut().and_then(|a| a.source.as_mut()) {
-        src.certificate = url_encode(&KEYS.client);
-    }
-    let r = authz::check(&fx.engine, &req).await.expect("response");
-    assert_eq!(r.status.as_ref().map(|s| s.code), Some(0), "{r:?}");
 }

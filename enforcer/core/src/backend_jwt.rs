@@ -5,6 +5,7 @@ use serde_json::{Map, Value, json};
 
 use crate::apis::Api;
 use crate::settings::BackendJwtSettings;
+use crate::signer::SignerError;
 use crate::token::TokenInfo;
 
 /// Claims of the incoming token that are not copied.
@@ -16,14 +17,13 @@ const NOT_COPIED: &[&str] =
 pub fn generate(
     s: &BackendJwtSettings,
     api: &Api,
-    _auth_type: &str,
     tok: &TokenInfo,
     key_type: &str,
     app_name: &str,
     app_id: &str,
     tier: &str,
     raw_token: &str,
-) -> Result<String, String> {
+) -> Result<String, SignerError> {
     let now = crate::now_secs();
     let d = &s.dialect;
     let mut claims = Map::new();

@@ -1,10 +1,14 @@
 //! The management REST API (HTTPS, base path `/api/mgw/adapter/0.1`).
 //!
-//! Deploying (`/oauth2/token`, `/apis`: see [`crate::rest`]), revoking tokens
+//! Deploying (`/oauth2/token`, `/apis`: see [`deploy`]), revoking tokens
 //! (`/revoked_tokens`), and what the adapter serves: every connected Envoy
 //! with, per resource type, the last version sent and acknowledged and the
 //! last NACK (`GET /xds`), and the state of the artifacts folder and the
 //! store (`GET /artifacts`).
+
+pub mod auth;
+pub mod deploy;
+mod json;
 
 use std::sync::Arc;
 
@@ -18,9 +22,10 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tracing::info;
 
+use self::deploy::Rest;
+use self::json::{KeepBody, json_object};
 use crate::artifacts::Report;
 use crate::hub::Hub;
-use crate::rest::Rest;
 
 /// Base path of the management API (as in Choreo Connect).
 pub const BASE_PATH: &str = "/api/mgw/adapter/0.1";
@@ -51,9 +56,10 @@ async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
 }
 
 async fn xds_status(State(s): State<AppState>) -> Response {
-    let streams = s.hub.streams();
+    let streams = s.hub.status.streams();
     let labels: serde_json::Map<String, serde_json::Value> = s
         .hub
+        .publisher
         .summary()
         .into_iter()
         .map(|(label, (version, types))| {
@@ -67,10 +73,10 @@ async fn xds_status(State(s): State<AppState>) -> Response {
         })
         .collect();
     axum::Json(json!({
-        "nacks": s.hub.nacks(),
+        "nacks": s.hub.status.nacks(),
         "labels": labels,
         "streams": streams,
-        "enforcers": s.hub.enforcer_streams(),
+        "enforcers": s.hub.status.enforcer_streams(),
     }))
     .into_response()
 }
@@ -113,7 +119,7 @@ async fn revoke(State(s): State<AppState>, body: axum::body::Bytes) -> Response 
     };
     let hub = Arc::clone(&s.hub);
     let e = entry.clone();
-    match tokio::task::spawn_blocking(move || hub.revoke(std::slice::from_ref(&e))).await {
+    match tokio::task::spawn_blocking(move || hub.revocations.revoke(std::slice::from_ref(&e))).await {
         Ok(Ok(version)) => {
             info!(jti = %entry.jti, "token revoked");
             axum::Json(json!({"jti": entry.jti, "expiryTime": entry.expiry, "version": version})).into_response()
@@ -152,14 +158,14 @@ async fn unrevoke(State(s): State<AppState>, q: Result<Query<UnrevokeQuery>, Que
     };
     let hub = Arc::clone(&s.hub);
     let j = jti.clone();
-    match tokio::task::spawn_blocking(move || hub.unrevoke(&[j])).await {
+    match tokio::task::spawn_blocking(move || hub.revocations.unrevoke(&[j])).await {
         Ok(Ok(0)) => {
             (StatusCode::NOT_FOUND, axum::Json(json!({"code": 404, "message": format!("{jti} is not revoked")})))
                 .into_response()
         }
         Ok(Ok(_)) => {
             info!(%jti, "revocation removed");
-            axum::Json(json!({"jti": jti, "version": s.hub.revoked_version()})).into_response()
+            axum::Json(json!({"jti": jti, "version": s.hub.revocations.version()})).into_response()
         }
         Ok(Err(e)) => internal_error(e.to_string()),
         Err(e) => internal_error(e.to_string()),
@@ -168,7 +174,7 @@ async fn unrevoke(State(s): State<AppState>, q: Result<Query<UnrevokeQuery>, Que
 
 /// `GET /revoked_tokens`
 async fn revoked_list(State(s): State<AppState>) -> Response {
-    let list = s.hub.revoked_list();
+    let list = s.hub.revocations.list();
     axum::Json(json!({"count": list.len(), "list": list})).into_response()
 }
 
@@ -180,20 +186,6 @@ async fn artifacts_status(State(s): State<AppState>) -> Response {
 async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, axum::Json(json!({"code": 404, "message": "Not Found"}))).into_response()
 }
-
-/// A JSON request body that must be an object (serde would also build a
-/// struct from an array).
-pub fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    match serde_json::from_slice::<serde_json::Value>(body).map_err(|e| e.to_string())? {
-        v @ serde_json::Value::Object(_) => serde_json::from_value(v).map_err(|e| e.to_string()),
-        _ => Err("expected a JSON object".into()),
-    }
-}
-
-/// Marks a response whose error body is deliberately not JSON (the empty
-/// 401 of `/oauth2/token`, as Choreo Connect answers it).
-#[derive(Debug, Clone, Copy)]
-pub struct KeepBody;
 
 /// Every refusal is JSON (`{code, message, description}`), also those
 /// produced before a handler runs (a query string or a multipart body that
@@ -229,8 +221,8 @@ pub fn router(hub: Arc<Hub>, report: Arc<Report>, rest: Arc<Rest>) -> Router {
     let body_limit = usize::try_from(rest.upload.max_zip_bytes).unwrap_or(usize::MAX).saturating_add(1024 * 1024);
     let state = AppState { hub, report, rest: Arc::clone(&rest) };
     let deploys = Router::new()
-        .route("/apis", get(crate::rest::list).post(crate::rest::deploy).delete(crate::rest::undeploy))
-        .route("/apis/status", get(crate::rest::status))
+        .route("/apis", get(deploy::list).post(deploy::deploy).delete(deploy::undeploy))
+        .route("/apis/status", get(deploy::status))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(Arc::clone(&rest));
     let api = Router::new()
@@ -240,6 +232,6 @@ pub fn router(hub: Arc<Hub>, report: Arc<Report>, rest: Arc<Rest>) -> Router {
         .with_state(state.clone())
         .merge(deploys)
         .layer(middleware::from_fn_with_state(state, auth));
-    let token = Router::new().route("/oauth2/token", post(crate::rest::token)).with_state(rest);
+    let token = Router::new().route("/oauth2/token", post(deploy::token)).with_state(rest);
     Router::new().nest(BASE_PATH, api.merge(token)).fallback(not_found).layer(middleware::map_response(json_errors))
 }

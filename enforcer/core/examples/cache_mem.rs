@@ -2,7 +2,7 @@
 //! claims: an application, one subscription, two scopes), and for moka alone
 //! with empty values, to tell the cache's own cost from the tokens'.
 //!
-//! cargo run --release -p gateway-enforcer --example cache_mem [tokens|moka] [N]
+//! cargo run --release -p gateway-enforcer-core --example cache_mem [tokens|moka] [N]
 
 use std::sync::Arc;
 
@@ -36,7 +36,7 @@ fn main() {
         println!("moka alone: {:.1} MB for {} entries", rss_mb() - before, c.entry_count());
         return;
     }
-    let cache = enforcer::cache::TokenCache::new(true, n + n / 10, 900);
+    let cache = enforcer_core::cache::TokenCache::new(true, n + n / 10, 900);
     let issuer: Arc<str> = "IdP".into();
     for i in 0..n {
         let claims: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
@@ -47,13 +47,13 @@ fn main() {
             "subscribedAPIs": [{"name": "Bench", "version": "v1", "context": "/bench/v1", "subscriptionTier": "Unlimited"}],
         }))
         .expect("claims");
-        let info = enforcer::token::TokenInfo::from_claims("sig", &claims, Arc::clone(&issuer), "azp");
-        cache.insert(enforcer::cache::key(enforcer::cache::Kind::Jwt, &format!("token-{i}")), Arc::new(info));
+        let info = enforcer_core::token::TokenInfo::from_claims("sig", &claims, Arc::clone(&issuer), "azp");
+        cache.insert(enforcer_core::cache::key(enforcer_core::cache::Kind::Jwt, &format!("token-{i}")), Arc::new(info));
     }
     println!(
         "token cache: {:.1} MB for {} entries (TokenInfo is {} bytes)",
         rss_mb() - before,
         cache.len(),
-        std::mem::size_of::<enforcer::token::TokenInfo>()
+        std::mem::size_of::<enforcer_core::token::TokenInfo>()
     );
 }

@@ -14,12 +14,13 @@
 //! (the project is in the store before the 200 goes out; see [`crate::store`]).
 //! Disk writes run off the async workers and outside the state's lock.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::extract::{Multipart, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use deployment::{Listed, Refusal, Selection, parts};
 use gateway_config::model::Upload;
 use gateway_model::{Deployment, ParseOptions, Problems, Project, ProjectFiles, ZipLimits, parse_project};
 use parking_lot::Mutex;
@@ -27,12 +28,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use crate::auth::Auth;
+use super::auth::Auth;
+use super::json::{KeepBody, json_object};
 use crate::hub::{Hub, State as HubState};
+use crate::status::deploy_status;
 use crate::store::{Change, Corrupt, Placement, Store, StoreError};
-
-/// Source prefix of projects deployed over the REST API.
-pub const SOURCE_PREFIX: &str = "rest:";
 
 /// What the deploy endpoints need.
 pub struct Rest {
@@ -93,30 +93,6 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     error(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", e.to_string(), &[])
 }
 
-/// The source an uploaded API is deployed as on `vhost`.
-fn source_of(api: &gateway_model::Api, vhost: &str) -> String {
-    format!("{SOURCE_PREFIX}{}:{}@{vhost}", api.organization, api.id)
-}
-
-/// One vhost's part of a project: its source and deployments there.
-struct Part {
-    vhost: String,
-    source: String,
-    deployments: Vec<Deployment>,
-}
-
-/// A project's deployments, by vhost.
-fn parts(api: &gateway_model::Api, deployments: &[Deployment]) -> Vec<Part> {
-    let mut by_vhost: BTreeMap<&str, Vec<Deployment>> = BTreeMap::new();
-    for d in deployments {
-        by_vhost.entry(d.vhost.as_str()).or_default().push(d.clone());
-    }
-    by_vhost
-        .into_iter()
-        .map(|(vhost, deployments)| Part { vhost: vhost.to_string(), source: source_of(api, vhost), deployments })
-        .collect()
-}
-
 /// Runs blocking work (disk, translation) off the async workers.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(internal)
@@ -154,7 +130,7 @@ pub async fn token(State(rest): State<Arc<Rest>>, body: axum::body::Bytes) -> Re
         username: String,
         password: String,
     }
-    let Ok(c) = crate::http::json_object::<Credentials>(&body) else {
+    let Ok(c) = json_object::<Credentials>(&body) else {
         return error(
             StatusCode::BAD_REQUEST,
             "Invalid request",
@@ -168,7 +144,7 @@ pub async fn token(State(rest): State<Arc<Rest>>, body: axum::body::Bytes) -> Re
     match issued.and_then(|a| a.issue(&c.username, &c.password)) {
         Some(t) => axum::Json(json!({"accessToken": t})).into_response(),
         // Choreo Connect's answer, which apictl expects: 401 with no body.
-        None => (StatusCode::UNAUTHORIZED, axum::Extension(crate::http::KeepBody)).into_response(),
+        None => (StatusCode::UNAUTHORIZED, axum::Extension(KeepBody)).into_response(),
     }
 }
 
@@ -225,35 +201,18 @@ async fn read_file_part(mut multipart: Multipart, max: u64) -> Result<Vec<u8>, A
     }
 }
 
-/// Checks that `api` can be deployed as `parts` (409 with the reason if not):
-/// without `replace`, on no vhost that already has it (Choreo Connect checks
-/// existence per vhost); and never over another API's base path or over an
-/// API of the artifacts folder.
-fn check(state: &HubState, api: &gateway_model::Api, parts: &[Part], replace: bool) -> Result<(), ApiError> {
-    let existing: Vec<&str> =
-        parts.iter().filter(|p| state.registry.get(&p.source).is_some()).map(|p| p.vhost.as_str()).collect();
-    if !existing.is_empty() && !replace {
-        return Err(error(
-            StatusCode::CONFLICT,
-            "API already exists",
-            format!(
-                "{} {} is deployed on vhost {}; deploy with override to replace it",
-                api.name,
-                api.version,
-                existing.join(", ")
-            ),
-            &[],
-        ));
+/// A refused change: 409 with Choreo Connect's message for the kind.
+fn refused(r: Refusal) -> ApiError {
+    let description = r.to_string();
+    match r {
+        Refusal::Exists { .. } => error(StatusCode::CONFLICT, "API already exists", description, &[]),
+        Refusal::Conflicts(problems) => {
+            error(StatusCode::CONFLICT, "API conflicts with a deployed API", description, &problems)
+        }
+        Refusal::NotOurs { .. } => {
+            error(StatusCode::CONFLICT, "API deployed from the artifacts folder", description, &[])
+        }
     }
-    let problems: Vec<String> = parts
-        .iter()
-        .filter_map(|p| state.check_deploy(&p.source, api, &p.deployments).err())
-        .flat_map(|p| p.0.into_iter().map(|x| x.to_string()))
-        .collect();
-    if !problems.is_empty() {
-        return Err(error(StatusCode::CONFLICT, "API conflicts with a deployed API", problems.join("; "), &problems));
-    }
-    Ok(())
 }
 
 /// `POST /apis`
@@ -292,8 +251,8 @@ pub async fn deploy(State(rest): State<Arc<Rest>>, Query(q): Query<DeployQuery>,
     // One change at a time: check, store (durable), apply.
     let _change = rest.hub.changes().lock().await;
     let waited_ms = started.elapsed().as_secs_f64() * 1000.0 - parsed_ms;
-    if let Err(r) = rest.hub.read(|state| check(state, &project.api, &split, replace)) {
-        return r.into_response();
+    if let Err(r) = rest.hub.read(|state| state.deployments.check_upload(&project.api, &split, replace)) {
+        return refused(r).into_response();
     }
     let changes = split
         .iter()
@@ -337,49 +296,18 @@ pub struct UndeployQuery {
     environments: Option<String>,
 }
 
-/// What an undeploy does to one source.
-struct Undeploy {
-    source: String,
-    api: Arc<gateway_model::Api>,
-    /// The deployments that stay (none: the source goes).
-    kept: Vec<Deployment>,
-    /// How many go.
-    removed: usize,
-}
-
 /// `DELETE /apis?apiName=&version=[&vhost=][&environments=a:b]`
 pub async fn undeploy(State(rest): State<Arc<Rest>>, Query(q): Query<UndeployQuery>) -> Response {
     let bad = |m: &str| error(StatusCode::BAD_REQUEST, "Invalid request", m, &[]).into_response();
     let Some(name) = q.api_name.filter(|s| !s.trim().is_empty()) else { return bad("apiName is required") };
     let Some(version) = q.version.filter(|s| !s.trim().is_empty()) else { return bad("version is required") };
     let vhost = q.vhost.filter(|s| !s.is_empty());
-    let envs: Option<BTreeSet<String>> =
+    let environments: Option<BTreeSet<String>> =
         q.environments.filter(|s| !s.is_empty()).map(|s| s.split(':').map(str::to_string).collect());
-    let matches = |p: &Deployment| {
-        vhost.as_deref().is_none_or(|v| v == p.vhost) && envs.as_ref().is_none_or(|e| e.contains(&p.environment))
-    };
+    let selection = Selection { vhost: vhost.clone(), environments };
     let _change = rest.hub.changes().lock().await;
     // What goes and what stays, per source; the artifacts folder's APIs are its own.
-    let plan = rest.hub.read(|state| -> Result<Vec<Undeploy>, ApiError> {
-        let mut plan = Vec::new();
-        for (source, d) in state.registry.sources().filter(|(_, d)| d.api.name == name && d.api.version == version) {
-            let (gone, kept): (Vec<Deployment>, Vec<Deployment>) =
-                d.deployments.iter().cloned().partition(|p| matches(p));
-            if gone.is_empty() {
-                continue;
-            }
-            if !source.starts_with(SOURCE_PREFIX) {
-                return Err(error(
-                    StatusCode::CONFLICT,
-                    "API deployed from the artifacts folder",
-                    format!("{name} {version} comes from {source}: remove it from the artifacts folder instead"),
-                    &[],
-                ));
-            }
-            plan.push(Undeploy { source: source.to_string(), api: Arc::clone(&d.api), kept, removed: gone.len() });
-        }
-        Ok(plan)
-    });
+    let plan = rest.hub.read(|state| state.deployments.plan_undeploy(&name, &version, &selection)).map_err(refused);
     let result: Result<usize, ApiError> = async {
         let plan = plan?;
         let removed = plan.iter().map(|u| u.removed).sum();
@@ -393,19 +321,7 @@ pub async fn undeploy(State(rest): State<Arc<Rest>>, Query(q): Query<UndeployQue
                 false => Change::Move { source: u.source.clone(), deployments: placements(&u.kept) },
             })
             .collect();
-        commit(&rest, changes, move |state: &mut HubState| {
-            for u in plan {
-                if u.kept.is_empty() {
-                    state.undeploy(&u.source);
-                } else {
-                    let project =
-                        Project { api: (*u.api).clone(), deployments: u.kept, skipped_environments: Vec::new() };
-                    state.deploy(&u.source, project).map_err(internal)?;
-                }
-            }
-            Ok(())
-        })
-        .await?;
+        commit(&rest, changes, move |state: &mut HubState| state.undeploy_planned(plan).map_err(internal)).await?;
         Ok(removed)
     }
     .await;
@@ -447,6 +363,19 @@ struct ListItem {
     vhost: String,
 }
 
+impl From<Listed> for ListItem {
+    fn from(l: Listed) -> ListItem {
+        ListItem {
+            api_name: l.name,
+            version: l.version,
+            api_type: l.api_type,
+            context: l.context,
+            gateway_envs: l.environments,
+            vhost: l.vhost,
+        }
+    }
+}
+
 /// `GET /apis?query=type:http&limit=N` → `{"total", "count", "list"}`: `total`
 /// is every deployed API (one per vhost), `count` the ones listed.
 pub async fn list(State(rest): State<Arc<Rest>>, Query(q): Query<ListQuery>) -> Response {
@@ -465,28 +394,8 @@ pub async fn list(State(rest): State<Arc<Rest>>, Query(q): Query<ListQuery>) -> 
             _ => return bad(format!("limit: expected a number from 1, found {v:?}")),
         },
     };
-    let items: Vec<ListItem> = rest.hub.read(|state| {
-        let mut by_key: BTreeMap<(String, String, String), ListItem> = BTreeMap::new();
-        for (_, d) in state.registry.sources() {
-            for dep in &d.deployments {
-                let item =
-                    by_key.entry((d.api.name.clone(), d.api.version.clone(), dep.vhost.clone())).or_insert_with(|| {
-                        ListItem {
-                            api_name: d.api.name.clone(),
-                            version: d.api.version.clone(),
-                            api_type: d.api.api_type.to_string(),
-                            context: d.api.base_path.clone(),
-                            gateway_envs: Vec::new(),
-                            vhost: dep.vhost.clone(),
-                        }
-                    });
-                if !item.gateway_envs.contains(&dep.environment) {
-                    item.gateway_envs.push(dep.environment.clone());
-                }
-            }
-        }
-        by_key.into_values().collect()
-    });
+    let items: Vec<ListItem> =
+        rest.hub.read(|state| state.deployments.listing()).into_iter().map(ListItem::from).collect();
     // As Choreo Connect: `total` counts every deployed API (per vhost), `count` what is returned.
     let total = items.len();
     let filtered: Vec<ListItem> =
@@ -574,47 +483,13 @@ pub async fn status(State(rest): State<Arc<Rest>>, Query(q): Query<StatusQuery>)
     let Some(version) = q.version.filter(|s| !s.trim().is_empty()) else {
         return bad("version is required");
     };
-    let deployments: Vec<Deployment> = rest.hub.read(|state| {
-        state
-            .registry
-            .sources()
-            .filter(|(_, d)| d.api.name == name && d.api.version == version)
-            .flat_map(|(_, d)| d.deployments.clone())
-            .collect()
-    });
+    let deployments: Vec<Deployment> = rest.hub.read(|state| state.deployments.placements(&name, &version));
     if deployments.is_empty() {
         return error(StatusCode::NOT_FOUND, "API not found", format!("{name} {version} is not deployed"), &[])
             .into_response();
     }
-    let labels = rest.hub.summary();
-    let streams = rest.hub.streams();
-    let envs: BTreeSet<&str> = deployments.iter().map(|d| d.environment.as_str()).collect();
-    let mut overall = "applied";
-    let mut per_env = Vec::new();
-    for env in envs {
-        let current = labels.get(env).map(|(fingerprint, _)| fingerprint.as_str()).unwrap_or("");
-        let mut routers = Vec::new();
-        let mut env_state = "applied";
-        for s in streams.iter().filter(|s| s.status.node.as_ref().is_some_and(|n| n.id == env)) {
-            let instance = s.status.node.as_ref().map(|n| n.instance.clone()).unwrap_or_default();
-            let rejected = s.status.types.iter().find_map(|(ty, t)| {
-                let nack = t.last_nack.as_ref()?;
-                let sent = t.last_sent.as_ref()?;
-                (nack.version == sent.version).then(|| json!({"type": ty, "message": nack.message}))
-            });
-            let applied = s.status.snapshot == current && s.status.in_sync;
-            if rejected.is_some() {
-                env_state = "rejected";
-            } else if !applied && env_state == "applied" {
-                env_state = "pending";
-            }
-            routers.push(json!({"instance": instance, "applied": applied, "rejected": rejected}));
-        }
-        if env_state == "rejected" || (env_state == "pending" && overall == "applied") {
-            overall = env_state;
-        }
-        per_env.push(json!({"environment": env, "state": env_state, "routers": routers}));
-    }
+    let (overall, per_env) =
+        deploy_status(&deployments, &rest.hub.publisher.fingerprints(), &rest.hub.status.streams());
     axum::Json(json!({
         "apiName": name,
         "version": version,

@@ -10,6 +10,26 @@ use x509_parser::public_key::PublicKey;
 
 const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+/// Why a signing key could not be loaded or used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignerError {
+    /// A key or certificate file is unusable.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The signature could not be computed.
+    #[error("signing failed: {0}")]
+    Sign(String),
+}
+
+fn file_error(path: &str, reason: impl ToString) -> SignerError {
+    SignerError::File { path: path.to_string(), reason: reason.to_string() }
+}
+
 /// The RSA signature algorithms the enforcer signs with (RSASSA-PKCS1-v1_5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RsaAlg {
@@ -73,20 +93,21 @@ fn thumbprint(alg: &'static aws_lc_rs::digest::Algorithm, der: &[u8]) -> String 
 
 impl Signer {
     /// Loads a PEM private key (PKCS#1 or PKCS#8, RSA) and its PEM certificate.
-    pub fn from_files(key_path: &str, cert_path: &str) -> Result<Signer, String> {
-        let key_der =
-            PrivateKeyDer::from_pem_file(key_path).map_err(|e| format!("{key_path}: no usable private key: {e}"))?;
+    pub fn from_files(key_path: &str, cert_path: &str) -> Result<Signer, SignerError> {
+        let key_der = PrivateKeyDer::from_pem_file(key_path)
+            .map_err(|e| file_error(key_path, format!("no usable private key: {e}")))?;
         let key = match &key_der {
             PrivateKeyDer::Pkcs1(k) => RsaKeyPair::from_der(k.secret_pkcs1_der()),
             PrivateKeyDer::Pkcs8(k) => RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()),
-            _ => return Err(format!("{key_path}: not an RSA private key")),
+            _ => return Err(file_error(key_path, "not an RSA private key")),
         }
-        .map_err(|e| format!("{key_path}: not a usable RSA private key: {e}"))?;
-        let cert_pem = std::fs::read(cert_path).map_err(|e| format!("{cert_path}: {e}"))?;
-        let (_, pem) = x509_parser::pem::parse_x509_pem(&cert_pem).map_err(|e| format!("{cert_path}: not PEM: {e}"))?;
-        let cert = pem.parse_x509().map_err(|e| format!("{cert_path}: bad certificate: {e}"))?;
+        .map_err(|e| file_error(key_path, format!("not a usable RSA private key: {e}")))?;
+        let cert_pem = std::fs::read(cert_path).map_err(|e| file_error(cert_path, e))?;
+        let (_, pem) =
+            x509_parser::pem::parse_x509_pem(&cert_pem).map_err(|e| file_error(cert_path, format!("not PEM: {e}")))?;
+        let cert = pem.parse_x509().map_err(|e| file_error(cert_path, format!("bad certificate: {e}")))?;
         let Ok(PublicKey::RSA(rsa)) = cert.public_key().parsed() else {
-            return Err(format!("{cert_path}: not an RSA certificate"));
+            return Err(file_error(cert_path, "not an RSA certificate"));
         };
         let strip = |b: &[u8]| -> Vec<u8> {
             let i = b.iter().position(|x| *x != 0).unwrap_or(b.len().saturating_sub(1));
@@ -96,7 +117,7 @@ impl Signer {
         use aws_lc_rs::signature::KeyPair;
         let public = key.public_key().as_ref().to_vec();
         if !public.windows(n.len()).any(|w| w == n.as_slice()) {
-            return Err(format!("{cert_path}: the certificate does not belong to the key {key_path}"));
+            return Err(file_error(cert_path, format!("the certificate does not belong to the key {key_path}")));
         }
         Ok(Signer {
             key,
@@ -115,12 +136,12 @@ impl Signer {
 
     /// A compact JWT of `header` and `claims` (JSON texts), signed with
     /// `alg` (which the header must name).
-    pub fn sign(&self, alg: RsaAlg, header: &str, claims: &str) -> Result<String, String> {
+    pub fn sign(&self, alg: RsaAlg, header: &str, claims: &str) -> Result<String, SignerError> {
         let input = format!("{}.{}", B64URL.encode(header), B64URL.encode(claims));
         let mut sig = vec![0u8; self.key.public_modulus_len()];
         self.key
             .sign(alg.padding(), &self.rng, input.as_bytes(), &mut sig)
-            .map_err(|e| format!("signing failed: {e}"))?;
+            .map_err(|e| SignerError::Sign(e.to_string()))?;
         Ok(format!("{input}.{}", B64URL.encode(sig)))
     }
 }

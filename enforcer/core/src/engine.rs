@@ -1,0 +1,120 @@
+//! The enforcer's state (configuration, APIs, revoked tokens, caches) and
+//! the decision for one request: find the API and resource the route names,
+//! then run the filter chain ([`crate::chain`]).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+
+use crate::apis::ApiIndex;
+use crate::chain::{self, Context};
+use crate::decision::{AuthInfo, Decision};
+use crate::deny::Deny;
+use crate::memory::{Memory, Revoked};
+use crate::request::Input;
+use crate::settings::Settings;
+
+/// The enforcer's state: configuration, APIs, revoked tokens, caches.
+pub struct Engine {
+    /// The configuration (none until the first one arrives: every check fails).
+    pub settings: ArcSwapOption<Settings>,
+    /// The APIs of the label.
+    pub apis: ArcSwap<ApiIndex>,
+    /// Revoked tokens and caches, which the filters consult.
+    pub memory: Memory,
+    /// Which of the adapter's data sets arrived at least once ([`Received`] bits).
+    received: AtomicU8,
+}
+
+/// The data sets the enforcer needs before it decides anything.
+#[derive(Debug, Clone, Copy)]
+#[repr(u8)]
+enum Received {
+    Apis = 1,
+    Revoked = 2,
+}
+
+/// The whole check failed: the enforcer cannot decide yet (it has not
+/// received its configuration, its APIs and the revoked tokens).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the enforcer has not received its configuration, APIs and revoked tokens yet")]
+pub struct NotReady;
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::new()
+    }
+}
+
+impl Engine {
+    /// An engine with no configuration and no APIs.
+    pub fn new() -> Engine {
+        Engine {
+            settings: ArcSwapOption::empty(),
+            apis: ArcSwap::from_pointee(ApiIndex::default()),
+            memory: Memory::new(),
+            received: AtomicU8::new(0),
+        }
+    }
+
+    /// Installs the APIs of the label.
+    pub fn set_apis(&self, index: ApiIndex) {
+        self.apis.store(Arc::new(index));
+        self.received.fetch_or(Received::Apis as u8, Ordering::Release);
+    }
+
+    /// Whether the configuration, the APIs and the revoked tokens have all
+    /// arrived: before that no request is let through (a token revoked
+    /// before a restart must not work while the list is on its way).
+    pub fn is_ready(&self) -> bool {
+        let all = Received::Apis as u8 | Received::Revoked as u8;
+        self.received.load(Ordering::Acquire) & all == all && self.settings.load().is_some()
+    }
+
+    /// Installs a configuration, with an empty token cache: tokens validated
+    /// under the previous one (an issuer since removed, a key since replaced)
+    /// must be validated again.
+    pub fn set_settings(&self, s: Arc<Settings>) {
+        self.memory.reset(s.cache);
+        self.settings.store(Some(s));
+    }
+
+    /// Installs the revoked tokens and drops them from the caches.
+    pub fn set_revoked(&self, revoked: Revoked) {
+        self.memory.set_revoked(revoked);
+        self.received.fetch_or(Received::Revoked as u8, Ordering::Release);
+    }
+
+    /// Decides on one request.
+    pub async fn check(&self, input: Input<'_>) -> Result<Decision, NotReady> {
+        let Some(settings) = self.settings.load_full() else { return Err(NotReady) };
+        if !self.is_ready() {
+            return Err(NotReady);
+        }
+        let apis = self.apis.load();
+        let Some(api) = apis.find(input.ext("vHost"), input.ext("basePath"), input.ext("version")) else {
+            return Ok(Decision::deny(Deny::not_found(), None, AuthInfo::default()));
+        };
+        let template = input.ext("path");
+        let info = AuthInfo {
+            api_id: api.raw.id.clone(),
+            api_name: api.raw.title.clone(),
+            api_version: api.raw.version.clone(),
+            api_context: api.raw.base_path.clone(),
+            api_type: api.raw.api_type.clone(),
+            resource: template.to_string(),
+            ..Default::default()
+        };
+        let Some(resource) = api.resources.get(template) else {
+            return Ok(Decision::deny(Deny::not_found(), None, info));
+        };
+        let op = resource.operation(input.method);
+        // Only an OPTIONS may go on without an operation: the CORS filter answers it.
+        if op.is_none() && !input.method.eq_ignore_ascii_case("OPTIONS") {
+            return Ok(Decision::deny(Deny::not_found(), None, info));
+        }
+        let mut cx = Context::new(&self.memory, &settings, input, api, resource, op, info);
+        Ok(chain::run(&mut cx).await)
+    }
+}
