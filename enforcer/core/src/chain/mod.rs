@@ -13,6 +13,8 @@ pub mod backend_jwt;
 pub mod cors;
 pub mod credentials;
 pub mod routing;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use std::sync::Arc;
 

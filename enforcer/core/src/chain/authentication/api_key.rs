@@ -139,7 +139,16 @@ fn wildcard_match(pattern: &str, s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
+    use super::super::tests::{accepted, assert_failed, not_tried};
     use super::*;
+    use crate::chain::test_support::{
+        BAD, BASE, Fx, KEYS, Req, VERSION, api_key, api_key_claims, internal_key, jti_of, jwt, now, revoked, sign,
+        subscription, without_issuer,
+    };
+
+    const FAILED: &str = "API key authentication failed.. Make sure you have provided the correct security credentials";
 
     #[test]
     fn ip_and_referer_restrictions() {
@@ -152,5 +161,150 @@ mod tests {
         assert!(!wildcard_match("https://*.example.com/*", "https://www.example.org/"));
         assert!(!wildcard_match("https://*.example.com/*", "https://a b.example.com/"));
         assert!(wildcard_match("exact", "exact"));
+    }
+
+    #[tokio::test]
+    async fn a_key_in_the_header_is_accepted_with_its_application() {
+        let fx = Fx::new();
+        let key = api_key(json!({"keytype": "SANDBOX"}));
+        for r in [Req::get("/pets").header("apikey", &key), Req::get("/pets").header("ApiKey", &format!(" {key} "))] {
+            let a = accepted(attempt(&fx.cx(&r)).await);
+            assert_eq!(a.auth_type, AuthType::ApiKey);
+            assert_eq!(a.raw, key, "trimmed");
+            assert_eq!(a.key_type, "SANDBOX");
+            assert_eq!(
+                (a.app_name.as_str(), a.app_id.as_str(), a.app_owner.as_str(), a.tier.as_str()),
+                ("PetApp", "app-uuid-1", "bob", "Gold")
+            );
+            let t = a.token.as_ref().expect("token");
+            assert_eq!((&*t.id, &*t.sub, &*t.issuer), (jti_of(&key).as_str(), "alice@carbon.super", "APIM APIkey"));
+            assert_eq!(a.api_key_query, None, "no query");
+        }
+        // A resource taking only the header.
+        let r = Req::get("/keyonly").header("apikey", &key);
+        assert_eq!(accepted(attempt(&fx.cx(&r)).await).auth_type, AuthType::ApiKey);
+    }
+
+    #[tokio::test]
+    async fn a_key_in_the_query_is_accepted_and_taken_off_the_path() {
+        let fx = Fx::new();
+        let key = api_key(json!({}));
+        for (path, rest) in [
+            (format!("{BASE}/pets?apikey={key}"), format!("{BASE}/pets")),
+            (format!("{BASE}/pets?x=1&apikey={key}&y=2"), format!("{BASE}/pets?x=1&y=2")),
+        ] {
+            let r = Req::get("/pets").path(&path);
+            let a = accepted(attempt(&fx.cx(&r)).await);
+            assert_eq!((a.auth_type, a.raw.as_str()), (AuthType::ApiKey, key.as_str()));
+            assert_eq!(a.api_key_query.as_deref(), Some(rest.as_str()), "{path}");
+        }
+        // In the header, with the query parameter there too: the header's key, the parameter still removed.
+        let r = Req::get("/pets").header("apikey", &key).path(&format!("{BASE}/pets?apikey=other&x=1"));
+        let a = accepted(attempt(&fx.cx(&r)).await);
+        assert_eq!(a.raw, key);
+        assert_eq!(a.api_key_query.as_deref(), Some(format!("{BASE}/pets?x=1").as_str()));
+    }
+
+    #[tokio::test]
+    async fn it_does_not_try_without_a_key_where_keys_apply() {
+        let fx = Fx::new();
+        let key = api_key(json!({}));
+        for r in [
+            Req::get("/pets"),
+            Req::get("/pets").header("apikey", ""),
+            Req::get("/pets").header("apikey", "opaque-key"),
+            Req::get("/pets").path(&format!("{BASE}/pets?apikey=")),
+            Req::get("/pets").path(&format!("{BASE}/pets?key={key}")),
+            Req::get("/pets").header("x-api-key", &key),
+            // POST /pets takes OAuth2 only; /keyonly reads the header only.
+            Req::new("POST", "/pets").header("apikey", &key),
+            Req::get("/keyonly").path(&format!("{BASE}/keyonly?apikey={key}")),
+            Req::new("OPTIONS", "/pets").header("apikey", &key),
+        ] {
+            not_tried(attempt(&fx.cx(&r)).await);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_that_does_not_validate_is_refused_with_its_reason() {
+        let fx = Fx::new();
+        for (key, description) in [
+            ("x.y.z".to_string(), FAILED),
+            (sign(&KEYS.idp, &api_key_claims(json!({}))), FAILED),
+            (jwt(json!({})), FAILED),
+            (api_key(json!({"nbf": now() + 600})), FAILED),
+            (api_key(json!({"exp": now() - 60})), BAD),
+            // An internal key is not an API key.
+            (internal_key(json!({})), BAD),
+        ] {
+            let r = Req::get("/pets").header("apikey", &key);
+            assert_failed(attempt(&fx.cx(&r)).await, 401, "900901", description);
+        }
+        let key = api_key(json!({}));
+        fx.memory.set_revoked(revoked(&[&jti_of(&key)]));
+        let r = Req::get("/pets").header("apikey", &key);
+        assert_failed(attempt(&fx.cx(&r)).await, 401, "900901", BAD);
+    }
+
+    #[tokio::test]
+    async fn a_key_must_be_subscribed_to_the_api() {
+        let fx = Fx::new();
+        for subs in [json!([subscription("Pets", "2.0.0", BASE)]), json!([subscription("Cats", VERSION, BASE)])] {
+            let r = Req::get("/pets").header("apikey", &api_key(json!({"subscribedAPIs": subs})));
+            assert_failed(attempt(&fx.cx(&r)).await, 403, "900908", "Resource forbidden ");
+        }
+        // Without subscription validation, an anonymous application.
+        let fx = Fx::config(|c, _| {
+            for i in &mut c.security.as_mut().expect("security").token_service {
+                i.validate_subscription = false;
+            }
+        });
+        let r = Req::get("/pets").header("apikey", &api_key(json!({"subscribedAPIs": []})));
+        let a = accepted(attempt(&fx.cx(&r)).await);
+        assert_eq!((a.app_name.as_str(), a.tier.as_str()), ("anon:APIM APIkey", "Unlimited"));
+    }
+
+    #[tokio::test]
+    async fn without_a_key_issuer_it_is_500_900900() {
+        let fx = Fx::config(|c, _| {
+            without_issuer(c, "APIM APIkey");
+            without_issuer(c, "APIM Publisher");
+        });
+        let r = Req::get("/pets").header("apikey", &api_key(json!({})));
+        let d = assert_failed(attempt(&fx.cx(&r)).await, 500, "900900", "Unclassified Authentication Failure");
+        assert_eq!(d.message, "Unclassified Authentication Failure");
+        // Without `APIM APIkey`, the publisher's key signs API keys.
+        let fx = Fx::config(|c, _| without_issuer(c, "APIM APIkey"));
+        let r = Req::get("/pets").header("apikey", &sign(&KEYS.publisher, &api_key_claims(json!({}))));
+        assert_eq!(accepted(attempt(&fx.cx(&r)).await).auth_type, AuthType::ApiKey);
+        let r = Req::get("/pets").header("apikey", &api_key(json!({})));
+        assert_failed(attempt(&fx.cx(&r)).await, 401, "900901", FAILED);
+    }
+
+    #[tokio::test]
+    async fn permitted_ip_and_referer_restrict_a_key() {
+        let fx = Fx::new();
+        let key = api_key(json!({"permittedIP": "10.0.0.0/8, 198.51.100.7"}));
+        // The client's address as the router determined it, else the peer's.
+        for (ip, ok) in [("10.1.2.3", true), ("198.51.100.7", true), ("198.51.100.8", false), ("", false)] {
+            let r = Req::get("/pets").header("apikey", &key).header(crate::request::CLIENT_IP_HEADER, ip);
+            let a = attempt(&fx.cx(&r)).await;
+            if ok {
+                assert_eq!(accepted(a).auth_type, AuthType::ApiKey, "{ip}");
+            } else {
+                assert_failed(a, 403, "900908", "Resource forbidden ");
+            }
+        }
+        let mut r = Req::get("/pets").header("apikey", &key);
+        r.source_ip = "10.9.9.9".into();
+        accepted(attempt(&fx.cx(&r)).await);
+
+        let key = api_key(json!({"permittedReferer": "https://*.example.com/*"}));
+        let r = Req::get("/pets").header("apikey", &key);
+        assert_failed(attempt(&fx.cx(&r)).await, 403, "900908", "Resource forbidden ");
+        let r = Req::get("/pets").header("apikey", &key).header("referer", "https://www.example.org/");
+        assert_failed(attempt(&fx.cx(&r)).await, 403, "900908", "Resource forbidden ");
+        let r = Req::get("/pets").header("apikey", &key).header("referer", "https://www.example.com/pets");
+        accepted(attempt(&fx.cx(&r)).await);
     }
 }

@@ -85,7 +85,14 @@ pub fn bearer_token(value: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
+    use super::super::tests::{accepted, assert_failed, not_tried};
     use super::*;
+    use crate::chain::test_support::{
+        BAD, Fx, ISS_IDP, KEYS, NOT_JWT, REVOKED, Req, api_key, claims, internal_key, jti_of, jwt, now, pets_with,
+        revoked, sign,
+    };
 
     /// Choreo Connect's rule, written plainly: the reference for [`bearer_token`].
     fn bearer_reference(value: &str) -> Option<&str> {
@@ -123,5 +130,87 @@ mod tests {
         ] {
             assert_eq!(bearer_token(v), bearer_reference(v), "{v:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn it_does_not_try_without_a_bearer_jwt_where_it_applies() {
+        let fx = Fx::new();
+        let token = jwt(json!({}));
+        for r in [
+            Req::get("/pets"),
+            Req::get("/pets").header("authorization", &format!("Basic {token}")),
+            Req::get("/pets").header("authorization", "Bearer opaque"),
+            Req::get("/pets").header("authorization", &format!("Bearer {token} extra")),
+            Req::get("/pets").header("x-token", &format!("Bearer {token}")),
+            // Only an API key applies to /keyonly.
+            Req::get("/keyonly").bearer(&token),
+        ] {
+            not_tried(attempt(&fx.cx(&r)).await);
+        }
+        // No operation: nothing to authenticate for.
+        let r = Req::new("OPTIONS", "/pets").bearer(&token);
+        not_tried(attempt(&fx.cx(&r)).await);
+    }
+
+    #[tokio::test]
+    async fn the_apis_own_authorization_header_replaces_the_configured_one() {
+        let fx = Fx::api(pets_with(|a| a.authorization_header = "X-Token".into()));
+        let token = jwt(json!({}));
+        let r = Req::get("/pets").header("x-token", &format!("Bearer {token}"));
+        let a = accepted(attempt(&fx.cx(&r)).await);
+        assert_eq!((a.auth_type, a.raw.as_str()), (AuthType::Jwt, token.as_str()));
+        not_tried(attempt(&fx.cx(&Req::get("/pets").bearer(&token))).await);
+        // The configured header, when the API names none.
+        let fx = Fx::config(|c, _| crate::chain::test_support::auth_header(c).authorization_header = "X-Auth".into());
+        let r = Req::get("/pets").header("x-auth", &format!("bearer {token}"));
+        assert_eq!(accepted(attempt(&fx.cx(&r)).await).raw, token);
+    }
+
+    #[tokio::test]
+    async fn a_token_that_does_not_validate_is_refused_with_its_reason() {
+        let fx = Fx::new();
+        for (token, description) in [
+            ("x.y.z".to_string(), NOT_JWT),
+            // Signed by a key the issuer does not have.
+            (sign(&KEYS.apikey, &claims(ISS_IDP, json!({}))), BAD),
+            (jwt(json!({"exp": now() - 60})), BAD),
+            (jwt(json!({"nbf": now() + 600})), BAD),
+            (jwt(json!({"exp": null})), BAD),
+            (jwt(json!({"iss": "https://unknown.example.com"})), BAD),
+            // API keys and internal keys are not OAuth tokens.
+            (api_key(json!({})), BAD),
+            (internal_key(json!({})), BAD),
+            (jwt(json!({"token_type": "APIKEY"})), BAD),
+        ] {
+            let r = Req::get("/pets").bearer(&token);
+            let d = assert_failed(attempt(&fx.cx(&r)).await, 401, "900901", description);
+            assert_eq!(d.message, "Invalid Credentials");
+        }
+        let token = jwt(json!({}));
+        fx.memory.set_revoked(revoked(&[&jti_of(&token)]));
+        let r = Req::get("/pets").bearer(&token);
+        assert_failed(attempt(&fx.cx(&r)).await, 401, "900901", REVOKED);
+    }
+
+    #[tokio::test]
+    async fn the_token_needs_one_of_the_resources_scopes() {
+        let fx = Fx::new();
+        for scope in [json!(null), json!("read"), json!("writer admin"), json!(["read"])] {
+            let r = Req::new("POST", "/pets").bearer(&jwt(json!({"scope": scope})));
+            let d = assert_failed(
+                attempt(&fx.cx(&r)).await,
+                403,
+                "900910",
+                "User is NOT authorized to access the Resource: /pets. Scope validation failed.",
+            );
+            assert_eq!(d.message, "The access token does not allow you to access the requested resource");
+        }
+        for scope in [json!("write"), json!("read write"), json!(["admin", "write"])] {
+            let r = Req::new("POST", "/pets").bearer(&jwt(json!({"scope": scope})));
+            assert_eq!(accepted(attempt(&fx.cx(&r)).await).auth_type, AuthType::Jwt);
+        }
+        // No scopes required: none needed.
+        let r = Req::get("/pets").bearer(&jwt(json!({})));
+        assert_eq!(accepted(attempt(&fx.cx(&r)).await).auth_type, AuthType::Jwt);
     }
 }
