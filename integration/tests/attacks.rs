@@ -598,7 +598,7 @@ async fn bad_management_requests_get_json_refusals_and_change_nothing() {
     let b = Backend::start("b").await.expect("backend");
     let gw = gateway(&b, &[]).await;
     let before = gw.mgmt("GET", "/apis", None).await.json();
-    let url = |p: &str| format!("https://127.0.0.1:{}/api/mgw/adapter/0.1{p}", gw.ports.mgmt);
+    let url = |p: &str| gw.mgmt_url(p);
     let client = gw.client();
     let send = |rb: reqwest::RequestBuilder| async move {
         let r = rb.send().await.expect("management request");

@@ -292,8 +292,7 @@ async fn slow_disk_writes_hold_up_nothing_else() {
         .start()
         .await;
     let deploying = {
-        let (url, client) =
-            (format!("https://127.0.0.1:{}/api/mgw/adapter/0.1/apis", gw.ports.mgmt), gw.client().clone());
+        let (url, client) = (gw.mgmt_url("/apis"), gw.client().clone());
         let zip = project("Pets", "/pets", &b.url(), &["/list"]);
         tokio::spawn(async move {
             let form = reqwest::multipart::Form::new()
@@ -302,8 +301,7 @@ async fn slow_disk_writes_hold_up_nothing_else() {
         })
     };
     let revoking = {
-        let (url, client) =
-            (format!("https://127.0.0.1:{}/api/mgw/adapter/0.1/revoked_tokens", gw.ports.mgmt), gw.client().clone());
+        let (url, client) = (gw.mgmt_url("/revoked_tokens"), gw.client().clone());
         tokio::spawn(async move {
             client
                 .post(url)
