@@ -102,16 +102,9 @@ pub fn apis_dir(config: &Config) -> PathBuf {
 /// checked against `[adapter.truststore]` when required.
 fn xds_tls(config: &Config) -> Result<tonic::transport::ServerTlsConfig, AdapterError> {
     let ks = &config.adapter.keystore;
-    let read = |p: &str| {
-        std::fs::read(p).map_err(|e| gateway_tls::TlsError::File { path: p.to_string(), reason: e.to_string() })
-    };
-    let identity = tonic::transport::Identity::from_pem(read(&ks.cert_path)?, read(&ks.key_path)?);
-    let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
-    if config.adapter.xds_server.client_certificate_required {
-        let cas = gateway_tls::pem_bundle(Path::new(&config.adapter.truststore.location))?;
-        tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(cas));
-    }
-    Ok(tls)
+    let client_ca =
+        config.adapter.xds_server.client_certificate_required.then(|| Path::new(&config.adapter.truststore.location));
+    Ok(gateway_tls::grpc::server(Path::new(&ks.cert_path), Path::new(&ks.key_path), client_ca)?)
 }
 
 /// Runs the adapter until `shutdown` completes.

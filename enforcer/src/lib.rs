@@ -95,33 +95,20 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
     let applier =
         Arc::new(discovery::Applier { engine: Arc::clone(&engine), fetch: jwks_http::HttpFetch::new(), settings_tx });
 
-    let read = |p: &PathBuf| {
-        std::fs::read(p)
-            .map_err(|e| gateway_tls::TlsError::File { path: p.display().to_string(), reason: e.to_string() })
-    };
-    let cas = || -> Result<tonic::transport::Certificate, EnforcerError> {
-        let path = opts.trusted_ca.as_deref().ok_or_else(|| gateway_tls::TlsError::File {
+    let trusted_ca = || -> Result<&std::path::Path, EnforcerError> {
+        Ok(opts.trusted_ca.as_deref().ok_or_else(|| gateway_tls::TlsError::File {
             path: "TRUSTED_CA_CERTS_PATH".into(),
             reason: "not set, but TLS between components is on".into(),
-        })?;
-        Ok(tonic::transport::Certificate::from_pem(gateway_tls::pem_bundle(path)?))
+        })?)
     };
     let mut endpoint = tonic::transport::Endpoint::from_shared(opts.adapter_url.clone())
         .map_err(|e| EnforcerError::AdapterUrl { url: opts.adapter_url.clone(), reason: e.to_string() })?;
     if opts.adapter_tls {
-        let tls = tonic::transport::ClientTlsConfig::new()
-            .ca_certificate(cas()?)
-            .identity(tonic::transport::Identity::from_pem(read(&opts.cert)?, read(&opts.key)?));
-        endpoint = endpoint.tls_config(tls)?;
+        endpoint = endpoint.tls_config(gateway_tls::grpc::client(&opts.cert, &opts.key, trusted_ca()?)?)?;
     }
-    let grpc_tls = if opts.grpc_tls {
-        Some(
-            tonic::transport::ServerTlsConfig::new()
-                .identity(tonic::transport::Identity::from_pem(read(&opts.cert)?, read(&opts.key)?))
-                .client_ca_root(cas()?),
-        )
-    } else {
-        None
+    let grpc_tls = match opts.grpc_tls {
+        true => Some(gateway_tls::grpc::server(&opts.cert, &opts.key, Some(trusted_ca()?))?),
+        false => None,
     };
     let channel = endpoint
         .connect_timeout(Duration::from_secs(2))

@@ -59,13 +59,7 @@ fn main() -> Result<()> {
     rt.block_on(async move {
         let mut builder = tonic::transport::Server::builder();
         if let (Some(cert), Some(key), Some(ca)) = (&args.cert, &args.key, &args.ca) {
-            let identity = tonic::transport::Identity::from_pem(
-                std::fs::read(cert).context("cert")?,
-                std::fs::read(key).context("key")?,
-            );
-            let ca = tonic::transport::Certificate::from_pem(std::fs::read(ca).context("ca")?);
-            builder =
-                builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity).client_ca_root(ca))?;
+            builder = builder.tls_config(gateway_tls::grpc::server(cert, key, Some(ca.as_path()))?)?;
         }
         builder
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))

@@ -414,3 +414,42 @@ mod tests {
         assert!(r.ends_with("ok"), "{r}");
     }
 }
+
+/// TLS of the gRPC channels between the components (tonic), from PEM files:
+/// built here once for the adapter's servers and the enforcer's servers and client.
+pub mod grpc {
+    use std::path::Path;
+
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+
+    use super::{TlsError, pem_bundle};
+
+    fn read(p: &Path) -> Result<Vec<u8>, TlsError> {
+        std::fs::read(p).map_err(|e| TlsError::File { path: p.display().to_string(), reason: e.to_string() })
+    }
+
+    /// The certificate chain and key a component presents.
+    pub fn identity(cert: &Path, key: &Path) -> Result<Identity, TlsError> {
+        Ok(Identity::from_pem(read(cert)?, read(key)?))
+    }
+
+    /// The CAs in the PEM file or folder `path`.
+    pub fn ca(path: &Path) -> Result<Certificate, TlsError> {
+        Ok(Certificate::from_pem(pem_bundle(path)?))
+    }
+
+    /// A server presenting `cert`/`key`; with `client_ca`, clients must
+    /// present a certificate issued by one of its CAs.
+    pub fn server(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<ServerTlsConfig, TlsError> {
+        let tls = ServerTlsConfig::new().identity(identity(cert, key)?);
+        Ok(match client_ca {
+            Some(p) => tls.client_ca_root(ca(p)?),
+            None => tls,
+        })
+    }
+
+    /// A client trusting the CAs of `ca_path` and presenting `cert`/`key`.
+    pub fn client(cert: &Path, key: &Path, ca_path: &Path) -> Result<ClientTlsConfig, TlsError> {
+        Ok(ClientTlsConfig::new().ca_certificate(ca(ca_path)?).identity(identity(cert, key)?))
+    }
+}

@@ -22,8 +22,8 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 use envoy_types::pb::envoy::extensions::clusters::common::dns::v3::DnsLookupFamily;
 use envoy_types::pb::envoy::extensions::clusters::dns::v3::DnsCluster;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CertificateValidationContext, CommonTlsContext, SubjectAltNameMatcher, TlsCertificate, TlsParameters,
-    UpstreamTlsContext, common_tls_context, subject_alt_name_matcher::SanType,
+    CertificateValidationContext, SubjectAltNameMatcher, UpstreamTlsContext, common_tls_context,
+    subject_alt_name_matcher::SanType,
 };
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions, http_protocol_options::ExplicitHttpConfig, http_protocol_options::UpstreamProtocolOptions,
@@ -33,7 +33,7 @@ use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use gateway_config::Config;
 use gateway_model::{Api, Endpoint, EndpointCluster, EndpointKind, is_ip};
 
-use super::listener::{cipher_list, file, tls_version};
+use super::tls::{Params, common_context, file};
 use super::util::{ads, any, millis, secs, string_exact, u32_value};
 
 /// A cluster and, for EDS clusters, its load assignment.
@@ -115,25 +115,12 @@ fn upstream_tls(e: &Endpoint, ec: &EndpointCluster, api: &Api, c: &Config) -> Up
             ..Default::default()
         })
     });
+    let params = Params { min: &t.minimum_protocol_version, max: &t.maximum_protocol_version, ciphers: &t.ciphers };
+    let alpn = if ec.http2 { vec!["h2".into(), "http/1.1".into()] } else { Vec::new() };
     UpstreamTlsContext {
-        common_tls_context: Some(CommonTlsContext {
-            tls_params: Some(TlsParameters {
-                tls_minimum_protocol_version: tls_version(&t.minimum_protocol_version),
-                tls_maximum_protocol_version: tls_version(&t.maximum_protocol_version),
-                cipher_suites: cipher_list(&t.ciphers),
-                ..Default::default()
-            }),
-            // As in Choreo Connect, the router presents its certificate, so
-            // backends that ask for a client certificate get one.
-            tls_certificates: vec![TlsCertificate {
-                certificate_chain: Some(file(&c.router.keystore.cert_path)),
-                private_key: Some(file(&c.router.keystore.key_path)),
-                ..Default::default()
-            }],
-            alpn_protocols: if ec.http2 { vec!["h2".into(), "http/1.1".into()] } else { Vec::new() },
-            validation_context_type: validation,
-            ..Default::default()
-        }),
+        // As in Choreo Connect, the router presents its certificate, so
+        // backends that ask for a client certificate get one.
+        common_tls_context: Some(common_context(params, &c.router.keystore, alpn, validation)),
         sni: if is_ip(&e.host) { String::new() } else { e.host.clone() },
         ..Default::default()
     }

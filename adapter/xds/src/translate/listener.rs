@@ -3,8 +3,8 @@
 use envoy_types::pb::envoy::config::accesslog::v3::{AccessLog, access_log};
 use envoy_types::pb::envoy::config::common::mutation_rules::v3::{HeaderMutation as Mutation, header_mutation::Action};
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, ApiVersion, CidrRange, DataSource, GrpcService, HttpProtocolOptions, SocketAddress, TransportSocket,
-    TypedExtensionConfig, address, data_source, grpc_service, socket_address, transport_socket,
+    Address, ApiVersion, CidrRange, GrpcService, HttpProtocolOptions, SocketAddress, TransportSocket,
+    TypedExtensionConfig, address, grpc_service, socket_address, transport_socket,
 };
 use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
 use envoy_types::pb::envoy::extensions::access_loggers::grpc::v3::{
@@ -22,37 +22,15 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::envoy::extensions::http::early_header_mutation::header_mutation::v3::HeaderMutation;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, TlsCertificate, TlsParameters,
-    common_tls_context,
+    CertificateValidationContext, DownstreamTlsContext, common_tls_context,
 };
 use envoy_types::pb::envoy::r#type::v3::{HttpStatus, StatusCode};
 use gateway_config::Config;
 
 use super::local_reply::local_reply_config;
 use super::names::*;
+use super::tls::{Params, common_context, file};
 use super::util::{ads, any, bool_value, secs, set_header, u32_value};
-
-/// Envoy's spelling of a `TLS1_2`-style version from config.
-pub fn tls_version(v: &str) -> i32 {
-    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::tls_parameters::TlsProtocol;
-    (match v.to_ascii_uppercase().as_str() {
-        "TLS1_0" => TlsProtocol::TlSv10,
-        "TLS1_1" => TlsProtocol::TlSv11,
-        "TLS1_2" => TlsProtocol::TlSv12,
-        "TLS1_3" => TlsProtocol::TlSv13,
-        _ => TlsProtocol::TlsAuto,
-    }) as i32
-}
-
-/// `ciphers` from config: comma- or colon-separated.
-pub fn cipher_list(ciphers: &str) -> Vec<String> {
-    ciphers.split([',', ':']).map(str::trim).filter(|c| !c.is_empty()).map(String::from).collect()
-}
-
-/// A PEM file on the router.
-pub fn file(path: &str) -> DataSource {
-    DataSource { specifier: Some(data_source::Specifier::Filename(path.to_string())), ..Default::default() }
-}
 
 fn http_filters(c: &Config) -> Vec<HttpFilter> {
     let r = &c.router;
@@ -292,23 +270,9 @@ fn downstream_tls(c: &Config) -> TransportSocket {
         "HTTP2" => vec!["h2".to_string()],
         _ => vec!["h2".to_string(), "http/1.1".to_string()],
     };
+    let params = Params { min: &t.minimum_protocol_version, max: &t.maximum_protocol_version, ciphers: &t.ciphers };
     let ctx = DownstreamTlsContext {
-        common_tls_context: Some(CommonTlsContext {
-            tls_params: Some(TlsParameters {
-                tls_minimum_protocol_version: tls_version(&t.minimum_protocol_version),
-                tls_maximum_protocol_version: tls_version(&t.maximum_protocol_version),
-                cipher_suites: cipher_list(&t.ciphers),
-                ..Default::default()
-            }),
-            tls_certificates: vec![TlsCertificate {
-                certificate_chain: Some(file(&r.keystore.cert_path)),
-                private_key: Some(file(&r.keystore.key_path)),
-                ..Default::default()
-            }],
-            alpn_protocols: alpn,
-            validation_context_type: validation,
-            ..Default::default()
-        }),
+        common_tls_context: Some(common_context(params, &r.keystore, alpn, validation)),
         require_client_certificate: Some(bool_value(false)),
         ..Default::default()
     };

@@ -6,4 +6,5 @@ pub mod local_reply;
 pub mod names;
 pub mod route;
 pub mod scope;
+pub mod tls;
 pub mod util;
