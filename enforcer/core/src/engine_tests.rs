@@ -1,18 +1,16 @@
 //! Every decision of [`Engine::check`] through the whole filter chain, with
-//! an engine built in-process: real RSA keys and certificates (rcgen), a
-//! configuration loaded from PEM files, APIs indexed from `gateway_proto`
-//! messages and tokens signed with `jsonwebtoken`.
+//! an engine built in-process from the shared fixture of [`crate::testkit`]:
+//! real RSA keys and certificates, a configuration loaded from PEM files,
+//! APIs indexed from `gateway_proto` messages and signed tokens.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
-use base64::Engine as _;
 use gateway_proto::api as pa;
 use gateway_proto::config as pc;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
 use crate::apis::ApiIndex;
@@ -21,165 +19,25 @@ use crate::decision::{AuthInfo, AuthType, Decision, KeyType};
 use crate::deny::Deny;
 use crate::engine::{Engine, NotReady};
 use crate::keys::{Fetch, FetchError};
-use crate::request::Input;
 use crate::settings::{NoFetch, Settings};
+use crate::testkit::{
+    BAD, BASE, BLOCKED, ISS_IDP, ISS_SUBS, KEYS, MISSING, NOT_JWT, PROD, REMOVED_BY_DEFAULT, REVOKED, Req, SAND,
+    VERSION, api_key, api_key_claims, application, auth_header, b64, base_config, claims, decode_backend_jwt,
+    internal_key, internal_key_claims, jti_of, jwt, load_with, mtls_api, mutual_ssl, now, payload, pets_api, pets_with,
+    revoked, settings_with, sign, subs_jwt, subscription, url_encode, with_backend_jwt, without_issuer, write_pem,
+};
 
 // ---------------------------------------------------------------------------
-// Keys, configuration, APIs
+// Configuration, tokens
 // ---------------------------------------------------------------------------
 
-const ISS_IDP: &str = "https://idp.example.com/oauth2/token";
-const ISS_SUBS: &str = "https://subs.example.com/oauth2/token";
-const ISS_PUBLISHER: &str = "https://localhost:9443/publisher";
-const ISS_APIKEY: &str = "https://localhost:9443/apikey";
 const ISS_JWKS: &str = "https://jwks.example.com/token";
 
-const BASE: &str = "/pets/1.0.0";
-const VERSION: &str = "1.0.0";
-const PROD: &str = "carbon.super_clusterProd_localhost_Pets1.0.0";
-const SAND: &str = "carbon.super_clusterSand_localhost_Pets1.0.0";
-
-const MISSING: &str = "Make sure you have provided the correct security credentials";
-const BAD: &str = "Invalid Credentials. Make sure you have provided the correct security credentials";
-const REVOKED: &str = "Invalid JWT token. Make sure you have provided the correct security credentials";
-const NOT_JWT: &str =
-    "Not a JWT token. Failed to decode the token header. Make sure you have provided the correct security credentials";
 const WWW_BEARER: &str =
     "Bearer realm=\"Choreo Connect\", error=\"invalid_token\", error_description=\"The provided token is invalid\"";
-const BLOCKED: &str =
-    "This API has been blocked temporarily. Please try again later or contact the system administrators.";
-
-/// An RSA signing key with its self-signed certificate.
-struct RsaKey {
-    enc: EncodingKey,
-    cert_pem: String,
-    key_pem: String,
-    public_pem: String,
-    /// JWK `n` and `e` (base64url).
-    n: String,
-    e: String,
-}
-
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn rsa_key(cn: &str) -> RsaKey {
-    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key");
-    let cert = rcgen::CertificateParams::new(vec![cn.to_string()]).expect("params").self_signed(&kp).expect("cert");
-    let key_pem = kp.serialize_pem();
-    let spki_der = rcgen::PublicKeyData::subject_public_key_info(&kp);
-    let (n, e) = {
-        use x509_parser::prelude::FromDer;
-        let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&spki_der).expect("spki");
-        let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = spki.parsed() else { panic!("not RSA") };
-        let strip = |b: &[u8]| b[b.iter().position(|x| *x != 0).unwrap_or(0)..].to_vec();
-        (b64(&strip(rsa.modulus)), b64(&strip(rsa.exponent)))
-    };
-    RsaKey {
-        enc: EncodingKey::from_rsa_pem(key_pem.as_bytes()).expect("encoding key"),
-        cert_pem: cert.pem(),
-        public_pem: kp.public_key_pem(),
-        key_pem,
-        n,
-        e,
-    }
-}
-
-/// A client certificate (P-256), PEM.
-fn client_cert(cn: &str) -> String {
-    let kp = rcgen::KeyPair::generate().expect("key");
-    let mut params = rcgen::CertificateParams::new(vec![cn.to_string()]).expect("params");
-    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
-    params.self_signed(&kp).expect("cert").pem()
-}
-
-struct Keys {
-    idp: RsaKey,
-    subs: RsaKey,
-    publisher: RsaKey,
-    apikey: RsaKey,
-    /// Configured nowhere: signatures by it are bad.
-    other: RsaKey,
-    /// Backend-JWT signer.
-    signer: RsaKey,
-    /// Published only through a JWKS endpoint.
-    jwks: RsaKey,
-    /// An EC P-256 key (ES256), configured nowhere.
-    ec: EncodingKey,
-    client: String,
-    other_client: String,
-}
-
-/// Generated once: RSA key generation is the slow part.
-static KEYS: LazyLock<Keys> = LazyLock::new(|| {
-    let ec = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("EC key");
-    Keys {
-        idp: rsa_key("idp.example.com"),
-        subs: rsa_key("subs.example.com"),
-        publisher: rsa_key("publisher"),
-        apikey: rsa_key("apikey"),
-        other: rsa_key("attacker.example.com"),
-        signer: rsa_key("gateway"),
-        jwks: rsa_key("jwks.example.com"),
-        ec: EncodingKey::from_ec_pem(ec.serialize_pem().as_bytes()).expect("EC encoding key"),
-        client: client_cert("client.example.com"),
-        other_client: client_cert("intruder.example.com"),
-    }
-});
-
-fn write_pem(dir: &Path, name: &str, pem: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, pem).expect("write PEM");
-    p.to_string_lossy().into_owned()
-}
-
-fn issuer(name: &str, iss: &str, cert_file: String, validate_subscription: bool) -> pc::Issuer {
-    pc::Issuer {
-        name: name.into(),
-        issuer: iss.into(),
-        certificate_file_path: cert_file,
-        validate_subscription,
-        consumer_key_claim: "azp".into(),
-        ..Default::default()
-    }
-}
-
-/// The configuration most tests use: four certificate-backed issuers, Choreo
-/// Connect's default headers, mTLS from the TLS peer certificate, cache on.
-fn base_config(dir: &Path) -> pc::Config {
-    let k = &*KEYS;
-    pc::Config {
-        security: Some(pc::Security {
-            token_service: vec![
-                issuer("IdP", ISS_IDP, write_pem(dir, "idp.pem", &k.idp.cert_pem), false),
-                issuer("Subs", ISS_SUBS, write_pem(dir, "subs.pem", &k.subs.cert_pem), true),
-                issuer("APIM Publisher", ISS_PUBLISHER, write_pem(dir, "publisher.pem", &k.publisher.cert_pem), true),
-                issuer("APIM APIkey", ISS_APIKEY, write_pem(dir, "apikey.pem", &k.apikey.cert_pem), true),
-            ],
-            auth_header: Some(pc::AuthHeader {
-                enable_outbound_auth_header: false,
-                authorization_header: "authorization".into(),
-                test_console_header_name: "Internal-Key".into(),
-            }),
-            mutual_ssl: Some(pc::MutualSsl {
-                certificate_header: "X-WSO2-CLIENT-CERTIFICATE".into(),
-                enable_client_validation: true,
-                client_certificate_encode: false,
-                enable_outbound_certificate_header: false,
-            }),
-        }),
-        cache: Some(pc::Cache { enabled: true, maximum_size: 1000, expiry_time: 15 }),
-        ..Default::default()
-    }
-}
 
 fn load(c: &pc::Config) -> Settings {
     load_with(c, Arc::new(NoFetch))
-}
-
-fn load_with(c: &pc::Config, fetch: Arc<dyn Fetch>) -> Settings {
-    Settings::load(c, &fetch).expect("settings")
 }
 
 /// A key-set document handed to the JWKS source as it is (the HTTP side is
@@ -193,76 +51,10 @@ impl Fetch for Document {
     }
 }
 
-fn scheme(name: &str, ty: &str, key_name: &str, location: &str) -> pa::SecurityScheme {
-    pa::SecurityScheme { definition_name: name.into(), r#type: ty.into(), name: key_name.into(), r#in: location.into() }
-}
-
-fn requirement(pairs: &[(&str, &[&str])]) -> pa::SecurityList {
-    pa::SecurityList {
-        scope_list: pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), pa::Scopes { scopes: v.iter().map(|s| s.to_string()).collect() }))
-            .collect(),
-    }
-}
-
-fn op(method: &str) -> pa::Operation {
-    pa::Operation { method: method.into(), ..Default::default() }
-}
-
-fn secured(method: &str, security: Vec<pa::SecurityList>) -> pa::Operation {
-    pa::Operation { method: method.into(), has_security: true, security, ..Default::default() }
-}
-
-/// Pets 1.0.0: OAuth2 (`default`) or an API key (header `apikey`, query `apikey`).
-fn pets_api() -> pa::Api {
-    pa::Api {
-        id: "api-pets".into(),
-        title: "Pets".into(),
-        version: VERSION.into(),
-        api_type: "HTTP".into(),
-        base_path: BASE.into(),
-        vhost: "localhost".into(),
-        api_lifecycle_state: "PUBLISHED".into(),
-        security_scheme: vec![
-            scheme("default", "oauth2", "", ""),
-            scheme("api_key_header", "apiKey", "apikey", "header"),
-            scheme("api_key_query", "apiKey", "apikey", "query"),
-        ],
-        security: vec![
-            requirement(&[("default", &[])]),
-            requirement(&[("api_key_header", &[]), ("api_key_query", &[])]),
-        ],
-        resources: vec![
-            pa::Resource {
-                path: "/pets".into(),
-                methods: vec![op("GET"), secured("POST", vec![requirement(&[("default", &["write"])])])],
-            },
-            pa::Resource {
-                path: "/pets/{id}".into(),
-                methods: vec![
-                    op("GET"),
-                    secured("DELETE", vec![requirement(&[("default", &["admin", "pets:delete"])])]),
-                ],
-            },
-            pa::Resource {
-                path: "/open".into(),
-                methods: vec![pa::Operation { method: "GET".into(), disable_security: true, ..Default::default() }],
-            },
-            pa::Resource {
-                path: "/keyonly".into(),
-                methods: vec![secured("GET", vec![requirement(&[("api_key_header", &[])])])],
-            },
-            pa::Resource { path: "/cors".into(), methods: vec![op("GET"), op("OPTIONS")] },
-        ],
-        ..Default::default()
-    }
-}
-
-fn pets_with(edit: impl FnOnce(&mut pa::Api)) -> pa::Api {
-    let mut a = pets_api();
-    edit(&mut a);
-    a
+fn sign_with(alg: Algorithm, kid: Option<&str>, key: &EncodingKey, claims: &Value) -> String {
+    let mut h = Header::new(alg);
+    h.kid = kid.map(str::to_string);
+    jsonwebtoken::encode(&h, claims, key).expect("sign")
 }
 
 /// An engine with a configuration and APIs, and the directory of its PEM files.
@@ -293,11 +85,9 @@ impl Fx {
     }
 
     fn build(fetch: Arc<dyn Fetch>, edit: impl FnOnce(&mut pc::Config, &Path), apis: Vec<pa::Api>) -> Fx {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut c = base_config(dir.path());
-        edit(&mut c, dir.path());
+        let (settings, dir) = settings_with(fetch, edit);
         let engine = Engine::new();
-        engine.set_settings(Arc::new(load_with(&c, fetch)));
+        engine.set_settings(Arc::new(settings));
         engine.set_apis(ApiIndex::new(apis).expect("APIs"));
         engine.set_revoked(HashMap::new());
         Fx { engine, _dir: dir }
@@ -306,210 +96,6 @@ impl Fx {
     async fn check(&self, r: &Req) -> Decision {
         self.engine.check(r.input()).await.expect("the engine has a configuration")
     }
-}
-
-// ---------------------------------------------------------------------------
-// Requests
-// ---------------------------------------------------------------------------
-
-#[derive(Clone)]
-struct Req {
-    method: String,
-    template: String,
-    path: String,
-    headers: HashMap<String, String>,
-    ext: HashMap<String, String>,
-    peer_cert: String,
-    source_ip: String,
-}
-
-impl Req {
-    /// `method` on the Pets resource `template`, as the router describes it.
-    fn new(method: &str, template: &str) -> Req {
-        let ext = [
-            ("vHost", "localhost"),
-            ("basePath", BASE),
-            ("version", VERSION),
-            ("path", template),
-            ("prodClusterName", PROD),
-            ("sandClusterName", SAND),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        Req {
-            method: method.into(),
-            template: template.into(),
-            path: format!("{BASE}{}", template.replace("{id}", "7")),
-            headers: HashMap::new(),
-            ext,
-            peer_cert: String::new(),
-            source_ip: "192.0.2.10".into(),
-        }
-    }
-
-    fn get(template: &str) -> Req {
-        Req::new("GET", template)
-    }
-
-    /// The same resource on another API (base path and version).
-    fn api(mut self, base: &str, version: &str) -> Req {
-        self.ext.insert("basePath".into(), base.into());
-        self.ext.insert("version".into(), version.into());
-        self.path = format!("{base}{}", self.template.replace("{id}", "7"));
-        self
-    }
-
-    fn path(mut self, p: &str) -> Req {
-        self.path = p.into();
-        self
-    }
-
-    fn header(mut self, k: &str, v: &str) -> Req {
-        self.headers.insert(k.to_ascii_lowercase(), v.into());
-        self
-    }
-
-    fn bearer(self, token: &str) -> Req {
-        self.header("authorization", &format!("Bearer {token}"))
-    }
-
-    fn ext(mut self, k: &str, v: &str) -> Req {
-        self.ext.insert(k.into(), v.into());
-        self
-    }
-
-    /// The TLS peer certificate, URL-encoded as Envoy sends it.
-    fn peer_cert(mut self, pem: &str) -> Req {
-        self.peer_cert = url_encode(pem);
-        self
-    }
-
-    fn source_ip(mut self, ip: &str) -> Req {
-        self.source_ip = ip.into();
-        self
-    }
-
-    fn input(&self) -> Input<'_> {
-        Input {
-            method: &self.method,
-            path: &self.path,
-            headers: &self.headers,
-            ext: &self.ext,
-            peer_cert: &self.peer_cert,
-            source_ip: &self.source_ip,
-        }
-    }
-}
-
-fn url_encode(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
-// ---------------------------------------------------------------------------
-// Tokens
-// ---------------------------------------------------------------------------
-
-fn now() -> i64 {
-    crate::now_secs()
-}
-
-fn new_jti() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!("jti-{}", N.fetch_add(1, Ordering::Relaxed))
-}
-
-/// `base` with the entries of `extra` (an object) set; `null` removes an entry.
-fn merged(mut base: Value, extra: Value) -> Value {
-    let (Some(b), Value::Object(e)) = (base.as_object_mut(), extra) else { panic!("claims must be objects") };
-    for (k, v) in e {
-        if v.is_null() {
-            b.remove(&k);
-        } else {
-            b.insert(k, v);
-        }
-    }
-    base
-}
-
-fn claims(iss: &str, extra: Value) -> Value {
-    merged(
-        json!({"iss": iss, "sub": "alice", "aud": "pets", "iat": now(), "exp": now() + 600, "jti": new_jti()}),
-        extra,
-    )
-}
-
-fn sign(key: &RsaKey, claims: &Value) -> String {
-    jsonwebtoken::encode(&Header::new(Algorithm::RS256), claims, &key.enc).expect("sign")
-}
-
-fn sign_with(alg: Algorithm, kid: Option<&str>, key: &EncodingKey, claims: &Value) -> String {
-    let mut h = Header::new(alg);
-    h.kid = kid.map(str::to_string);
-    jsonwebtoken::encode(&h, claims, key).expect("sign")
-}
-
-/// A token of the IdP issuer (no subscription validation).
-fn jwt(extra: Value) -> String {
-    sign(&KEYS.idp, &claims(ISS_IDP, extra))
-}
-
-fn application() -> Value {
-    json!({"id": 12, "uuid": "app-uuid-1", "name": "PetApp", "tier": "10PerMin", "owner": "bob"})
-}
-
-fn subscription(name: &str, version: &str, context: &str) -> Value {
-    json!({"name": name, "version": version, "context": context, "subscriptionTier": "Gold", "publisher": "admin"})
-}
-
-/// A token of the Subs issuer (subscriptions validated), subscribed to Pets 1.0.0.
-fn subs_jwt(extra: Value) -> String {
-    let base =
-        json!({"azp": "ck-1", "application": application(), "subscribedAPIs": [subscription("Pets", VERSION, BASE)]});
-    sign(&KEYS.subs, &claims(ISS_SUBS, merged(base, extra)))
-}
-
-fn api_key_claims(extra: Value) -> Value {
-    let base = json!({
-        "sub": "alice@carbon.super", "keytype": "PRODUCTION", "token_type": "apiKey",
-        "application": application(), "subscribedAPIs": [subscription("Pets", VERSION, BASE)],
-    });
-    claims(ISS_APIKEY, merged(base, extra))
-}
-
-/// An API key of the `APIM APIkey` issuer, subscribed to Pets 1.0.0.
-fn api_key(extra: Value) -> String {
-    sign(&KEYS.apikey, &api_key_claims(extra))
-}
-
-fn internal_key_claims(extra: Value) -> Value {
-    let base = json!({
-        "sub": "admin", "keytype": "PRODUCTION", "token_type": "InternalKey",
-        "subscribedAPIs": [{"name": "Pets", "context": BASE, "version": VERSION, "publisher": "admin"}],
-    });
-    claims(ISS_PUBLISHER, merged(base, extra))
-}
-
-/// An internal key of the `APIM Publisher` issuer for Pets 1.0.0.
-fn internal_key(extra: Value) -> String {
-    sign(&KEYS.publisher, &internal_key_claims(extra))
-}
-
-fn jti_of(token: &str) -> String {
-    let payload = token.split('.').nth(1).expect("payload");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64");
-    let v: Value = serde_json::from_slice(&bytes).expect("json");
-    v["jti"].as_str().expect("jti").to_string()
-}
-
-fn payload(token: &str) -> Value {
-    let payload = token.split('.').nth(1).expect("payload");
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64"))
-        .expect("json")
-}
-
-fn revoked(ids: &[&str]) -> HashMap<Box<str>, i64> {
-    ids.iter().map(|id| (Box::<str>::from(*id), now() + 600)).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -563,7 +149,7 @@ fn header<'a>(set: &'a [(Cow<'static, str>, String)], name: &str) -> Option<&'a 
 
 /// The headers Pets removes on every authenticated request, with the defaults.
 fn removed_by_default() -> Vec<String> {
-    ["apikey", "internal-key", "authorization", "x-wso2-client-certificate"].map(String::from).to_vec()
+    REMOVED_BY_DEFAULT.map(String::from).to_vec()
 }
 
 // ---------------------------------------------------------------------------
@@ -868,8 +454,7 @@ async fn two_spaces_after_bearer_give_an_empty_token() {
 #[tokio::test]
 async fn enable_outbound_auth_header_keeps_authorization() {
     let fx = Fx::config(|c, _| {
-        c.security.as_mut().and_then(|s| s.auth_header.as_mut()).expect("auth header").enable_outbound_auth_header =
-            true;
+        auth_header(c).enable_outbound_auth_header = true;
     });
     let (_, remove, _) = allowed(fx.check(&Req::get("/pets").bearer(&jwt(json!({})))).await);
     assert!(!remove.contains(&"authorization".to_string()), "{remove:?}");
@@ -879,8 +464,7 @@ async fn enable_outbound_auth_header_keeps_authorization() {
 #[tokio::test]
 async fn outbound_certificate_header_is_kept_when_enabled() {
     let fx = Fx::config(|c, _| {
-        c.security.as_mut().and_then(|s| s.mutual_ssl.as_mut()).expect("mtls").enable_outbound_certificate_header =
-            true;
+        mutual_ssl(c).enable_outbound_certificate_header = true;
     });
     let (_, remove, _) = allowed(fx.check(&Req::get("/pets").bearer(&jwt(json!({})))).await);
     assert_eq!(remove, vec!["apikey", "internal-key", "authorization"]);
@@ -1002,7 +586,8 @@ async fn an_algorithm_the_key_does_not_allow_is_refused() {
 #[tokio::test]
 async fn jwks_keys_are_found_by_kid_and_their_alg_is_enforced() {
     let k = &KEYS.jwks;
-    let body = json!({"keys": [{"kty": "RSA", "kid": "jwks-1", "use": "sig", "alg": "RS256", "n": k.n, "e": k.e}]});
+    let (n, e) = k.jwk_n_e();
+    let body = json!({"keys": [{"kty": "RSA", "kid": "jwks-1", "use": "sig", "alg": "RS256", "n": n, "e": e}]});
     let fx = Fx::config_with(Arc::new(Document(body.to_string().into_bytes())), |c, _| {
         let s = c.security.as_mut().expect("security");
         s.token_service.push(pc::Issuer {
@@ -1163,7 +748,7 @@ async fn a_new_configuration_drops_tokens_validated_under_the_old_one() {
     allowed(fx.check(&Req::get("/pets").bearer(&token)).await);
     // The IdP issuer is removed (same cache shape): its tokens must stop working.
     let mut c = base_config(dir.path());
-    c.security.as_mut().expect("security").token_service.retain(|i| i.name != "IdP");
+    without_issuer(&mut c, "IdP");
     fx.engine.set_settings(Arc::new(load(&c)));
     assert_401(fx.check(&Req::get("/pets").bearer(&token)).await, BAD);
     // And when its key changes.
@@ -1349,7 +934,7 @@ async fn the_apis_own_authorization_header_replaces_the_configured_one() {
 #[tokio::test]
 async fn the_configured_authorization_and_internal_key_headers_are_used() {
     let fx = Fx::config(|c, _| {
-        let h = c.security.as_mut().and_then(|s| s.auth_header.as_mut()).expect("auth header");
+        let h = auth_header(c);
         h.authorization_header = "X-Gateway-Auth".into();
         h.test_console_header_name = "X-Test-Key".into();
     });
@@ -1467,8 +1052,7 @@ async fn an_internal_key_is_not_an_api_key() {
     let d = fx.check(&Req::get("/pets").header("apikey", &api_key(json!({"token_type": "InternalKey"})))).await;
     assert_401(d, BAD);
     // Even a real internal key, signed by the publisher.
-    let fx =
-        Fx::config(|c, _| c.security.as_mut().expect("security").token_service.retain(|i| i.name != "APIM APIkey"));
+    let fx = Fx::config(|c, _| without_issuer(c, "APIM APIkey"));
     let d = fx.check(&Req::get("/pets").header("apikey", &internal_key(json!({})))).await;
     assert_401(d, BAD);
     // Without an `APIM APIkey` issuer, `APIM Publisher` signs API keys.
@@ -1707,18 +1291,11 @@ async fn the_first_error_is_the_one_returned() {
 const SECURE: &str = "/secure/1.0.0";
 
 fn secure_api(mutual_ssl: &str, application_security: bool) -> pa::Api {
-    pets_with(|a| {
-        a.id = "api-secure".into();
-        a.title = "Secure".into();
-        a.base_path = SECURE.into();
-        a.mutual_ssl = mutual_ssl.into();
-        a.application_security = application_security;
-        a.client_certificates = vec![pa::Certificate {
-            alias: "client".into(),
-            tier: "Gold".into(),
-            content: KEYS.client.clone().into_bytes(),
-        }];
-    })
+    let mut a = mtls_api(mutual_ssl, application_security);
+    a.id = "api-secure".into();
+    a.title = "Secure".into();
+    a.base_path = SECURE.into();
+    a
 }
 
 fn secure(template: &str) -> Req {
@@ -1794,7 +1371,7 @@ async fn optional_mtls_falls_through_to_the_token() {
 async fn the_client_certificate_can_come_from_a_header() {
     let fx = Fx::with(
         |c, _| {
-            let m = c.security.as_mut().and_then(|s| s.mutual_ssl.as_mut()).expect("mtls");
+            let m = mutual_ssl(c);
             m.enable_client_validation = false;
             m.client_certificate_encode = true;
         },
@@ -1809,7 +1386,7 @@ async fn the_client_certificate_can_come_from_a_header() {
     // Not URL-encoded when the header is not encoded.
     let fx = Fx::with(
         |c, _| {
-            let m = c.security.as_mut().and_then(|s| s.mutual_ssl.as_mut()).expect("mtls");
+            let m = mutual_ssl(c);
             m.enable_client_validation = false;
             m.certificate_header = "X-Client-Cert".into();
         },
@@ -1823,33 +1400,11 @@ async fn the_client_certificate_can_come_from_a_header() {
 // Backend JWT
 // ---------------------------------------------------------------------------
 
-fn with_backend_jwt(ttl: i64) -> impl FnOnce(&mut pc::Config, &Path) {
-    move |c: &mut pc::Config, dir: &Path| {
-        c.jwt_generator = Some(pc::JwtGenerator {
-            enabled: true,
-            claim_dialect: "http://wso2.org/claims".into(),
-            header: "X-JWT-Assertion".into(),
-            signing_algorithm: "SHA256withRSA".into(),
-            token_ttl: ttl,
-            use_kid_property: true,
-            keypair: vec![pc::Keypair {
-                public_certificate_path: write_pem(dir, "signer.pem", &KEYS.signer.cert_pem),
-                private_key_path: write_pem(dir, "signer.key", &KEYS.signer.key_pem),
-                use_for_signing: true,
-            }],
-            ..Default::default()
-        });
-    }
-}
-
 /// The backend JWT, verified with the signer's public key.
 #[track_caller]
 fn backend_jwt(set: &[(Cow<'static, str>, String)]) -> (jsonwebtoken::Header, Value, String) {
     let raw = header(set, "x-jwt-assertion").expect("x-jwt-assertion set").to_string();
-    let mut v = Validation::new(Algorithm::RS256);
-    v.validate_aud = false;
-    let key = DecodingKey::from_rsa_pem(KEYS.signer.public_pem.as_bytes()).expect("public key");
-    let data = jsonwebtoken::decode::<Value>(&raw, &key, &v).expect("a valid backend JWT");
+    let data = decode_backend_jwt(&raw, Algorithm::RS256).expect("a valid backend JWT");
     (data.header, data.claims, raw)
 }
 
@@ -1858,15 +1413,12 @@ async fn the_backend_jwt_is_signed_with_the_configured_algorithm() {
     for (name, alg, jws) in [("SHA384withRSA", Algorithm::RS384, "RS384"), ("SHA512withRSA", Algorithm::RS512, "RS512")]
     {
         let fx = Fx::config(|c, dir| {
-            with_backend_jwt(3600)(c, dir);
+            with_backend_jwt(c, dir, 3600);
             c.jwt_generator.as_mut().expect("generator").signing_algorithm = name.into();
         });
         let (set, _, _) = allowed(fx.check(&Req::get("/pets").bearer(&jwt(json!({})))).await);
         let raw = header(&set, "x-jwt-assertion").expect("backend JWT");
-        let mut v = Validation::new(alg);
-        v.validate_aud = false;
-        let key = DecodingKey::from_rsa_pem(KEYS.signer.public_pem.as_bytes()).expect("public key");
-        let data = jsonwebtoken::decode::<Value>(raw, &key, &v).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let data = decode_backend_jwt(raw, alg).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(data.header.alg, alg, "{name}");
         // The JWKS advertises the same algorithm.
         let s = fx.engine.settings.load_full().expect("settings");
@@ -1877,7 +1429,7 @@ async fn the_backend_jwt_is_signed_with_the_configured_algorithm() {
 
 #[tokio::test]
 async fn a_backend_jwt_describes_the_caller() {
-    let fx = Fx::config(with_backend_jwt(3600));
+    let fx = Fx::config(|c, dir| with_backend_jwt(c, dir, 3600));
     let token = jwt(json!({"department": "pets", "scope": "read"}));
     let (set, _, _) = allowed(fx.check(&Req::get("/pets").bearer(&token)).await);
     let (h, c, raw) = backend_jwt(&set);
@@ -1926,7 +1478,7 @@ async fn a_backend_jwt_describes_the_caller() {
 
 #[tokio::test]
 async fn a_backend_jwt_carries_the_subscribed_application() {
-    let fx = Fx::config(with_backend_jwt(600));
+    let fx = Fx::config(|c, dir| with_backend_jwt(c, dir, 600));
     let (set, _, _) = allowed(fx.check(&Req::get("/pets").bearer(&subs_jwt(json!({"keytype": "SANDBOX"})))).await);
     let (_, c, _) = backend_jwt(&set);
     let d = |k: &str| c[format!("http://wso2.org/claims/{k}")].clone();
@@ -1943,7 +1495,7 @@ async fn a_backend_jwt_carries_the_subscribed_application() {
     let (set, _, _) = allowed(fx.check(&Req::get("/pets").header("apikey", &api_key(json!({})))).await);
     let (_, c, _) = backend_jwt(&set);
     assert_eq!(c["http://wso2.org/claims/applicationname"], "PetApp");
-    let fx = Fx::with(with_backend_jwt(600), vec![secure_api("mandatory", false)]);
+    let fx = Fx::with(|c, dir| with_backend_jwt(c, dir, 600), vec![secure_api("mandatory", false)]);
     let (set, _, _) = allowed(fx.check(&secure("/pets").peer_cert(&KEYS.client)).await);
     assert_eq!(header(&set, "x-jwt-assertion"), None);
 }
@@ -1951,7 +1503,7 @@ async fn a_backend_jwt_carries_the_subscribed_application() {
 #[tokio::test]
 async fn a_backend_jwt_about_to_expire_is_not_reused() {
     // Choreo Connect reuses a cached backend JWT only while it has at least 5 s left.
-    let fx = Fx::config(with_backend_jwt(3));
+    let fx = Fx::config(|c, dir| with_backend_jwt(c, dir, 3));
     let token = jwt(json!({}));
     let (set1, _, _) = allowed(fx.check(&Req::get("/pets").bearer(&token)).await);
     let (set2, _, _) = allowed(fx.check(&Req::get("/pets").bearer(&token)).await);

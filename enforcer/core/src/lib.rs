@@ -40,3 +40,6 @@ pub fn now_secs() -> i64 {
 #[cfg(test)]
 #[path = "engine_tests.rs"]
 mod engine_tests;
+
+#[cfg(test)]
+pub(crate) mod testkit;

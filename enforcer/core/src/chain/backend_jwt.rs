@@ -63,23 +63,19 @@ impl Filter for BackendJwt {
 #[cfg(test)]
 mod tests {
     use base64::Engine as _;
-    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+    use jsonwebtoken::Algorithm;
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::chain::test_support::{
-        BASE, Fx, KEYS, Req, VERSION, assert_next, caller, jwt, now, payload, subs_jwt, token_caller, with_backend_jwt,
-    };
+    use crate::chain::test_support::{Fx, assert_next, caller, token_caller};
     use crate::decision::{AuthType, KeyType, SetHeaders};
+    use crate::testkit::{BASE, Req, VERSION, decode_backend_jwt, jwt, now, payload, subs_jwt, with_backend_jwt};
 
     /// The one header set, verified with the signer's public key: (name, header, claims, raw).
     #[track_caller]
     fn verified(set: &SetHeaders) -> (String, jsonwebtoken::Header, Value, String) {
         let [(name, raw)] = set.as_slice() else { panic!("one header expected: {set:?}") };
-        let mut v = Validation::new(Algorithm::RS256);
-        v.validate_aud = false;
-        let key = DecodingKey::from_rsa_pem(KEYS.signer.public_pem.as_bytes()).expect("public key");
-        let data = jsonwebtoken::decode::<Value>(raw, &key, &v).expect("a backend JWT signed by the configured key");
+        let data = decode_backend_jwt(raw, Algorithm::RS256).expect("a backend JWT signed by the configured key");
         (name.to_string(), data.header, data.claims, raw.clone())
     }
 

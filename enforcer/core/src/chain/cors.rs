@@ -34,7 +34,8 @@ impl Filter for Cors {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::test_support::{Fx, Req, assert_next, jwt, pets_with, refused};
+    use crate::chain::test_support::{Fx, assert_next, refused};
+    use crate::testkit::{Req, jwt, pets_with};
 
     #[tokio::test]
     async fn options_without_an_operation_is_answered_204_with_allow() {

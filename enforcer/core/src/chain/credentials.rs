@@ -60,9 +60,8 @@ impl Filter for Credentials {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::test_support::{
-        BASE, Fx, REMOVED_BY_DEFAULT, Req, assert_next, auth_header, caller, mutual_ssl, pets_with,
-    };
+    use crate::chain::test_support::{Fx, assert_next, caller};
+    use crate::testkit::{BASE, REMOVED_BY_DEFAULT, Req, auth_header, mutual_ssl, pets_with};
 
     fn strings(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()

@@ -51,7 +51,8 @@ impl Filter for Routing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::test_support::{Fx, PROD, Req, SAND, assert_401, assert_next, caller};
+    use crate::chain::test_support::{Fx, assert_401, assert_next, caller};
+    use crate::testkit::{PROD, Req, SAND};
 
     fn cluster_header(cluster: &str) -> crate::decision::SetHeaders {
         vec![(Cow::Borrowed(CLUSTER_HEADER), cluster.to_string())]

@@ -143,8 +143,9 @@ mod tests {
 
     use super::super::tests::{accepted, assert_failed, not_tried};
     use super::*;
-    use crate::chain::test_support::{
-        BAD, BASE, Fx, KEYS, Req, VERSION, api_key, api_key_claims, internal_key, jti_of, jwt, now, revoked, sign,
+    use crate::chain::test_support::Fx;
+    use crate::testkit::{
+        BAD, BASE, KEYS, Req, VERSION, api_key, api_key_claims, internal_key, jti_of, jwt, now, revoked, sign,
         subscription, without_issuer,
     };
 

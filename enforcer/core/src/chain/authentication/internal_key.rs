@@ -44,8 +44,9 @@ mod tests {
 
     use super::super::tests::{accepted, assert_failed, not_tried};
     use super::*;
-    use crate::chain::test_support::{
-        BAD, BASE, BLOCKED, Fx, KEYS, MISSING, Req, VERSION, api_key, auth_header, internal_key, internal_key_claims,
+    use crate::chain::test_support::Fx;
+    use crate::testkit::{
+        BAD, BASE, BLOCKED, KEYS, MISSING, Req, VERSION, api_key, auth_header, internal_key, internal_key_claims,
         jti_of, jwt, now, pets_with, revoked, sign, without_issuer,
     };
 

@@ -89,9 +89,10 @@ mod tests {
 
     use super::super::tests::{accepted, assert_failed, not_tried};
     use super::*;
-    use crate::chain::test_support::{
-        BAD, Fx, ISS_IDP, KEYS, NOT_JWT, REVOKED, Req, api_key, claims, internal_key, jti_of, jwt, now, pets_with,
-        revoked, sign,
+    use crate::chain::test_support::Fx;
+    use crate::testkit::{
+        BAD, ISS_IDP, KEYS, NOT_JWT, REVOKED, Req, api_key, claims, internal_key, jti_of, jwt, now, pets_with, revoked,
+        sign,
     };
 
     /// Choreo Connect's rule, written plainly: the reference for [`bearer_token`].
@@ -161,7 +162,7 @@ mod tests {
         assert_eq!((a.auth_type, a.raw.as_str()), (AuthType::Jwt, token.as_str()));
         not_tried(attempt(&fx.cx(&Req::get("/pets").bearer(&token))).await);
         // The configured header, when the API names none.
-        let fx = Fx::config(|c, _| crate::chain::test_support::auth_header(c).authorization_header = "X-Auth".into());
+        let fx = Fx::config(|c, _| crate::testkit::auth_header(c).authorization_header = "X-Auth".into());
         let r = Req::get("/pets").header("x-auth", &format!("bearer {token}"));
         assert_eq!(accepted(attempt(&fx.cx(&r)).await).raw, token);
     }

@@ -160,11 +160,12 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::chain::test_support::{
-        BASE, BLOCKED, Fx, KEYS, MISSING, REVOKED, Req, VERSION, api_key, assert_401, assert_refused, internal_key,
-        jti_of, jwt, mtls_api, pets_with, revoked, subs_jwt, subscription,
-    };
+    use crate::chain::test_support::{Fx, assert_401, assert_refused};
     use crate::deny::Challenge;
+    use crate::testkit::{
+        BASE, BLOCKED, KEYS, MISSING, REVOKED, Req, VERSION, api_key, internal_key, jti_of, jwt, mtls_api, pets_with,
+        revoked, subs_jwt, subscription,
+    };
 
     // Helpers for the authenticators' own tests (`attempt` of each module).
 
@@ -357,8 +358,8 @@ mod tests {
         let_in(&fx, &Req::get("/pets").header("internal-key", &ik)).await;
         fx.memory.set_revoked(revoked(&[&jti_of(&token), &jti_of(&key), &jti_of(&ik)]));
         refused_401(&fx, &Req::get("/pets").bearer(&token), REVOKED).await;
-        refused_401(&fx, &Req::get("/pets").header("apikey", &key), crate::chain::test_support::BAD).await;
-        refused_401(&fx, &Req::get("/pets").header("internal-key", &ik), crate::chain::test_support::BAD).await;
+        refused_401(&fx, &Req::get("/pets").header("apikey", &key), crate::testkit::BAD).await;
+        refused_401(&fx, &Req::get("/pets").header("internal-key", &ik), crate::testkit::BAD).await;
         // Revoked before it was ever seen.
         let fresh = jwt(json!({}));
         fx.memory.set_revoked(revoked(&[&jti_of(&fresh)]));
@@ -461,6 +462,6 @@ mod tests {
         )
         .await;
         let r = Req::get("/pets").bearer("x.y.z").header("apikey", &api_key(json!({"exp": 1})));
-        refused_401(&fx, &r, crate::chain::test_support::NOT_JWT).await;
+        refused_401(&fx, &r, crate::testkit::NOT_JWT).await;
     }
 }

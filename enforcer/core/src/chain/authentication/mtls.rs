@@ -26,7 +26,8 @@ pub(super) fn verify(cx: &Context<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::test_support::{Fx, KEYS, Req, mtls_api, mutual_ssl, url_encode};
+    use crate::chain::test_support::Fx;
+    use crate::testkit::{KEYS, Req, mtls_api, mutual_ssl, url_encode};
 
     fn verifies(fx: &Fx, r: &Req) -> bool {
         verify(&fx.cx(r))
