@@ -14,9 +14,9 @@ use subtle::ConstantTimeEq;
 
 use enforcer_core::Engine;
 
-/// Forwards revocations to the adapter.
+/// Forwards revocations to the adapter (its gRPC answer).
 pub type Revoker = Arc<
-    dyn Fn(Vec<gateway_proto::api::RevokedToken>) -> futures::future::BoxFuture<'static, Result<(), String>>
+    dyn Fn(Vec<gateway_proto::api::RevokedToken>) -> futures::future::BoxFuture<'static, Result<(), tonic::Status>>
         + Send
         + Sync,
 >;
@@ -228,7 +228,10 @@ async fn revoke(st: &AdminState, body: &Bytes) -> Response {
     }
     let jti = entry.jti.clone();
     if let Err(e) = (st.revoker)(vec![entry]).await {
-        return admin_error(StatusCode::BAD_GATEWAY, &format!("the adapter did not take the revocation: {e}"));
+        return admin_error(
+            StatusCode::BAD_GATEWAY,
+            &format!("the adapter did not take the revocation: {}", e.message()),
+        );
     }
     // The adapter pushes it back; wait (briefly) until it is in force here.
     for _ in 0..50 {

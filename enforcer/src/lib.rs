@@ -144,10 +144,7 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
                     gateway_proto::service::enforcer_discovery_service_client::EnforcerDiscoveryServiceClient::new(
                         channel,
                     );
-                c.revoke_tokens(gateway_proto::service::RevokeRequest { tokens })
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.message().to_string())
+                c.revoke_tokens(gateway_proto::service::RevokeRequest { tokens }).await.map(|_| ())
             })
         })
     };

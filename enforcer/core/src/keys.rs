@@ -147,7 +147,7 @@ impl VerifyKey {
                 "PUBLIC KEY" => pem.contents.clone(),
                 _ => continue,
             };
-            out.push(Self::from_spki(&spki_der).map_err(KeyError::Pem)?);
+            out.push(Self::from_spki(&spki_der)?);
         }
         if out.is_empty() {
             return Err(KeyError::Pem("no certificate or public key in the file".into()));
@@ -155,12 +155,13 @@ impl VerifyKey {
         Ok(out)
     }
 
-    fn from_spki(der: &[u8]) -> Result<VerifyKey, String> {
+    fn from_spki(der: &[u8]) -> Result<VerifyKey, KeyError> {
         use x509_parser::prelude::FromDer;
         use x509_parser::public_key::PublicKey;
         use x509_parser::x509::SubjectPublicKeyInfo;
-        let (_, spki) = SubjectPublicKeyInfo::from_der(der).map_err(|e| format!("bad public key: {e}"))?;
-        let parsed = spki.parsed().map_err(|e| format!("bad public key: {e}"))?;
+        let bad = |e: &dyn std::fmt::Display| KeyError::Pem(format!("bad public key: {e}"));
+        let (_, spki) = SubjectPublicKeyInfo::from_der(der).map_err(|e| bad(&e))?;
+        let parsed = spki.parsed().map_err(|e| bad(&e))?;
         let raw = spki.subject_public_key.data.to_vec();
         let (key, algs) = match parsed {
             PublicKey::RSA(_) => (DecodingKey::from_rsa_der(&raw), RSA_ALGS.to_vec()),
@@ -175,14 +176,16 @@ impl VerifyKey {
                 let alg = match curve.as_str() {
                     "1.2.840.10045.3.1.7" => Algorithm::ES256,
                     "1.3.132.0.34" => Algorithm::ES384,
-                    other => return Err(format!("unsupported elliptic curve {other}")),
+                    other => return Err(KeyError::Pem(format!("unsupported elliptic curve {other}"))),
                 };
                 (DecodingKey::from_ec_der(point.data()), vec![alg])
             }
             PublicKey::Unknown(_) if spki.algorithm.algorithm.to_id_string() == "1.3.101.112" => {
                 (DecodingKey::from_ed_der(&raw), vec![Algorithm::EdDSA])
             }
-            _ => return Err("unsupported public key type (RSA, EC P-256/P-384 and Ed25519 are)".into()),
+            _ => {
+                return Err(KeyError::Pem("unsupported public key type (RSA, EC P-256/P-384 and Ed25519 are)".into()));
+            }
         };
         Ok(VerifyKey { kid: None, key, algs })
     }
