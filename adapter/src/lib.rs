@@ -221,6 +221,18 @@ pub async fn run(
         closing_hub.close();
         let _ = stop_tx.send(());
     };
+    // grpc.health.v1: SERVING once the start-up projects are applied (the
+    // container health check, `adapter --health-check`, asks it).
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+    {
+        let h = Arc::clone(&hub);
+        tasks.spawn("health", async move {
+            h.loaded().await;
+            health_reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+            std::future::pending::<()>().await;
+        });
+    }
     let mut builder = tonic::transport::Server::builder();
     if config.adapter.xds_server.tls_enabled {
         builder = builder.tls_config(xds_tls(&config)?)?;
@@ -228,6 +240,7 @@ pub async fn run(
     }
     let server = builder
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .add_service(health_service)
         .add_service(ads::Ads::service(Arc::clone(&hub)))
         .add_service(enforcer::service::Service::server(Arc::clone(&hub)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(xds), signal);
@@ -243,4 +256,26 @@ pub async fn run(
     tasks.abort_all();
     info!("adapter stopped");
     result
+}
+
+/// `adapter --health-check`: asks this host's xDS server for its gRPC health
+/// (SERVING once the start-up projects are applied), with the adapter's own
+/// certificate when the server wants one. `server_name` must be a name of the
+/// server certificate (`ADAPTER_SERVER_NAME`, as in Choreo Connect).
+pub async fn health_check(config: &Config, port: u16, server_name: &str) -> Result<(), gateway_tls::grpc::ProbeError> {
+    let x = &config.adapter;
+    let tls = if x.xds_server.tls_enabled {
+        let ca = gateway_tls::grpc::ca(Path::new(&x.truststore.location))?;
+        let mut tls = tonic::transport::ClientTlsConfig::new().ca_certificate(ca).domain_name(server_name);
+        if x.xds_server.client_certificate_required {
+            tls = tls.identity(gateway_tls::grpc::identity(
+                Path::new(&x.keystore.cert_path),
+                Path::new(&x.keystore.key_path),
+            )?);
+        }
+        Some(tls)
+    } else {
+        None
+    };
+    gateway_tls::grpc::probe(port, tls, std::time::Duration::from_secs(3)).await
 }

@@ -24,6 +24,15 @@ struct Cli {
     #[arg(long)]
     validate: bool,
 
+    /// Ask the running adapter on this host for its gRPC health and exit 0
+    /// when it serves (the container health check; no curl in the image).
+    #[arg(long)]
+    health_check: bool,
+
+    /// The name the xDS server's certificate carries, for --health-check.
+    #[arg(long, env = "ADAPTER_SERVER_NAME", default_value = "adapter")]
+    server_name: String,
+
     /// Address of the ADS gRPC server (Envoy's `xds_cluster`).
     #[arg(long, env = "ADAPTER_XDS_ADDRESS", default_value = "0.0.0.0:18000")]
     xds_address: SocketAddr,
@@ -84,6 +93,23 @@ fn main() -> ExitCode {
         }
         println!("{}: valid", path.display());
         return ExitCode::SUCCESS;
+    }
+    if cli.health_check {
+        let probe = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map(|rt| rt.block_on(adapter::health_check(&loaded.config, cli.xds_address.port(), &cli.server_name)));
+        return match probe {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(e)) => {
+                eprintln!("unhealthy: {e}");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("unhealthy: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let parse_opts = adapter::parse_options(&loaded.config, env.into_iter());
     let opts = adapter::Options { xds_address: cli.xds_address };

@@ -17,6 +17,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
+    /// Ask the running enforcer on this host for its gRPC health (ext_authz
+    /// port) and exit 0 when it serves: the container health check.
+    #[arg(long)]
+    health_check: bool,
+
+    /// The name the enforcer's certificate carries, for --health-check.
+    #[arg(long, env = "ENFORCER_SERVER_NAME", default_value = "enforcer")]
+    server_name: String,
+
     /// Gateway environment (label) whose APIs this enforcer serves.
     #[arg(long, env = "ENFORCER_LABEL", default_value = "Default")]
     label: String,
@@ -99,6 +108,9 @@ fn main() -> std::process::ExitCode {
             idle_timeout: Duration::from_secs(args.https_idle_timeout.max(1)),
         },
     };
+    if args.health_check {
+        return health_check(&opts, &args.server_name);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -112,6 +124,36 @@ fn main() -> std::process::ExitCode {
             tracing::error!(error = %e, "enforcer failed");
             eprintln!("enforcer: {e}");
             std::process::ExitCode::from(1)
+        }
+    }
+}
+
+/// `--health-check`: gRPC health of the ext_authz server on this host, over
+/// mutual TLS with the enforcer's own certificate when its servers use TLS.
+fn health_check(opts: &enforcer::Options, server_name: &str) -> std::process::ExitCode {
+    let probe = async {
+        let tls = match (opts.grpc_tls, &opts.trusted_ca) {
+            (false, _) => None,
+            (true, Some(ca)) => Some(gateway_tls::grpc::client(&opts.cert, &opts.key, ca)?.domain_name(server_name)),
+            (true, None) => {
+                return Err(gateway_tls::grpc::ProbeError::Tls(gateway_tls::TlsError::File {
+                    path: "TRUSTED_CA_CERTS_PATH".into(),
+                    reason: "not set, but TLS between components is on".into(),
+                }));
+            }
+        };
+        gateway_tls::grpc::probe(opts.authz_address.port(), tls, Duration::from_secs(3)).await
+    };
+    let result = tokio::runtime::Builder::new_current_thread().enable_all().build().map(|rt| rt.block_on(probe));
+    match result {
+        Ok(Ok(())) => std::process::ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("unhealthy: {e}");
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            std::process::ExitCode::FAILURE
         }
     }
 }

@@ -452,4 +452,59 @@ pub mod grpc {
     pub fn client(cert: &Path, key: &Path, ca_path: &Path) -> Result<ClientTlsConfig, TlsError> {
         Ok(ClientTlsConfig::new().ca_certificate(ca(ca_path)?).identity(identity(cert, key)?))
     }
+
+    /// Why a health probe failed.
+    #[derive(Debug, thiserror::Error)]
+    pub enum ProbeError {
+        /// The TLS files are unusable.
+        #[error(transparent)]
+        Tls(#[from] TlsError),
+        /// No connection.
+        #[error("{url}: {reason}")]
+        Connect {
+            /// The server.
+            url: String,
+            /// Why.
+            reason: String,
+        },
+        /// The server answered, but not SERVING.
+        #[error("{url}: {status}")]
+        NotServing {
+            /// The server.
+            url: String,
+            /// Its answer or the RPC error.
+            status: String,
+        },
+    }
+
+    /// `grpc.health.v1.Health/Check` of the server at `port` on the loopback
+    /// address, as a container health check runs it from inside the
+    /// container: with `tls`, over TLS with that client configuration (its
+    /// server name must be one of the server certificate's names). Ok when
+    /// the server is SERVING.
+    pub async fn probe(
+        port: u16,
+        tls: Option<ClientTlsConfig>,
+        timeout: std::time::Duration,
+    ) -> Result<(), ProbeError> {
+        use tonic_health::pb::health_check_response::ServingStatus;
+        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{port}");
+        let connect = |reason: String| ProbeError::Connect { url: url.clone(), reason };
+        let mut endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+            .map_err(|e| connect(e.to_string()))?
+            .connect_timeout(timeout)
+            .timeout(timeout);
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls).map_err(|e| connect(e.to_string()))?;
+        }
+        let channel = endpoint.connect().await.map_err(|e| connect(format!("{e:?}")))?;
+        let answer = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await;
+        match answer.map(|r| r.into_inner().status) {
+            Ok(s) if s == ServingStatus::Serving as i32 => Ok(()),
+            Ok(s) => Err(ProbeError::NotServing { url, status: format!("status {s}") }),
+            Err(e) => Err(ProbeError::NotServing { url, status: e.message().to_string() }),
+        }
+    }
 }
