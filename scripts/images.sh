@@ -28,11 +28,14 @@ for c in adapter enforcer; do
   docker build -q --build-arg BASE_IMAGE="$BASE_IMAGE" --target from-host -f "docker/$c/Dockerfile" \
     -t "choreo-connect-$c:$TAG" -t "choreo-connect-$c:latest" . >/dev/null
 done
+echo "choreo-connect-sample-backend:$TAG"
+docker build -q --build-arg BASE_IMAGE="$BASE_IMAGE" -f docker/backend/Dockerfile \
+  -t "choreo-connect-sample-backend:$TAG" -t "choreo-connect-sample-backend:latest" . >/dev/null
 echo "choreo-connect-router:$TAG"
 docker build -q --build-arg ENVOY_IMAGE="$ENVOY_IMAGE" -f docker/router/Dockerfile \
   -t "choreo-connect-router:$TAG" -t "choreo-connect-router:latest" . >/dev/null
 echo
 printf '%-36s %8s\n' IMAGE SIZE
-for c in adapter enforcer router; do
+for c in adapter enforcer router sample-backend; do
   printf '%-36s %7.1f MB\n' "choreo-connect-$c:$TAG" "$(docker image inspect -f '{{.Size}}' "choreo-connect-$c:$TAG" | awk '{print $1/1e6}')"
 done

@@ -29,6 +29,12 @@ struct Cli {
     #[arg(long)]
     health_check: bool,
 
+    /// Write development certificates into this folder (keystore/mg.{pem,key},
+    /// truststore/mg.pem) unless they exist, and exit: the one-shot step of
+    /// `docker compose up`. Not for production.
+    #[arg(long, value_name = "DIR")]
+    dev_certs: Option<PathBuf>,
+
     /// The name the xDS server's certificate carries, for --health-check.
     #[arg(long, env = "ADAPTER_SERVER_NAME", default_value = "adapter")]
     server_name: String,
@@ -62,6 +68,22 @@ fn config_path(cli: &Cli) -> PathBuf {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
+    if let Some(dir) = &cli.dev_certs {
+        return match gateway_tls::dev::write(dir) {
+            Ok(true) => {
+                println!("development certificates written to {}", dir.display());
+                ExitCode::SUCCESS
+            }
+            Ok(false) => {
+                println!("development certificates in {}: present", dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let path = config_path(&cli);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,

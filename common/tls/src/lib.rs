@@ -508,3 +508,57 @@ pub mod grpc {
         }
     }
 }
+
+/// Development certificates: a CA and one RSA certificate every component
+/// presents (server and client), for `docker compose up` and `make run`.
+/// Never for production: the CA key is thrown away, the names are fixed.
+pub mod dev {
+    use std::path::Path;
+
+    use super::TlsError;
+
+    /// The names the development certificate carries: the Compose service
+    /// names, `localhost` and the loopback address.
+    pub const NAMES: &[&str] = &["localhost", "127.0.0.1", "router", "adapter", "enforcer"];
+
+    fn err(what: &str, e: impl std::fmt::Display) -> TlsError {
+        TlsError::File { path: what.to_string(), reason: e.to_string() }
+    }
+
+    /// Writes `dir/keystore/mg.{pem,key}` (the certificate and its RSA key)
+    /// and `dir/truststore/mg.pem` (the CA), as Choreo Connect lays out
+    /// `/home/wso2/security`, unless `dir/keystore/mg.pem` exists. Returns
+    /// whether it wrote them.
+    pub fn write(dir: &Path) -> Result<bool, TlsError> {
+        let (keystore, truststore) = (dir.join("keystore"), dir.join("truststore"));
+        if keystore.join("mg.pem").exists() {
+            return Ok(false);
+        }
+        let ca_key = rcgen::KeyPair::generate().map_err(|e| err("CA key", e))?;
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| err("CA", e))?;
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Choreo Connect development CA");
+        ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        let ca = ca_params.self_signed(&ca_key).map_err(|e| err("CA", e))?;
+        let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+        // RSA: the enforcer signs /testkey tokens and backend JWTs (RS256) with it.
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).map_err(|e| err("RSA key", e))?;
+        let mut params = rcgen::CertificateParams::new(NAMES.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .map_err(|e| err("certificate", e))?;
+        params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
+        params.extended_key_usages =
+            vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &issuer).map_err(|e| err("certificate", e))?;
+        for d in [&keystore, &truststore] {
+            std::fs::create_dir_all(d).map_err(|e| err(&d.display().to_string(), e))?;
+        }
+        let write = |p: std::path::PathBuf, text: String| {
+            std::fs::write(&p, text).map_err(|e| err(&p.display().to_string(), e))
+        };
+        write(truststore.join("mg.pem"), ca.pem())?;
+        write(keystore.join("mg.key"), key.serialize_pem())?;
+        // Last: its presence means the set is complete.
+        write(keystore.join("mg.pem"), cert.pem())?;
+        Ok(true)
+    }
+}

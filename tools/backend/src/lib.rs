@@ -9,7 +9,9 @@
 //! * `x-backend-close: true`: close the connection without answering.
 //!
 //! Requests to `/__fixed` get a small fixed body, for load tests that should
-//! measure the proxy rather than JSON encoding.
+//! measure the proxy rather than JSON encoding. `GET /__hits` answers
+//! `{"hits": N}`, the requests served so far (itself not counted), for tests
+//! that run the backend in another process or container.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +40,13 @@ impl std::fmt::Display for Close {
 impl std::error::Error for Close {}
 
 async fn handle(name: Arc<str>, hits: Arc<AtomicU64>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Close> {
+    if req.uri().path() == "/__hits" {
+        let body = json!({"hits": hits.load(Ordering::Relaxed)}).to_string();
+        return Ok(Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap_or_default());
+    }
     hits.fetch_add(1, Ordering::Relaxed);
     if req.uri().path() == "/__fixed" {
         return Ok(Response::builder()

