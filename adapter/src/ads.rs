@@ -13,6 +13,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 use futures::Stream as FutStream;
 use gateway_config::model::DEFAULT_ENVIRONMENT;
+use gateway_xds::snapshot::ResourceType;
 use gateway_xds::stream::{Event, Mode, Outcome, Response, Stream};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -21,6 +22,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::clock::now_ms;
 use crate::hub::Hub;
+use crate::metrics::{KindLabels, TypeLabels};
 use crate::status::StreamReport;
 
 /// The ADS service.
@@ -140,15 +142,31 @@ async fn serve<W: Wire>(
     if let Some(n) = stream.node() {
         info!(label = %label, node_cluster = %n.cluster, instance = %n.instance, envoy = %n.version, "Envoy connected");
     }
+    // When the configuration this Envoy should hold last changed (its first
+    // request, then every new snapshot) and it has not acknowledged all of it.
+    let mut pushed: Option<std::time::Instant> = Some(std::time::Instant::now());
     loop {
         for e in &outcome.events {
             match e {
                 Event::Ack { ty, version } => debug!(%ty, %version, "ACK"),
                 Event::Nack { ty, version, message, resources } => {
                     hub.status.count_nack();
+                    hub.metrics.nacks.get_or_create(&TypeLabels { kind: "router", r#type: ty.short_name() }).inc();
                     warn!(%ty, %version, resources = ?resources, error = %message, "Envoy rejected configuration (NACK); it keeps its last good version");
                 }
             }
+        }
+        if let Some(at) = pushed.filter(|_| outcome.responses.is_empty() && stream.in_sync()) {
+            hub.metrics.push_to_ack.get_or_create(&KindLabels { kind: "router" }).observe(at.elapsed().as_secs_f64());
+            pushed = None;
+        }
+        for resp in &outcome.responses {
+            let url = match resp {
+                Response::Sotw(r) => r.type_url.as_str(),
+                Response::Delta(r) => r.type_url.as_str(),
+            };
+            let ty = ResourceType::from_type_url(url).map_or("other", ResourceType::short_name);
+            hub.metrics.responses.get_or_create(&TypeLabels { kind: "router", r#type: ty }).inc();
         }
         for resp in outcome.responses.drain(..) {
             if let Some(r) = W::unwrap(resp)
@@ -187,6 +205,7 @@ async fn serve<W: Wire>(
                 }
                 let snap = snapshots.borrow_and_update().clone();
                 let started = std::time::Instant::now();
+                pushed.get_or_insert(started);
                 let out = stream.on_snapshot(snap, now_ms());
                 debug!(ms = started.elapsed().as_secs_f64() * 1000.0, responses = out.responses.len(), "new snapshot");
                 out

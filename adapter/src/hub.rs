@@ -25,6 +25,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::enforcer::revocation::Revocations;
+use crate::metrics::Metrics;
 use crate::publisher::Publisher;
 use crate::status::Status;
 
@@ -84,6 +85,8 @@ pub struct Hub {
     pub status: Status,
     /// Revoked tokens.
     pub revocations: Revocations,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
     closing: watch::Sender<bool>,
     loaded: watch::Sender<bool>,
 }
@@ -97,6 +100,7 @@ impl Hub {
             state: Mutex::new(State { gateway: Gateway::new(config), deployments: Deployments::default() }),
             status: Status::default(),
             revocations: Revocations::default(),
+            metrics: Metrics::default(),
             closing: watch::Sender::new(false),
             loaded: watch::Sender::new(false),
         })
@@ -106,7 +110,9 @@ impl Hub {
     pub fn update<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         let mut state = self.state.lock();
         let r = f(&mut state);
+        let started = std::time::Instant::now();
         self.publisher.publish(&mut state.gateway);
+        self.metrics.snapshot_build.observe(started.elapsed().as_secs_f64());
         r
     }
 

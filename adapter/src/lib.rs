@@ -13,6 +13,7 @@ pub mod enforcer;
 pub mod fsutil;
 pub mod hub;
 pub mod management;
+pub mod metrics;
 pub mod publisher;
 pub mod status;
 pub mod store;
@@ -164,6 +165,18 @@ pub async fn run(
                 serve_limits(&config),
             ),
         );
+    }
+
+    if config.adapter.metrics.enabled {
+        let address = SocketAddr::from(([0, 0, 0, 0], config.adapter.metrics.port));
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| AdapterError::Bind { address: address.to_string(), source })?;
+        info!(%address, "metrics: GET /metrics");
+        let h = Arc::clone(&hub);
+        tasks.spawn_fallible("metrics", async move {
+            metrics::serve(listener, h).await.map_err(|e| format!("metrics server: {e}"))
+        });
     }
 
     let dir = apis_dir(&config);

@@ -117,6 +117,12 @@ impl Status {
     pub fn enforcer_streams(&self) -> Vec<EnforcerStreamReport> {
         self.enforcers.lock().values().cloned().collect()
     }
+
+    /// The connected enforcers: one per peer address, whatever number of
+    /// streams (configuration, APIs, ...) it holds.
+    pub fn enforcer_instances(&self) -> usize {
+        self.enforcers.lock().values().map(|e| e.peer.as_str()).collect::<BTreeSet<_>>().len()
+    }
 }
 
 /// Whether an API's configuration reached the routers.

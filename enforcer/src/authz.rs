@@ -20,6 +20,9 @@ use tonic::{Request, Response, Status};
 
 use enforcer_core::{AuthInfo, Decision, Engine, Input};
 
+use crate::drain::Activity;
+use crate::metrics::Metrics;
+
 /// Metadata key telling the router the enforcer answered (its local-reply
 /// mapper leaves such answers alone; adapter/xds/src/translate/local_reply.rs).
 pub const REPLY_KEY: &str = "choreo-connect-enforcer-reply";
@@ -28,13 +31,33 @@ pub const REPLY_KEY: &str = "choreo-connect-enforcer-reply";
 #[derive(Clone)]
 pub struct Authz {
     engine: Arc<Engine>,
+    metrics: Arc<Metrics>,
+    activity: Arc<Activity>,
 }
 
 impl Authz {
-    /// A tonic service deciding with `engine`.
-    pub fn server(engine: Arc<Engine>, max_message: usize) -> AuthorizationServer<Authz> {
-        AuthorizationServer::new(Authz { engine }).max_decoding_message_size(max_message)
+    /// A tonic service deciding with `engine`, counting in `metrics` and
+    /// noting each check in `activity` (the drain on shutdown waits for it
+    /// to go quiet).
+    pub fn server(
+        engine: Arc<Engine>,
+        metrics: Arc<Metrics>,
+        activity: Arc<Activity>,
+        max_message: usize,
+    ) -> AuthorizationServer<Authz> {
+        AuthorizationServer::new(Authz { engine, metrics, activity }).max_decoding_message_size(max_message)
     }
+}
+
+/// What a check decided, for metrics and traces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// `allow` or `deny`.
+    pub decision: &'static str,
+    /// Choreo Connect's error code of a denial, empty otherwise.
+    pub code: &'static str,
+    /// The HTTP status of a denial, 0 otherwise.
+    pub status: u16,
 }
 
 fn string(s: impl Into<String>) -> Value {
@@ -156,16 +179,33 @@ pub fn input(req: &CheckRequest) -> (Input<'_>, &str) {
 
 /// Decides on a CheckRequest.
 pub async fn check(engine: &Engine, req: &CheckRequest) -> Result<CheckResponse, Status> {
+    checked(engine, req).await.map(|(r, _)| r)
+}
+
+/// Decides on a CheckRequest; also says what was decided.
+pub async fn checked(engine: &Engine, req: &CheckRequest) -> Result<(CheckResponse, Outcome), Status> {
     let (input, request_id) = input(req);
     let decision = engine.check(input).await.map_err(|e| Status::unavailable(e.to_string()))?;
+    let outcome = match &decision {
+        Decision::Allow { .. } => Outcome { decision: "allow", code: "", status: 0 },
+        Decision::Deny { deny, .. } => Outcome { decision: "deny", code: deny.code, status: deny.status },
+    };
     let analytics = engine.settings.load().as_ref().is_some_and(|s| s.analytics.enabled);
-    Ok(response(decision, input.path, request_id, analytics))
+    Ok((response(decision, input.path, request_id, analytics), outcome))
 }
 
 #[tonic::async_trait]
 impl Authorization for Authz {
     async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
-        check(&self.engine, request.get_ref()).await.map(Response::new)
+        self.activity.touch();
+        let started = std::time::Instant::now();
+        let result = checked(&self.engine, request.get_ref()).await;
+        let seconds = started.elapsed().as_secs_f64();
+        match &result {
+            Ok((_, o)) => self.metrics.observe_check(o.decision, o.code, seconds),
+            Err(_) => self.metrics.observe_check("error", "", seconds),
+        }
+        result.map(|(r, _)| Response::new(r))
     }
 }
 

@@ -7,12 +7,17 @@ use std::time::Duration;
 use enforcer_core::keys::{Fetch, FetchError, Jwks};
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+use crate::metrics::ResultLabels;
 
 /// Fetches key sets with reqwest; a body larger than [`Jwks::MAX_BYTES`] is
 /// refused as it arrives, not after.
 #[derive(Debug, Clone)]
 pub struct HttpFetch {
     client: reqwest::Client,
+    counted: Arc<std::sync::OnceLock<Family<ResultLabels, Counter>>>,
 }
 
 impl HttpFetch {
@@ -23,13 +28,19 @@ impl HttpFetch {
             .connect_timeout(Duration::from_secs(2))
             .build()
             .unwrap_or_default();
-        Arc::new(HttpFetch { client })
+        Arc::new(HttpFetch { client, counted: Arc::default() })
+    }
+
+    /// Counts fetches by result in `family` from now on.
+    pub fn count_in(&self, family: Family<ResultLabels, Counter>) {
+        let _ = self.counted.set(family);
     }
 }
 
 impl Fetch for HttpFetch {
     fn fetch(&self, url: &str) -> BoxFuture<'static, Result<Vec<u8>, FetchError>> {
         let request = self.client.get(url);
+        let counted = Arc::clone(&self.counted);
         async move {
             let mut resp = request.send().await.map_err(|e| e.to_string())?;
             if !resp.status().is_success() {
@@ -48,7 +59,13 @@ impl Fetch for HttpFetch {
             }
             Ok(body)
         }
-        .map(|r: Result<Vec<u8>, String>| r.map_err(FetchError))
+        .map(move |r: Result<Vec<u8>, String>| {
+            if let Some(family) = counted.get() {
+                let result = if r.is_ok() { "success" } else { "error" };
+                family.get_or_create(&ResultLabels { result }).inc();
+            }
+            r.map_err(FetchError)
+        })
         .boxed()
     }
 }

@@ -13,7 +13,9 @@ pub mod admin;
 pub mod analytics;
 pub mod authz;
 pub mod discovery;
+pub mod drain;
 pub mod jwks_http;
+pub mod metrics;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -52,6 +54,10 @@ pub struct Options {
     pub grpc_tls: bool,
     /// Limits of the HTTPS server against idle and slow clients.
     pub https_limits: gateway_tls::ServeLimits,
+    /// Prometheus metrics (`GET /metrics`); none to serve none.
+    pub metrics_address: Option<SocketAddr>,
+    /// How long to keep deciding after SIGTERM.
+    pub drain: drain::DrainLimits,
 }
 
 /// Why the enforcer could not run.
@@ -92,8 +98,9 @@ async fn bind(address: SocketAddr) -> Result<TcpListener, EnforcerError> {
 pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), EnforcerError> {
     let engine = Arc::new(enforcer_core::Engine::new());
     let (settings_tx, settings_rx) = tokio::sync::watch::channel(None);
-    let applier =
-        Arc::new(discovery::Applier { engine: Arc::clone(&engine), fetch: jwks_http::HttpFetch::new(), settings_tx });
+    let http_fetch = jwks_http::HttpFetch::new();
+    let fetch: Arc<dyn enforcer_core::keys::Fetch> = Arc::clone(&http_fetch) as _;
+    let applier = Arc::new(discovery::Applier { engine: Arc::clone(&engine), fetch, settings_tx });
 
     let trusted_ca = || -> Result<&std::path::Path, EnforcerError> {
         Ok(opts.trusted_ca.as_deref().ok_or_else(|| gateway_tls::TlsError::File {
@@ -162,7 +169,19 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
         ),
     );
 
-    let (als_service, _counters, analytics_task) = analytics::Als::start(settings_rx);
+    let (als_service, counters, analytics_task) = analytics::Als::start(settings_rx);
+    let metrics = Arc::new(metrics::Metrics::new(counters));
+    http_fetch.count_in(metrics.jwks_fetches.clone());
+    if let Some(address) = opts.metrics_address {
+        let listener = bind(address).await?;
+        info!(%address, "metrics: GET /metrics");
+        let m = Arc::clone(&metrics);
+        tasks.spawn_fallible("metrics server", async move {
+            gateway_runtime::metrics::serve(listener, Arc::new(move || m.render()))
+                .await
+                .map_err(|e| format!("metrics server: {e}"))
+        });
+    }
     tasks.spawn("analytics", analytics_task);
     let mut als_builder = tonic::transport::Server::builder();
     if let Some(tls) = &grpc_tls {
@@ -171,8 +190,27 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
     let als_server = als_builder.add_service(als_service).serve_with_incoming(TcpListenerStream::new(als));
     tasks.spawn_fallible("access-log server", als_server);
 
+    type AuthzServer =
+        envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer<authz::Authz>;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer<authz::Authz>>().await;
+    health_reporter.set_serving::<AuthzServer>().await;
+    // SIGTERM: NOT_SERVING at once, deciding until the checks stop (drain.rs).
+    let activity = Arc::new(drain::Activity::default());
+    let drained = {
+        let (activity, limits) = (Arc::clone(&activity), opts.drain);
+        async move {
+            shutdown.await;
+            health_reporter.set_not_serving::<AuthzServer>().await;
+            health_reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+            info!(
+                idle_s = limits.idle.as_secs_f64(),
+                max_s = limits.max.as_secs_f64(),
+                "draining: health NOT_SERVING; deciding until checks stop"
+            );
+            drain::quiet(&activity, limits).await;
+            info!("drained: closing the ext_authz server");
+        }
+    };
     let mut authz_builder = tonic::transport::Server::builder();
     if let Some(tls) = grpc_tls {
         authz_builder = authz_builder.tls_config(tls)?;
@@ -181,8 +219,8 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .tcp_nodelay(true)
         .add_service(health_service)
-        .add_service(authz::Authz::server(Arc::clone(&engine), 64 * 1024 * 1024))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(authz), shutdown);
+        .add_service(authz::Authz::server(Arc::clone(&engine), metrics, activity, 64 * 1024 * 1024))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(authz), drained);
     let result = tokio::select! {
         r = server => r.map_err(EnforcerError::from),
         died = tasks.died() => Err(EnforcerError::from(died)),

@@ -74,6 +74,16 @@ struct Args {
     /// HTTPS server: seconds after which an idle connection is closed.
     #[arg(long, env = "ENFORCER_HTTPS_IDLE_TIMEOUT", default_value_t = 60)]
     https_idle_timeout: u64,
+    /// Prometheus metrics address (`GET /metrics`); `off` serves none.
+    #[arg(long, env = "ENFORCER_METRICS_ADDRESS", default_value = "0.0.0.0:19086")]
+    metrics_address: String,
+    /// After SIGTERM: stop once no check arrived for this many seconds.
+    #[arg(long, env = "ENFORCER_DRAIN_IDLE_S", default_value_t = 2.0)]
+    drain_idle_s: f64,
+    /// After SIGTERM: stop after this many seconds at the latest (above the
+    /// router's DRAIN_TIME_S, so a router draining beside it keeps its checks).
+    #[arg(long, env = "ENFORCER_DRAIN_TIMEOUT_S", default_value_t = 30.0)]
+    drain_timeout_s: f64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -84,6 +94,33 @@ fn main() -> std::process::ExitCode {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
+    let metrics_address = match args.metrics_address.trim() {
+        "" | "off" => None,
+        a => match a.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(e) => {
+                eprintln!("enforcer: ENFORCER_METRICS_ADDRESS={a}: not an address (host:port, or off): {e}");
+                return std::process::ExitCode::from(64);
+            }
+        },
+    };
+    let seconds = |name: &str, v: f64| {
+        if v.is_finite() && v >= 0.0 {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            Err(format!("enforcer: {name}={v}: expected seconds (0 or more)"))
+        }
+    };
+    let drain = match (
+        seconds("ENFORCER_DRAIN_IDLE_S", args.drain_idle_s),
+        seconds("ENFORCER_DRAIN_TIMEOUT_S", args.drain_timeout_s),
+    ) {
+        (Ok(idle), Ok(max)) => enforcer::drain::DrainLimits { idle, max },
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("{e}");
+            return std::process::ExitCode::from(64);
+        }
+    };
     let opts = enforcer::Options {
         label: args.label,
         instance: std::env::var("HOSTNAME").unwrap_or_default(),
@@ -107,6 +144,8 @@ fn main() -> std::process::ExitCode {
             header_read_timeout: Duration::from_secs(args.https_headers_timeout.max(1)),
             idle_timeout: Duration::from_secs(args.https_idle_timeout.max(1)),
         },
+        metrics_address,
+        drain,
     };
     if args.health_check {
         return health_check(&opts, &args.server_name);

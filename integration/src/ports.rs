@@ -55,4 +55,12 @@ pub struct Ports {
     pub als: u16,
     /// Enforcer HTTPS (/testkey, /jwks, admin API).
     pub enforcer_https: u16,
+    /// Adapter metrics (`GET /metrics`).
+    pub adapter_metrics: u16,
+    /// Enforcer metrics (`GET /metrics`).
+    pub enforcer_metrics: u16,
+    /// Envoy admin (loopback).
+    pub router_admin: u16,
+    /// Envoy stats listener (`/stats/prometheus`, `/ready`).
+    pub router_stats: u16,
 }

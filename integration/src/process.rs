@@ -12,6 +12,8 @@ pub struct Proc {
     name: String,
     child: Child,
     log: PathBuf,
+    /// Leads its own process group, killed whole (a script and its children).
+    group: bool,
 }
 
 impl Proc {
@@ -24,7 +26,27 @@ impl Proc {
             .stderr(Stdio::from(err))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc { name: name.to_string(), child, log }
+        Proc { name: name.to_string(), child, log, group: false }
+    }
+
+    /// Starts `cmd` as the leader of a new process group: killing it (drop,
+    /// [`Proc::kill`]) kills the group, so a script's children go with it.
+    pub fn spawn_group(name: &str, cmd: &mut Command, log: PathBuf) -> Proc {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+        let mut p = Proc::spawn(name, cmd, log);
+        p.group = true;
+        p
+    }
+
+    /// Sends SIGTERM (to the process only, as an orchestrator does).
+    pub fn terminate(&self) {
+        let _ = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
+    }
+
+    /// Waits (bounded) for the exit and returns the exit code.
+    pub async fn wait_exit(&mut self) -> Option<i32> {
+        wait_exit(self).await
     }
 
     /// The process id.
@@ -34,6 +56,10 @@ impl Proc {
 
     /// Kills with SIGKILL and waits.
     pub fn kill(&mut self) {
+        if self.group {
+            let _ =
+                Command::new("kill").args(["-KILL", "--", &format!("-{}", self.pid())]).stderr(Stdio::null()).status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -1,4 +1,4 @@
-//! `docker compose up` for real: the images of `make images`, the
+//! `docker compose up` for real: the images of `make test-images`, the
 //! repository's docker-compose.yaml, requests from the host.
 //!
 //! Needs a Docker engine and Compose v2 (`docker compose`, or the
@@ -11,6 +11,12 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use integration::{eventually, free_port, workspace_bin, workspace_root};
+
+/// The images under test: `make test-images` tags them `test` (debug
+/// binaries); CC_IMAGE_TAG=latest tests those of `make images`.
+fn image_tag() -> String {
+    std::env::var("CC_IMAGE_TAG").unwrap_or_else(|_| "test".into())
+}
 
 fn docker_answers() -> bool {
     Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output().is_ok_and(|o| o.status.success())
@@ -50,6 +56,7 @@ impl Project {
             ("ENFORCER_PORT", free_port().to_string()),
             ("ENFORCER_HTTPS_PORT", free_port().to_string()),
             ("BACKEND_PORT", backend.to_string()),
+            ("TAG", image_tag()),
         ];
         Project { program, name: format!("cc-test-{}", std::process::id()), env, http, https, mgmt, backend }
     }
@@ -142,10 +149,11 @@ async fn docker_compose_up_serves_and_survives_restarts() {
     for image in
         ["choreo-connect-adapter", "choreo-connect-enforcer", "choreo-connect-router", "choreo-connect-sample-backend"]
     {
-        let found = Command::new("docker").args(["image", "inspect", &format!("{image}:latest")]).output();
+        let found = Command::new("docker").args(["image", "inspect", &format!("{image}:{}", image_tag())]).output();
         assert!(
             found.is_ok_and(|o| o.status.success()),
-            "image {image}:latest is missing: run `make images` (make test does)"
+            "image {image}:{} is missing: run `make test-images` (make test does)",
+            image_tag()
         );
     }
     let p = Project::new(program);

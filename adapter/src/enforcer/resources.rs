@@ -250,6 +250,15 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// A short name, for metrics.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Kind::Config => "config",
+            Kind::Apis => "apis",
+            Kind::RevokedTokens => "revoked_tokens",
+        }
+    }
+
     /// The type URL of its resources.
     pub fn type_url(self) -> &'static str {
         match self {

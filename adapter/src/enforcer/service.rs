@@ -19,6 +19,7 @@ use super::resources::{Kind, ResourceSet};
 use super::revocation::Revoked;
 use crate::clock::now_ms;
 use crate::hub::Hub;
+use crate::metrics::{KindLabels, TypeLabels};
 use crate::status::EnforcerStreamReport;
 
 /// The service.
@@ -105,6 +106,9 @@ async fn run(hub: &Hub, kind: Kind, id: u64, peer: String, mut inbound: Streamin
     };
     let mut nonce: u64 = 0;
     let mut pending: Option<Arc<ResourceSet>> = Some(source.borrow_and_update().clone());
+    let labels = TypeLabels { kind: "enforcer", r#type: kind.short_name() };
+    // When the last response went out, until it is acknowledged.
+    let mut pushed: Option<std::time::Instant> = None;
     loop {
         if let Some(set) = pending.take() {
             // An enforcer that already holds this version (after a reconnect) is not sent it again.
@@ -119,6 +123,8 @@ async fn run(hub: &Hub, kind: Kind, id: u64, peer: String, mut inbound: Streamin
                 if tx.send(Ok(resp)).await.is_err() {
                     return;
                 }
+                hub.metrics.responses.get_or_create(&labels).inc();
+                pushed.get_or_insert_with(std::time::Instant::now);
                 report.sent_version = set.version.clone();
                 report.sent_resources = set.resources.len();
                 debug!(version = %set.version, resources = set.resources.len(), "sent");
@@ -148,12 +154,20 @@ async fn run(hub: &Hub, kind: Kind, id: u64, peer: String, mut inbound: Streamin
                     Some(err) => {
                         warn!(version = %report.sent_version, error = %err.message, "enforcer refused (NACK)");
                         hub.status.count_nack();
+                        hub.metrics.nacks.get_or_create(&labels).inc();
+                        pushed = None;
                         report.nack = Some(err.message.clone());
                     }
                     None => {
                         debug!(version = %req.version_info, "ACK");
                         report.acked_version = req.version_info.clone();
                         report.nack = None;
+                        if let Some(at) = pushed.take() {
+                            hub.metrics
+                                .push_to_ack
+                                .get_or_create(&KindLabels { kind: "enforcer" })
+                                .observe(at.elapsed().as_secs_f64());
+                        }
                     }
                 }
                 hub.status.report_enforcer(report.clone());

@@ -55,6 +55,18 @@ async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
     if authorized(req.headers(), &s.rest) { next.run(req).await } else { unauthorized() }
 }
 
+/// Counts `POST /apis` by result (adapter_deploy_requests_total), refusals
+/// of the authentication included.
+async fn count_deploys(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> Response {
+    let deploy = req.method() == axum::http::Method::POST
+        && req.uri().path().strip_prefix(BASE_PATH).is_some_and(|p| p.trim_end_matches('/') == "/apis");
+    let resp = next.run(req).await;
+    if deploy {
+        hub.metrics.count_deploy(resp.status().as_u16());
+    }
+    resp
+}
+
 async fn xds_status(State(s): State<AppState>) -> Response {
     let streams = s.hub.status.streams();
     let labels: serde_json::Map<String, serde_json::Value> = s
@@ -219,6 +231,7 @@ async fn json_errors(resp: Response) -> Response {
 pub fn router(hub: Arc<Hub>, report: Arc<Report>, rest: Arc<Rest>) -> Router {
     // The body limit is enforced while reading the upload (400 with the reason).
     let body_limit = usize::try_from(rest.upload.max_zip_bytes).unwrap_or(usize::MAX).saturating_add(1024 * 1024);
+    let counted = Arc::clone(&hub);
     let state = AppState { hub, report, rest: Arc::clone(&rest) };
     let deploys = Router::new()
         .route("/apis", get(deploy::list).post(deploy::deploy).delete(deploy::undeploy))
@@ -233,5 +246,9 @@ pub fn router(hub: Arc<Hub>, report: Arc<Report>, rest: Arc<Rest>) -> Router {
         .merge(deploys)
         .layer(middleware::from_fn_with_state(state, auth));
     let token = Router::new().route("/oauth2/token", post(deploy::token)).with_state(rest);
-    Router::new().nest(BASE_PATH, api.merge(token)).fallback(not_found).layer(middleware::map_response(json_errors))
+    Router::new()
+        .nest(BASE_PATH, api.merge(token))
+        .fallback(not_found)
+        .layer(middleware::map_response(json_errors))
+        .layer(middleware::from_fn_with_state(counted, count_deploys))
 }

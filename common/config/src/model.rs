@@ -56,6 +56,31 @@ pub struct Adapter {
     /// `[adapter.store]`: where projects deployed over the REST API are kept (not in Choreo Connect,
     /// which loses them on restart).
     pub store: Store,
+    /// `[adapter.metrics]`: Prometheus metrics on `GET /metrics`.
+    pub metrics: AdapterMetrics,
+}
+
+/// `[adapter.metrics]`. Choreo Connect's keys; here on by default (a
+/// scrape endpoint costs nothing until scraped).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct AdapterMetrics {
+    /// Serve `GET /metrics`.
+    pub enabled: bool,
+    /// `prometheus`, the only type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Port of the metrics server (all interfaces).
+    pub port: u16,
+    /// Choreo Connect's sampling interval of its OS gauges; metrics here are
+    /// current at every scrape, so it is accepted and not used.
+    pub collection_interval: u32,
+}
+
+impl Default for AdapterMetrics {
+    fn default() -> Self {
+        AdapterMetrics { enabled: true, kind: "prometheus".into(), port: 19085, collection_interval: 5 }
+    }
 }
 
 /// `[adapter.store]`
@@ -116,6 +141,7 @@ impl Default for Adapter {
             revocation: Revocation::default(),
             store: Store::default(),
             xds_server: XdsServer::default(),
+            metrics: AdapterMetrics::default(),
         }
     }
 }

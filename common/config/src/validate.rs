@@ -54,6 +54,7 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             return Err(invalid(key, v, "must be at least 1"));
         }
     }
+    one_of("adapter.metrics.type", &a.metrics.kind, &["prometheus"])?;
     if crate::enforcer::go_duration(&a.server.token_ttl).is_none_or(|d| d.is_zero()) {
         return Err(invalid("adapter.server.tokenTTL", &a.server.token_ttl, "expected a duration such as 1h or 30m"));
     }

@@ -7,6 +7,7 @@
 //!   clear message. Its own supervisor (Kubernetes, Compose, systemd) then
 //!   starts it again, in a known state, instead of leaving it half alive.
 //! * [`shutdown_signal`]: SIGTERM or Ctrl-C.
+//! * [`metrics`]: Prometheus metrics on `GET /metrics`.
 //! * [`failpoint`]: a named point where a debug build panics on request
 //!   (`GATEWAY_FAILPOINT=<name>`), so tests can prove that a dying task
 //!   stops the process; [`delay_point`] makes a named step slow
@@ -17,6 +18,8 @@ use std::fmt;
 use std::future::Future;
 
 use tokio::task::{Id, JoinSet};
+
+pub mod metrics;
 
 /// A supervised task that ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -54,6 +54,19 @@ impl moka::Expiry<Key, Arc<TokenInfo>> for Expiry {
     }
 }
 
+/// Lookups in the token caches of this process, for the enforcer's metrics.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    /// A valid token was found.
+    pub hits: std::sync::atomic::AtomicU64,
+    /// The token had to be validated (the cache is enabled).
+    pub misses: std::sync::atomic::AtomicU64,
+}
+
+/// The token caches' lookups (one process, one enforcer).
+pub static STATS: CacheStats =
+    CacheStats { hits: std::sync::atomic::AtomicU64::new(0), misses: std::sync::atomic::AtomicU64::new(0) };
+
 /// The token cache.
 #[derive(Clone)]
 pub struct TokenCache {
@@ -77,11 +90,14 @@ impl TokenCache {
 
     /// A cached, still valid token.
     pub fn get(&self, key: &Key, now: i64) -> Option<Arc<TokenInfo>> {
-        let v = self.inner.as_ref()?.get(key)?;
-        match v.exp {
-            Some(exp) if exp + SKEW_SECS <= now => None,
-            _ => Some(v),
-        }
+        use std::sync::atomic::Ordering::Relaxed;
+        let inner = self.inner.as_ref()?;
+        let found = inner.get(key).filter(|v| !matches!(v.exp, Some(exp) if exp + SKEW_SECS <= now));
+        match found {
+            Some(_) => STATS.hits.fetch_add(1, Relaxed),
+            None => STATS.misses.fetch_add(1, Relaxed),
+        };
+        found
     }
 
     /// Remembers a validated token.

@@ -96,17 +96,29 @@ password = "admin"
 
     /// Starts the enforcer without waiting for it.
     pub async fn spawn_enforcer(&mut self) {
+        let p = self.ports;
+        let proc = self.enforcer_process("enforcer", [p.enforcer, p.als, p.enforcer_https, p.enforcer_metrics]);
+        self.enforcer = Some(proc);
+    }
+
+    /// Starts one more enforcer (a replica) on ports `[ext_authz, access
+    /// logs, HTTPS, metrics]`, with the harness's arguments and environment.
+    /// The caller owns it; Envoys started after [`Gateway::extra_enforcer_ports`]
+    /// lists its ext_authz port balance checks over both.
+    pub fn enforcer_process(&self, name: &str, ports: [u16; 4]) -> Proc {
         let n = std::fs::read_dir(self.dir.path()).map(|r| r.count()).unwrap_or(0);
         let mut cmd = Command::new(workspace_bin("enforcer"));
         cmd.args(["--label", "Default", "--adapter-host", "127.0.0.1"])
             .arg("--adapter-xds-port")
             .arg(self.ports.xds.to_string())
             .arg("--authz-address")
-            .arg(format!("127.0.0.1:{}", self.ports.enforcer))
+            .arg(format!("127.0.0.1:{}", ports[0]))
             .arg("--als-address")
-            .arg(format!("127.0.0.1:{}", self.ports.als))
+            .arg(format!("127.0.0.1:{}", ports[1]))
             .arg("--admin-address")
-            .arg(format!("127.0.0.1:{}", self.ports.enforcer_https))
+            .arg(format!("127.0.0.1:{}", ports[2]))
+            .arg("--metrics-address")
+            .arg(format!("127.0.0.1:{}", ports[3]))
             .arg("--cert")
             .arg(&self.certs.cert_path)
             .arg("--key")
@@ -119,8 +131,7 @@ password = "admin"
         cmd.args(&self.enforcer_args);
         cmd.env("RUST_LOG", level).env("NO_COLOR", "1").env("HOSTNAME", "test-enforcer");
         cmd.envs(self.enforcer_env.iter().map(|(k, v)| (k, v)));
-        let proc = Proc::spawn("enforcer", &mut cmd, self.dir.path().join(format!("enforcer-{n}.log")));
-        self.enforcer = Some(proc);
+        Proc::spawn(name, &mut cmd, self.dir.path().join(format!("{name}-{n}.log")))
     }
 
     /// Kills the enforcer with SIGKILL.

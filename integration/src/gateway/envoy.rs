@@ -12,6 +12,7 @@ use crate::bootstrap::render;
 use crate::http::Resp;
 use crate::http::raw_http;
 use crate::paths::envoy_bin;
+use crate::ports::free_port;
 use crate::process::Proc;
 use crate::wait::{eventually, patience};
 
@@ -41,16 +42,42 @@ impl Gateway {
 
     /// The rendered Envoy bootstrap.
     pub fn bootstrap(&self) -> String {
-        self.bootstrap_for("Default", "test-router")
+        self.bootstrap_for("Default", "test-router", self.ports.router_admin, self.ports.router_stats)
     }
 
-    /// The rendered Envoy bootstrap for a router of `label`.
-    pub fn bootstrap_for(&self, label: &str, hostname: &str) -> String {
+    /// The rendered Envoy bootstrap for a router of `label` with its admin
+    /// and stats listener ports.
+    pub fn bootstrap_for(&self, label: &str, hostname: &str, admin: u16, stats: u16) -> String {
+        let vars = self.bootstrap_vars(label, hostname, admin, stats);
+        let port = vars.get("ENFORCER_PORT").cloned().unwrap_or_default();
+        let mut text = render(&vars, self.component_tls);
+        if !self.extra_enforcer_ports.is_empty() {
+            let line = format!(
+                "        - endpoint: {{ address: {{ socket_address: {{ address: \"127.0.0.1\", port_value: {port} }} }} }}\n"
+            );
+            assert!(text.contains(&line), "the bootstrap's ext-authz endpoint line changed:\n{text}");
+            let more: String = self.extra_enforcer_ports.iter().map(|p| line.replace(&port, &p.to_string())).collect();
+            text = text.replacen(&line, &format!("{line}{more}"), 1);
+        }
+        text
+    }
+
+    /// The environment the router's bootstrap is rendered from (what the
+    /// container entrypoint reads), for a router of `label`.
+    pub fn bootstrap_vars(
+        &self,
+        label: &str,
+        hostname: &str,
+        admin: u16,
+        stats: u16,
+    ) -> BTreeMap<&'static str, String> {
         let mut vars = BTreeMap::new();
         vars.insert("ROUTER_LABEL", label.to_string());
         vars.insert("ROUTER_CLUSTER", "default_cluster".to_string());
         vars.insert("ROUTER_ADMIN_HOST", "127.0.0.1".to_string());
-        vars.insert("ROUTER_ADMIN_PORT", "0".to_string());
+        vars.insert("ROUTER_ADMIN_PORT", admin.to_string());
+        vars.insert("ROUTER_STATS_HOST", "127.0.0.1".to_string());
+        vars.insert("ROUTER_STATS_PORT", stats.to_string());
         vars.insert("ADAPTER_HOST", "127.0.0.1".to_string());
         vars.insert("ADAPTER_PORT", self.ports.xds.to_string());
         vars.insert("XDS_API_TYPE", self.mode.api_type().to_string());
@@ -66,7 +93,7 @@ impl Gateway {
         for (k, v) in &self.bootstrap_overrides {
             vars.insert(k, v.clone());
         }
-        render(&vars, self.component_tls)
+        vars
     }
 
     /// Starts Envoy and waits until it serves `/ready`.
@@ -125,7 +152,7 @@ impl Gateway {
     pub async fn add_envoy(&mut self, label: &str, hostname: &str) -> String {
         let n = self.extra_envoys.len();
         let path = self.dir.path().join(format!("envoy-{n}.yaml"));
-        std::fs::write(&path, self.bootstrap_for(label, hostname)).expect("write bootstrap");
+        std::fs::write(&path, self.bootstrap_for(label, hostname, free_port(), free_port())).expect("write bootstrap");
         let admin_file = self.dir.path().join(format!("envoy-{n}-admin-address"));
         let mut cmd = Command::new(envoy_bin());
         cmd.arg("-c").arg(&path).arg("--use-dynamic-base-id").arg("--admin-address-path").arg(&admin_file).args([

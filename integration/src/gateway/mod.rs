@@ -40,6 +40,9 @@ pub struct Gateway {
     /// Bootstrap variables replacing the harness's own (e.g. `ENFORCER_PORT`
     /// to put another ext_authz server behind Envoy), for Envoys started after.
     pub bootstrap_overrides: Vec<(&'static str, String)>,
+    /// More ext_authz ports on 127.0.0.1 (enforcer replicas) in the
+    /// `ext-authz` cluster of Envoys started after.
+    pub extra_enforcer_ports: Vec<u16>,
     /// Extra command-line arguments of the enforcer.
     pub enforcer_args: Vec<String>,
     /// Extra environment of the enforcer.
@@ -143,6 +146,10 @@ impl GatewayBuilder {
             enforcer: free_port(),
             als: free_port(),
             enforcer_https: free_port(),
+            adapter_metrics: free_port(),
+            enforcer_metrics: free_port(),
+            router_admin: free_port(),
+            router_stats: free_port(),
         };
         let ca = reqwest::Certificate::from_pem(certs.ca_pem.as_bytes()).expect("ca");
         let client = reqwest::Client::builder()
@@ -182,6 +189,7 @@ impl GatewayBuilder {
             component_tls: self.component_tls,
             adapter_env: self.adapter_env,
             bootstrap_overrides: Vec::new(),
+            extra_enforcer_ports: Vec::new(),
             enforcer_args: self.enforcer_args,
             enforcer_env: Vec::new(),
         };
@@ -255,6 +263,8 @@ filePath = "{dir}/revoked-tokens.json"
 location = "{dir}/store"
 [adapter.xdsServer]
 tlsEnabled = {tls}
+[adapter.metrics]
+port = {metrics}
 {enforcer}
 {extra}
 "#,
@@ -267,6 +277,7 @@ tlsEnabled = {tls}
             dir = self.dir.path().display(),
             ca = self.certs.ca_path.display(),
             enforcer = self.enforcer_config(),
+            metrics = self.ports.adapter_metrics,
             tls = self.component_tls,
             extra = self.extra_config.replace("{dir}", &self.dir.path().display().to_string()),
         )

@@ -1,0 +1,288 @@
+//! Operating the gateway: Prometheus metrics of the adapter, the enforcer
+//! and the router, and stopping without failing requests (the enforcer's
+//! drain with two replicas behind one router; the router's container
+//! entrypoint draining on SIGTERM).
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use integration::tokens::now;
+use integration::{Gateway, IDP_ISSUER, Proc, XdsMode, api_yaml, envoy_bin, eventually, free_port, workspace_root};
+use serde_json::json;
+use test_backend::Backend;
+
+const OAS: &str = r#"
+openapi: 3.0.1
+info: { title: Pets, version: "1.0" }
+paths:
+  /pets:
+    get: {}
+  /open:
+    get:
+      x-auth-type: None
+"#;
+
+async fn gateway(b: &Backend) -> integration::GatewayBuilder {
+    let api = api_yaml("Pets", "1.0", "/pets", &b.url());
+    Gateway::builder(XdsMode::Delta)
+        .with_enforcer()
+        .project("pets", &[("api.yaml", api.as_str()), ("Definitions/swagger.yaml", OAS)])
+}
+
+fn token(gw: &Gateway) -> String {
+    gw.idp().idp.sign(&json!({
+        "iss": IDP_ISSUER, "sub": "alice", "azp": "c1", "exp": now() + 600, "iat": now(), "jti": "ops-1",
+        "application": {"id": 1, "uuid": "app-1", "name": "PetApp", "owner": "alice"},
+        "subscribedAPIs": [{"name": "Pets", "version": "1.0", "context": "/pets/1.0", "subscriptionTier": "Gold"}],
+    }))
+}
+
+async fn status(gw: &Gateway, path: &str, token: Option<&str>) -> u16 {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    gw.request("GET", "localhost", path, &headers).await.map(|r| r.status).unwrap_or(0)
+}
+
+async fn get(gw: &Gateway, port: u16, path: &str) -> (u16, String, String) {
+    let r = gw.client().get(format!("http://127.0.0.1:{port}{path}")).send().await.expect("scrape");
+    let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    (r.status().as_u16(), ct, r.text().await.expect("body"))
+}
+
+/// Samples of a Prometheus text: `name{labels}` → value.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+fn value(s: &BTreeMap<String, f64>, key: &str, text: &str) -> f64 {
+    *s.get(key).unwrap_or_else(|| panic!("no sample {key} in:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adapter_enforcer_and_router_serve_prometheus_metrics() {
+    let b = Backend::start("b").await.expect("backend");
+    let gw = gateway(&b).await.start().await;
+    let t = token(&gw);
+    assert_eq!(status(&gw, "/pets/1.0/open", None).await, 200);
+    assert_eq!(status(&gw, "/pets/1.0/pets", None).await, 401);
+    assert_eq!(status(&gw, "/pets/1.0/pets", None).await, 401);
+    assert_eq!(status(&gw, "/pets/1.0/pets", Some(&t)).await, 200);
+    assert_eq!(status(&gw, "/pets/1.0/pets", Some(&t)).await, 200);
+    // A refused deploy is counted by result.
+    let r = gw.mgmt_raw("POST", "/apis", &[("authorization", "Basic bm86bm8=")], Vec::new()).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+
+    // The adapter (CC's port 19085 in production; a free port here).
+    let (code, ct, text) = get(&gw, gw.ports.adapter_metrics, "/metrics").await;
+    assert_eq!(code, 200, "{text}");
+    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+    let s = samples(&text);
+    assert_eq!(value(&s, "adapter_apis_deployed{label=\"Default\"}", &text), 1.0);
+    assert_eq!(value(&s, "adapter_xds_clients{kind=\"router\"}", &text), 1.0);
+    assert_eq!(value(&s, "adapter_xds_clients{kind=\"enforcer\"}", &text), 1.0);
+    for ty in ["cds", "lds", "rds"] {
+        assert!(value(&s, &format!("adapter_xds_responses_total{{kind=\"router\",type=\"{ty}\"}}"), &text) >= 1.0);
+    }
+    assert!(value(&s, "adapter_xds_responses_total{kind=\"enforcer\",type=\"apis\"}", &text) >= 1.0);
+    assert!(value(&s, "adapter_xds_push_to_ack_seconds_count{kind=\"router\"}", &text) >= 1.0);
+    assert!(value(&s, "adapter_xds_push_to_ack_seconds_count{kind=\"enforcer\"}", &text) >= 1.0);
+    assert!(value(&s, "adapter_snapshot_build_seconds_count", &text) >= 1.0);
+    assert_eq!(value(&s, "adapter_deploy_requests_total{result=\"unauthorized\"}", &text), 1.0);
+
+    // The enforcer: one sample per decision and error code (the public
+    // resource is not checked: its route has ext_authz off).
+    let (code, _, text) = get(&gw, gw.ports.enforcer_metrics, "/metrics").await;
+    assert_eq!(code, 200, "{text}");
+    let s = samples(&text);
+    assert_eq!(value(&s, "enforcer_checks_total{decision=\"deny\",code=\"900901\"}", &text), 2.0);
+    assert_eq!(value(&s, "enforcer_checks_total{decision=\"allow\",code=\"\"}", &text), 2.0);
+    assert_eq!(value(&s, "enforcer_check_duration_seconds_count", &text), 4.0);
+    assert_eq!(value(&s, "enforcer_token_cache_hits_total", &text), 1.0, "the second call of the token");
+    assert_eq!(value(&s, "enforcer_token_cache_misses_total", &text), 1.0);
+    assert_eq!(value(&s, "enforcer_analytics_events_dropped_total", &text), 0.0);
+    assert!(value(&s, "enforcer_jwks_fetches_total{result=\"success\"}", &text) >= 1.0);
+
+    // The router: Envoy's stats and readiness on the stats listener; the
+    // admin API is on loopback only (its address in the bootstrap).
+    let (code, _, text) = get(&gw, gw.ports.router_stats, "/stats/prometheus").await;
+    assert_eq!(code, 200);
+    assert!(text.contains("envoy_cluster_upstream_rq_completed{envoy_cluster_name=\"ext-authz\"}"), "{text}");
+    assert_eq!(get(&gw, gw.ports.router_stats, "/ready").await.0, 200);
+    assert_eq!(get(&gw, gw.ports.router_stats, "/config_dump").await.0, 404, "only stats and /ready");
+    let dump = gw.config_dump(None).await["configs"][0].to_string();
+    assert!(dump.contains(&format!("\"address\":\"127.0.0.1\",\"port_value\":{}", gw.ports.router_admin)), "{dump}");
+}
+
+/// Requests sent by `workers` tasks until `stop`: (sent, failed, first failures).
+async fn load(gw: Arc<Gateway>, token: String, workers: usize, stop: Arc<AtomicBool>) -> (u64, u64, Vec<String>) {
+    let sent = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (gw, token, stop) = (Arc::clone(&gw), token.clone(), Arc::clone(&stop));
+        let (sent, failed, seen) = (Arc::clone(&sent), Arc::clone(&failed), Arc::clone(&seen));
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let auth = format!("Bearer {token}");
+                let r = gw.request("GET", "localhost", "/pets/1.0/pets", &[("authorization", &auth)]).await;
+                sent.fetch_add(1, Ordering::Relaxed);
+                match r {
+                    Ok(r) if r.status == 200 => {}
+                    other => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        let mut s = seen.lock();
+                        if s.len() < 5 {
+                            s.push(format!("{:?}", other.map(|r| (r.status, r.body))));
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("load task");
+    }
+    let seen = seen.lock().clone();
+    (sent.load(Ordering::Relaxed), failed.load(Ordering::Relaxed), seen)
+}
+
+async fn enforcer_health_port_up(port: u16) {
+    eventually("the enforcer replica to listen", || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map(|_| ()).map_err(|e| e.to_string())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enforcer_replica_restarted_under_load_fails_no_request() {
+    let b = Backend::start("b").await.expect("backend");
+    let mut gw = gateway(&b).await.manual().start().await;
+    gw.start_adapter().await;
+    gw.start_enforcer().await;
+    let replica_ports = [free_port(), free_port(), free_port(), free_port()];
+    gw.extra_enforcer_ports = vec![replica_ports[0]];
+    let mut replica = gw.enforcer_process("replica", replica_ports);
+    enforcer_health_port_up(replica_ports[0]).await;
+    gw.start_envoy().await;
+    let t = token(&gw);
+    assert_eq!(status(&gw, "/pets/1.0/pets", Some(&t)).await, 200);
+
+    let gw = Arc::new(gw);
+    let stop = Arc::new(AtomicBool::new(false));
+    let load_task = tokio::spawn(load(Arc::clone(&gw), t.clone(), 4, Arc::clone(&stop)));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // SIGTERM: NOT_SERVING, the router moves to the other enforcer, the
+    // replica exits once its checks stop.
+    replica.terminate();
+    let code = replica.wait_exit().await;
+    assert_eq!(code, Some(0), "{}", replica.log());
+    let log = replica.log();
+    assert!(log.contains("draining: health NOT_SERVING"), "{log}");
+    // Started again on the same ports: taken back once healthy.
+    let mut replica = gw.enforcer_process("replica", replica_ports);
+    enforcer_health_port_up(replica_ports[0]).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (sent, failed, seen) = load_task.await.expect("load");
+    assert!(sent > 100, "only {sent} requests sent");
+    assert_eq!(failed, 0, "{failed} of {sent} requests failed: {seen:?}");
+    // Both enforcers decided while the load ran.
+    let (_, _, text) = get(&gw, replica_ports[3], "/metrics").await;
+    assert!(
+        samples(&text).get("enforcer_checks_total{decision=\"allow\",code=\"\"}").is_some_and(|n| *n >= 1.0),
+        "the restarted replica took no checks:\n{text}"
+    );
+    replica.kill();
+}
+
+/// The router's container entrypoint (docker/router/docker-entrypoint.sh),
+/// run here with the PyPI Envoy: on SIGTERM /ready fails at once, requests
+/// in flight complete, and Envoy exits once its connections are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_entrypoint_drains_on_sigterm() {
+    let b = Backend::start("b").await.expect("backend");
+    let mut gw = gateway(&b).await.without_envoy().start().await;
+    let _ = &mut gw;
+    let home = gw.dir.path().join("router-home");
+    std::fs::create_dir_all(&home).expect("router home");
+    let root = workspace_root();
+    std::fs::copy(root.join("envoy/bootstrap.yaml"), home.join("envoy.yaml.template")).expect("template");
+    std::fs::copy(root.join("scripts/render-bootstrap.sh"), home.join("render-bootstrap.sh")).expect("render script");
+    let (admin, stats) = (gw.ports.router_admin, gw.ports.router_stats);
+    let mut cmd = Command::new("bash");
+    cmd.arg(root.join("docker/router/docker-entrypoint.sh"))
+        .envs(gw.bootstrap_vars("Default", "drain-router", admin, stats))
+        .env("COMPONENT_TLS", "true")
+        .env("ROUTER_HOME", &home)
+        .env("BOOTSTRAP_OUT", home.join("envoy.yaml"))
+        .env("ENVOY_BIN", envoy_bin())
+        .env("CONCURRENCY", "1")
+        .env("DRAIN_TIME_S", "15")
+        .env("DRAIN_MIN_S", "1")
+        .env("TRAILING_ARGS", "--use-dynamic-base-id");
+    let mut router = Proc::spawn_group("router", &mut cmd, gw.dir.path().join("router.log"));
+    let client = gw.client().clone();
+    let url = |port: u16, path: &str| format!("http://127.0.0.1:{port}{path}");
+    eventually("the router to be ready", || {
+        let (client, u) = (client.clone(), url(gw.ports.http, "/pets/1.0/open"));
+        async move {
+            let r = client.get(&u).header("host", "localhost").send().await.map_err(|e| e.to_string())?;
+            if r.status() == 200 { Ok(()) } else { Err(format!("status {}", r.status())) }
+        }
+    })
+    .await;
+    assert_eq!(client.get(url(stats, "/ready")).send().await.expect("ready").status(), 200);
+
+    // Requests that take 3 s at the backend, in flight when SIGTERM comes.
+    let mut in_flight = Vec::new();
+    for _ in 0..4 {
+        let (client, u) = (client.clone(), url(gw.ports.http, "/pets/1.0/open"));
+        in_flight.push(tokio::spawn(async move {
+            let r = client
+                .get(&u)
+                .header("host", "localhost")
+                .header("x-backend-delay-ms", "3000")
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = r.status().as_u16();
+            r.text().await.map_err(|e| e.to_string())?;
+            Ok::<u16, String>(status)
+        }));
+    }
+    eventually("the slow requests to reach the backend", || async {
+        let hits = b.hits();
+        if hits >= 5 { Ok(()) } else { Err(format!("{hits} hits")) }
+    })
+    .await;
+    let signalled = std::time::Instant::now();
+    router.terminate();
+    eventually("/ready to fail", || {
+        let (client, u) = (client.clone(), url(stats, "/ready"));
+        async move {
+            let s = client.get(&u).send().await.map(|r| r.status().as_u16()).map_err(|e| e.to_string())?;
+            if s == 503 { Ok(()) } else { Err(format!("/ready answered {s}")) }
+        }
+    })
+    .await;
+    for t in in_flight {
+        assert_eq!(t.await.expect("task"), Ok(200), "a request in flight failed:\n{}", router.log());
+    }
+    let code = router.wait_exit().await;
+    let took = signalled.elapsed();
+    assert_eq!(code, Some(0), "{}", router.log());
+    assert!(took >= Duration::from_secs(2), "exited before its requests were done ({took:?})");
+    assert!(took < Duration::from_secs(12), "waited for the whole drain time although nothing was open ({took:?})");
+    assert!(router.log().contains("router: drained after"), "{}", router.log());
+}
