@@ -43,31 +43,37 @@ struct Cli {
     #[arg(long, env = "ADAPTER_XDS_ADDRESS", default_value = "0.0.0.0:18000")]
     xds_address: SocketAddr,
 
-    /// Log format: `text` or `json`. Levels come from RUST_LOG (default `info`).
-    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
-    log_format: String,
+    /// Log format, `text` or `json`, instead of log_config.toml's LogFormat.
+    /// Levels: log_config.toml's logLevel and [[pkg]], or RUST_LOG.
+    #[arg(long, env = "LOG_FORMAT")]
+    log_format: Option<String>,
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
-    if format == "json" { builder.json().init() } else { builder.init() }
+/// `$MGW_HOME/conf/<file>`, or `conf/<file>` when MGW_HOME is not set.
+fn conf_file(file: &str) -> PathBuf {
+    match std::env::var("MGW_HOME") {
+        Ok(home) if !home.trim().is_empty() => PathBuf::from(home).join("conf").join(file),
+        _ => PathBuf::from("conf").join(file),
+    }
 }
 
 fn config_path(cli: &Cli) -> PathBuf {
     if let Some(p) = &cli.config {
         return p.clone();
     }
-    match std::env::var("MGW_HOME") {
-        Ok(home) if !home.trim().is_empty() => PathBuf::from(home).join("conf/config.toml"),
-        _ => PathBuf::from("conf/config.toml"),
-    }
+    conf_file("config.toml")
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
+    let log_config =
+        match gateway_runtime::logging::init_from_file(&conf_file("log_config.toml"), cli.log_format.as_deref()) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
     if let Some(dir) = &cli.dev_certs {
         return match gateway_tls::dev::write(dir) {
             Ok(true) => {
@@ -133,7 +139,9 @@ fn main() -> ExitCode {
             }
         };
     }
-    let parse_opts = adapter::parse_options(&loaded.config, env.into_iter());
+    let mut config = loaded.config;
+    config.access_logs = log_config.access_logs;
+    let parse_opts = adapter::parse_options(&config, env.into_iter());
     let opts = adapter::Options { xds_address: cli.xds_address };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime") {
         Ok(r) => r,
@@ -142,7 +150,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(adapter::run(loaded.config, opts, parse_opts, gateway_runtime::shutdown_signal())) {
+    match runtime.block_on(adapter::run(config, opts, parse_opts, gateway_runtime::shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");

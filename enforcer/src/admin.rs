@@ -110,6 +110,9 @@ pub async fn handle(State(st): State<AdminState>, req: Request) -> Response {
     if parts.method == Method::POST && path == "/revoked_tokens" {
         return revoke(&st, &body).await;
     }
+    if parts.method == Method::PUT && path == "/logging" {
+        return set_log_level(&body);
+    }
     if parts.method != Method::GET {
         return admin_error(StatusCode::NOT_IMPLEMENTED, "Request Method not implemented.");
     }
@@ -156,6 +159,7 @@ pub async fn handle(State(st): State<AdminState>, req: Request) -> Response {
             empty_list()
         }
         "/subscriptions" | "/throttling_policies/application" | "/throttling_policies/subscription" => empty_list(),
+        "/logging" => json_response(StatusCode::OK, json!({"level": gateway_runtime::logging::level()})),
         "/revoked_tokens" => {
             let revoked = st.engine.memory.revoked.load();
             let wanted = param("token").and_then(|t| enforcer_core::token::parse(t).ok().map(|j| token_id(&j)));
@@ -167,6 +171,23 @@ pub async fn handle(State(st): State<AdminState>, req: Request) -> Response {
             json_response(StatusCode::OK, json!({"count": tokens.len(), "tokens": tokens}))
         }
         _ => admin_error(StatusCode::NOT_FOUND, "Requested Resource Not Found"),
+    }
+}
+
+/// `PUT /logging` `{"level": "debug"}`: the enforcer's log level, at once
+/// (a level, Choreo Connect's `DEBG`..., or a directive such as
+/// `info,enforcer=debug`).
+fn set_log_level(body: &[u8]) -> Response {
+    let v: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return admin_error(StatusCode::BAD_REQUEST, &format!("request body is not JSON: {e}")),
+    };
+    let Some(level) = v.get("level").and_then(Value::as_str) else {
+        return admin_error(StatusCode::BAD_REQUEST, "level: expected a string such as \"debug\"");
+    };
+    match gateway_runtime::logging::set_level(level) {
+        Ok(l) => json_response(StatusCode::OK, json!({"level": l})),
+        Err(e) => admin_error(StatusCode::BAD_REQUEST, &format!("level: {e}")),
     }
 }
 

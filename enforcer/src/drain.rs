@@ -85,6 +85,7 @@ mod tests {
         assert!(took >= Duration::from_millis(4500) && took < Duration::from_millis(5200), "{took:?}");
 
         // Checks that never stop: the limit ends it.
+        activity.touch();
         let a = std::sync::Arc::clone(&activity);
         let busy = tokio::spawn(async move {
             loop {

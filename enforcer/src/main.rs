@@ -59,9 +59,10 @@ struct Args {
     /// Serve ext_authz and access logs over mutual TLS.
     #[arg(long, env = "ENFORCER_GRPC_TLS", default_value_t = true, action = clap::ArgAction::Set)]
     grpc_tls: bool,
-    /// Log format: text or json.
-    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
-    log_format: String,
+    /// Log format, text or json, instead of log_config.toml's LogFormat
+    /// (LOG_CONFIG_PATH). Levels: its logLevel and [[pkg]], or RUST_LOG.
+    #[arg(long, env = "LOG_FORMAT")]
+    log_format: Option<String>,
     /// HTTPS server: connections served at once (more wait until one ends).
     #[arg(long, env = "ENFORCER_HTTPS_MAX_CONNECTIONS", default_value_t = 1024)]
     https_max_connections: usize,
@@ -88,11 +89,10 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    if args.log_format == "json" {
-        tracing_subscriber::fmt().json().with_env_filter(filter).init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+    let default_log_config = std::path::Path::new("/home/wso2/conf/log_config.toml");
+    if let Err(e) = gateway_runtime::logging::init_from_file(default_log_config, args.log_format.as_deref()) {
+        eprintln!("enforcer: {e}");
+        return std::process::ExitCode::from(64);
     }
     let metrics_address = match args.metrics_address.trim() {
         "" | "off" => None,

@@ -286,3 +286,86 @@ async fn the_router_entrypoint_drains_on_sigterm() {
     assert!(took < Duration::from_secs(12), "waited for the whole drain time although nothing was open ({took:?})");
     assert!(router.log().contains("router: drained after"), "{}", router.log());
 }
+
+/// log_config.toml (LOG_CONFIG_PATH): JSON logs at the file's level, the
+/// router's access log in the file's format; levels changed at run time
+/// through the adapter's and the enforcer's admin APIs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_config_sets_format_level_and_access_log_and_levels_change_at_run_time() {
+    let b = Backend::start("b").await.expect("backend");
+    let dir = tempfile::tempdir().expect("dir");
+    let access = dir.path().join("access.log");
+    let log_config = dir.path().join("log_config.toml");
+    std::fs::write(
+        &log_config,
+        format!(
+            "logLevel = \"WARN\"\nLogFormat = \"JSON\"\n[[pkg]]\nname = \"adapter\"\nlogLevel = \"INFO\"\n\
+             [accessLogs]\nenable = true\nlogfile = \"{}\"\nformat = \"ACCESS %REQ(:METHOD)% %REQ_WITHOUT_QUERY(:PATH)% %RESPONSE_CODE%\\n\"\n",
+            access.display()
+        ),
+    )
+    .expect("write log_config.toml");
+    let mut builder = gateway(&b).await.adapter_env("LOG_CONFIG_PATH", &log_config.display().to_string());
+    builder = builder.adapter_env("RUST_LOG", "");
+    let gw = builder.start().await;
+    assert_eq!(status(&gw, "/pets/1.0/open?secret=1", None).await, 200);
+    let line = eventually("the access log line", || async {
+        let text = std::fs::read_to_string(&access).unwrap_or_default();
+        text.lines().find(|l| l.starts_with("ACCESS GET /open")).map(str::to_string).ok_or(text)
+    })
+    .await;
+    // The path sent upstream (the API's context removed), without the query.
+    assert_eq!(line, "ACCESS GET /open 200");
+
+    // The adapter's log: JSON lines; info from `adapter` ([[pkg]]).
+    let log = gw.adapter_log();
+    let first = log.lines().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON line:\n{log}"));
+    let v: serde_json::Value = serde_json::from_str(first).expect("a JSON log line");
+    assert!(v["level"].is_string() && v["fields"].is_object(), "{first}");
+    assert!(!log.lines().any(|l| !l.starts_with('{') && !l.trim().is_empty()), "a non-JSON line:\n{log}");
+
+    // Levels at run time.
+    let r = gw.mgmt("GET", "/logging", None).await;
+    assert_eq!(r.json(), json!({"level": "warn,adapter=info"}), "{}", r.body);
+    let r = gw.mgmt("PUT", "/logging", Some(json!({"level": "DEBG"}))).await;
+    assert_eq!((r.status, r.json()), (200, json!({"level": "debug"})), "{}", r.body);
+    assert_eq!(gw.mgmt("GET", "/logging", None).await.json(), json!({"level": "debug"}));
+    let r = gw.mgmt("PUT", "/logging", Some(json!({"level": "info,=["}))).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.json()["description"].as_str().unwrap_or("").starts_with("level: invalid log level"), "{}", r.body);
+    assert_eq!(
+        gw.mgmt("GET", "/logging", None).await.json(),
+        json!({"level": "debug"}),
+        "a refused change changes nothing"
+    );
+    let r =
+        gw.mgmt_raw("PUT", "/logging", &[("content-type", "application/json")], b"{\"level\":\"info\"}".to_vec()).await;
+    assert_eq!(r.status, 401, "the admin APIs' credentials are required");
+
+    let admin = [("authorization", "Basic YWRtaW46YWRtaW4=")];
+    let r = gw.enforcer_https("PUT", "/logging", &admin, r#"{"level": "info,enforcer=debug"}"#).await;
+    assert_eq!((r.status, r.json()), (200, json!({"level": "info,enforcer=debug"})), "{}", r.body);
+    assert_eq!(gw.enforcer_https("GET", "/logging", &admin, "").await.json(), json!({"level": "info,enforcer=debug"}));
+    let r = gw.enforcer_https("PUT", "/logging", &admin, r#"{"level": 3}"#).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = gw.enforcer_https("PUT", "/logging", &[], r#"{"level": "debug"}"#).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+}
+
+/// A bad log_config.toml stops the adapter with the key and the value named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_log_config_is_refused_with_the_key_named() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("log_config.toml");
+    std::fs::write(&path, "LogFormat = \"XML\"\n").expect("write");
+    let out = Command::new(integration::workspace_bin("adapter"))
+        .arg("--validate")
+        .arg("--config")
+        .arg(workspace_root().join("samples/config.toml"))
+        .env("LOG_CONFIG_PATH", &path)
+        .output()
+        .expect("run adapter");
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("LogFormat: invalid value \"XML\": expected TEXT or JSON"), "{err}");
+}

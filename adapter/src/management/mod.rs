@@ -67,6 +67,32 @@ async fn count_deploys(State(hub): State<Arc<Hub>>, req: Request, next: Next) ->
     resp
 }
 
+/// `GET /logging`: the log level in force.
+async fn log_level() -> Response {
+    axum::Json(json!({"level": gateway_runtime::logging::level()})).into_response()
+}
+
+/// `PUT /logging` `{"level": "debug"}` (or Choreo Connect's `DEBG`, or a
+/// directive such as `info,adapter::ads=debug`): changes it at once, until
+/// the next restart.
+async fn set_log_level(body: axum::body::Bytes) -> Response {
+    let bad = |m: String| {
+        (StatusCode::BAD_REQUEST, axum::Json(json!({"code": 400, "message": "Invalid request", "description": m})))
+            .into_response()
+    };
+    let v: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad(format!("the body is not JSON: {e}")),
+    };
+    let Some(level) = v.get("level").and_then(|l| l.as_str()) else {
+        return bad("level: expected a string such as \"debug\"".into());
+    };
+    match gateway_runtime::logging::set_level(level) {
+        Ok(l) => axum::Json(json!({"level": l})).into_response(),
+        Err(e) => bad(format!("level: {e}")),
+    }
+}
+
 async fn xds_status(State(s): State<AppState>) -> Response {
     let streams = s.hub.status.streams();
     let labels: serde_json::Map<String, serde_json::Value> = s
@@ -242,6 +268,7 @@ pub fn router(hub: Arc<Hub>, report: Arc<Report>, rest: Arc<Rest>) -> Router {
         .route("/xds", get(xds_status))
         .route("/artifacts", get(artifacts_status))
         .route("/revoked_tokens", get(revoked_list).post(revoke).delete(unrevoke))
+        .route("/logging", get(log_level).put(set_log_level))
         .with_state(state.clone())
         .merge(deploys)
         .layer(middleware::from_fn_with_state(state, auth));

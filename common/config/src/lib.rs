@@ -10,6 +10,7 @@ mod defaults;
 pub mod enforcer;
 mod error;
 mod loader;
+pub mod log;
 pub mod model;
 mod validate;
 

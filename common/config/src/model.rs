@@ -29,6 +29,10 @@ pub struct Config {
     pub control_plane: toml::Table,
     /// `[globalAdapter]`: not supported yet; parsed so it is not warned about.
     pub global_adapter: toml::Table,
+    /// The router's access log: `[accessLogs]` of `log_config.toml` (a
+    /// separate file, as in Choreo Connect), set by the adapter after loading.
+    #[serde(skip)]
+    pub access_logs: crate::log::AccessLogs,
 }
 
 /// `[adapter]`

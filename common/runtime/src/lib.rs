@@ -8,6 +8,7 @@
 //!   starts it again, in a known state, instead of leaving it half alive.
 //! * [`shutdown_signal`]: SIGTERM or Ctrl-C.
 //! * [`metrics`]: Prometheus metrics on `GET /metrics`.
+//! * [`logging`]: text or JSON logs whose level changes at run time.
 //! * [`failpoint`]: a named point where a debug build panics on request
 //!   (`GATEWAY_FAILPOINT=<name>`), so tests can prove that a dying task
 //!   stops the process; [`delay_point`] makes a named step slow
@@ -19,6 +20,7 @@ use std::future::Future;
 
 use tokio::task::{Id, JoinSet};
 
+pub mod logging;
 pub mod metrics;
 
 /// A supervised task that ended.

@@ -189,10 +189,40 @@ pub fn http_connection_manager(c: &Config) -> HttpConnectionManager {
     }
 }
 
-/// Access logs to the enforcer's access-log service when analytics is on.
+/// The access log of `log_config.toml`'s `[accessLogs]` (a file, with
+/// Choreo Connect's format operators plus `%REQ_WITHOUT_QUERY(...)%`), then
+/// the enforcer's access-log service when analytics is on.
 fn access_logs(c: &Config) -> Vec<AccessLog> {
+    let mut out = Vec::new();
+    let a = &c.access_logs;
+    if a.enable {
+        use envoy_types::pb::envoy::config::core::v3::{
+            DataSource, SubstitutionFormatString, data_source, substitution_format_string,
+        };
+        use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{FileAccessLog, file_access_log};
+        use envoy_types::pb::envoy::extensions::formatter::req_without_query::v3::ReqWithoutQuery;
+        let file = FileAccessLog {
+            path: a.logfile.clone(),
+            access_log_format: Some(file_access_log::AccessLogFormat::LogFormat(SubstitutionFormatString {
+                format: Some(substitution_format_string::Format::TextFormatSource(DataSource {
+                    specifier: Some(data_source::Specifier::InlineString(a.format.clone())),
+                    ..Default::default()
+                })),
+                formatters: vec![TypedExtensionConfig {
+                    name: "envoy.formatter.req_without_query".to_string(),
+                    typed_config: Some(any(&ReqWithoutQuery {})),
+                }],
+                ..Default::default()
+            })),
+        };
+        out.push(AccessLog {
+            name: "envoy.access_loggers.file".to_string(),
+            config_type: Some(access_log::ConfigType::TypedConfig(any(&file))),
+            ..Default::default()
+        });
+    }
     if !c.analytics.enabled {
-        return Vec::new();
+        return out;
     }
     let a = &c.analytics.adapter;
     let dur = |s: &str| {
@@ -219,11 +249,12 @@ fn access_logs(c: &Config) -> Vec<AccessLog> {
         additional_request_headers_to_log: vec![HEADER_ROUTE_SCOPE.to_string()],
         ..Default::default()
     };
-    vec![AccessLog {
+    out.push(AccessLog {
         name: "envoy.access_loggers.http_grpc".to_string(),
         config_type: Some(access_log::ConfigType::TypedConfig(any(&cfg))),
         ..Default::default()
-    }]
+    });
+    out
 }
 
 fn listener(
