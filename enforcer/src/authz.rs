@@ -22,6 +22,7 @@ use enforcer_core::{AuthInfo, Decision, Engine, Input};
 
 use crate::drain::Activity;
 use crate::metrics::Metrics;
+use crate::traces::Tracer;
 
 /// Metadata key telling the router the enforcer answered (its local-reply
 /// mapper leaves such answers alone; adapter/xds/src/translate/local_reply.rs).
@@ -33,6 +34,7 @@ pub struct Authz {
     engine: Arc<Engine>,
     metrics: Arc<Metrics>,
     activity: Arc<Activity>,
+    tracer: Option<Tracer>,
 }
 
 impl Authz {
@@ -43,9 +45,10 @@ impl Authz {
         engine: Arc<Engine>,
         metrics: Arc<Metrics>,
         activity: Arc<Activity>,
+        tracer: Option<Tracer>,
         max_message: usize,
     ) -> AuthorizationServer<Authz> {
-        AuthorizationServer::new(Authz { engine, metrics, activity }).max_decoding_message_size(max_message)
+        AuthorizationServer::new(Authz { engine, metrics, activity, tracer }).max_decoding_message_size(max_message)
     }
 }
 
@@ -198,12 +201,16 @@ pub async fn checked(engine: &Engine, req: &CheckRequest) -> Result<(CheckRespon
 impl Authorization for Authz {
     async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
         self.activity.touch();
+        let span = self.tracer.as_ref().and_then(|t| t.begin(request.metadata()));
         let started = std::time::Instant::now();
         let result = checked(&self.engine, request.get_ref()).await;
         let seconds = started.elapsed().as_secs_f64();
         match &result {
             Ok((_, o)) => self.metrics.observe_check(o.decision, o.code, seconds),
             Err(_) => self.metrics.observe_check("error", "", seconds),
+        }
+        if let (Some(t), Some(span)) = (&self.tracer, span) {
+            t.end(span, result.as_ref().ok().map(|(_, o)| *o), input(request.get_ref()).1);
         }
         result.map(|(r, _)| Response::new(r))
     }

@@ -16,6 +16,7 @@ pub mod discovery;
 pub mod drain;
 pub mod jwks_http;
 pub mod metrics;
+pub mod traces;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -169,6 +170,8 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
         ),
     );
 
+    let (tracer, trace_task) = traces::Tracer::start(settings_rx.clone(), &opts.label);
+    tasks.spawn("trace export", trace_task);
     let (als_service, counters, analytics_task) = analytics::Als::start(settings_rx);
     let metrics = Arc::new(metrics::Metrics::new(counters));
     http_fetch.count_in(metrics.jwks_fetches.clone());
@@ -219,7 +222,7 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .tcp_nodelay(true)
         .add_service(health_service)
-        .add_service(authz::Authz::server(Arc::clone(&engine), metrics, activity, 64 * 1024 * 1024))
+        .add_service(authz::Authz::server(Arc::clone(&engine), metrics, activity, Some(tracer), 64 * 1024 * 1024))
         .serve_with_incoming_shutdown(TcpListenerStream::new(authz), drained);
     let result = tokio::select! {
         r = server => r.map_err(EnforcerError::from),

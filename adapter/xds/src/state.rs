@@ -150,7 +150,13 @@ impl Gateway {
 
     fn label_mut(&mut self, label: &str) -> &mut Label {
         if !self.labels.contains_key(label) {
-            self.labels.insert(label.to_string(), Label::default());
+            let mut state = Label::default();
+            // The tracing collector's cluster ([tracing]), in every label.
+            if let Some(t) = crate::translate::tracing::trace(&self.config) {
+                let c = crate::translate::tracing::cluster(&t);
+                state.insert(ResourceType::Cluster, Resource::encode(ResourceType::Cluster, c.name.clone(), &c));
+            }
+            self.labels.insert(label.to_string(), state);
             for s in SYSTEM_SCOPES {
                 self.rebuild_scope(label, s);
             }

@@ -486,6 +486,17 @@ impl Default for Tracing {
     }
 }
 
+impl Tracing {
+    /// A `configProperties` value (key matched case-insensitively): a string
+    /// as in Choreo Connect, or a number.
+    pub fn property(&self, key: &str) -> Option<String> {
+        self.config_properties.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| match v {
+            toml::Value::String(s) => s.trim().to_string(),
+            other => other.to_string(),
+        })
+    }
+}
+
 /// Parses a Go duration such as `1s`, `500ms`, `1m30s` or `1h`.
 pub fn go_duration(s: &str) -> Option<std::time::Duration> {
     let s = s.trim();

@@ -344,3 +344,29 @@ fn sections_accepted_but_not_used_are_warned_about() {
     let l = load("[enforcer.authService]\nport = 8081\n", "config.toml", no_env()).expect("valid");
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
 }
+
+#[test]
+fn tracing_and_metrics_are_checked_when_enabled() {
+    let err = |text: &str| load(text, "config.toml", no_env()).expect_err(text).to_string();
+    assert_eq!(
+        err("[tracing]\nenabled = true\ntype = \"azure\"\n"),
+        "tracing.type: invalid value \"azure\": expected one of zipkin, otlp"
+    );
+    assert_eq!(
+        err("[tracing]\nenabled = true\ntype = \"otlp\"\n[tracing.configProperties]\nport = \"70000\"\n"),
+        "tracing.configProperties.port: invalid value \"70000\": expected a port number 1-65535"
+    );
+    assert_eq!(
+        err("[tracing]\nenabled = true\ntype = \"otlp\"\n[tracing.configProperties]\nprotocol = \"udp\"\n"),
+        "tracing.configProperties.protocol: invalid value \"udp\": expected one of grpc, http"
+    );
+    assert_eq!(
+        err("[adapter.metrics]\ntype = \"statsd\"\n"),
+        "adapter.metrics.type: invalid value \"statsd\": expected one of prometheus"
+    );
+    // Disabled tracing is not checked (Choreo Connect's azure settings may stay).
+    let l = load("[tracing]\nenabled = false\ntype = \"azure\"\n", "config.toml", no_env()).expect("valid");
+    assert!(!l.config.tracing.enabled);
+    let l = load("[adapter.metrics]\nport = 19999\n", "config.toml", no_env()).expect("valid");
+    assert_eq!((l.config.adapter.metrics.enabled, l.config.adapter.metrics.port), (true, 19999));
+}

@@ -55,6 +55,28 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
         }
     }
     one_of("adapter.metrics.type", &a.metrics.kind, &["prometheus"])?;
+    if c.tracing.enabled {
+        one_of("tracing.type", &c.tracing.kind, &["zipkin", "otlp"])?;
+        let prop = |key: &str| c.tracing.property(key);
+        for key in ["port", "maxPathLength", "connectionTimeout", "maximumTracesPerSecond"] {
+            if let Some(v) = prop(key)
+                && v.parse::<u32>().is_err()
+            {
+                return Err(invalid(&format!("tracing.configProperties.{key}"), v, "expected a whole number"));
+            }
+        }
+        if let Some(p) = prop("port")
+            && p.parse::<u16>().is_err()
+        {
+            return Err(invalid("tracing.configProperties.port", p, "expected a port number 1-65535"));
+        }
+        if let Some(p) = prop("protocol") {
+            one_of("tracing.configProperties.protocol", &p, &["grpc", "http"])?;
+        }
+        if prop("host").is_some_and(|h| h.is_empty()) {
+            return Err(invalid("tracing.configProperties.host", "", "must not be empty"));
+        }
+    }
     if crate::enforcer::go_duration(&a.server.token_ttl).is_none_or(|d| d.is_zero()) {
         return Err(invalid("adapter.server.tokenTTL", &a.server.token_ttl, "expected a duration such as 1h or 30m"));
     }

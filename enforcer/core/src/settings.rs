@@ -46,6 +46,69 @@ pub struct Issuer {
     pub jwks: Option<Arc<Jwks>>,
 }
 
+/// Where the enforcer exports its spans (`[tracing]`, see
+/// adapter/xds/src/translate/tracing.rs for the router's side).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TraceExporter {
+    /// Zipkin v2 JSON, `POST http://host:port<endpoint>`.
+    Zipkin,
+    /// OTLP over gRPC, `host:port`.
+    OtlpGrpc,
+    /// OTLP over HTTP (protobuf), `POST http://host:port<endpoint>`.
+    OtlpHttp,
+}
+
+/// `[tracing]` as the enforcer uses it: one span per check, child of the
+/// router's ext_authz call (B3 headers for zipkin, W3C `traceparent`
+/// otherwise), exported when the router sampled the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceSettings {
+    /// The protocol.
+    pub exporter: TraceExporter,
+    /// Collector host.
+    pub host: String,
+    /// Collector port.
+    pub port: u16,
+    /// Collector path (zipkin, otlp over HTTP).
+    pub endpoint: String,
+    /// Export timeout, seconds.
+    pub timeout_s: u64,
+}
+
+impl TraceSettings {
+    fn load(t: &gateway_proto::config::Tracing) -> Result<Option<TraceSettings>, SettingsError> {
+        if !t.enabled {
+            return Ok(None);
+        }
+        let prop = |k: &str| {
+            t.config_properties
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                .map(|(_, v)| resolve_env(v).trim().to_string())
+        };
+        let exporter = match t.r#type.to_ascii_lowercase().as_str() {
+            "zipkin" => TraceExporter::Zipkin,
+            "otlp" if prop("protocol").is_some_and(|p| p.eq_ignore_ascii_case("http")) => TraceExporter::OtlpHttp,
+            "otlp" => TraceExporter::OtlpGrpc,
+            other => return Err(invalid("tracing.type", format!("{other:?}: expected zipkin or otlp"))),
+        };
+        let port = match prop("port") {
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| invalid("tracing.configProperties.port", format!("{p:?} is not a port")))?,
+            None => 9411,
+        };
+        let default_endpoint = if exporter == TraceExporter::Zipkin { "/api/v2/spans" } else { "/v1/traces" };
+        Ok(Some(TraceSettings {
+            host: prop("host").filter(|h| !h.is_empty()).unwrap_or_else(|| "jaeger".into()),
+            port,
+            endpoint: prop("endpoint").filter(|e| !e.is_empty()).unwrap_or_else(|| default_endpoint.into()),
+            timeout_s: prop("timeout").and_then(|t| t.parse().ok()).unwrap_or(15),
+            exporter,
+        }))
+    }
+}
+
 /// `[analytics]` as the enforcer uses it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AnalyticsSettings {
@@ -92,6 +155,8 @@ pub struct Settings {
     pub test_key: Option<TestKeySettings>,
     /// Analytics.
     pub analytics: AnalyticsSettings,
+    /// Tracing, when enabled.
+    pub tracing: Option<TraceSettings>,
     /// What the operator should know (default credentials in use), logged
     /// each time the configuration is applied.
     pub warnings: Vec<String>,
@@ -301,6 +366,7 @@ impl Settings {
             backend_jwt,
             test_key,
             analytics,
+            tracing: TraceSettings::load(&c.tracing.clone().unwrap_or_default())?,
             warnings,
         })
     }

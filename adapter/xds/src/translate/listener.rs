@@ -177,6 +177,7 @@ pub fn http_connection_manager(c: &Config) -> HttpConnectionManager {
             ..Default::default()
         }),
         access_log: access_logs(c),
+        tracing: super::tracing::trace(c).map(|t| super::tracing::hcm_tracing(&t)),
         // Paths are matched as Envoy normalises them (RFC 3986: dot segments
         // resolved, percent-encoded unreserved characters decoded, `//`
         // merged); a path with an escaped slash (`%2F`, `%5C`) is refused with

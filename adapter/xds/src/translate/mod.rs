@@ -7,4 +7,5 @@ pub mod names;
 pub mod route;
 pub mod scope;
 pub mod tls;
+pub mod tracing;
 pub mod util;

@@ -1,0 +1,119 @@
+//! `[tracing]` end to end: the router (Envoy's OpenTelemetry tracer, set up
+//! by the adapter) and the enforcer export to a real OTLP receiver, PyPI
+//! `oteltap` (installed into .tools/pip-oteltap by `make test`; OTLP over
+//! HTTP with protobuf bodies, the protocol it speaks, so the test uses
+//! `protocol = "http"`; OTLP/gRPC, Choreo Connect's default, goes through the
+//! same code with another transport). One request is one trace: the
+//! router's server span, its ext_authz client span, and the enforcer's span
+//! under it with the decision and error code.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use integration::tokens::now;
+use integration::{Gateway, IDP_ISSUER, Proc, XdsMode, api_yaml, eventually, free_port, workspace_root};
+use serde_json::{Value, json};
+use test_backend::Backend;
+
+const OAS: &str = r#"
+openapi: 3.0.1
+info: { title: Pets, version: "1.0" }
+paths:
+  /pets:
+    get: {}
+"#;
+
+/// The receiver, printing each span it gets as a JSON line.
+fn oteltap(dir: &std::path::Path, port: u16) -> Proc {
+    let lib = workspace_root().join(".tools/pip-oteltap");
+    assert!(
+        lib.join("oteltap").is_dir(),
+        "PyPI oteltap is not in {}: run `make test` (or `make oteltap`)",
+        lib.display()
+    );
+    let mut cmd = Command::new("python3");
+    cmd.args(["-u", "-m", "oteltap", "--port", &port.to_string()]).env("PYTHONPATH", &lib);
+    Proc::spawn_group("oteltap", &mut cmd, dir.join("oteltap.log"))
+}
+
+fn spans(log: &str) -> Vec<Value> {
+    log.lines().filter(|l| l.starts_with('{')).filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+fn attrs(span: &Value) -> BTreeMap<String, String> {
+    span["attributes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|kv| Some((kv["key"].as_str()?.to_string(), kv["value"]["stringValue"].as_str()?.to_string())))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_is_one_trace_with_the_router_and_enforcer_spans() {
+    let b = Backend::start("b").await.expect("backend");
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let receiver = oteltap(dir.path(), port);
+    let api = api_yaml("Pets", "1.0", "/pets", &b.url());
+    let gw = Gateway::builder(XdsMode::Delta)
+        .with_enforcer()
+        .config(&format!(
+            "[tracing]\nenabled = true\ntype = \"otlp\"\n[tracing.configProperties]\nhost = \"127.0.0.1\"\nport = \"{port}\"\nprotocol = \"http\"\nconnectionTimeout = \"2\"\n"
+        ))
+        .project("pets", &[("api.yaml", api.as_str()), ("Definitions/swagger.yaml", OAS)])
+        .start()
+        .await;
+
+    // What the adapter configured: the collector's cluster and the tracer.
+    let dump = gw.config_dump(None).await.to_string();
+    assert!(dump.contains("\"name\":\"wso2_cc_trace\""), "no wso2_cc_trace cluster");
+    assert!(dump.contains("choreo_connect_router"), "no tracer with the router's service name");
+
+    let token = gw.idp().idp.sign(&json!({
+        "iss": IDP_ISSUER, "sub": "alice", "azp": "c1", "exp": now() + 600, "iat": now(), "jti": "trace-1",
+        "application": {"id": 1, "uuid": "app-1", "name": "PetApp", "owner": "alice"},
+        "subscribedAPIs": [{"name": "Pets", "version": "1.0", "context": "/pets/1.0", "subscriptionTier": "Gold"}],
+    }));
+    let auth = format!("Bearer {token}");
+    // Three allowed, three refused (Envoy flushes every 5 spans or 5 s).
+    for _ in 0..3 {
+        let r = gw.request("GET", "localhost", "/pets/1.0/pets", &[("authorization", &auth)]).await.expect("request");
+        assert_eq!(r.status, 200, "{}", r.body);
+        let r = gw.request("GET", "localhost", "/pets/1.0/pets", &[]).await.expect("request");
+        assert_eq!(r.status, 401, "{}", r.body);
+    }
+
+    // For a refused request: the enforcer's span, its parent the router's
+    // ext_authz span, whose parent is the router's span of the request.
+    let (enforcer, authz, root) = eventually("a trace with the router's and the enforcer's spans", || async {
+        let all = spans(&receiver.log());
+        let by_id: BTreeMap<&str, &Value> = all.iter().filter_map(|s| Some((s["spanId"].as_str()?, s))).collect();
+        for e in all.iter().filter(|s| s["name"] == "ExtAuthService:check()") {
+            if attrs(e).get("enforcer.error_code").map(String::as_str) != Some("900901") {
+                continue;
+            }
+            let Some(authz) = e["parentSpanId"].as_str().and_then(|p| by_id.get(p)) else { continue };
+            let Some(root) = authz["parentSpanId"].as_str().and_then(|p| by_id.get(p)) else { continue };
+            return Ok(((*e).clone(), (*authz).clone(), (*root).clone()));
+        }
+        Err(format!("{} spans so far:\n{}", all.len(), receiver.log()))
+    })
+    .await;
+    assert_eq!(enforcer["traceId"], root["traceId"], "one trace");
+    assert_eq!(authz["traceId"], root["traceId"], "one trace");
+    assert!(authz["name"].as_str().unwrap_or("").contains("Authorization.Check"), "{authz}");
+    assert_eq!(enforcer["kind"], 2, "a server span: {enforcer}");
+    let a = attrs(&enforcer);
+    assert_eq!(a.get("enforcer.decision").map(String::as_str), Some("deny"), "{a:?}");
+    assert_eq!(a.get("http.response.status_code").map(String::as_str), Some("401"), "{a:?}");
+    assert!(root["parentSpanId"].as_str().is_none_or(str::is_empty), "the router's span is the root: {root}");
+    let allowed = spans(&receiver.log())
+        .into_iter()
+        .filter(|s| {
+            s["name"] == "ExtAuthService:check()"
+                && attrs(s).get("enforcer.decision").map(String::as_str) == Some("allow")
+        })
+        .count();
+    assert!(allowed >= 1, "no span of an allowed check:\n{}", receiver.log());
+}
