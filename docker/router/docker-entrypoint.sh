@@ -10,8 +10,11 @@
 #     connections carry `Connection: close` (HTTP/1) or GOAWAY (HTTP/2).
 #  2. POST /drain_listeners?graceful: listeners drain for DRAIN_TIME_S.
 #  3. Wait at least DRAIN_MIN_S (for load balancers to see /ready fail), then
-#     until no downstream connection is open on a traffic listener, or
-#     DRAIN_TIME_S at most; then stop Envoy. In-flight requests complete.
+#     until no request is in flight on the traffic listeners (two polls half
+#     a second apart), or DRAIN_TIME_S at most; then stop Envoy. In-flight
+#     requests complete; idle keep-alive connections (which HTTP/1 clients
+#     may hold for an hour) are closed with Envoy instead of holding the
+#     drain to its end.
 # Set terminationGracePeriodSeconds (Kubernetes) / stop_grace_period
 # (Compose) above DRAIN_TIME_S.
 #
@@ -36,10 +39,11 @@ admin() {
   exec {fd}<&-
 }
 
-# Downstream connections open on the traffic listeners (not the stats one).
-open_connections() {
-  admin GET '/stats?filter=^listener\..*downstream_cx_active$' |
-    awk -F': ' '!/stats|admin/ { n += $2 } END { print n + 0 }'
+# Requests in flight on the traffic listeners' connection managers (not the
+# stats listener's, not the admin's).
+active_requests() {
+  admin GET '/stats?filter=^http\..*downstream_rq_active$' |
+    awk -F': ' '!/^http\.(stats|admin)\./ { n += $2 } END { print n + 0 }'
 }
 
 envoy_pid=
@@ -48,11 +52,12 @@ drain() {
   echo "router: SIGTERM: failing /ready, draining listeners for up to ${drain_time}s" >&2
   admin POST /healthcheck/fail >/dev/null || true
   admin POST '/drain_listeners?graceful&skip_exit' >/dev/null || true
-  local start=$SECONDS open
+  local start=$SECONDS active quiet=0
   while kill -0 "$envoy_pid" 2>/dev/null && ((SECONDS - start < drain_time)); do
     if ((SECONDS - start >= drain_min)); then
-      open=$(open_connections 2>/dev/null || echo 1)
-      if [ "$open" = 0 ]; then break; fi
+      active=$(active_requests 2>/dev/null || echo 1)
+      if [ "$active" = 0 ]; then quiet=$((quiet + 1)); else quiet=0; fi
+      if ((quiet >= 2)); then break; fi
     fi
     read -r -t 0.5 <> <(:) || true
   done

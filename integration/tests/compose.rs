@@ -43,11 +43,14 @@ struct Project {
     https: u16,
     mgmt: u16,
     backend: u16,
+    /// Adapter, enforcer and router metrics.
+    metrics: [u16; 3],
 }
 
 impl Project {
     fn new(program: Vec<&'static str>) -> Project {
         let (http, https, mgmt, backend) = (free_port(), free_port(), free_port(), free_port());
+        let metrics = [free_port(), free_port(), free_port()];
         let env = vec![
             ("ROUTER_HTTP_PORT", http.to_string()),
             ("ROUTER_HTTPS_PORT", https.to_string()),
@@ -57,8 +60,11 @@ impl Project {
             ("ENFORCER_HTTPS_PORT", free_port().to_string()),
             ("BACKEND_PORT", backend.to_string()),
             ("TAG", image_tag()),
+            ("ADAPTER_METRICS_PORT", metrics[0].to_string()),
+            ("ENFORCER_METRICS_PORT", metrics[1].to_string()),
+            ("ROUTER_STATS_PORT", metrics[2].to_string()),
         ];
-        Project { program, name: format!("cc-test-{}", std::process::id()), env, http, https, mgmt, backend }
+        Project { program, name: format!("cc-test-{}", std::process::id()), env, http, https, mgmt, backend, metrics }
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -282,6 +288,50 @@ async fn docker_compose_up_serves_and_survives_restarts() {
         failed.len(),
         &failed[..failed.len().min(5)]
     );
+
+    // Metrics on the published ports: the adapter's, the enforcer's, Envoy's.
+    for (port, path, expect) in [
+        (p.metrics[0], "/metrics", "adapter_apis_deployed{label=\"Default\"} 2"),
+        (p.metrics[1], "/metrics", "enforcer_checks_total{decision=\"allow\",code=\"\"}"),
+        (p.metrics[2], "/stats/prometheus", "envoy_cluster_upstream_rq_completed"),
+    ] {
+        let url = format!("http://127.0.0.1:{port}{path}");
+        let text = eventually(&format!("{path} on {port}"), || async {
+            let text =
+                client.get(&url).send().await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())?;
+            if text.contains(expect) { Ok(text) } else { Err(text) }
+        })
+        .await;
+        assert!(!text.is_empty());
+    }
+
+    // The router stopped (SIGTERM) with requests in flight: they complete,
+    // and it stops long before its grace period.
+    let before = backend_hits(&client, p.backend).await;
+    let slow: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, api) = (client.clone(), api.clone());
+            tokio::spawn(async move {
+                let r =
+                    client.get(&api).header("x-backend-delay-ms", "3000").send().await.map_err(|e| e.to_string())?;
+                Ok::<u16, String>(r.status().as_u16())
+            })
+        })
+        .collect();
+    eventually("the slow requests at the backend", || async {
+        let n = backend_hits(&client, p.backend).await;
+        if n >= before + 4 { Ok(()) } else { Err(format!("{} of 4", n - before)) }
+    })
+    .await;
+    let stopping = Instant::now();
+    p.ok(&["stop", "router"]);
+    let took = stopping.elapsed();
+    for t in slow {
+        assert_eq!(t.await.expect("task"), Ok(200), "a request in flight failed while the router stopped");
+    }
+    assert!(took < Duration::from_secs(20), "the router took {took:?} to stop (its grace period is 30 s)");
+    let logs = p.ok(&["logs", "--no-color", "router"]);
+    assert!(logs.contains("router: drained after"), "{logs}");
 
     // down -v leaves nothing behind.
     p.ok(&["down", "-v", "--timeout", "5"]);
