@@ -108,10 +108,49 @@ pub fn level() -> Option<String> {
     LOGGING.get().map(|l| l.current.lock().clone())
 }
 
-/// Changes the level at once; returns the directive now in force.
+/// The spellings of a level the admin APIs take (exactly these: their
+/// OpenAPI pattern lists them).
+const API_LEVELS: &[&str] = &[
+    "trace", "debug", "info", "warn", "error", "off", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "OFF", "DEBG", "ERRO",
+    "FATL", "PANC",
+];
+
+/// A level or directive as the admin APIs take it: items separated by
+/// commas, each a level or `module::path=level` (no spans, no fields), e.g.
+/// `info,adapter::ads=DEBG`. Returned with the levels in `tracing`'s words.
+pub fn api_directive(value: &str) -> Result<String, LogError> {
+    let invalid = |reason: &str| LogError::Invalid {
+        value: value.to_string(),
+        reason: format!(
+            "{reason}; expected a level (trace, debug, info, warn, error, off; DEBG, INFO, WARN, ERRO, FATL, PANC) or items such as info,adapter::ads=debug"
+        ),
+    };
+    let level = |l: &str| if API_LEVELS.contains(&l) { gateway_config::log::level(l) } else { None };
+    let ident = |s: &str| {
+        let mut c = s.chars();
+        c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+            && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+    };
+    let mut out = Vec::new();
+    for item in value.split(',') {
+        match item.split_once('=') {
+            None => out.push(level(item).ok_or_else(|| invalid("not a level"))?.to_string()),
+            Some((target, l)) => {
+                if !target.split("::").all(ident) {
+                    return Err(invalid("not a module path"));
+                }
+                out.push(format!("{target}={}", level(l).ok_or_else(|| invalid("not a level"))?));
+            }
+        }
+    }
+    Ok(out.join(","))
+}
+
+/// Changes the level at once (see [`api_directive`]); returns the directive
+/// now in force.
 pub fn set_level(value: &str) -> Result<String, LogError> {
     let l = LOGGING.get().ok_or(LogError::NotReloadable)?;
-    let (f, directive) = filter(value)?;
+    let (f, directive) = filter(&api_directive(value)?)?;
     l.handle.reload(f).map_err(|_| LogError::NotReloadable)?;
     *l.current.lock() = directive.clone();
     tracing::info!(level = %directive, "log level changed");
@@ -130,5 +169,19 @@ mod tests {
         let e = filter("info,=[").expect_err("bad directive").to_string();
         assert!(e.starts_with("invalid log level \"info,=[\""), "{e}");
         assert!(filter(" ").is_err());
+    }
+
+    #[test]
+    fn the_admin_apis_take_levels_and_module_levels_only() {
+        assert_eq!(api_directive("DEBG").expect("CC level"), "debug");
+        assert_eq!(
+            api_directive("info,adapter::ads=ERRO,enforcer=trace").expect("items"),
+            "info,adapter::ads=error,enforcer=trace"
+        );
+        for bad in
+            ["", "Debug", "adapter", "info,", "a b=info", "adapter::=info", "x=loud", "info,=[", "1x=info", "\u{10}"]
+        {
+            assert!(api_directive(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }
