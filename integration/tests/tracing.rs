@@ -5,7 +5,10 @@
 //! `protocol = "http"`; OTLP/gRPC, Choreo Connect's default, goes through the
 //! same code with another transport). One request is one trace: the
 //! router's server span, its ext_authz client span, and the enforcer's span
-//! under it with the decision and error code.
+//! under it with the decision and error code. Zipkin (B3 propagation) is
+//! tested against a stand-in collector (no Zipkin server installs here).
+//! OTLP over gRPC is not tested against a receiver: none that speaks it can
+//! be installed here.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -116,4 +119,63 @@ async fn one_request_is_one_trace_with_the_router_and_enforcer_spans() {
         })
         .count();
     assert!(allowed >= 1, "no span of an allowed check:\n{}", receiver.log());
+}
+
+/// `type = "zipkin"`: Envoy's Zipkin tracer and the enforcer's Zipkin export,
+/// parent context in B3 headers. No Zipkin server can be installed here (it
+/// is a Java service): the collector is a stand-in, an HTTP server taking
+/// Zipkin v2 JSON at `/api/v2/spans` the way Zipkin does, which keeps what
+/// it was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zipkin_traces_link_the_enforcer_span_to_the_router_by_b3() {
+    let received = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<Value>::new()));
+    let r = std::sync::Arc::clone(&received);
+    let app = axum::Router::new().route(
+        "/api/v2/spans",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let r = std::sync::Arc::clone(&r);
+            async move {
+                match serde_json::from_slice::<Vec<Value>>(&body) {
+                    Ok(spans) => {
+                        r.lock().extend(spans);
+                        axum::http::StatusCode::ACCEPTED
+                    }
+                    Err(_) => axum::http::StatusCode::BAD_REQUEST,
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let b = Backend::start("b").await.expect("backend");
+    let api = api_yaml("Pets", "1.0", "/pets", &b.url());
+    let gw = Gateway::builder(XdsMode::Sotw)
+        .with_enforcer()
+        .config(&format!(
+            "[tracing]\nenabled = true\ntype = \"zipkin\"\n[tracing.configProperties]\nhost = \"127.0.0.1\"\nport = \"{port}\"\n"
+        ))
+        .project("pets", &[("api.yaml", api.as_str()), ("Definitions/swagger.yaml", OAS)])
+        .start()
+        .await;
+    for _ in 0..6 {
+        let r = gw.request("GET", "localhost", "/pets/1.0/pets", &[]).await.expect("request");
+        assert_eq!(r.status, 401, "{}", r.body);
+    }
+    let (enforcer, authz) = eventually("the enforcer's span under the router's ext_authz span", || async {
+        let all = received.lock().clone();
+        let found = all.iter().filter(|s| s["name"] == "ExtAuthService:check()").find_map(|e| {
+            let authz = all.iter().find(|s| s["id"] == e["parentId"] && s["traceId"] == e["traceId"])?;
+            Some((e.clone(), authz.clone()))
+        });
+        found.ok_or_else(|| format!("{} spans: {}", all.len(), serde_json::to_string(&all).unwrap_or_default()))
+    })
+    .await;
+    assert_eq!(enforcer["localEndpoint"]["serviceName"], "choreo_connect_enforcer-Default", "{enforcer}");
+    assert_eq!(enforcer["tags"]["enforcer.error_code"], "900901", "{enforcer}");
+    assert_eq!(enforcer["kind"], "SERVER");
+    assert!(authz["name"].as_str().unwrap_or("").to_lowercase().contains("authorization.check"), "{authz}");
+    assert_eq!(enforcer["traceId"].as_str().map(str::len), Some(32), "128-bit trace ids: {enforcer}");
+    server.abort();
 }
