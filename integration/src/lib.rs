@@ -17,6 +17,7 @@
 
 pub mod bootstrap;
 pub mod certs;
+pub mod fixtures;
 pub mod gateway;
 pub mod http;
 pub mod paths;

@@ -8,21 +8,7 @@ use integration::{Gateway, IDP_ISSUER, Resp, XdsMode, api_yaml, eventually};
 use serde_json::{Value, json};
 use test_backend::Backend;
 
-const OAS: &str = r#"
-openapi: 3.0.1
-info: { title: Pets, version: "1.0" }
-paths:
-  /pets:
-    get: {}
-"#;
-
-fn claims(jti: &str) -> Value {
-    json!({
-        "iss": IDP_ISSUER, "sub": "alice", "azp": "c1", "exp": now() + 600, "iat": now(), "jti": jti,
-        "application": {"id": 1, "uuid": "app-1", "name": "PetApp", "owner": "alice"},
-        "subscribedAPIs": [{"name": "Pets", "version": "1.0", "context": "/pets/1.0", "subscriptionTier": "Gold"}],
-    })
-}
+use integration::fixtures::{PETS_OAS as OAS, pets_claims as claims};
 
 fn pets(b: &Backend) -> [(&'static str, String); 2] {
     [("api.yaml", api_yaml("Pets", "1.0", "/pets", &b.url())), ("Definitions/swagger.yaml", OAS.to_string())]

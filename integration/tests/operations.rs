@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use integration::tokens::now;
-use integration::{Gateway, IDP_ISSUER, Proc, XdsMode, api_yaml, envoy_bin, eventually, free_port, workspace_root};
+use integration::fixtures::pets_claims;
+use integration::{Gateway, Proc, XdsMode, api_yaml, envoy_bin, eventually, free_port, workspace_root};
 use serde_json::json;
 use test_backend::Backend;
 
@@ -33,11 +33,7 @@ async fn gateway(b: &Backend) -> integration::GatewayBuilder {
 }
 
 fn token(gw: &Gateway) -> String {
-    gw.idp().idp.sign(&json!({
-        "iss": IDP_ISSUER, "sub": "alice", "azp": "c1", "exp": now() + 600, "iat": now(), "jti": "ops-1",
-        "application": {"id": 1, "uuid": "app-1", "name": "PetApp", "owner": "alice"},
-        "subscribedAPIs": [{"name": "Pets", "version": "1.0", "context": "/pets/1.0", "subscriptionTier": "Gold"}],
-    }))
+    gw.idp().idp.sign(&pets_claims("ops-1"))
 }
 
 async fn status(gw: &Gateway, path: &str, token: Option<&str>) -> u16 {

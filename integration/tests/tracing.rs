@@ -13,18 +13,11 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use integration::tokens::now;
-use integration::{Gateway, IDP_ISSUER, Proc, XdsMode, api_yaml, eventually, free_port, workspace_root};
-use serde_json::{Value, json};
+use integration::{Gateway, Proc, XdsMode, api_yaml, eventually, free_port, workspace_root};
+use serde_json::Value;
 use test_backend::Backend;
 
-const OAS: &str = r#"
-openapi: 3.0.1
-info: { title: Pets, version: "1.0" }
-paths:
-  /pets:
-    get: {}
-"#;
+use integration::fixtures::{PETS_OAS as OAS, pets_claims};
 
 /// The receiver, printing each span it gets as a JSON line.
 fn oteltap(dir: &std::path::Path, port: u16) -> Proc {
@@ -73,11 +66,7 @@ async fn one_request_is_one_trace_with_the_router_and_enforcer_spans() {
     assert!(dump.contains("\"name\":\"wso2_cc_trace\""), "no wso2_cc_trace cluster");
     assert!(dump.contains("choreo_connect_router"), "no tracer with the router's service name");
 
-    let token = gw.idp().idp.sign(&json!({
-        "iss": IDP_ISSUER, "sub": "alice", "azp": "c1", "exp": now() + 600, "iat": now(), "jti": "trace-1",
-        "application": {"id": 1, "uuid": "app-1", "name": "PetApp", "owner": "alice"},
-        "subscribedAPIs": [{"name": "Pets", "version": "1.0", "context": "/pets/1.0", "subscriptionTier": "Gold"}],
-    }));
+    let token = gw.idp().idp.sign(&pets_claims("trace-1"));
     let auth = format!("Bearer {token}");
     // Three allowed, three refused (Envoy flushes every 5 spans or 5 s).
     for _ in 0..3 {
