@@ -5,10 +5,9 @@
 //! `protocol = "http"`; OTLP/gRPC, Choreo Connect's default, goes through the
 //! same code with another transport). One request is one trace: the
 //! router's server span, its ext_authz client span, and the enforcer's span
-//! under it with the decision and error code. Zipkin (B3 propagation) is
-//! tested against a stand-in collector (no Zipkin server installs here).
-//! OTLP over gRPC is not tested against a receiver: none that speaks it can
-//! be installed here.
+//! under it with the decision and error code. OTLP over gRPC (Choreo
+//! Connect's default) and Zipkin (B3 propagation) are tested against
+//! stand-in collectors written here (no receiver of either installs here).
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -166,5 +165,125 @@ async fn zipkin_traces_link_the_enforcer_span_to_the_router_by_b3() {
     assert_eq!(enforcer["kind"], "SERVER");
     assert!(authz["name"].as_str().unwrap_or("").to_lowercase().contains("authorization.check"), "{authz}");
     assert_eq!(enforcer["traceId"].as_str().map(str::len), Some(32), "128-bit trace ids: {enforcer}");
+    server.abort();
+}
+
+/// A stand-in OTLP/gRPC collector: `TraceService/Export` over h2c, keeping
+/// the resource's service name with each span (no OTLP/gRPC receiver can be
+/// installed here; oteltap speaks OTLP over HTTP only).
+mod collector {
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+
+    use gateway_proto::otlp;
+    use parking_lot::Mutex;
+    use tonic::codegen::{BoxFuture, Service, http};
+
+    /// Spans received, with their resource's `service.name`.
+    pub type Received = Arc<Mutex<Vec<(String, otlp::Span)>>>;
+
+    #[derive(Clone)]
+    pub struct Collector(pub Received);
+
+    impl tonic::server::NamedService for Collector {
+        const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    }
+
+    struct Export(Received);
+
+    impl tonic::server::UnaryService<otlp::ExportTraceServiceRequest> for Export {
+        type Response = otlp::ExportTraceServiceResponse;
+        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
+
+        fn call(&mut self, req: tonic::Request<otlp::ExportTraceServiceRequest>) -> Self::Future {
+            let received = Arc::clone(&self.0);
+            Box::pin(async move {
+                for rs in req.into_inner().resource_spans {
+                    let service = rs
+                        .resource
+                        .iter()
+                        .flat_map(|r| &r.attributes)
+                        .find(|kv| kv.key == "service.name")
+                        .and_then(|kv| match &kv.value {
+                            Some(otlp::AnyValue { value: Some(otlp::any_value::Value::StringValue(s)) }) => {
+                                Some(s.clone())
+                            }
+                            _ => None,
+                        })
+                        .unwrap_or_default();
+                    for ss in rs.scope_spans {
+                        received.lock().extend(ss.spans.into_iter().map(|s| (service.clone(), s)));
+                    }
+                }
+                Ok(tonic::Response::new(otlp::ExportTraceServiceResponse {}))
+            })
+        }
+    }
+
+    impl Service<http::Request<tonic::body::Body>> for Collector {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+            let received = Arc::clone(&self.0);
+            Box::pin(async move {
+                if req.uri().path() != "/opentelemetry.proto.collector.trace.v1.TraceService/Export" {
+                    return Ok(tonic::Status::unimplemented("only Export").into_http());
+                }
+                let codec = tonic_prost::ProstCodec::<otlp::ExportTraceServiceResponse, otlp::ExportTraceServiceRequest>::default();
+                Ok(tonic::server::Grpc::new(codec).unary(Export(received), req).await)
+            })
+        }
+    }
+}
+
+/// `type = "otlp"` with Choreo Connect's default transport, gRPC: the
+/// router's and the enforcer's spans in one trace, each under its service
+/// name (`choreo_connect_router`, `choreo_connect_enforcer-<label>`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_over_grpc_carries_both_service_names_in_one_trace() {
+    let received: collector::Received = std::sync::Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(collector::Collector(std::sync::Arc::clone(&received)))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let b = Backend::start("b").await.expect("backend");
+    let api = api_yaml("Pets", "1.0", "/pets", &b.url());
+    let gw = Gateway::builder(XdsMode::Delta)
+        .with_enforcer()
+        .config(&format!(
+            "[tracing]\nenabled = true\ntype = \"otlp\"\n[tracing.configProperties]\nhost = \"127.0.0.1\"\nport = \"{port}\"\n"
+        ))
+        .project("pets", &[("api.yaml", api.as_str()), ("Definitions/swagger.yaml", OAS)])
+        .start()
+        .await;
+    for _ in 0..6 {
+        let r = gw.request("GET", "localhost", "/pets/1.0/pets", &[]).await.expect("request");
+        assert_eq!(r.status, 401, "{}", r.body);
+    }
+    let (enforcer, authz, root) = eventually("one trace over OTLP/gRPC", || async {
+        let all = received.lock().clone();
+        let by_id = |id: &[u8]| all.iter().find(|(_, s)| s.span_id == id).cloned();
+        for (service, e) in all.iter().filter(|(_, s)| s.name == "ExtAuthService:check()") {
+            let Some(authz) = by_id(&e.parent_span_id) else { continue };
+            let Some(root) = by_id(&authz.1.parent_span_id) else { continue };
+            return Ok(((service.clone(), e.clone()), authz, root));
+        }
+        Err(format!("{} spans: {:?}", all.len(), all.iter().map(|(s, x)| (s, &x.name)).collect::<Vec<_>>()))
+    })
+    .await;
+    assert_eq!(enforcer.0, "choreo_connect_enforcer-Default");
+    assert_eq!(authz.0, "choreo_connect_router");
+    assert_eq!(root.0, "choreo_connect_router");
+    assert_eq!(enforcer.1.trace_id, root.1.trace_id, "one trace");
+    assert!(root.1.parent_span_id.is_empty(), "the router's span is the root");
     server.abort();
 }

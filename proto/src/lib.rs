@@ -20,6 +20,8 @@ pub mod wso2 {
     }
 }
 
+pub mod otlp;
+
 #[cfg(feature = "grpc")]
 pub use wso2::discovery::service;
 pub use wso2::discovery::{api, config};
