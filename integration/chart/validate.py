@@ -173,6 +173,8 @@ REJECTED = [
     ("guard: grace period above the drain time", "wso2.deployment.gatewayRuntime.terminationGracePeriodSeconds=20", "must be above"),
     ("guard: keystore cert without key", "wso2.deployment.adapter.security.keystore.cert.secretName=x,"
      "wso2.deployment.adapter.security.keystore.cert.subPath=tls.crt", "security.keystore.key"),
+    ("schema: Choreo analytics (not supported)", "wso2.choreoAnalytics.enabled=true", "choreoAnalytics"),
+    ("schema: Java dropins (not a Java enforcer)", "wso2.deployment.gatewayRuntime.enforcer.dropins[0].configMapName=x", "dropins"),
 ]
 for label, expr, expect in REJECTED:
 
@@ -185,6 +187,14 @@ for label, expr, expect in REJECTED:
                 raise AssertionError(f"failed for another reason: {e}") from None
             return str(e).strip().splitlines()[-1][:120]
         raise AssertionError(f"--set {expr} rendered")
+
+
+@check("accepted: a Choreo Connect user's values (integration/chart/choreo-connect-user-values.yaml)")
+def _():
+    objs = cl.manifests(cl.render(cl.values([cl.ROOT / "integration/chart/choreo-connect-user-values.yaml"])))
+    if "Ingress" not in [o["kind"] for _, o in objs]:
+        raise AssertionError("the router's ingress (router.ingress.enabled) is missing")
+    return f"{len(objs)} objects"
 
 
 @check("accepted: PDB with 2 replicas, HPA with minReplicas 2")
