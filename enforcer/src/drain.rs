@@ -4,25 +4,27 @@
 //! with several enforcers stops sending it checks within a second:
 //! envoy/bootstrap.yaml's health check of `ext-authz`) but keeps deciding:
 //! a router draining beside it in the same pod still sends checks until it
-//! exits. It stops once no check has arrived for `idle` (the routers have
-//! moved on or are gone), or after `max` at the latest; the gRPC server then
-//! finishes the checks in flight before it closes.
+//! exits. It stops as soon as no router is connected any more (the router
+//! beside it has exited), or once no check has arrived for `idle` (the
+//! routers have moved on to other enforcers), or after `max` at the latest;
+//! the gRPC server then finishes the checks in flight before it closes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// When the last check arrived.
+/// When the last check arrived, and how many connections are open.
 #[derive(Debug)]
 pub struct Activity {
     start: Instant,
     last_ms: AtomicU64,
+    connections: AtomicU64,
 }
 
 impl Default for Activity {
     fn default() -> Self {
-        Activity { start: Instant::now(), last_ms: AtomicU64::new(0) }
+        Activity { start: Instant::now(), last_ms: AtomicU64::new(0), connections: AtomicU64::new(0) }
     }
 }
 
@@ -37,6 +39,85 @@ impl Activity {
     pub fn idle(&self) -> Duration {
         self.start.elapsed().saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
     }
+
+    /// Connections open to the ext_authz server.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+}
+
+/// A connection to the ext_authz server, counted in [`Activity`] while open.
+pub struct Counted<T> {
+    inner: T,
+    activity: std::sync::Arc<Activity>,
+}
+
+impl<T> Counted<T> {
+    /// Counts `inner` until it is dropped.
+    pub fn new(inner: T, activity: std::sync::Arc<Activity>) -> Counted<T> {
+        activity.connections.fetch_add(1, Ordering::Relaxed);
+        Counted { inner, activity }
+    }
+}
+
+impl<T> Drop for Counted<T> {
+    fn drop(&mut self) {
+        self.activity.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+impl<T: tonic::transport::server::Connected> tonic::transport::server::Connected for Counted<T> {
+    type ConnectInfo = T::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
 }
 
 /// How long the enforcer keeps deciding after SIGTERM.
@@ -48,17 +129,18 @@ pub struct DrainLimits {
     pub max: Duration,
 }
 
-/// Resolves when the enforcer may stop: `activity` quiet for `limits.idle`,
-/// or `limits.max` after the call.
+/// Resolves when the enforcer may stop: no connection open, `activity`
+/// quiet for `limits.idle`, or `limits.max` after the call.
 pub async fn quiet(activity: &Activity, limits: DrainLimits) {
     let deadline = Instant::now() + limits.max;
     loop {
         let idle = activity.idle();
-        if idle >= limits.idle || Instant::now() >= deadline {
+        if activity.connections() == 0 || idle >= limits.idle || Instant::now() >= deadline {
             return;
         }
+        // Short steps: a closed connection ends the wait within 50 ms.
         let wait = (limits.idle - idle).min(deadline.saturating_duration_since(Instant::now()));
-        tokio::time::sleep(wait.max(Duration::from_millis(10))).await;
+        tokio::time::sleep(wait.clamp(Duration::from_millis(10), Duration::from_millis(50))).await;
     }
 }
 
@@ -70,6 +152,8 @@ mod tests {
     async fn waits_until_checks_stop_or_the_limit() {
         let activity = std::sync::Arc::new(Activity::default());
         let limits = DrainLimits { idle: Duration::from_secs(2), max: Duration::from_secs(10) };
+        // A router connected all along (the replica case: its health checks).
+        let connection = Counted::new((), std::sync::Arc::clone(&activity));
         // Checks every 500 ms for 3 s: the drain lasts until 2 s after the last.
         let a = std::sync::Arc::clone(&activity);
         let feeder = tokio::spawn(async move {
@@ -98,5 +182,20 @@ mod tests {
         busy.abort();
         let took = t0.elapsed();
         assert!(took >= Duration::from_secs(10) && took < Duration::from_millis(10_200), "{took:?}");
+
+        // The router gone (its connections closed): at once, checks or not.
+        activity.touch();
+        let a = std::sync::Arc::clone(&activity);
+        let closer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            drop(connection);
+            a.touch();
+        });
+        let t0 = tokio::time::Instant::now();
+        quiet(&activity, limits).await;
+        closer.await.expect("closer");
+        let took = t0.elapsed();
+        assert!(took >= Duration::from_millis(300) && took < Duration::from_millis(400), "{took:?}");
+        assert_eq!(activity.connections(), 0);
     }
 }

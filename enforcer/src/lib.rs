@@ -197,8 +197,14 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
         envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer<authz::Authz>;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<AuthzServer>().await;
-    // SIGTERM: NOT_SERVING at once, deciding until the checks stop (drain.rs).
+    // SIGTERM: NOT_SERVING at once, deciding until the router is gone or the
+    // checks stop (drain.rs), which counts the ext_authz connections.
     let activity = Arc::new(drain::Activity::default());
+    let counted = {
+        use futures::StreamExt;
+        let activity = Arc::clone(&activity);
+        TcpListenerStream::new(authz).map(move |c| c.map(|s| drain::Counted::new(s, Arc::clone(&activity))))
+    };
     let drained = {
         let (activity, limits) = (Arc::clone(&activity), opts.drain);
         async move {
@@ -223,7 +229,7 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
         .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(authz::Authz::server(Arc::clone(&engine), metrics, activity, Some(tracer), 64 * 1024 * 1024))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(authz), drained);
+        .serve_with_incoming_shutdown(counted, drained);
     let result = tokio::select! {
         r = server => r.map_err(EnforcerError::from),
         died = tasks.died() => Err(EnforcerError::from(died)),

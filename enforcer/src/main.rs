@@ -78,8 +78,9 @@ struct Args {
     /// Prometheus metrics address (`GET /metrics`); `off` serves none.
     #[arg(long, env = "ENFORCER_METRICS_ADDRESS", default_value = "0.0.0.0:19086")]
     metrics_address: String,
-    /// After SIGTERM: stop once no check arrived for this many seconds.
-    #[arg(long, env = "ENFORCER_DRAIN_IDLE_S", default_value_t = 2.0)]
+    /// After SIGTERM: stop once no check arrived for this many seconds (or at
+    /// once when no router is connected).
+    #[arg(long, env = "ENFORCER_DRAIN_IDLE_S", default_value_t = 5.0)]
     drain_idle_s: f64,
     /// After SIGTERM: stop after this many seconds at the latest (above the
     /// router's DRAIN_TIME_S, so a router draining beside it keeps its checks).

@@ -365,3 +365,36 @@ async fn a_bad_log_config_is_refused_with_the_key_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("LogFormat: invalid value \"XML\": expected TEXT or JSON"), "{err}");
 }
+
+/// The enforcer beside its router (one pod): after SIGTERM it keeps deciding
+/// while the router sends checks, whatever its health says, and stops as
+/// soon as the router is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enforcer_outlives_the_router_beside_it_and_then_stops_at_once() {
+    let b = Backend::start("b").await.expect("backend");
+    let gw = gateway(&b).await.start().await;
+    let t = token(&gw);
+    assert_eq!(status(&gw, "/pets/1.0/pets", Some(&t)).await, 200);
+    let pid = gw.enforcer_pid().expect("enforcer running");
+    let gw = Arc::new(gw);
+    let stop = Arc::new(AtomicBool::new(false));
+    let load_task = tokio::spawn(load(Arc::clone(&gw), t.clone(), 2, Arc::clone(&stop)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    // Three seconds of traffic after SIGTERM: every check answered.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (sent, failed, seen) = load_task.await.expect("load");
+    assert!(sent > 50, "only {sent} requests sent");
+    assert_eq!(failed, 0, "{failed} of {sent} requests failed while the enforcer drained: {seen:?}");
+    assert!(!gw.enforcer_log().contains("enforcer stopped"), "stopped while its router was there");
+    // The router goes: the enforcer stops within a second (not after its 5 s idle wait).
+    let mut gw = Arc::into_inner(gw).expect("the load tasks are done");
+    let gone = std::time::Instant::now();
+    gw.kill_envoy();
+    eventually("the enforcer to stop", || async {
+        if gw.enforcer_log().contains("enforcer stopped") { Ok(()) } else { Err(gw.enforcer_log()) }
+    })
+    .await;
+    assert!(gone.elapsed() < Duration::from_secs(2), "took {:?}", gone.elapsed());
+}
