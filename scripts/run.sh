@@ -94,6 +94,8 @@ Try:
   curl -s http://localhost:9090/.wellknown/jwks                          # keys of the backend JWT (X-JWT-Assertion)
   curl -sk -u admin:admin https://localhost:9001/apis                    # the enforcer's view
   curl -sk -u admin:admin https://localhost:9843/api/mgw/adapter/0.1/xds # what each Envoy and enforcer holds
+  curl -s localhost:19085/metrics; curl -s localhost:19086/metrics        # adapter, enforcer (Prometheus)
+  curl -s localhost:8404/stats/prometheus                                # Envoy's stats (admin stays on 127.0.0.1:9000)
 Edit or add projects under $run/artifacts/apis/ and they are applied without a restart.
 Or deploy with apictl (README, "init -> push -> call"):
   alias apictl="\$PWD/target/debug/apictl --ca-cert \$PWD/$run/certs/ca.pem"
