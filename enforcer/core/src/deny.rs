@@ -155,6 +155,19 @@ impl Deny {
         )
     }
 
+    /// 429: a rate limit's quota is spent (900800, 900802, 900803, 900804,
+    /// 900806); `Retry-After` is the HTTP-date at which its window ends.
+    pub fn throttled(code: &'static str, retry_after: String) -> Deny {
+        let mut d = Deny::new(429, code, "Message throttled out", "You have exceeded your quota");
+        d.headers.push(("retry-after", retry_after));
+        d
+    }
+
+    /// 403 900805: a blocking condition matches.
+    pub fn blocked() -> Deny {
+        Deny::new(403, "900805", "Message blocked", "You have been blocked from accessing the resource")
+    }
+
     /// 204 with `Allow`, the answer to OPTIONS on a resource without an OPTIONS operation.
     pub fn options(allow: String) -> Deny {
         let mut d = Deny::new(204, "", "", "");
@@ -179,12 +192,12 @@ impl Deny {
 
     /// gRPC status code of the denied CheckResponse, as Choreo Connect sets it:
     /// UNAUTHENTICATED for 401, PERMISSION_DENIED for 403, RESOURCE_EXHAUSTED
-    /// for 409, INTERNAL otherwise.
+    /// for 409 and 429, INTERNAL otherwise.
     pub fn grpc_code(&self) -> i32 {
         match self.status {
             401 => 16,
             403 => 7,
-            409 => 8,
+            409 | 429 => 8,
             _ => 13,
         }
     }

@@ -23,6 +23,7 @@ pub mod deny;
 pub mod engine;
 pub mod keys;
 pub mod memory;
+pub mod ratelimit;
 pub mod request;
 pub mod settings;
 pub mod signer;
