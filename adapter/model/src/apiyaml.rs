@@ -104,7 +104,9 @@ pub(crate) fn parse_api_yaml(ctx: &mut Ctx<'_>, doc: &Value) -> Option<ApiYaml> 
         authorization_header: s(ctx, "authorizationHeader").filter(|v| !v.is_empty()),
         security_scheme,
         organization: s(ctx, "organizationId").filter(|v| !v.is_empty()),
-        throttling_policy: s(ctx, "apiThrottlingPolicy").filter(|v| !v.is_empty()),
+        throttling_policy: s(ctx, "apiThrottlingPolicy")
+            .filter(|v| !v.is_empty())
+            .and_then(|t| crate::known_tier(ctx, "data.apiThrottlingPolicy", t)),
         is_default_version,
         prototyped: false,
         production: Vec::new(),

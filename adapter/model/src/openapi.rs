@@ -216,11 +216,10 @@ fn parse_requirements(ctx: &mut Ctx<'_>, v: Option<&Value>, path: &str) -> Optio
 }
 
 fn tier(ctx: &mut Ctx<'_>, obj: &Map<String, Value>, path: &str) -> Option<String> {
-    if obj.contains_key("x-wso2-throttling-tier") {
-        return opt_string(ctx, obj.get("x-wso2-throttling-tier"), &field(path, "x-wso2-throttling-tier"))
-            .filter(|t| !t.is_empty());
-    }
-    opt_string(ctx, obj.get("x-throttling-tier"), &field(path, "x-throttling-tier")).filter(|t| !t.is_empty())
+    let key = if obj.contains_key("x-wso2-throttling-tier") { "x-wso2-throttling-tier" } else { "x-throttling-tier" };
+    let at = field(path, key);
+    let t = opt_string(ctx, obj.get(key), &at).filter(|t| !t.is_empty())?;
+    crate::known_tier(ctx, &at, t)
 }
 
 fn auth_type_none(ctx: &mut Ctx<'_>, obj: &Map<String, Value>, path: &str) -> bool {

@@ -527,3 +527,25 @@ fn oauth2_with_api_key_keeps_a_default_oauth2_requirement() {
     assert!(p.api.security.iter().any(|r| r.contains_key("default")), "{:?}", p.api.security);
     assert!(p.api.security.iter().any(|r| r.contains_key("api_key_header")), "{:?}", p.api.security);
 }
+
+#[test]
+fn throttling_tiers_must_be_known() {
+    let api = API_YAML.replace("  type: HTTP\n", "  type: HTTP\n  apiThrottlingPolicy: 5PerDay\n");
+    let oas = OAS3.replace("    delete: {}\n", "    delete:\n      x-throttling-tier: 10KPerMin\n");
+    let p = parse(&[("api.yaml", &api), ("Definitions/swagger.yaml", &oas)]).expect("known tiers");
+    assert_eq!(p.api.tier.as_deref(), Some("5PerDay"));
+
+    let api = API_YAML.replace("  type: HTTP\n", "  type: HTTP\n  apiThrottlingPolicy: Platinum\n");
+    let oas = OAS3.replace("    delete: {}\n", "    delete:\n      x-wso2-throttling-tier: 7PerFortnight\n");
+    let ps = problems(&[("api.yaml", &api), ("Definitions/swagger.yaml", &oas)]);
+    assert!(
+        ps.iter().any(|p| p.starts_with("api.yaml: data.apiThrottlingPolicy: unknown throttling tier \"Platinum\"")),
+        "{ps:?}"
+    );
+    let ps = problems(&[("api.yaml", API_YAML), ("Definitions/swagger.yaml", &oas)]);
+    assert!(
+        ps.iter().any(|p| p.starts_with("Definitions/swagger.yaml: ")
+            && p.contains("x-wso2-throttling-tier: unknown throttling tier \"7PerFortnight\"")),
+        "{ps:?}"
+    );
+}

@@ -12,6 +12,7 @@ mod error;
 mod loader;
 pub mod log;
 pub mod model;
+pub mod policies;
 mod validate;
 
 pub use error::{ConfigError, Warning};

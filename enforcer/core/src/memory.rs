@@ -22,6 +22,8 @@ pub struct Memory {
     pub cache: ArcSwap<TokenCache>,
     /// Backend JWTs by (token id, API), with their `exp`.
     pub backend_jwts: moka::sync::Cache<BackendJwtKey, (Arc<str>, i64)>,
+    /// Rate limit counters (in memory: exact for one enforcer).
+    pub limiter: crate::ratelimit::MemoryLimiter,
 }
 
 impl Default for Memory {
@@ -40,6 +42,7 @@ impl Memory {
                 .max_capacity(10_000)
                 .time_to_live(std::time::Duration::from_secs(3600))
                 .build(),
+            limiter: crate::ratelimit::MemoryLimiter::default(),
         }
     }
 

@@ -6,7 +6,7 @@
 //! on or refuses it ([`Outcome`]). The first refusal is the answer; a request
 //! that passes every filter is let through with the headers they set and
 //! removed. Adding a filter (throttling, policies, GraphQL analysis) means
-//! one new module and one line in [`CHAIN`].
+//! one new module and one line in [`CHAIN`] (as throttling was).
 
 pub mod authentication;
 pub mod backend_jwt;
@@ -15,6 +15,7 @@ pub mod credentials;
 pub mod routing;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod throttling;
 
 use std::sync::Arc;
 
@@ -41,6 +42,7 @@ pub static CHAIN: &[&dyn Filter] = &[
     &authentication::Authentication,
     &routing::Routing,
     &credentials::Credentials,
+    &throttling::Throttling,
     &backend_jwt::BackendJwt,
 ];
 
