@@ -1,9 +1,10 @@
 //! Throttling through the real router and enforcer (in memory, one
-//! enforcer): the API's tier (900800), else the resource's (900802), with
+//! enforcer): the API's tier (900800), else the resource's (900802), the
+//! token's subscription (900804) and application (900803) tiers, with
 //! Choreo Connect's bodies and `Retry-After` at the window's end, and the
 //! backend never seeing a throttled request. Per-day tiers keep the test away
-//! from window edges (midnight UTC). Issue 11 in progress: subscription,
-//! application and custom levels, blocking conditions and Redis come next.
+//! from window edges (midnight UTC). Issue 11 in progress: custom policies,
+//! blocking conditions, conditional groups, burst control and Redis come next.
 
 use integration::fixtures::pets_claims;
 use integration::{Gateway, XdsMode, api_yaml};
@@ -92,4 +93,38 @@ async fn an_unknown_tier_is_refused_at_deploy_naming_file_and_field() {
         "{}",
         r.body
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_and_application_tiers_come_from_the_token() {
+    let b = Backend::start("b").await.expect("backend");
+    let pets = api_yaml("Pets", "1.0", "/pets", &b.url());
+    let gw = Gateway::builder(XdsMode::Delta)
+        .with_enforcer()
+        .project("pets", &[("api.yaml", pets.as_str()), ("Definitions/swagger.yaml", OAS)])
+        .start()
+        .await;
+    // Subscription tier 2PerDay for application 1.
+    let mut sub = pets_claims("throttle-sub");
+    sub["subscribedAPIs"][0]["subscriptionTier"] = "2PerDay".into();
+    // Application tier 1PerDay for application 2 (its subscription unlimited).
+    let mut app = pets_claims("throttle-app");
+    app["application"] =
+        serde_json::json!({"id": 2, "uuid": "app-2", "name": "Other", "owner": "alice", "tier": "1PerDay"});
+    app["subscribedAPIs"][0]["subscriptionTier"] = "Unlimited".into();
+    let post = |claims: serde_json::Value| {
+        let auth = format!("Bearer {}", gw.idp().idp.sign(&claims));
+        let gw = &gw;
+        async move { gw.request("POST", "localhost", "/pets/1.0/pets", &[("authorization", &auth)]).await.expect("request") }
+    };
+    assert_eq!(post(sub.clone()).await.status, 200);
+    assert_eq!(post(sub.clone()).await.status, 200);
+    let r = post(sub.clone()).await;
+    assert_eq!((r.status, r.header("retry-after")), (429, Some(next_midnight().as_str())), "{}", r.body);
+    assert!(r.body.contains(r#""code":"900804""#), "{}", r.body);
+
+    assert_eq!(post(app.clone()).await.status, 200, "another application has its own counters");
+    let r = post(app).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.body.contains(r#""code":"900803""#), "{}", r.body);
 }

@@ -1,10 +1,13 @@
-//! Throttling: the API's tier, else the resource's (Choreo Connect's order
-//! and codes, 900800 and 900802), counted in memory (ratelimit.rs) after the
-//! caller is authenticated and subscribed. Tier names resolve through
+//! Throttling, in Choreo Connect's order and with its codes, counted in
+//! memory (ratelimit.rs) after the caller is authenticated and subscribed:
+//! the API's tier (900800), else the operation's (900802); the
+//! subscription's tier from the token (900804; API Manager's subscription
+//! tiers stop on quota reach); the application's tier from the token
+//! (900803, per application and user). Tier names resolve through
 //! common/config/src/policies.rs; the adapter refuses projects naming an
-//! unknown one, so an unknown name here (an older adapter) is not counted.
-//! Subscription, application and custom levels, blocking conditions and the
-//! shared (Redis) backend come next.
+//! unknown one, and an unknown name here (a token's, an older adapter's) is
+//! not counted. Custom policies, blocking conditions, conditional groups,
+//! burst control and the shared (Redis) backend come next.
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -23,33 +26,47 @@ fn quota(name: &str) -> Option<Option<Quota>> {
     }
 }
 
-/// The counters a request is checked against: the API's tier when it has
-/// one, else the operation's.
+fn push(out: &mut Vec<Hit>, level: Level, tier_name: &str, key: impl FnOnce() -> String, api: &str) {
+    if tier_name.is_empty() {
+        return;
+    }
+    match quota(tier_name) {
+        Some(q) => out.push(Hit { level, key: key(), quota: q }),
+        None => tracing::warn!(tier = %tier_name, api, ?level, "unknown throttling tier: not counted"),
+    }
+}
+
+/// The counters a request is checked against, in Choreo Connect's order.
 pub fn hits(cx: &Context<'_>) -> Vec<Hit> {
     let raw = &cx.api.raw;
+    let mut out = Vec::with_capacity(3);
     if !raw.tier.is_empty() {
-        return match quota(&raw.tier) {
-            Some(q) => vec![Hit { level: Level::Api, key: format!("{}:{}", raw.base_path, raw.version), quota: q }],
-            None => {
-                tracing::warn!(tier = %raw.tier, api = %raw.title, "unknown throttling tier: not counted");
-                Vec::new()
-            }
-        };
+        push(&mut out, Level::Api, &raw.tier, || format!("{}:{}", raw.base_path, raw.version), &raw.title);
+    } else if let Some(op) = cx.op {
+        push(
+            &mut out,
+            Level::Resource,
+            &op.tier,
+            || format!("{}{}:{}", raw.base_path, cx.resource.path, op.method.to_ascii_uppercase()),
+            &raw.title,
+        );
     }
-    match cx.op.filter(|op| !op.tier.is_empty()) {
-        Some(op) => match quota(&op.tier) {
-            Some(q) => vec![Hit {
-                level: Level::Resource,
-                key: format!("{}{}:{}", raw.base_path, cx.resource.path, op.method.to_ascii_uppercase()),
-                quota: q,
-            }],
-            None => {
-                tracing::warn!(tier = %op.tier, api = %raw.title, "unknown throttling tier: not counted");
-                Vec::new()
-            }
-        },
-        None => Vec::new(),
+    if let Some(a) = &cx.authed {
+        let app_id = if a.app_id.is_empty() { a.app_name.as_str() } else { a.app_id.as_str() };
+        push(
+            &mut out,
+            Level::Subscription,
+            &a.tier,
+            || format!("{app_id}:{}:{}", raw.base_path, raw.version),
+            &raw.title,
+        );
+        if let Some(t) = &a.token
+            && let Some(app) = &t.application
+        {
+            push(&mut out, Level::Application, &app.tier, || format!("{app_id}:{}", t.sub), &raw.title);
+        }
     }
+    out
 }
 
 fn now() -> u64 {
