@@ -128,3 +128,43 @@ async fn subscription_and_application_tiers_come_from_the_token() {
     assert_eq!(r.status, 429, "{}", r.body);
     assert!(r.body.contains(r#""code":"900803""#), "{}", r.body);
 }
+
+/// Memory mode is exact: 2×L requests offered at once, exactly L admitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_mode_admits_exactly_the_limit_at_twice_the_offered_load() {
+    let b = Backend::start("b").await.expect("backend");
+    let api = api_yaml("Bulk", "1.0", "/bulk", &b.url()).replace("  context:", "  apiThrottlingPolicy: 150PerDay\n  context:");
+    let oas = OAS.replace("Pets", "Bulk").replace("    get:\n      x-throttling-tier: 3PerDay\n", "    get: {}\n");
+    let gw = std::sync::Arc::new(
+        Gateway::builder(XdsMode::Delta)
+            .with_enforcer()
+            .project("bulk", &[("api.yaml", api.as_str()), ("Definitions/swagger.yaml", &oas)])
+            .start()
+            .await,
+    );
+    let mut claims = pets_claims("bulk-1");
+    claims["subscribedAPIs"] =
+        serde_json::json!([{"name": "Bulk", "version": "1.0", "context": "/bulk/1.0", "subscriptionTier": "Unlimited"}]);
+    let auth = format!("Bearer {}", gw.idp().idp.sign(&claims));
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let (gw, auth) = (std::sync::Arc::clone(&gw), auth.clone());
+            tokio::spawn(async move {
+                let mut codes = Vec::new();
+                for _ in 0..25 {
+                    let r = gw.request("GET", "localhost", "/bulk/1.0/pets", &[("authorization", &auth)]).await;
+                    codes.push(r.map(|r| r.status).unwrap_or(0));
+                }
+                codes
+            })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.extend(t.await.expect("task"));
+    }
+    let admitted = codes.iter().filter(|c| **c == 200).count();
+    let throttled = codes.iter().filter(|c| **c == 429).count();
+    assert_eq!((admitted, throttled), (150, 150), "300 offered at once");
+    assert_eq!(b.hits(), 150, "the backend saw exactly the admitted requests");
+}
