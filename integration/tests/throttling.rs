@@ -133,7 +133,8 @@ async fn subscription_and_application_tiers_come_from_the_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_mode_admits_exactly_the_limit_at_twice_the_offered_load() {
     let b = Backend::start("b").await.expect("backend");
-    let api = api_yaml("Bulk", "1.0", "/bulk", &b.url()).replace("  context:", "  apiThrottlingPolicy: 150PerDay\n  context:");
+    let api = api_yaml("Bulk", "1.0", "/bulk", &b.url())
+        .replace("  context:", "  apiThrottlingPolicy: 150PerDay\n  context:");
     let oas = OAS.replace("Pets", "Bulk").replace("    get:\n      x-throttling-tier: 3PerDay\n", "    get: {}\n");
     let gw = std::sync::Arc::new(
         Gateway::builder(XdsMode::Delta)
@@ -143,8 +144,7 @@ async fn memory_mode_admits_exactly_the_limit_at_twice_the_offered_load() {
             .await,
     );
     let mut claims = pets_claims("bulk-1");
-    claims["subscribedAPIs"] =
-        serde_json::json!([{"name": "Bulk", "version": "1.0", "context": "/bulk/1.0", "subscriptionTier": "Unlimited"}]);
+    claims["subscribedAPIs"] = serde_json::json!([{"name": "Bulk", "version": "1.0", "context": "/bulk/1.0", "subscriptionTier": "Unlimited"}]);
     let auth = format!("Bearer {}", gw.idp().idp.sign(&claims));
     let tasks: Vec<_> = (0..12)
         .map(|_| {
