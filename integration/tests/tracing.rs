@@ -44,21 +44,35 @@ fn attrs(span: &Value) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The Pets API behind a gateway whose `[tracing]` exports to a collector
+/// on 127.0.0.1:`port` (`properties`: more `configProperties` lines).
+async fn traced_gateway(b: &Backend, mode: XdsMode, kind: &str, port: u16, properties: &str) -> Gateway {
+    let api = api_yaml("Pets", "1.0", "/pets", &b.url());
+    Gateway::builder(mode)
+        .with_enforcer()
+        .config(&format!(
+            "[tracing]\nenabled = true\ntype = \"{kind}\"\n[tracing.configProperties]\nhost = \"127.0.0.1\"\nport = \"{port}\"\n{properties}"
+        ))
+        .project("pets", &[("api.yaml", api.as_str()), ("Definitions/swagger.yaml", OAS)])
+        .start()
+        .await
+}
+
+/// `n` requests without a token: each refused (401), each traced.
+async fn refused(gw: &Gateway, n: usize) {
+    for _ in 0..n {
+        let r = gw.request("GET", "localhost", "/pets/1.0/pets", &[]).await.expect("request");
+        assert_eq!(r.status, 401, "{}", r.body);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_request_is_one_trace_with_the_router_and_enforcer_spans() {
     let b = Backend::start("b").await.expect("backend");
     let dir = tempfile::tempdir().expect("dir");
     let port = free_port();
     let receiver = oteltap(dir.path(), port);
-    let api = api_yaml("Pets", "1.0", "/pets", &b.url());
-    let gw = Gateway::builder(XdsMode::Delta)
-        .with_enforcer()
-        .config(&format!(
-            "[tracing]\nenabled = true\ntype = \"otlp\"\n[tracing.configProperties]\nhost = \"127.0.0.1\"\nport = \"{port}\"\nprotocol = \"http\"\nconnectionTimeout = \"2\"\n"
-        ))
-        .project("pets", &[("api.yaml", api.as_str()), ("Definitions/swagger.yaml", OAS)])
-        .start()
-        .await;
+    let gw = traced_gateway(&b, XdsMode::Delta, "otlp", port, "protocol = \"http\"\nconnectionTimeout = \"2\"\n").await;
 
     // What the adapter configured: the collector's cluster and the tracer.
     let dump = gw.config_dump(None).await.to_string();
@@ -138,19 +152,8 @@ async fn zipkin_traces_link_the_enforcer_span_to_the_router_by_b3() {
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     let b = Backend::start("b").await.expect("backend");
-    let api = api_yaml("Pets", "1.0", "/pets", &b.url());
-    let gw = Gateway::builder(XdsMode::Sotw)
-        .with_enforcer()
-        .config(&format!(
-            "[tracing]\nenabled = true\ntype = \"zipkin\"\n[tracing.configProperties]\nhost = \"127.0.0.1\"\nport = \"{port}\"\n"
-        ))
-        .project("pets", &[("api.yaml", api.as_str()), ("Definitions/swagger.yaml", OAS)])
-        .start()
-        .await;
-    for _ in 0..6 {
-        let r = gw.request("GET", "localhost", "/pets/1.0/pets", &[]).await.expect("request");
-        assert_eq!(r.status, 401, "{}", r.body);
-    }
+    let gw = traced_gateway(&b, XdsMode::Sotw, "zipkin", port, "").await;
+    refused(&gw, 6).await;
     let (enforcer, authz) = eventually("the enforcer's span under the router's ext_authz span", || async {
         let all = received.lock().clone();
         let found = all.iter().filter(|s| s["name"] == "ExtAuthService:check()").find_map(|e| {
@@ -256,19 +259,8 @@ async fn otlp_over_grpc_carries_both_service_names_in_one_trace() {
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
     let b = Backend::start("b").await.expect("backend");
-    let api = api_yaml("Pets", "1.0", "/pets", &b.url());
-    let gw = Gateway::builder(XdsMode::Delta)
-        .with_enforcer()
-        .config(&format!(
-            "[tracing]\nenabled = true\ntype = \"otlp\"\n[tracing.configProperties]\nhost = \"127.0.0.1\"\nport = \"{port}\"\n"
-        ))
-        .project("pets", &[("api.yaml", api.as_str()), ("Definitions/swagger.yaml", OAS)])
-        .start()
-        .await;
-    for _ in 0..6 {
-        let r = gw.request("GET", "localhost", "/pets/1.0/pets", &[]).await.expect("request");
-        assert_eq!(r.status, 401, "{}", r.body);
-    }
+    let gw = traced_gateway(&b, XdsMode::Delta, "otlp", port, "").await;
+    refused(&gw, 6).await;
     let (enforcer, authz, root) = eventually("one trace over OTLP/gRPC", || async {
         let all = received.lock().clone();
         let by_id = |id: &[u8]| all.iter().find(|(_, s)| s.span_id == id).cloned();
