@@ -113,8 +113,16 @@ impl Throttled {
 
 const STRIPES: usize = 64;
 
-/// (key, window start) → (requests counted, window end).
-type Counters = HashMap<(String, u64), (u64, u64)>;
+/// A key's current window and what it counted.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: u64,
+    end: u64,
+    count: u64,
+}
+
+/// Key → its current window (an earlier window is replaced, not kept).
+type Counters = HashMap<String, Window>;
 
 /// Counters in memory: exact for one enforcer.
 pub struct MemoryLimiter {
@@ -154,7 +162,7 @@ impl MemoryLimiter {
         let at = |s: usize| order.binary_search(&s).unwrap_or(0);
         for (hit, quota, s) in &counted {
             let (start, end) = quota.window(now);
-            let used = guards[at(*s)].get(&(hit.key.clone(), start)).map_or(0, |(n, _)| *n);
+            let used = guards[at(*s)].get(&hit.key).filter(|w| w.start == start).map_or(0, |w| w.count);
             if used >= quota.limit {
                 return Err(Throttled { level: hit.level, reset_at: end });
             }
@@ -162,12 +170,15 @@ impl MemoryLimiter {
         for (hit, quota, s) in &counted {
             let (start, end) = quota.window(now);
             let map = &mut guards[at(*s)];
-            let key = (hit.key.clone(), start);
-            if !map.contains_key(&key) {
-                // A new window for this key: the stripe's ended windows go.
-                map.retain(|_, (_, window_end)| *window_end > now);
+            match map.get_mut(&hit.key) {
+                Some(w) if w.start == start => w.count += 1,
+                Some(w) => *w = Window { start, end, count: 1 },
+                None => {
+                    // A new key: the stripe's ended windows go first.
+                    map.retain(|_, w| w.end > now);
+                    map.insert(hit.key.clone(), Window { start, end, count: 1 });
+                }
             }
-            map.entry(key).or_insert((0, end)).0 += 1;
         }
         Ok(())
     }
@@ -175,7 +186,7 @@ impl MemoryLimiter {
     /// Requests counted for `key` in the window holding `now`.
     pub fn count(&self, key: &str, quota: Quota, now: u64) -> u64 {
         let (start, _) = quota.window(now);
-        self.stripes[self.stripe(key)].lock().get(&(key.to_string(), start)).map_or(0, |(n, _)| *n)
+        self.stripes[self.stripe(key)].lock().get(key).filter(|w| w.start == start).map_or(0, |w| w.count)
     }
 }
 

@@ -69,10 +69,6 @@ pub fn hits(cx: &Context<'_>) -> Vec<Hit> {
     out
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 impl Filter for Throttling {
     fn name(&self) -> &'static str {
         "throttling"
@@ -84,7 +80,7 @@ impl Filter for Throttling {
     {
         async move {
             let hits = hits(cx);
-            match cx.memory.limiter.check_and_count(&hits, now()) {
+            match cx.memory.limiter.check_and_count(&hits, u64::try_from(crate::now_secs()).unwrap_or(0)) {
                 Ok(()) => Outcome::Next,
                 Err(t) => Outcome::Refuse(t.deny()),
             }
