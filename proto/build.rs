@@ -2,7 +2,12 @@
 //! generates prost messages and tonic clients and servers.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["wso2/discovery/config.proto", "wso2/discovery/api.proto", "wso2/discovery/service.proto"];
+    let files = [
+        "wso2/discovery/config.proto",
+        "wso2/discovery/api.proto",
+        "wso2/discovery/throttle.proto",
+        "wso2/discovery/service.proto",
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

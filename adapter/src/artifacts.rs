@@ -403,3 +403,110 @@ pub async fn watch(
         }
     }
 }
+
+/// How often `<artifactsDirectory>/throttling-policies` is checked for changes.
+const POLICY_POLL: Duration = Duration::from_secs(2);
+
+/// The throttling policies of the artifacts folder
+/// (`<artifactsDirectory>/throttling-policies`: files in apictl's export
+/// format, `.yaml`, `.yml` or `.json`). A file that cannot be read is
+/// refused with its problems logged and reported; the policy it held
+/// before stays in force.
+#[derive(Default)]
+pub struct PolicyFolder {
+    /// File name → (its fingerprint, its last good policy).
+    last: BTreeMap<String, (u64, Option<gateway_model::policy::ThrottlePolicy>)>,
+}
+
+impl PolicyFolder {
+    /// Reads the folder and makes its policies the catalogue's folder
+    /// policies. Returns whether anything changed on disk.
+    pub fn load(&mut self, hub: &Hub, report: &Report, dir: &Path) -> bool {
+        let mut seen = BTreeMap::new();
+        if let Ok(rd) = fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                let ext_ok = [".yaml", ".yml", ".json"].iter().any(|x| name.ends_with(x));
+                if name.starts_with('.') || !ext_ok || !e.path().is_file() {
+                    continue;
+                }
+                seen.insert(name, fingerprint(&e.path()));
+            }
+        }
+        let unchanged =
+            seen.len() == self.last.len() && seen.iter().all(|(n, fp)| self.last.get(n).is_some_and(|(f, _)| f == fp));
+        if unchanged {
+            return false;
+        }
+        let mut next = BTreeMap::new();
+        for (name, fp) in seen {
+            let entry = format!("throttling-policies/{name}");
+            let previous = self.last.get(&name).and_then(|(_, p)| p.clone());
+            let policy = match fs::read(dir.join(&name)) {
+                Ok(bytes) => match gateway_model::policy::parse_policy(&name, &bytes) {
+                    Ok(p) => {
+                        report.entries.lock().insert(
+                            entry,
+                            EntryStatus {
+                                state: "deployed",
+                                api: Some(format!("{} policy {}", p.kind.as_str(), p.name)),
+                                problems: vec![],
+                            },
+                        );
+                        Some(p)
+                    }
+                    Err(problems) => {
+                        let list: Vec<String> = problems.0.iter().map(ToString::to_string).collect();
+                        warn!(file = %name, problems = %list.join("; "), "throttling policy refused; the previous version of the file stays in force");
+                        report
+                            .entries
+                            .lock()
+                            .insert(entry, EntryStatus { state: "refused", api: None, problems: list });
+                        previous
+                    }
+                },
+                Err(e) => {
+                    warn!(file = %name, error = %e, "throttling policy file not readable");
+                    previous
+                }
+            };
+            next.insert(name, (fp, policy));
+        }
+        for gone in self.last.keys().filter(|n| !next.contains_key(*n)) {
+            report.entries.lock().remove(&format!("throttling-policies/{gone}"));
+        }
+        self.last = next;
+        let policies: Vec<(String, gateway_model::policy::ThrottlePolicy)> =
+            self.last.iter().filter_map(|(n, (_, p))| p.clone().map(|p| (n.clone(), p))).collect();
+        let count = policies.len();
+        match hub.throttle.sync_folder(policies) {
+            Ok(()) => {
+                info!(dir = %dir.display(), policies = count, "throttling policies of the artifacts folder applied")
+            }
+            Err(e) => error!(error = %e, "applying the artifacts folder's throttling policies failed"),
+        }
+        true
+    }
+
+    /// Checks the folder every couple of seconds until the task is dropped.
+    pub async fn watch(mut self, hub: Arc<Hub>, report: Arc<Report>, dir: PathBuf) {
+        let mut tick = tokio::time::interval(POLICY_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let (h, r, d) = (Arc::clone(&hub), Arc::clone(&report), dir.clone());
+            match tokio::task::spawn_blocking(move || {
+                self.load(&h, &r, &d);
+                self
+            })
+            .await
+            {
+                Ok(s) => self = s,
+                Err(e) => {
+                    error!(error = %e, "reading the throttling policies folder failed");
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -7,6 +7,7 @@
 //!   after every change.
 //! * [`Status`]: what the connected routers and enforcers acknowledged.
 //! * [`Revocations`]: the revoked tokens.
+//! * [`Catalogue`]: throttling policies and blocking conditions.
 //!
 //! A change to what is deployed (REST deploys and undeploys, the artifacts
 //! folder, the start-up restore) first takes [`Hub::changes`], so that one
@@ -25,6 +26,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::enforcer::revocation::Revocations;
+use crate::enforcer::throttle::Catalogue;
 use crate::metrics::Metrics;
 use crate::publisher::Publisher;
 use crate::status::Status;
@@ -85,6 +87,8 @@ pub struct Hub {
     pub status: Status,
     /// Revoked tokens.
     pub revocations: Revocations,
+    /// Throttling policies and blocking conditions.
+    pub throttle: Catalogue,
     /// Prometheus metrics.
     pub metrics: Metrics,
     closing: watch::Sender<bool>,
@@ -92,9 +96,15 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub serving `config`.
+    /// A hub serving `config`, with the built-in throttling policies only.
     pub fn new(config: Arc<Config>) -> Arc<Hub> {
+        Hub::with_catalogue(config, Catalogue::default())
+    }
+
+    /// A hub serving `config` with the throttling catalogue `throttle`.
+    pub fn with_catalogue(config: Arc<Config>, throttle: Catalogue) -> Arc<Hub> {
         Arc::new(Hub {
+            throttle,
             changes: tokio::sync::Mutex::new(()),
             publisher: Publisher::new(&config),
             state: Mutex::new(State { gateway: Gateway::new(config), deployments: Deployments::default() }),

@@ -56,6 +56,9 @@ pub enum AdapterError {
     /// The revoked-token file is unusable.
     #[error("[adapter.revocation]: {0}")]
     Revocation(#[from] enforcer::revocation::RevocationError),
+    /// The throttling file cannot be read.
+    #[error("[adapter.throttling]: {0}")]
+    Throttle(#[from] enforcer::throttle::ThrottleError),
     /// The gRPC server failed.
     #[error("xDS server: {0}")]
     Grpc(#[from] tonic::transport::Error),
@@ -91,12 +94,18 @@ pub fn parse_options(config: &Config, env: impl Iterator<Item = (String, String)
         max_route_timeout_ms: r.upstream.timeouts.max_route_timeout_in_seconds.saturating_mul(1000),
         vhost_mapping: config.adapter.vhost_mapping.iter().map(|m| (m.environment.clone(), m.vhost.clone())).collect(),
         env: env.filter(|(k, _)| k.starts_with("api_")).collect::<BTreeMap<_, _>>(),
+        known_tiers: gateway_model::policy::KnownTiers::default(),
     }
 }
 
 /// The folder of API projects: `<artifactsDirectory>/apis`.
 pub fn apis_dir(config: &Config) -> PathBuf {
     Path::new(&config.adapter.artifacts_directory).join("apis")
+}
+
+/// The folder of throttling policies: `<artifactsDirectory>/throttling-policies`.
+pub fn policies_dir(config: &Config) -> PathBuf {
+    Path::new(&config.adapter.artifacts_directory).join("throttling-policies")
 }
 
 /// TLS of the xDS server: `[adapter.keystore]`, and client certificates
@@ -116,7 +125,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AdapterError> {
     let config = Arc::new(config);
-    let hub = Hub::new(Arc::clone(&config));
+    let throttle_file = Some(Path::new(&config.adapter.throttling.file_path)).filter(|p| !p.as_os_str().is_empty());
+    let catalogue = enforcer::throttle::Catalogue::open(throttle_file, parse_opts.known_tiers.clone())?;
+    let hub = Hub::with_catalogue(Arc::clone(&config), catalogue);
     let revocation_file = Some(Path::new(&config.adapter.revocation.file_path)).filter(|p| !p.as_os_str().is_empty());
     hub.revocations.replace(enforcer::revocation::Store::open(revocation_file, clock::now_secs())?);
     let report = Arc::new(artifacts::Report::default());
@@ -182,19 +193,24 @@ pub async fn run(
     let dir = apis_dir(&config);
     {
         let (h, r, d, o) = (Arc::clone(&hub), Arc::clone(&report), dir.clone(), Arc::clone(&parse_opts));
+        let pdir = policies_dir(&config);
         let rest = Arc::clone(&rest);
         // Start-up loading, then the folder watch. If loading fails, the
         // task dies and the adapter stops: no Envoy ever gets a
         // configuration without the mounted and stored APIs.
         tasks.spawn_fallible("artifacts folder", async move {
             let (h2, r2, d2, o2) = (Arc::clone(&h), Arc::clone(&r), d.clone(), Arc::clone(&o));
+            let policies_dir = pdir;
             // The folder, then what was deployed over the REST API, before any
             // Envoy gets a configuration; no REST change in between.
-            let (known, restored) = tokio::task::spawn_blocking(move || {
+            // Throttling policies first: projects may name them as tiers.
+            let (known, restored, policies) = tokio::task::spawn_blocking(move || {
                 let _change = h2.changes().blocking_lock();
                 gateway_runtime::failpoint("artifacts-load");
+                let mut policies = artifacts::PolicyFolder::default();
+                policies.load(&h2, &r2, &policies_dir);
                 let known = artifacts::load_all(&h2, &r2, &d2, &o2);
-                (known, management::deploy::restore(&rest))
+                (known, management::deploy::restore(&rest), (policies, policies_dir))
             })
             .await
             .map_err(|e| format!("loading the artifacts folder failed: {e}"))?;
@@ -204,7 +220,11 @@ pub async fn run(
             }
             h.update(|s| s.gateway.set_ready());
             h.set_loaded();
-            artifacts::watch(h, r, d, o, known).await;
+            let (folder, policies_dir) = policies;
+            tokio::join!(
+                folder.watch(Arc::clone(&h), Arc::clone(&r), policies_dir),
+                artifacts::watch(h, r, d, o, known)
+            );
             Ok::<(), String>(())
         });
     }

@@ -9,6 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use enforcer_core::throttle::PolicyKind;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
@@ -158,7 +159,31 @@ pub async fn handle(State(st): State<AdminState>, req: Request) -> Response {
             }
             empty_list()
         }
-        "/subscriptions" | "/throttling_policies/application" | "/throttling_policies/subscription" => empty_list(),
+        "/subscriptions" => empty_list(),
+        "/throttling_policies/application"
+        | "/throttling_policies/subscription"
+        | "/throttling_policies/advanced"
+        | "/throttling_policies/custom" => {
+            let kind = match path.rsplit('/').next() {
+                Some("application") => PolicyKind::Application,
+                Some("subscription") => PolicyKind::Subscription,
+                Some("advanced") => PolicyKind::Advanced,
+                _ => PolicyKind::Custom,
+            };
+            let data = st.engine.throttle.load();
+            let list: Vec<Value> = data
+                .policies(kind)
+                .into_iter()
+                .filter(|p| param("name").is_none_or(|n| &*p.name == n))
+                .map(|p| policy_json(p))
+                .collect();
+            json_response(StatusCode::OK, json!({"count": list.len(), "list": list}))
+        }
+        "/blocking_conditions" => {
+            let data = st.engine.throttle.load();
+            let list: Vec<Value> = data.all_blocking.iter().map(blocking_json).collect();
+            json_response(StatusCode::OK, json!({"count": list.len(), "list": list}))
+        }
         "/logging" => json_response(StatusCode::OK, json!({"level": gateway_runtime::logging::level()})),
         "/revoked_tokens" => {
             let revoked = st.engine.memory.revoked.load();
@@ -189,6 +214,59 @@ fn set_log_level(body: &[u8]) -> Response {
         Ok(l) => json_response(StatusCode::OK, json!({"level": l})),
         Err(e) => admin_error(StatusCode::BAD_REQUEST, &format!("level: {e}")),
     }
+}
+
+fn limit_json(l: Option<&gateway_proto::throttle::Limit>) -> Value {
+    match l {
+        Some(l) => json!({"requestCount": l.request_count, "windowSeconds": l.window_seconds}),
+        None => Value::Null,
+    }
+}
+
+/// A policy as Choreo Connect's admin API lists it (`id`, `tenantId`,
+/// `name`, `quotaType`...), with its limits.
+fn policy_json(p: &enforcer_core::throttle::Policy) -> Value {
+    let r = &p.raw;
+    let mut v = json!({
+        "id": r.name, "tenantId": -1234, "tenantDomain": "carbon.super", "name": r.name,
+        "displayName": if r.display_name.is_empty() { &r.name } else { &r.display_name },
+        "description": r.description, "quotaType": "requestCount", "contentAware": false,
+        "type": p.kind.as_str(), "defaultLimit": limit_json(r.default_limit.as_ref()),
+    });
+    match p.kind {
+        PolicyKind::Subscription => {
+            v["stopOnQuotaReach"] = json!(r.stop_on_quota_reach);
+            v["rateLimitCount"] = json!(r.burst.as_ref().map_or(0, |b| b.request_count));
+            v["rateLimitTimeUnit"] = json!(r.burst.as_ref().map(|b| if b.window_seconds == 1 { "sec" } else { "min" }));
+            v["graphQLMaxComplexity"] = json!(0);
+            v["graphQLMaxDepth"] = json!(0);
+        }
+        PolicyKind::Advanced => {
+            v["conditionalGroups"] = r
+                .conditional_groups
+                .iter()
+                .map(|g| {
+                    json!({
+                        "description": g.description, "limit": limit_json(g.limit.as_ref()),
+                        "conditions": g.conditions.iter().map(|c| json!({
+                            "type": c.kind, "invertCondition": c.invert, "name": c.name, "value": c.value,
+                            "startingIP": c.start_ip, "endingIP": c.end_ip,
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+        }
+        PolicyKind::Custom => v["keyTemplate"] = json!(r.key_template),
+        PolicyKind::Application => {}
+    }
+    v
+}
+
+fn blocking_json(b: &gateway_proto::throttle::BlockingCondition) -> Value {
+    json!({
+        "conditionId": b.id, "conditionType": b.kind, "conditionValue": b.value, "startingIp": b.start_ip,
+        "endingIp": b.end_ip, "invert": b.invert, "conditionStatus": b.enabled,
+    })
 }
 
 fn token_id(j: &enforcer_core::token::Jwt<'_>) -> String {

@@ -102,7 +102,7 @@ pub fn response(decision: Decision, path: &str, request_id: &str, analytics: boo
     let mut meta = HashMap::with_capacity(20);
     meta.insert(REPLY_KEY.to_string(), string("Ok"));
     match decision {
-        Decision::Allow { set, remove, info } => {
+        Decision::Allow { set, remove, respond, info } => {
             meta.insert("originalPath".into(), string(path.split('?').next().unwrap_or(path)));
             if analytics {
                 analytics_fields(&mut meta, &info, request_id);
@@ -113,6 +113,7 @@ pub fn response(decision: Decision, path: &str, request_id: &str, analytics: boo
                 http_response: Some(check_response::HttpResponse::OkResponse(OkHttpResponse {
                     headers: set.into_iter().map(|(k, v)| header(k.into_owned(), v)).collect(),
                     headers_to_remove: remove,
+                    response_headers_to_add: respond.into_iter().map(|(k, v)| header(k, v)).collect(),
                     ..Default::default()
                 })),
             }

@@ -118,6 +118,7 @@ fn an_allow_becomes_an_ok_check_response() {
             (Cow::Borrowed(":path"), "/pets/1.0.0/pets?a=1".into()),
         ],
         remove: vec!["authorization".into(), "internal-key".into()],
+        respond: vec![("x-ratelimit-remaining", "4".into())],
         info,
     };
     let r = super::response(decision.clone(), "/pets/1.0.0/pets?apikey=k&a=1", "req-2", false);
@@ -132,6 +133,16 @@ fn an_allow_becomes_an_ok_check_response() {
         })
         .collect();
     let overwrite = HeaderAppendAction::OverwriteIfExistsOrAdd as i32;
+    let to_client: Vec<(String, String)> = ok
+        .response_headers_to_add
+        .iter()
+        .filter_map(|h| h.header.as_ref().map(|v| (v.key.clone(), v.value.clone())))
+        .collect();
+    assert_eq!(
+        to_client,
+        vec![("x-ratelimit-remaining".to_string(), "4".to_string())],
+        "rate-limit headers go to the client"
+    );
     assert_eq!(
         headers,
         vec![
@@ -262,6 +273,7 @@ fn engine() -> Engine {
     };
     engine.set_apis(ApiIndex::new(vec![api]).expect("API"));
     engine.set_revoked(HashMap::new());
+    engine.set_throttle(enforcer_core::throttle::ThrottleData::default());
     engine
 }
 

@@ -42,6 +42,8 @@ pub enum Kind {
     Apis,
     /// Revoked tokens.
     Revoked,
+    /// Throttling policies and blocking conditions.
+    Throttle,
 }
 
 impl Kind {
@@ -50,6 +52,7 @@ impl Kind {
             Kind::Config => gateway_proto::CONFIG_TYPE_URL,
             Kind::Apis => gateway_proto::API_TYPE_URL,
             Kind::Revoked => gateway_proto::REVOKED_TOKEN_TYPE_URL,
+            Kind::Throttle => gateway_proto::THROTTLE_DATA_TYPE_URL,
         }
     }
 }
@@ -82,6 +85,12 @@ pub enum ApplyError {
     /// An API the enforcer cannot use.
     #[error(transparent)]
     Api(#[from] enforcer_core::apis::ApiError),
+    /// Not exactly one set of throttling data.
+    #[error("expected one set of throttling data, got {0}")]
+    ThrottleCount(usize),
+    /// Throttling data the enforcer cannot use.
+    #[error(transparent)]
+    Throttle(#[from] enforcer_core::throttle::ThrottleDataError),
 }
 
 fn decode<M: Message + Default>(what: &'static str, bytes: &[u8]) -> Result<M, ApplyError> {
@@ -138,6 +147,20 @@ impl Applier {
                 }
                 info!(version = %resp.version_info, tokens = map.len(), "revoked tokens applied");
                 self.engine.set_revoked(map);
+            }
+            Kind::Throttle => {
+                let [one] = resp.resources.as_slice() else {
+                    return Err(ApplyError::ThrottleCount(resp.resources.len()));
+                };
+                let d: gateway_proto::throttle::ThrottleData = decode("throttling data", &one.value)?;
+                let data = enforcer_core::throttle::ThrottleData::from_proto(&d)?;
+                info!(
+                    version = %resp.version_info,
+                    policies = d.policies.len(),
+                    blocking_conditions = data.blocking.len(),
+                    "throttling data applied"
+                );
+                self.engine.set_throttle(data);
             }
         }
         Ok(())
@@ -215,6 +238,7 @@ async fn stream_once(
         Kind::Config => grpc.stream_config(outbound).await?,
         Kind::Apis => grpc.stream_apis(outbound).await?,
         Kind::Revoked => grpc.stream_revoked_tokens(outbound).await?,
+        Kind::Throttle => grpc.stream_throttle_data(outbound).await?,
     }
     .into_inner();
     *connected = true;
@@ -224,6 +248,7 @@ async fn stream_once(
             Kind::Config => "enforcer-config-stream",
             Kind::Apis => "enforcer-api-stream",
             Kind::Revoked => "enforcer-revoked-stream",
+            Kind::Throttle => "enforcer-throttle-stream",
         });
         let ack = match applier.apply(kind, &resp) {
             Ok(()) => {

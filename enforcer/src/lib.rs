@@ -129,6 +129,7 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
         ("configuration stream", discovery::Kind::Config),
         ("API stream", discovery::Kind::Apis),
         ("revoked-token stream", discovery::Kind::Revoked),
+        ("throttling-data stream", discovery::Kind::Throttle),
     ] {
         tasks.spawn(name, discovery::run_stream(client.clone(), kind, Arc::clone(&applier)));
     }

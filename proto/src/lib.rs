@@ -13,6 +13,9 @@ pub mod wso2 {
         pub mod api {
             include!(concat!(env!("OUT_DIR"), "/wso2.discovery.api.rs"));
         }
+        pub mod throttle {
+            include!(concat!(env!("OUT_DIR"), "/wso2.discovery.throttle.rs"));
+        }
         #[cfg(feature = "grpc")]
         pub mod service {
             include!(concat!(env!("OUT_DIR"), "/wso2.discovery.service.rs"));
@@ -24,7 +27,7 @@ pub mod otlp;
 
 #[cfg(feature = "grpc")]
 pub use wso2::discovery::service;
-pub use wso2::discovery::{api, config};
+pub use wso2::discovery::{api, config, throttle};
 
 /// Prefix of every type URL.
 pub const TYPE_PREFIX: &str = "type.googleapis.com/";
@@ -34,3 +37,5 @@ pub const CONFIG_TYPE_URL: &str = "type.googleapis.com/wso2.discovery.config.Con
 pub const API_TYPE_URL: &str = "type.googleapis.com/wso2.discovery.api.Api";
 /// Type URL of a revoked token.
 pub const REVOKED_TOKEN_TYPE_URL: &str = "type.googleapis.com/wso2.discovery.api.RevokedToken";
+/// Type URL of the throttling data (policies and blocking conditions).
+pub const THROTTLE_DATA_TYPE_URL: &str = "type.googleapis.com/wso2.discovery.throttle.ThrottleData";

@@ -31,6 +31,9 @@ pub struct ParseOptions {
     pub vhost_mapping: Vec<(String, String)>,
     /// Environment variables named `api_*` (endpoint overrides, README.md).
     pub env: BTreeMap<String, String>,
+    /// Advanced throttling policies deployed in the catalogue, which API and
+    /// resource tiers may name besides the built-in and `<n>Per<Unit>` names.
+    pub known_tiers: crate::policy::KnownTiers,
 }
 
 impl Default for ParseOptions {
@@ -41,6 +44,7 @@ impl Default for ParseOptions {
             max_route_timeout_ms: 60_000,
             vhost_mapping: vec![("Default".into(), "localhost".into())],
             env: BTreeMap::new(),
+            known_tiers: crate::policy::KnownTiers::default(),
         }
     }
 }
@@ -87,7 +91,7 @@ fn assemble(files: &ProjectFiles, opts: &ParseOptions, problems: &mut Vec<Proble
         return None;
     };
     let yaml_doc = read_doc(files, yaml_name, problems)?;
-    let y = parse_api_yaml(&mut Ctx::new(yaml_name, problems), &yaml_doc)?;
+    let y = parse_api_yaml(&mut Ctx::new(yaml_name, problems).with_tiers(&opts.known_tiers), &yaml_doc)?;
 
     match y.api_type {
         ApiType::Ws | ApiType::Graphql => {
@@ -118,7 +122,12 @@ fn assemble(files: &ProjectFiles, opts: &ParseOptions, problems: &mut Vec<Proble
         return None;
     };
     let def_doc = read_doc(files, def_name, problems)?;
-    let def = parse_definition(&mut Ctx::new(def_name, problems), &def_doc, y.prototyped, Scheme::Http)?;
+    let def = parse_definition(
+        &mut Ctx::new(def_name, problems).with_tiers(&opts.known_tiers),
+        &def_doc,
+        y.prototyped,
+        Scheme::Http,
+    )?;
 
     let (endpoint_certificates, default_certificate) = read_certificates(files, problems);
     let deployments = read_deployments(files, opts, problems);

@@ -18,6 +18,7 @@ mod endpoint;
 mod files;
 pub mod model;
 mod openapi;
+pub mod policy;
 mod problem;
 mod value;
 
@@ -27,19 +28,21 @@ pub use files::{ProjectFiles, ZipLimits};
 pub use model::*;
 pub use problem::{Problem, Problems};
 
-/// `name` when it names a throttling tier (a built-in API Manager policy or
-/// `<n>Per<Unit>`, common/config/src/policies.rs), else a problem at `field`:
-/// a request could otherwise never be counted against it.
+/// `name` when it names a throttling tier (a built-in API Manager policy,
+/// `<n>Per<Unit>` (common/config/src/policies.rs) or an advanced policy
+/// deployed in the catalogue), else a problem at `field`: a request could
+/// otherwise never be counted against it.
 fn known_tier(ctx: &mut problem::Ctx<'_>, field: &str, name: String) -> Option<String> {
-    if gateway_config::policies::tier(&name).is_some() {
+    if gateway_config::policies::tier(&name).is_some() || ctx.tiers.is_some_and(|t| t.contains(&name)) {
         Some(name)
     } else {
         ctx.err(
             field,
             format!(
                 "unknown throttling tier {name:?}: use a built-in policy (Unlimited, Gold, Silver, Bronze, \
-                 Unauthenticated, 10KPerMin, 20KPerMin, 50KPerMin, 10PerMin, 20PerMin, 50PerMin) or \
-                 <count>Per<Sec|Min|Hour|Day>"
+                 Unauthenticated, 10KPerMin, 20KPerMin, 50KPerMin, 10PerMin, 20PerMin, 50PerMin), \
+                 <count>Per<Sec|Min|Hour|Day>, or an advanced policy deployed first \
+                 (apictl import policy rate-limiting)"
             ),
         );
         None

@@ -61,11 +61,18 @@ impl fmt::Display for Problems {
 pub(crate) struct Ctx<'a> {
     pub file: &'a str,
     pub problems: &'a mut Vec<Problem>,
+    /// Advanced policies deployed in the catalogue, which tiers may name.
+    pub tiers: Option<&'a crate::policy::KnownTiers>,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(file: &'a str, problems: &'a mut Vec<Problem>) -> Ctx<'a> {
-        Ctx { file, problems }
+        Ctx { file, problems, tiers: None }
+    }
+
+    /// The same collector, accepting the deployed policies' names as tiers.
+    pub fn with_tiers(self, tiers: &'a crate::policy::KnownTiers) -> Ctx<'a> {
+        Ctx { tiers: Some(tiers), ..self }
     }
 
     pub fn err(&mut self, field: impl Into<String>, reason: impl Into<String>) {
@@ -74,7 +81,7 @@ impl<'a> Ctx<'a> {
 
     /// The same collector for another file.
     pub fn for_file<'b>(&'b mut self, file: &'b str) -> Ctx<'b> {
-        Ctx { file, problems: self.problems }
+        Ctx { file, problems: self.problems, tiers: self.tiers }
     }
 }
 

@@ -1,10 +1,11 @@
 //! The enforcer's side of the adapter: its configuration, the APIs of its
-//! label and the revoked tokens, served over `EnforcerDiscoveryService`
+//! label, the revoked tokens and the throttling data, served over `EnforcerDiscoveryService`
 //! (`proto/wso2/discovery/service.proto`).
 
 pub mod resources;
 pub mod revocation;
 pub mod service;
+pub mod throttle;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

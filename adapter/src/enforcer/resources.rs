@@ -66,6 +66,25 @@ fn toml_map(t: &toml::Table) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
+fn throttling_config(t: &gateway_config::enforcer::Throttling) -> pc::Throttling {
+    pc::Throttling {
+        enabled: t.enabled,
+        backend: t.backend.clone(),
+        accuracy: t.accuracy,
+        failure_mode: t.failure_mode.clone(),
+        replicas: t.replicas,
+        enable_header_conditions: t.enable_header_conditions,
+        enable_query_param_conditions: t.enable_query_param_conditions,
+        enable_jwt_claim_conditions: t.enable_jwt_claim_conditions,
+        redis_url: t.redis.url.clone(),
+        redis_key_prefix: t.redis.key_prefix.clone(),
+        redis_timeout_millis: t.redis.timeout_millis,
+        header_retry_after: t.headers.retry_after,
+        header_x_rate_limit: t.headers.x_rate_limit,
+        header_ietf: t.headers.ietf,
+    }
+}
+
 /// The enforcer's configuration.
 pub fn config_resource(c: &Config) -> pc::Config {
     let e = &c.enforcer;
@@ -160,6 +179,7 @@ pub fn config_resource(c: &Config) -> pc::Config {
             config_properties: toml_map(&c.tracing.config_properties),
         }),
         truststore_location: e.truststore.location.clone(),
+        throttling: Some(throttling_config(&e.throttling)),
     }
 }
 
@@ -247,6 +267,8 @@ pub enum Kind {
     Apis,
     /// Revoked tokens.
     RevokedTokens,
+    /// Throttling policies and blocking conditions.
+    ThrottleData,
 }
 
 impl Kind {
@@ -256,6 +278,7 @@ impl Kind {
             Kind::Config => "config",
             Kind::Apis => "apis",
             Kind::RevokedTokens => "revoked_tokens",
+            Kind::ThrottleData => "throttle_data",
         }
     }
 
@@ -265,6 +288,7 @@ impl Kind {
             Kind::Config => gateway_proto::CONFIG_TYPE_URL,
             Kind::Apis => gateway_proto::API_TYPE_URL,
             Kind::RevokedTokens => gateway_proto::REVOKED_TOKEN_TYPE_URL,
+            Kind::ThrottleData => gateway_proto::THROTTLE_DATA_TYPE_URL,
         }
     }
 }

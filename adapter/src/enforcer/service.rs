@@ -1,5 +1,5 @@
 //! `EnforcerDiscoveryService`: state-of-the-world streams of the enforcer's
-//! configuration, APIs and revoked tokens, with ACK/NACK as in xDS, and the
+//! configuration, APIs, revoked tokens and throttling data, with ACK/NACK as in xDS, and the
 //! `RevokeTokens` call.
 
 use std::pin::Pin;
@@ -91,6 +91,7 @@ async fn run(hub: &Hub, kind: Kind, id: u64, peer: String, mut inbound: Streamin
         Kind::Config => hub.publisher.enforcer_config(),
         Kind::Apis => hub.publisher.enforcer_apis(&label),
         Kind::RevokedTokens => hub.revocations.subscribe(),
+        Kind::ThrottleData => hub.throttle.subscribe(),
     };
     let mut report = EnforcerStreamReport {
         id,
@@ -184,6 +185,7 @@ impl EnforcerDiscoveryService for Service {
     type StreamConfigStream = BoxStream;
     type StreamApisStream = BoxStream;
     type StreamRevokedTokensStream = BoxStream;
+    type StreamThrottleDataStream = BoxStream;
 
     async fn stream_config(
         &self,
@@ -204,6 +206,13 @@ impl EnforcerDiscoveryService for Service {
         req: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamRevokedTokensStream>, Status> {
         Ok(Response::new(self.start(Kind::RevokedTokens, req)))
+    }
+
+    async fn stream_throttle_data(
+        &self,
+        req: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamThrottleDataStream>, Status> {
+        Ok(Response::new(self.start(Kind::ThrottleData, req)))
     }
 
     async fn revoke_tokens(&self, req: Request<RevokeRequest>) -> Result<Response<RevokeResponse>, Status> {

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod deploy;
 mod json;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde_json::json;
 use tracing::info;
 
@@ -262,6 +263,15 @@ pub fn router(hub: Arc<Hub>, report: Arc<Report>, rest: Arc<Rest>) -> Router {
     let deploys = Router::new()
         .route("/apis", get(deploy::list).post(deploy::deploy).delete(deploy::undeploy))
         .route("/apis/status", get(deploy::status))
+        .route("/throttling/policies/search", get(throttle::search))
+        .route("/throttling/policies/export", get(throttle::export))
+        .route("/throttling/policies/import", post(throttle::import))
+        .route("/throttling/policies/{type}/{name}", delete(throttle::remove))
+        .route("/throttling/deny-policies", get(throttle::blocking_list).post(throttle::blocking_add))
+        .route(
+            "/throttling/deny-policies/{id}",
+            get(throttle::blocking_get).patch(throttle::blocking_patch).delete(throttle::blocking_remove),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(Arc::clone(&rest));
     let api = Router::new()

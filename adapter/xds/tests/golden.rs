@@ -180,6 +180,7 @@ fn projects_translate_to_the_golden_resources() {
                 .map(|m| (m.environment.clone(), m.vhost.clone()))
                 .collect(),
             env: Default::default(),
+            known_tiers: Default::default(),
         };
         let project = parse_project(&read_project(&case.join("project")), &opts)
             .unwrap_or_else(|e| panic!("{}: {e}", case.display()));

@@ -40,6 +40,8 @@ vhost = {{ $host | quote }}
 # /home/wso2/data: the adapter's volume (persistence).
 [adapter.revocation]
 filePath = "/home/wso2/data/revoked-tokens.json"
+[adapter.throttling]
+filePath = "/home/wso2/data/throttling.json"
 
 [adapter.store]
 location = "/home/wso2/data/apis"

@@ -31,8 +31,8 @@ pub struct Enforcer {
     pub jwt_issuer: JwtIssuer,
     /// `[enforcer.truststore]`: certificates by alias.
     pub truststore: EnforcerTruststore,
-    /// `[enforcer.throttling]`: global throttling through API Manager (not supported; parsed so it is not warned about).
-    pub throttling: toml::Table,
+    /// `[enforcer.throttling]`: rate limiting, counted by the enforcer.
+    pub throttling: Throttling,
     /// `[[enforcer.filters]]`: Java custom filters (not supported; parsed so they are not warned about).
     pub filters: Vec<toml::Table>,
     /// `[enforcer.metrics]` (not supported; parsed so it is not warned about).
@@ -203,6 +203,94 @@ impl Default for MutualSsl {
             client_certificate_encode: false,
             enable_outbound_certificate_header: false,
         }
+    }
+}
+
+/// `[enforcer.throttling]`: Choreo Connect's keys (the condition switches;
+/// the Traffic Manager keys are accepted and warned about) and the
+/// gateway's own counting settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Throttling {
+    /// Count and enforce throttling tiers (on by default: a tier a project or a token names is enforced).
+    pub enabled: bool,
+    /// Where counters live: `memory` (one enforcer, exact) or `redis` (shared by replicas).
+    pub backend: String,
+    /// Share of a limit that quota leases may leave unused across replicas (Redis backend), 0 < accuracy ≤ 0.5.
+    pub accuracy: f64,
+    /// When Redis cannot be reached: `local` (count in memory with limit ÷ replicas), `open` (admit), `closed` (refuse).
+    pub failure_mode: String,
+    /// Enforcer replicas sharing the counters (for `local` failure mode and lease sizes).
+    pub replicas: u32,
+    /// Apply header conditions of advanced policies (API Manager's `enable_header_based_throttling`).
+    pub enable_header_conditions: bool,
+    /// Apply query-parameter conditions of advanced policies.
+    pub enable_query_param_conditions: bool,
+    /// Apply JWT-claim conditions of advanced policies.
+    pub enable_jwt_claim_conditions: bool,
+    /// Publish events to API Manager's Traffic Manager (not supported: counting is local or in Redis).
+    pub enable_global_event_publishing: bool,
+    /// `[enforcer.throttling.redis]`
+    pub redis: ThrottlingRedis,
+    /// `[enforcer.throttling.headers]`: rate-limit headers on responses.
+    pub headers: ThrottlingHeaders,
+    /// Traffic Manager connection keys of Choreo Connect (`jmsConnection*`, `[publisher]`): accepted, not used.
+    #[serde(flatten)]
+    pub traffic_manager: toml::Table,
+}
+
+impl Default for Throttling {
+    fn default() -> Self {
+        Throttling {
+            enabled: true,
+            backend: "memory".into(),
+            accuracy: 0.02,
+            failure_mode: "local".into(),
+            replicas: 1,
+            enable_header_conditions: false,
+            enable_query_param_conditions: false,
+            enable_jwt_claim_conditions: false,
+            enable_global_event_publishing: false,
+            redis: ThrottlingRedis::default(),
+            headers: ThrottlingHeaders::default(),
+            traffic_manager: toml::Table::new(),
+        }
+    }
+}
+
+/// `[enforcer.throttling.redis]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ThrottlingRedis {
+    /// `redis://[user:password@]host:port[/db]` (`rediss://` for TLS); `$env{}` allowed.
+    pub url: String,
+    /// Prefix of every counter key.
+    pub key_prefix: String,
+    /// Longest wait for one Redis call, milliseconds.
+    pub timeout_millis: u64,
+}
+
+impl Default for ThrottlingRedis {
+    fn default() -> Self {
+        ThrottlingRedis { url: String::new(), key_prefix: "cc:rl:".into(), timeout_millis: 20 }
+    }
+}
+
+/// `[enforcer.throttling.headers]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ThrottlingHeaders {
+    /// `Retry-After` (an HTTP-date at the window's end) on throttled responses, as Choreo Connect.
+    pub retry_after: bool,
+    /// `X-RateLimit-Limit/-Remaining/-Reset` (Envoy's DRAFT_VERSION_03 format) on allowed and throttled responses.
+    pub x_rate_limit: bool,
+    /// IETF `RateLimit-Policy` and `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers-11).
+    pub ietf: bool,
+}
+
+impl Default for ThrottlingHeaders {
+    fn default() -> Self {
+        ThrottlingHeaders { retry_after: true, x_rate_limit: false, ietf: false }
     }
 }
 

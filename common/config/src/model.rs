@@ -55,6 +55,9 @@ pub struct Adapter {
     pub truststore: Truststore,
     /// `[adapter.revocation]`: revoked tokens (not in Choreo Connect).
     pub revocation: Revocation,
+    /// `[adapter.throttling]`: throttling policies and blocking conditions deployed over the
+    /// management API (not in Choreo Connect, where API Manager holds them).
+    pub throttling: AdapterThrottling,
     /// `[adapter.xdsServer]`: TLS of the xDS server (not in Choreo Connect, where it is always mutual TLS).
     pub xds_server: XdsServer,
     /// `[adapter.store]`: where projects deployed over the REST API are kept (not in Choreo Connect,
@@ -127,6 +130,22 @@ pub struct Revocation {
     pub file_path: String,
 }
 
+/// `[adapter.throttling]`: throttling policies and blocking conditions
+/// deployed through the management API are kept in this file, so they
+/// survive restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct AdapterThrottling {
+    /// JSON file of deployed policies and blocking conditions; empty keeps them in memory only.
+    pub file_path: String,
+}
+
+impl Default for AdapterThrottling {
+    fn default() -> Self {
+        AdapterThrottling { file_path: "/home/wso2/data/throttling.json".into() }
+    }
+}
+
 impl Default for Revocation {
     fn default() -> Self {
         Revocation { file_path: "/home/wso2/data/revoked-tokens.json".into() }
@@ -143,6 +162,7 @@ impl Default for Adapter {
             keystore: Keystore::default(),
             truststore: Truststore::default(),
             revocation: Revocation::default(),
+            throttling: AdapterThrottling::default(),
             store: Store::default(),
             xds_server: XdsServer::default(),
             metrics: AdapterMetrics::default(),

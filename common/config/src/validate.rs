@@ -197,6 +197,7 @@ fn validate_enforcer(c: &Config) -> Result<(), ConfigError> {
     if e.cache.enabled && e.cache.maximum_size == 0 {
         return Err(invalid("enforcer.cache.maximumSize", 0, "must be at least 1 when the cache is enabled"));
     }
+    validate_throttling(&e.throttling)?;
     let g = &e.jwt_generator;
     one_of("enforcer.jwtGenerator.encoding", &g.encoding, &["base64", "base64url"])?;
     one_of(
@@ -260,6 +261,33 @@ fn validate_enforcer(c: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
+fn validate_throttling(t: &crate::enforcer::Throttling) -> Result<(), ConfigError> {
+    one_of("enforcer.throttling.backend", &t.backend, &["memory", "redis"])?;
+    one_of("enforcer.throttling.failureMode", &t.failure_mode, &["local", "open", "closed"])?;
+    if !(t.accuracy > 0.0 && t.accuracy <= 0.5) {
+        return Err(invalid("enforcer.throttling.accuracy", t.accuracy, "expected a fraction above 0 and at most 0.5"));
+    }
+    if t.replicas == 0 {
+        return Err(invalid("enforcer.throttling.replicas", 0, "must be at least 1"));
+    }
+    if t.backend == "redis" {
+        let url = t.redis.url.trim();
+        not_empty("enforcer.throttling.redis.url", url)?;
+        // `$env{}` references are resolved by the enforcer; the scheme is known already.
+        if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("$env{")) {
+            return Err(invalid(
+                "enforcer.throttling.redis.url",
+                url,
+                "expected redis://host:port or rediss://host:port",
+            ));
+        }
+        if t.redis.timeout_millis == 0 {
+            return Err(invalid("enforcer.throttling.redis.timeoutMillis", 0, "must be at least 1"));
+        }
+    }
+    Ok(())
+}
+
 /// Warnings for Choreo Connect's well-known default credentials (admin/admin)
 /// on the adapter's management API, given at every start while they are in use.
 pub fn default_credentials(c: &Config) -> Vec<Warning> {
@@ -290,10 +318,11 @@ pub fn not_used(c: &Config) -> Vec<Warning> {
                       default 0.0.0.0:8081, and its gRPC limits are built in",
         });
     }
-    if !e.throttling.is_empty() {
+    if e.throttling.enable_global_event_publishing || !e.throttling.traffic_manager.is_empty() {
         out.push(Warning::NotUsed {
-            key: "enforcer.throttling".into(),
-            instead: "global throttling through API Manager's traffic manager is not supported",
+            key: "enforcer.throttling.enableGlobalEventPublishing".into(),
+            instead: "API Manager's Traffic Manager is not used: the enforcer counts itself, in memory or in \
+                      Redis ([enforcer.throttling] backend)",
         });
     }
     if !e.filters.is_empty() {

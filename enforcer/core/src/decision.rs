@@ -118,6 +118,8 @@ pub enum Decision {
         set: SetHeaders,
         /// Headers removed.
         remove: Vec<String>,
+        /// Headers added to the client's response (rate-limit headers).
+        respond: Vec<(&'static str, String)>,
         /// Who.
         info: AuthInfo,
     },

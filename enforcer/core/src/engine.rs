@@ -14,6 +14,7 @@ use crate::deny::Deny;
 use crate::memory::{Memory, Revoked};
 use crate::request::Input;
 use crate::settings::Settings;
+use crate::throttle::ThrottleData;
 
 /// The enforcer's state: configuration, APIs, revoked tokens, caches.
 pub struct Engine {
@@ -23,6 +24,8 @@ pub struct Engine {
     pub apis: ArcSwap<ApiIndex>,
     /// Revoked tokens and caches, which the filters consult.
     pub memory: Memory,
+    /// Throttling policies and blocking conditions.
+    pub throttle: ArcSwap<ThrottleData>,
     /// Which of the adapter's data sets arrived at least once ([`Received`] bits).
     received: AtomicU8,
 }
@@ -33,12 +36,13 @@ pub struct Engine {
 enum Received {
     Apis = 1,
     Revoked = 2,
+    Throttle = 4,
 }
 
 /// The whole check failed: the enforcer cannot decide yet (it has not
 /// received its configuration, its APIs and the revoked tokens).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the enforcer has not received its configuration, APIs and revoked tokens yet")]
+#[error("the enforcer has not received its configuration, APIs, revoked tokens and throttling data yet")]
 pub struct NotReady;
 
 impl Default for Engine {
@@ -54,6 +58,7 @@ impl Engine {
             settings: ArcSwapOption::empty(),
             apis: ArcSwap::from_pointee(ApiIndex::default()),
             memory: Memory::new(),
+            throttle: ArcSwap::from_pointee(ThrottleData::default()),
             received: AtomicU8::new(0),
         }
     }
@@ -64,11 +69,12 @@ impl Engine {
         self.received.fetch_or(Received::Apis as u8, Ordering::Release);
     }
 
-    /// Whether the configuration, the APIs and the revoked tokens have all
-    /// arrived: before that no request is let through (a token revoked
-    /// before a restart must not work while the list is on its way).
+    /// Whether the configuration, the APIs, the revoked tokens and the
+    /// throttling data have all arrived: before that no request is let
+    /// through (a token revoked or a client blocked before a restart must not
+    /// get in while the list is on its way).
     pub fn is_ready(&self) -> bool {
-        let all = Received::Apis as u8 | Received::Revoked as u8;
+        let all = Received::Apis as u8 | Received::Revoked as u8 | Received::Throttle as u8;
         self.received.load(Ordering::Acquire) & all == all && self.settings.load().is_some()
     }
 
@@ -84,6 +90,12 @@ impl Engine {
     pub fn set_revoked(&self, revoked: Revoked) {
         self.memory.set_revoked(revoked);
         self.received.fetch_or(Received::Revoked as u8, Ordering::Release);
+    }
+
+    /// Installs the throttling policies and blocking conditions.
+    pub fn set_throttle(&self, data: ThrottleData) {
+        self.throttle.store(Arc::new(data));
+        self.received.fetch_or(Received::Throttle as u8, Ordering::Release);
     }
 
     /// Decides on one request.
@@ -114,7 +126,9 @@ impl Engine {
         if op.is_none() && !input.method.eq_ignore_ascii_case("OPTIONS") {
             return Ok(Decision::deny(Deny::not_found(), None, info));
         }
+        let throttle = self.throttle.load();
         let mut cx = Context::new(&self.memory, &settings, input, api, resource, op, info);
+        cx.throttle = &**throttle;
         Ok(chain::run(&mut cx).await)
     }
 }

@@ -26,6 +26,7 @@ use crate::testkit::{
     internal_key, internal_key_claims, jti_of, jwt, load_with, mtls_api, mutual_ssl, now, payload, pets_api, pets_with,
     revoked, settings_with, sign, subs_jwt, subscription, url_encode, with_backend_jwt, without_issuer, write_pem,
 };
+use crate::throttle::ThrottleData;
 
 // ---------------------------------------------------------------------------
 // Configuration, tokens
@@ -90,6 +91,7 @@ impl Fx {
         engine.set_settings(Arc::new(settings));
         engine.set_apis(ApiIndex::new(apis).expect("APIs"));
         engine.set_revoked(HashMap::new());
+        engine.set_throttle(ThrottleData::default());
         Fx { engine, _dir: dir }
     }
 
@@ -107,7 +109,7 @@ type SetHeaders = Vec<(Cow<'static, str>, String)>;
 #[track_caller]
 fn allowed(d: Decision) -> (SetHeaders, Vec<String>, AuthInfo) {
     match d {
-        Decision::Allow { set, remove, info } => (set, remove, info),
+        Decision::Allow { set, remove, info, .. } => (set, remove, info),
         Decision::Deny { deny, .. } => {
             panic!("expected Allow, got {} {} {:?}: {}", deny.status, deny.code, deny.message, deny.description)
         }
@@ -175,6 +177,12 @@ async fn without_the_revoked_tokens_or_the_apis_the_engine_is_not_ready() {
     let token = jwt(json!({}));
     assert_eq!(engine.check(Req::get("/pets").bearer(&token).input()).await, Err(NotReady), "no revoked list yet");
     engine.set_revoked(revoked(&[&jti_of(&token)]));
+    assert_eq!(
+        engine.check(Req::get("/pets").bearer(&token).input()).await,
+        Err(NotReady),
+        "no blocking conditions yet: a client blocked before a restart must not get in meanwhile"
+    );
+    engine.set_throttle(ThrottleData::default());
     assert!(engine.is_ready());
     assert_eq!(
         assert_denied(
@@ -191,6 +199,7 @@ async fn without_the_revoked_tokens_or_the_apis_the_engine_is_not_ready() {
     let engine = Engine::new();
     engine.set_settings(Arc::new(load(&base_config(dir.path()))));
     engine.set_revoked(HashMap::new());
+    engine.set_throttle(ThrottleData::default());
     assert_eq!(engine.check(Req::get("/open").input()).await, Err(NotReady), "no APIs yet");
 }
 

@@ -27,6 +27,7 @@ pub mod ratelimit;
 pub mod request;
 pub mod settings;
 pub mod signer;
+pub mod throttle;
 pub mod token;
 
 pub use decision::{AuthInfo, AuthType, Decision, KeyType};

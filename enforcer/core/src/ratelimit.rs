@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
 
@@ -92,23 +93,131 @@ pub struct Hit {
     pub key: String,
     /// The quota; `None` is `Unlimited` (not counted).
     pub quota: Option<Quota>,
+    /// Refuse once the quota is spent; `false` counts only (a subscription
+    /// tier without `stopOnQuotaReach`).
+    pub enforce: bool,
+    /// The policy's name (for rate-limit headers).
+    pub policy: Arc<str>,
 }
 
-/// A throttled request: the level and when its window ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Throttled {
-    /// The level whose quota is spent (the first in Choreo Connect's order).
+impl Hit {
+    /// An enforced counter.
+    pub fn new(level: Level, key: String, quota: Option<Quota>, policy: Arc<str>) -> Hit {
+        Hit { level, key, quota, enforce: true, policy }
+    }
+}
+
+/// Where a request stands at one counter once admitted or refused: what
+/// the rate-limit headers report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    /// The level.
     pub level: Level,
-    /// End of that quota's window, Unix seconds.
+    /// The policy's name.
+    pub policy: Arc<str>,
+    /// Its quota.
+    pub quota: Quota,
+    /// Requests left in the window (after this one, when admitted).
+    pub remaining: u64,
+    /// End of the window, Unix seconds.
     pub reset_at: u64,
 }
 
+/// An admitted request: the enforced counters, the one with the fewest
+/// requests left first, and whether a count-only quota was exceeded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Admitted {
+    /// Every enforced counter, the tightest first.
+    pub usage: Vec<Usage>,
+    /// A count-only (subscription, `stopOnQuotaReach = false`) quota is spent.
+    pub over_quota: bool,
+}
+
+/// A throttled request: the level and when its window ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Throttled {
+    /// The counter whose quota is spent (the first in Choreo Connect's
+    /// order); `remaining` is 0.
+    pub usage: Usage,
+}
+
 impl Throttled {
+    /// The level.
+    pub fn level(&self) -> Level {
+        self.usage.level
+    }
+
+    /// End of the window, Unix seconds.
+    pub fn reset_at(&self) -> u64 {
+        self.usage.reset_at
+    }
+
     /// Choreo Connect's answer: 429 with the level's code and
     /// `Retry-After` as an HTTP-date at the window's end.
     pub fn deny(&self) -> Deny {
-        Deny::throttled(self.level.code(), http_date(self.reset_at))
+        Deny::throttled(self.usage.level.code(), http_date(self.usage.reset_at))
     }
+}
+
+/// Which rate-limit headers to write (`[enforcer.throttling.headers]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderKinds {
+    /// `Retry-After` on throttled responses.
+    pub retry_after: bool,
+    /// `X-RateLimit-*`, Envoy's DRAFT_VERSION_03 format.
+    pub x_rate_limit: bool,
+    /// `RateLimit-Policy` / `RateLimit`, draft-ietf-httpapi-ratelimit-headers-11.
+    pub ietf: bool,
+}
+
+impl Default for HeaderKinds {
+    fn default() -> Self {
+        HeaderKinds { retry_after: true, x_rate_limit: false, ietf: false }
+    }
+}
+
+fn sf_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars().filter(|c| (' '..='~').contains(c)) {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// The rate-limit headers for `usage` (tightest first) at `now`.
+///
+/// * `X-RateLimit-Limit: <limit of the tightest>, <limit>;w=<window>;name="<policy>", ...`,
+///   `X-RateLimit-Remaining`, `X-RateLimit-Reset` (seconds), as Envoy's
+///   ratelimit filter writes them with `DRAFT_VERSION_03`.
+/// * `RateLimit-Policy: "<policy>";q=<limit>;w=<window>, ...` and
+///   `RateLimit: "<policy>";r=<remaining>;t=<seconds to reset>` (the tightest).
+pub fn rate_limit_headers(usage: &[Usage], now: u64, kinds: HeaderKinds) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let Some(tight) = usage.first() else { return out };
+    let reset = tight.reset_at.saturating_sub(now);
+    if kinds.x_rate_limit {
+        let mut limit = tight.quota.limit.to_string();
+        for u in usage {
+            limit.push_str(&format!(", {};w={};name={}", u.quota.limit, u.quota.window_secs, sf_string(&u.policy)));
+        }
+        out.push(("x-ratelimit-limit", limit));
+        out.push(("x-ratelimit-remaining", tight.remaining.to_string()));
+        out.push(("x-ratelimit-reset", reset.to_string()));
+    }
+    if kinds.ietf {
+        let policies: Vec<String> = usage
+            .iter()
+            .map(|u| format!("{};q={};w={}", sf_string(&u.policy), u.quota.limit, u.quota.window_secs))
+            .collect();
+        out.push(("ratelimit-policy", policies.join(", ")));
+        out.push(("ratelimit", format!("{};r={};t={}", sf_string(&tight.policy), tight.remaining, reset)));
+    }
+    out
 }
 
 const STRIPES: usize = 64;
@@ -144,14 +253,14 @@ impl MemoryLimiter {
         (self.hasher.hash_one(key) as usize) % STRIPES
     }
 
-    /// Checks `hits` in order at `now` (Unix seconds); when every quota has
-    /// room, counts the request at every level and admits it, else counts
-    /// nothing and says which level refused.
-    pub fn check_and_count(&self, hits: &[Hit], now: u64) -> Result<(), Throttled> {
+    /// Checks `hits` in order at `now` (Unix seconds); when every enforced
+    /// quota has room, counts the request at every level and admits it, else
+    /// counts nothing and says which level refused.
+    pub fn check_and_count(&self, hits: &[Hit], now: u64) -> Result<Admitted, Throttled> {
         let counted: Vec<(&Hit, Quota, usize)> =
             hits.iter().filter_map(|h| h.quota.map(|q| (h, q, self.stripe(&h.key)))).collect();
         if counted.is_empty() {
-            return Ok(());
+            return Ok(Admitted::default());
         }
         // Every stripe involved, locked in index order (no deadlock), so the
         // check and the count are one step for this request.
@@ -160,14 +269,24 @@ impl MemoryLimiter {
         order.dedup();
         let mut guards: Vec<MutexGuard<'_, Counters>> = order.iter().map(|&s| self.stripes[s].lock()).collect();
         let at = |s: usize| order.binary_search(&s).unwrap_or(0);
+        let mut used = Vec::with_capacity(counted.len());
         for (hit, quota, s) in &counted {
             let (start, end) = quota.window(now);
-            let used = guards[at(*s)].get(&hit.key).filter(|w| w.start == start).map_or(0, |w| w.count);
-            if used >= quota.limit {
-                return Err(Throttled { level: hit.level, reset_at: end });
+            let n = guards[at(*s)].get(&hit.key).filter(|w| w.start == start).map_or(0, |w| w.count);
+            if hit.enforce && n >= quota.limit {
+                let usage = Usage {
+                    level: hit.level,
+                    policy: Arc::clone(&hit.policy),
+                    quota: *quota,
+                    remaining: 0,
+                    reset_at: end,
+                };
+                return Err(Throttled { usage });
             }
+            used.push(n);
         }
-        for (hit, quota, s) in &counted {
+        let mut admitted = Admitted::default();
+        for ((hit, quota, s), n) in counted.iter().zip(used) {
             let (start, end) = quota.window(now);
             let map = &mut guards[at(*s)];
             match map.get_mut(&hit.key) {
@@ -179,8 +298,20 @@ impl MemoryLimiter {
                     map.insert(hit.key.clone(), Window { start, end, count: 1 });
                 }
             }
+            if hit.enforce {
+                admitted.usage.push(Usage {
+                    level: hit.level,
+                    policy: Arc::clone(&hit.policy),
+                    quota: *quota,
+                    remaining: quota.limit - n - 1,
+                    reset_at: end,
+                });
+            } else if n >= quota.limit {
+                admitted.over_quota = true;
+            }
         }
-        Ok(())
+        admitted.usage.sort_by_key(|u| u.remaining);
+        Ok(admitted)
     }
 
     /// Requests counted for `key` in the window holding `now`.
@@ -224,7 +355,19 @@ mod tests {
     use super::*;
 
     fn hit(level: Level, key: &str, limit: u64, secs: u64) -> Hit {
-        Hit { level, key: key.into(), quota: Some(Quota { limit, window_secs: secs }) }
+        Hit::new(level, key.into(), Some(Quota { limit, window_secs: secs }), "P".into())
+    }
+
+    fn throttled(level: Level, limit: u64, secs: u64, reset_at: u64) -> Throttled {
+        Throttled {
+            usage: Usage {
+                level,
+                policy: "P".into(),
+                quota: Quota { limit, window_secs: secs },
+                remaining: 0,
+                reset_at,
+            },
+        }
     }
 
     #[test]
@@ -252,7 +395,7 @@ mod tests {
         let hits = [hit(Level::Api, "/pets:1.0", 3, 60)];
         let admitted = (0..6).filter(|_| l.check_and_count(&hits, 125).is_ok()).count();
         assert_eq!(admitted, 3);
-        assert_eq!(l.check_and_count(&hits, 179), Err(Throttled { level: Level::Api, reset_at: 180 }));
+        assert_eq!(l.check_and_count(&hits, 179), Err(throttled(Level::Api, 3, 60, 180)));
         assert!(l.check_and_count(&hits, 180).is_ok(), "a new minute");
         assert_eq!(l.count("/pets:1.0", Quota { limit: 3, window_secs: 60 }, 180), 1);
     }
@@ -265,19 +408,19 @@ mod tests {
         assert!(l.check_and_count(&hits, 0).is_ok());
         assert!(l.check_and_count(&hits, 0).is_ok());
         let t = l.check_and_count(&hits, 0).expect_err("the application's quota is spent");
-        assert_eq!((t.level, t.level.code()), (Level::Application, "900803"));
+        assert_eq!((t.level(), t.level().code()), (Level::Application, "900803"));
         assert_eq!(l.count("api", api.quota.expect("quota"), 0), 2, "the refused request was not counted at the API");
         // The first level in Choreo Connect's order decides.
         let l = MemoryLimiter::default();
         let hits = [hit(Level::Api, "a", 1, 60), hit(Level::Subscription, "s", 1, 60)];
         assert!(l.check_and_count(&hits, 0).is_ok());
-        assert_eq!(l.check_and_count(&hits, 0).map_err(|t| t.level), Err(Level::Api));
+        assert_eq!(l.check_and_count(&hits, 0).map_err(|t| t.level()), Err(Level::Api));
     }
 
     #[test]
     fn unlimited_is_not_counted() {
         let l = MemoryLimiter::default();
-        let hits = [Hit { level: Level::Api, key: "free".into(), quota: None }];
+        let hits = [Hit::new(Level::Api, "free".into(), None, "Unlimited".into())];
         assert!((0..1000).all(|_| l.check_and_count(&hits, 0).is_ok()));
     }
 
@@ -323,7 +466,7 @@ mod tests {
 
     #[test]
     fn throttled_and_blocked_answers_are_choreo_connects() {
-        let d = Throttled { level: Level::Subscription, reset_at: 1_796_519_460 }.deny();
+        let d = throttled(Level::Subscription, 5, 60, 1_796_519_460).deny();
         assert_eq!(d.status, 429);
         assert_eq!(
             d.body(),
@@ -337,5 +480,47 @@ mod tests {
             r#"{"error_message":"Message blocked","code":"900805","error_description":"You have been blocked from accessing the resource"}"#
         );
         assert!(b.headers.is_empty(), "no Retry-After on a block");
+    }
+
+    #[test]
+    fn count_only_quotas_admit_and_say_so() {
+        let l = MemoryLimiter::default();
+        let mut sub = hit(Level::Subscription, "s", 1, 60);
+        sub.enforce = false;
+        let hits = [hit(Level::Api, "a", 10, 60), sub];
+        assert_eq!(l.check_and_count(&hits, 0).map(|a| a.over_quota), Ok(false));
+        let a = l.check_and_count(&hits, 0).expect("admitted past the count-only quota");
+        assert!(a.over_quota);
+        assert_eq!(a.usage.len(), 1, "only enforced quotas are reported");
+        assert_eq!(a.usage[0].remaining, 8);
+    }
+
+    #[test]
+    fn rate_limit_headers_in_both_formats() {
+        let usage = vec![
+            Usage {
+                level: Level::Subscription,
+                policy: "Gold".into(),
+                quota: Quota { limit: 10, window_secs: 60 },
+                remaining: 3,
+                reset_at: 120,
+            },
+            Usage {
+                level: Level::Api,
+                policy: "10KPerMin".into(),
+                quota: Quota { limit: 10_000, window_secs: 60 },
+                remaining: 9000,
+                reset_at: 120,
+            },
+        ];
+        let all = HeaderKinds { retry_after: true, x_rate_limit: true, ietf: true };
+        let h = rate_limit_headers(&usage, 100, all);
+        let get = |n: &str| h.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_str());
+        assert_eq!(get("x-ratelimit-limit"), Some(r#"10, 10;w=60;name="Gold", 10000;w=60;name="10KPerMin""#));
+        assert_eq!(get("x-ratelimit-remaining"), Some("3"));
+        assert_eq!(get("x-ratelimit-reset"), Some("20"));
+        assert_eq!(get("ratelimit-policy"), Some(r#""Gold";q=10;w=60, "10KPerMin";q=10000;w=60"#));
+        assert_eq!(get("ratelimit"), Some(r#""Gold";r=3;t=20"#));
+        assert!(rate_limit_headers(&usage, 100, HeaderKinds::default()).is_empty());
     }
 }

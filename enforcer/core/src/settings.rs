@@ -157,9 +157,104 @@ pub struct Settings {
     pub analytics: AnalyticsSettings,
     /// Tracing, when enabled.
     pub tracing: Option<TraceSettings>,
+    /// `[enforcer.throttling]`.
+    pub throttling: ThrottleSettings,
     /// What the operator should know (default credentials in use), logged
     /// each time the configuration is applied.
     pub warnings: Vec<String>,
+}
+
+/// `[enforcer.throttling]`, loaded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThrottleSettings {
+    /// Count and enforce tiers.
+    pub enabled: bool,
+    /// Shared counters in Redis (else in memory).
+    pub redis: Option<RedisSettings>,
+    /// Share of a limit quota leases may leave unused.
+    pub accuracy: f64,
+    /// `local`, `open` or `closed`.
+    pub failure_mode: String,
+    /// Replicas sharing the counters.
+    pub replicas: u32,
+    /// Header, query-parameter and JWT-claim conditions of advanced policies apply.
+    pub conditions: (bool, bool, bool),
+    /// Which rate-limit headers to write.
+    pub headers: crate::ratelimit::HeaderKinds,
+}
+
+impl Default for ThrottleSettings {
+    fn default() -> Self {
+        ThrottleSettings {
+            enabled: true,
+            redis: None,
+            accuracy: 0.02,
+            failure_mode: "local".into(),
+            replicas: 1,
+            conditions: (false, false, false),
+            headers: crate::ratelimit::HeaderKinds::default(),
+        }
+    }
+}
+
+/// `[enforcer.throttling.redis]`, loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// `redis://...`, `$env{}` resolved.
+    pub url: String,
+    /// Prefix of every key.
+    pub key_prefix: String,
+    /// Longest wait for one call, milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl ThrottleSettings {
+    fn load(t: Option<&pc::Throttling>) -> Result<ThrottleSettings, SettingsError> {
+        // Absent: an adapter from before throttling was configurable; the defaults.
+        let Some(t) = t else { return Ok(ThrottleSettings::default()) };
+        let redis = match t.backend.as_str() {
+            "" | "memory" => None,
+            "redis" => {
+                let url = resolve_env(&t.redis_url);
+                if url.contains("$env{") {
+                    return Err(invalid(
+                        "enforcer.throttling.redis.url",
+                        "a $env{} reference is not set in the enforcer's environment",
+                    ));
+                }
+                url::Url::parse(&url).ok().filter(|u| u.scheme() == "redis" || u.scheme() == "rediss").ok_or_else(
+                    || invalid("enforcer.throttling.redis.url", "expected redis://host:port or rediss://host:port"),
+                )?;
+                Some(RedisSettings {
+                    url,
+                    key_prefix: t.redis_key_prefix.clone(),
+                    timeout_ms: t.redis_timeout_millis.max(1),
+                })
+            }
+            other => {
+                return Err(invalid("enforcer.throttling.backend", format!("{other:?}: expected memory or redis")));
+            }
+        };
+        if !["local", "open", "closed", ""].contains(&t.failure_mode.as_str()) {
+            return Err(invalid(
+                "enforcer.throttling.failureMode",
+                format!("{:?}: expected local, open or closed", t.failure_mode),
+            ));
+        }
+        Ok(ThrottleSettings {
+            enabled: t.enabled,
+            redis,
+            accuracy: if t.accuracy > 0.0 && t.accuracy <= 0.5 { t.accuracy } else { 0.02 },
+            failure_mode: if t.failure_mode.is_empty() { "local".into() } else { t.failure_mode.clone() },
+            replicas: t.replicas.max(1),
+            conditions: (t.enable_header_conditions, t.enable_query_param_conditions, t.enable_jwt_claim_conditions),
+            headers: crate::ratelimit::HeaderKinds {
+                retry_after: t.header_retry_after,
+                x_rate_limit: t.header_x_rate_limit,
+                ietf: t.header_ietf,
+            },
+        })
+    }
 }
 
 /// `[enforcer.jwtGenerator]`, loaded.
@@ -367,6 +462,7 @@ impl Settings {
             test_key,
             analytics,
             tracing: TraceSettings::load(&c.tracing.clone().unwrap_or_default())?,
+            throttling: ThrottleSettings::load(c.throttling.as_ref())?,
             warnings,
         })
     }

@@ -135,6 +135,36 @@ pub struct TokenInfo {
     pub permitted_ip: Option<Box<str>>,
     /// `permittedReferer` (API keys).
     pub permitted_referer: Option<Box<str>>,
+    /// `tierInfo`: the subscription tiers' throttling settings.
+    pub tier_info: Box<[TierInfo]>,
+    /// Top-level claims with a string, number or boolean value, as text
+    /// (JWT-claim throttling conditions and custom key templates read them).
+    pub claims: Box<[(Box<str>, Box<str>)]>,
+}
+
+/// One entry of the `tierInfo` claim (API Manager's self-contained tokens).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierInfo {
+    /// The subscription tier.
+    pub tier: Box<str>,
+    /// `stopOnQuotaReach`, when given.
+    pub stop_on_quota_reach: Option<bool>,
+    /// `spikeArrestLimit` (0: none).
+    pub spike_arrest_limit: u64,
+    /// `spikeArrestUnit` (`sec`, `min`).
+    pub spike_arrest_unit: Box<str>,
+}
+
+impl TokenInfo {
+    /// A claim's value as text.
+    pub fn claim(&self, name: &str) -> Option<&str> {
+        self.claims.iter().find(|(k, _)| &**k == name).map(|(_, v)| &**v)
+    }
+
+    /// The `tierInfo` entry of `tier`.
+    pub fn tier_info(&self, tier: &str) -> Option<&TierInfo> {
+        self.tier_info.iter().find(|t| &*t.tier == tier)
+    }
 }
 
 fn text(v: Option<&Value>) -> Box<str> {
@@ -262,6 +292,31 @@ impl TokenInfo {
             subscribed: subscribed.map(|s| intern(&mut i.subs, s.as_slice(), || Arc::from(s.clone()))),
             permitted_ip: opt_text(claims.get("permittedIP")).filter(|s| !s.is_empty()),
             permitted_referer: opt_text(claims.get("permittedReferer")).filter(|s| !s.is_empty()),
+            tier_info: claims
+                .get("tierInfo")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(tier, v)| {
+                            let v = v.as_object()?;
+                            Some(TierInfo {
+                                tier: tier.as_str().into(),
+                                stop_on_quota_reach: v.get("stopOnQuotaReach").and_then(Value::as_bool),
+                                spike_arrest_limit: v.get("spikeArrestLimit").and_then(Value::as_u64).unwrap_or(0),
+                                spike_arrest_unit: text(v.get("spikeArrestUnit")),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            claims: claims
+                .iter()
+                .filter_map(|(k, v)| match v {
+                    Value::String(s) => Some((k.as_str().into(), s.as_str().into())),
+                    Value::Number(_) | Value::Bool(_) => Some((k.as_str().into(), v.to_string().into_boxed_str())),
+                    _ => None,
+                })
+                .collect(),
         }
     }
 

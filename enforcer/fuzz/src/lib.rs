@@ -381,6 +381,7 @@ impl Fixture {
             engine.set_settings(Arc::new(Settings::load(&c, &http).expect("settings")));
             engine.set_apis(ApiIndex::new(apis(&cert_pem)).expect("APIs"));
             engine.set_revoked(HashMap::from([(REVOKED_JTI.into(), i64::MAX)]));
+            engine.set_throttle(enforcer_core::throttle::ThrottleData::default());
             engine
         });
         drop(dir);

@@ -259,6 +259,8 @@ keyPath = "{key}"
 location = "{ca}"
 [adapter.revocation]
 filePath = "{dir}/revoked-tokens.json"
+[adapter.throttling]
+filePath = "{dir}/throttling.json"
 [adapter.store]
 location = "{dir}/store"
 [adapter.xdsServer]

@@ -27,7 +27,10 @@ use crate::deny::{Deny, www_authenticate};
 use crate::memory::Memory;
 use crate::request::Input;
 use crate::settings::Settings;
+use crate::throttle::ThrottleData;
 use crate::token::TokenInfo;
+
+static EMPTY_THROTTLE: std::sync::LazyLock<ThrottleData> = std::sync::LazyLock::new(ThrottleData::default);
 
 /// `WWW-Authenticate` challenge of the JWT authenticator.
 pub const BEARER_CHALLENGE: &str = "Bearer realm=\"Choreo Connect\"";
@@ -119,6 +122,10 @@ pub struct Context<'r> {
     pub set: SetHeaders,
     /// Headers to remove upstream.
     pub remove: Vec<String>,
+    /// Headers added to the response sent to the client (rate-limit headers).
+    pub respond: Vec<(&'static str, String)>,
+    /// Throttling policies and blocking conditions.
+    pub throttle: &'r ThrottleData,
 }
 
 impl<'r> Context<'r> {
@@ -144,6 +151,8 @@ impl<'r> Context<'r> {
             key_type: None,
             set: Vec::new(),
             remove: Vec::new(),
+            respond: Vec::new(),
+            throttle: &EMPTY_THROTTLE,
         }
     }
 
@@ -180,5 +189,10 @@ pub async fn run(cx: &mut Context<'_>) -> Decision {
         };
     }
     info.key_type = cx.key_type;
-    Decision::Allow { set: std::mem::take(&mut cx.set), remove: std::mem::take(&mut cx.remove), info }
+    Decision::Allow {
+        set: std::mem::take(&mut cx.set),
+        remove: std::mem::take(&mut cx.remove),
+        respond: std::mem::take(&mut cx.respond),
+        info,
+    }
 }
