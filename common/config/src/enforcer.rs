@@ -234,9 +234,13 @@ pub struct Throttling {
     pub redis: ThrottlingRedis,
     /// `[enforcer.throttling.headers]`: rate-limit headers on responses.
     pub headers: ThrottlingHeaders,
-    /// Traffic Manager connection keys of Choreo Connect (`jmsConnection*`, `[publisher]`): accepted, not used.
-    #[serde(flatten)]
-    pub traffic_manager: toml::Table,
+    /// Choreo Connect's Traffic Manager JMS factory (accepted, not used).
+    pub jms_connection_initial_context_factory: String,
+    /// Choreo Connect's Traffic Manager JMS URL (accepted, not used).
+    #[serde(rename = "jmsConnectionProviderURL")]
+    pub jms_connection_provider_url: String,
+    /// `[enforcer.throttling.publisher]`: Choreo Connect's Traffic Manager event publisher (accepted, not used).
+    pub publisher: toml::Table,
 }
 
 impl Default for Throttling {
@@ -253,7 +257,9 @@ impl Default for Throttling {
             enable_global_event_publishing: false,
             redis: ThrottlingRedis::default(),
             headers: ThrottlingHeaders::default(),
-            traffic_manager: toml::Table::new(),
+            jms_connection_initial_context_factory: String::new(),
+            jms_connection_provider_url: String::new(),
+            publisher: toml::Table::new(),
         }
     }
 }

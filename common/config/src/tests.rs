@@ -312,6 +312,14 @@ fn bad_enforcer_values_name_the_key() {
         ),
         ("[enforcer.cache]\nmaximumSize = 0\n", "enforcer.cache.maximumSize"),
         ("[analytics.adapter]\nbufferFlushInterval = \"soon\"\n", "analytics.adapter.bufferFlushInterval"),
+        ("[enforcer.throttling]\nbackend = \"memcached\"\n", "enforcer.throttling.backend"),
+        ("[enforcer.throttling]\nbackend = \"redis\"\n", "enforcer.throttling.redis.url"),
+        (
+            "[enforcer.throttling]\nbackend = \"redis\"\n[enforcer.throttling.redis]\nurl = \"http://r:6379\"\n",
+            "enforcer.throttling.redis.url",
+        ),
+        ("[enforcer.throttling]\nfailureMode = \"maybe\"\n", "enforcer.throttling.failureMode"),
+        ("[enforcer.throttling]\naccuracy = 0.9\n", "enforcer.throttling.accuracy"),
     ];
     for (text, key) in cases {
         let err = load(text, "config.toml", no_env()).expect_err(text).to_string();
@@ -343,6 +351,25 @@ fn sections_accepted_but_not_used_are_warned_about() {
     // The defaults, written out, are not worth a warning.
     let l = load("[enforcer.authService]\nport = 8081\n", "config.toml", no_env()).expect("valid");
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+}
+
+#[test]
+fn throttling_keeps_choreo_connects_keys_and_warns_about_the_traffic_manager() {
+    let l = load("", "config.toml", no_env()).expect("valid");
+    let t = &l.config.enforcer.throttling;
+    assert!(t.enabled, "on by default: a tier a project names is enforced");
+    assert_eq!((t.backend.as_str(), t.failure_mode.as_str(), t.accuracy), ("memory", "local", 0.02));
+    assert!(t.headers.retry_after && !t.headers.x_rate_limit && !t.headers.ietf);
+    let text = "[enforcer.throttling]\nenableGlobalEventPublishing = true\nenableHeaderConditions = true\n\
+                jmsConnectionProviderURL = \"amqp://tm:5672\"\n[enforcer.throttling.publisher]\nusername = \"admin\"\n";
+    let l = load(text, "config.toml", no_env()).expect("valid");
+    assert!(l.config.enforcer.throttling.enable_header_conditions);
+    let w: Vec<String> = l.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("enforcer.throttling.enableGlobalEventPublishing: accepted but not used"), "{w:?}");
+    // A misspelt key is not swallowed.
+    let l = load("[enforcer.throttling]\nenableHeaderCondition = true\n", "config.toml", no_env()).expect("valid");
+    assert!(l.warnings.iter().any(|w| w.to_string().contains("enableHeaderCondition")), "{:?}", l.warnings);
 }
 
 #[test]

@@ -318,7 +318,12 @@ pub fn not_used(c: &Config) -> Vec<Warning> {
                       default 0.0.0.0:8081, and its gRPC limits are built in",
         });
     }
-    if e.throttling.enable_global_event_publishing || !e.throttling.traffic_manager.is_empty() {
+    let t = &e.throttling;
+    if t.enable_global_event_publishing
+        || !t.publisher.is_empty()
+        || !t.jms_connection_provider_url.is_empty()
+        || !t.jms_connection_initial_context_factory.is_empty()
+    {
         out.push(Warning::NotUsed {
             key: "enforcer.throttling.enableGlobalEventPublishing".into(),
             instead: "API Manager's Traffic Manager is not used: the enforcer counts itself, in memory or in \

@@ -56,6 +56,7 @@ pub struct GatewayBuilder {
     mode: XdsMode,
     extra_config: String,
     projects: Vec<(String, Vec<(String, String)>)>,
+    policy_files: Vec<(String, String)>,
     start_envoy: bool,
     start_adapter: bool,
     with_enforcer: bool,
@@ -117,6 +118,12 @@ impl GatewayBuilder {
     /// A project present before the adapter starts.
     pub fn project(mut self, name: &str, files: &[(&str, &str)]) -> Self {
         self.projects.push((name.to_string(), files.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()));
+        self
+    }
+
+    /// A throttling policy file in `artifacts/throttling-policies` before the adapter starts.
+    pub fn policy_file(mut self, name: &str, text: &str) -> Self {
+        self.policy_files.push((name.to_string(), text.to_string()));
         self
     }
 
@@ -197,6 +204,9 @@ impl GatewayBuilder {
             let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
             gw.write_project(name, &files);
         }
+        for (name, text) in &self.policy_files {
+            gw.write_policy_file(name, text);
+        }
         if self.start_adapter {
             gw.start_adapter().await;
         }
@@ -217,6 +227,7 @@ impl Gateway {
             mode,
             extra_config: String::new(),
             projects: Vec::new(),
+            policy_files: Vec::new(),
             start_envoy: true,
             start_adapter: true,
             with_enforcer: false,
@@ -224,6 +235,13 @@ impl Gateway {
             adapter_env: Vec::new(),
             enforcer_args: Vec::new(),
         }
+    }
+
+    /// Writes a throttling policy file into `artifacts/throttling-policies`.
+    pub fn write_policy_file(&self, name: &str, text: &str) {
+        let dir = self.dir.path().join("artifacts/throttling-policies");
+        std::fs::create_dir_all(&dir).expect("policies dir");
+        std::fs::write(dir.join(name), text).expect("write policy file");
     }
 
     /// The folder the adapter watches.
