@@ -20,7 +20,19 @@ use tracing::{debug, info, warn};
 use enforcer_core::Engine;
 use enforcer_core::apis::ApiIndex;
 use enforcer_core::keys::Fetch;
-use enforcer_core::settings::Settings;
+use enforcer_core::lease::{FailureMode, LeaseSettings, LeasedLimiter, Limiter};
+use enforcer_core::settings::{RedisSettings, Settings, ThrottleSettings};
+
+/// `url` without its password, for logs.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
 
 /// Where and who.
 #[derive(Debug, Clone)]
@@ -105,6 +117,44 @@ pub struct Applier {
     pub fetch: Arc<dyn Fetch>,
     /// Publishes each accepted configuration.
     pub settings_tx: watch::Sender<Option<Arc<Settings>>>,
+    /// The counting backend's settings in use (the limiter is replaced only
+    /// when they change: a new configuration must not reset the counters).
+    pub limiter_settings: parking_lot::Mutex<Option<LimiterKey>>,
+}
+
+/// What the counting backend is built from.
+pub type LimiterKey = (Option<RedisSettings>, u64, u32, String);
+
+/// The counting backend for `t`, unless `current` already is.
+fn limiter_for(
+    t: &ThrottleSettings,
+    current: Option<&LimiterKey>,
+) -> Result<Option<(LimiterKey, Limiter)>, ApplyError> {
+    let key: LimiterKey = (t.redis.clone(), t.accuracy.to_bits(), t.replicas, t.failure_mode.clone());
+    if current == Some(&key) {
+        return Ok(None);
+    }
+    let limiter = match &t.redis {
+        None => Limiter::default(),
+        Some(r) => {
+            let store = crate::redis_store::RedisStore::new(&r.url, &r.key_prefix).map_err(|e| {
+                ApplyError::Settings(enforcer_core::settings::SettingsError {
+                    key: "enforcer.throttling.redis.url".into(),
+                    reason: e.to_string(),
+                })
+            })?;
+            Limiter::Leased(LeasedLimiter::new(
+                store,
+                LeaseSettings {
+                    accuracy: t.accuracy,
+                    replicas: t.replicas,
+                    timeout: Duration::from_millis(r.timeout_ms),
+                    failure_mode: FailureMode::parse(&t.failure_mode),
+                },
+            ))
+        }
+    };
+    Ok(Some((key, limiter)))
 }
 
 impl Applier {
@@ -122,6 +172,8 @@ impl Applier {
                 };
                 let c: pc::Config = decode("configuration", &one.value)?;
                 let s = Arc::new(Settings::load(&c, &self.fetch)?);
+                let mut current = self.limiter_settings.lock();
+                let limiter = limiter_for(&s.throttling, current.as_ref())?;
                 for w in &s.warnings {
                     warn!("{w}");
                 }
@@ -129,6 +181,17 @@ impl Applier {
                     j.spawn_refresh();
                 }
                 self.engine.set_settings(Arc::clone(&s));
+                if let Some((key, limiter)) = limiter {
+                    match &key.0 {
+                        Some(r) => {
+                            info!(url = %redact(&r.url), replicas = key.2, "throttling counts in Redis (quota leases)")
+                        }
+                        None => info!("throttling counts in memory"),
+                    }
+                    self.engine.memory.limiter.store(Arc::new(limiter));
+                    *current = Some(key);
+                }
+                drop(current);
                 self.settings_tx.send_replace(Some(s));
                 info!(version = %resp.version_info, "configuration applied");
             }

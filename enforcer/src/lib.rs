@@ -16,6 +16,7 @@ pub mod discovery;
 pub mod drain;
 pub mod jwks_http;
 pub mod metrics;
+pub mod redis_store;
 pub mod traces;
 
 use std::future::Future;
@@ -101,7 +102,12 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
     let (settings_tx, settings_rx) = tokio::sync::watch::channel(None);
     let http_fetch = jwks_http::HttpFetch::new();
     let fetch: Arc<dyn enforcer_core::keys::Fetch> = Arc::clone(&http_fetch) as _;
-    let applier = Arc::new(discovery::Applier { engine: Arc::clone(&engine), fetch, settings_tx });
+    let applier = Arc::new(discovery::Applier {
+        engine: Arc::clone(&engine),
+        fetch,
+        settings_tx,
+        limiter_settings: parking_lot::Mutex::new(None),
+    });
 
     let trusted_ca = || -> Result<&std::path::Path, EnforcerError> {
         Ok(opts.trusted_ca.as_deref().ok_or_else(|| gateway_tls::TlsError::File {
@@ -174,7 +180,7 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
     let (tracer, trace_task) = traces::Tracer::start(settings_rx.clone(), &opts.label);
     tasks.spawn("trace export", trace_task);
     let (als_service, counters, analytics_task) = analytics::Als::start(settings_rx);
-    let metrics = Arc::new(metrics::Metrics::new(counters));
+    let metrics = Arc::new(metrics::Metrics::new(counters, Some(Arc::clone(&engine))));
     http_fetch.count_in(metrics.jwks_fetches.clone());
     if let Some(address) = opts.metrics_address {
         let listener = bind(address).await?;

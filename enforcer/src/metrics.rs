@@ -52,9 +52,15 @@ pub struct Metrics {
 
 /// Counters kept elsewhere (the token cache, the analytics pipeline), read at
 /// each scrape.
-#[derive(Debug)]
 struct Reads {
     analytics: Arc<Counters>,
+    engine: Option<Arc<enforcer_core::Engine>>,
+}
+
+impl std::fmt::Debug for Reads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reads").field("analytics", &self.analytics).finish_non_exhaustive()
+    }
 }
 
 impl Collector for Reads {
@@ -78,13 +84,43 @@ impl Collector for Reads {
             let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
             counter.encode(metric)?;
         }
+        // Shared (Redis) throttling, when in use.
+        if let Some(stats) = self.engine.as_ref().and_then(|e| e.memory.limiter.load().stats()) {
+            for (name, help, value) in [
+                ("throttle_store_calls", "Calls to the shared rate-limit store (Redis)", &stats.store_calls),
+                (
+                    "throttle_store_errors",
+                    "Calls to the shared rate-limit store that failed or timed out",
+                    &stats.store_errors,
+                ),
+                ("throttle_admitted_shared", "Requests admitted with shared counting", &stats.admitted),
+                (
+                    "throttle_degraded_decisions",
+                    "Requests decided by [enforcer.throttling] failureMode while the store was away",
+                    &stats.degraded_decisions,
+                ),
+            ] {
+                let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+                let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+                counter.encode(metric)?;
+            }
+            let gauge =
+                prometheus_client::metrics::gauge::ConstGauge::new(i64::from(stats.degraded.load(Ordering::Relaxed)));
+            let metric = encoder.encode_descriptor(
+                "throttle_degraded",
+                "1 while the shared rate-limit store is unreachable and the failure mode decides",
+                None,
+                gauge.metric_type(),
+            )?;
+            gauge.encode(metric)?;
+        }
         Ok(())
     }
 }
 
 impl Metrics {
-    /// The metrics, reading the analytics pipeline's counters.
-    pub fn new(analytics: Arc<Counters>) -> Metrics {
+    /// The metrics, reading the analytics pipeline's counters and the engine's throttling counts.
+    pub fn new(analytics: Arc<Counters>, engine: Option<Arc<enforcer_core::Engine>>) -> Metrics {
         let mut registry = Registry::with_prefix("enforcer");
         let checks = Family::<CheckLabels, Counter>::default();
         registry.register("checks", "ext_authz checks, by decision and error code", checks.clone());
@@ -97,13 +133,13 @@ impl Metrics {
         );
         let jwks_fetches = Family::<ResultLabels, Counter>::default();
         registry.register("jwks_fetches", "Key set (JWKS) fetches, by result", jwks_fetches.clone());
-        registry.register_collector(Box::new(Reads { analytics }));
+        registry.register_collector(Box::new(Reads { analytics, engine }));
         Metrics { registry, checks, check_duration, jwks_fetches }
     }
 
     /// Metrics that count but are never served (tests, benchmarks).
     pub fn detached() -> Arc<Metrics> {
-        Arc::new(Metrics::new(Arc::new(Counters::default())))
+        Arc::new(Metrics::new(Arc::new(Counters::default()), None))
     }
 
     /// Counts one check.

@@ -163,6 +163,17 @@ impl Deny {
         d
     }
 
+    /// 503: rate limits apply but cannot be checked (the shared counter
+    /// store is unreachable and `[enforcer.throttling] failureMode = "closed"`).
+    pub fn throttling_unavailable() -> Deny {
+        Deny::new(
+            503,
+            "900808",
+            "Service Unavailable",
+            "Rate limits cannot be checked: the shared counter store is unreachable",
+        )
+    }
+
     /// 403 900805: a blocking condition matches.
     pub fn blocked() -> Deny {
         Deny::new(403, "900805", "Message blocked", "You have been blocked from accessing the resource")

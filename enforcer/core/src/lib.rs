@@ -22,6 +22,7 @@ pub mod decision;
 pub mod deny;
 pub mod engine;
 pub mod keys;
+pub mod lease;
 pub mod memory;
 pub mod ratelimit;
 pub mod request;

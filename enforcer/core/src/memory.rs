@@ -22,8 +22,9 @@ pub struct Memory {
     pub cache: ArcSwap<TokenCache>,
     /// Backend JWTs by (token id, API), with their `exp`.
     pub backend_jwts: moka::sync::Cache<BackendJwtKey, (Arc<str>, i64)>,
-    /// Rate limit counters (in memory: exact for one enforcer).
-    pub limiter: crate::ratelimit::MemoryLimiter,
+    /// Rate limit counters: in memory (exact for one enforcer) or shared
+    /// through quota leases; replaced when `[enforcer.throttling]` changes backend.
+    pub limiter: ArcSwap<crate::lease::Limiter>,
 }
 
 impl Default for Memory {
@@ -42,7 +43,7 @@ impl Memory {
                 .max_capacity(10_000)
                 .time_to_live(std::time::Duration::from_secs(3600))
                 .build(),
-            limiter: crate::ratelimit::MemoryLimiter::default(),
+            limiter: ArcSwap::from_pointee(crate::lease::Limiter::default()),
         }
     }
 

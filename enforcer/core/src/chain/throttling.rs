@@ -25,6 +25,7 @@ use gateway_config::policies::{Tier, tier};
 
 use super::{Context, Filter, Outcome};
 use crate::deny::Deny;
+use crate::lease::Refused;
 use crate::ratelimit::{Hit, Level, Quota, rate_limit_headers};
 use crate::request::query_param;
 use crate::throttle::{Facts, Policy, PolicyKind, Requester};
@@ -227,7 +228,8 @@ impl Filter for Throttling {
             }
             let hits = hits(cx);
             let now = u64::try_from(crate::now_secs()).unwrap_or(0);
-            match cx.memory.limiter.check_and_count(&hits, now) {
+            let limiter = cx.memory.limiter.load_full();
+            match limiter.check_and_count(&hits, now).await {
                 Ok(admitted) => {
                     if admitted.over_quota {
                         tracing::debug!(api = %cx.api.raw.title, "subscription quota exceeded (stopOnQuotaReach is false): admitted");
@@ -235,7 +237,7 @@ impl Filter for Throttling {
                     cx.respond = rate_limit_headers(&admitted.usage, now, settings.headers);
                     Outcome::Next
                 }
-                Err(t) => {
+                Err(Refused::Throttled(t)) => {
                     let mut deny = t.deny();
                     if !settings.headers.retry_after {
                         deny.headers.retain(|(k, _)| *k != "retry-after");
@@ -243,6 +245,7 @@ impl Filter for Throttling {
                     deny.headers.extend(rate_limit_headers(std::slice::from_ref(&t.usage), now, settings.headers));
                     Outcome::Refuse(deny)
                 }
+                Err(Refused::Unavailable) => Outcome::Refuse(Deny::throttling_unavailable()),
             }
         }
         .boxed()
