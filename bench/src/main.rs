@@ -13,6 +13,7 @@
 
 mod deploy;
 mod enforcer;
+mod throttling;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -58,7 +59,7 @@ struct Cli {
     #[arg(long, default_value_t = 50)]
     deploy_pushes: usize,
     /// Which enforcer benchmarks to run.
-    #[arg(long, value_delimiter = ',', default_value = "checks,e2e,memory")]
+    #[arg(long, value_delimiter = ',', default_value = "checks,e2e,memory,throttling")]
     enforcer_parts: Vec<String>,
     /// Seconds per scenario of the direct enforcer benchmark.
     #[arg(long, default_value_t = 5)]
@@ -421,6 +422,12 @@ async fn main() -> Result<()> {
         if part("memory") {
             results.insert("enforcer_memory".into(), enforcer::memory(cli.memory_apis, cli.memory_tokens).await?);
         }
+        if part("throttling") {
+            results.insert(
+                "throttling".into(),
+                throttling::throttling(cli.check_duration, cli.rounds, cli.connections).await?,
+            );
+        }
     }
     let results = Value::Object(results);
     let dir = workspace_root().join("bench/results");
@@ -454,6 +461,7 @@ fn print_summary(r: &Value) {
     print_control_and_data_plane(r);
     deploy::print_summary(r);
     enforcer::print_summary(r);
+    throttling::print_summary(r);
 }
 
 fn print_control_and_data_plane(r: &Value) {

@@ -45,12 +45,15 @@ struct Project {
     backend: u16,
     /// Adapter, enforcer and router metrics.
     metrics: [u16; 3],
+    /// The second enforcer replica's metrics.
+    enforcer2_metrics: u16,
 }
 
 impl Project {
     fn new(program: Vec<&'static str>) -> Project {
         let (http, https, mgmt, backend) = (free_port(), free_port(), free_port(), free_port());
         let metrics = [free_port(), free_port(), free_port()];
+        let enforcer2_metrics = free_port();
         let env = vec![
             ("ROUTER_HTTP_PORT", http.to_string()),
             ("ROUTER_HTTPS_PORT", https.to_string()),
@@ -63,8 +66,19 @@ impl Project {
             ("ADAPTER_METRICS_PORT", metrics[0].to_string()),
             ("ENFORCER_METRICS_PORT", metrics[1].to_string()),
             ("ROUTER_STATS_PORT", metrics[2].to_string()),
+            ("ENFORCER2_METRICS_PORT", enforcer2_metrics.to_string()),
         ];
-        Project { program, name: format!("cc-test-{}", std::process::id()), env, http, https, mgmt, backend, metrics }
+        Project {
+            program,
+            name: format!("cc-test-{}", std::process::id()),
+            env,
+            http,
+            https,
+            mgmt,
+            backend,
+            metrics,
+            enforcer2_metrics,
+        }
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -162,6 +176,12 @@ async fn docker_compose_up_serves_and_survives_restarts() {
             image_tag()
         );
     }
+    let redis = std::env::var("REDIS_IMAGE").unwrap_or_else(|_| "redis:7.0-bookworm".into());
+    let found = Command::new("docker").args(["image", "inspect", &redis]).output();
+    assert!(
+        found.is_ok_and(|o| o.status.success()),
+        "image {redis} is missing: run `make test-images` (make test does)"
+    );
     let p = Project::new(program);
     p.ok(&["up", "-d", "--wait", "--wait-timeout", "120"]);
     let client = reqwest::Client::builder()
@@ -234,7 +254,7 @@ async fn docker_compose_up_serves_and_survives_restarts() {
     .expect("api.yaml");
     std::fs::write(
         project.join("Definitions/swagger.yaml"),
-        "openapi: 3.0.1\ninfo: { title: Orders, version: 2.0.0 }\npaths:\n  /list:\n    get:\n      x-wso2-disable-security: true\n",
+        "openapi: 3.0.1\ninfo: { title: Orders, version: 2.0.0 }\npaths:\n  /list:\n    get:\n      x-wso2-disable-security: true\n  /limited:\n    get:\n      x-throttling-tier: 10PerDay\n",
     )
     .expect("swagger.yaml");
     apictl(&["project", "push", project.to_str().expect("path"), "-e", "compose", "--wait"]);
@@ -242,8 +262,29 @@ async fn docker_compose_up_serves_and_survives_restarts() {
     let (code, body) = status(&client, reqwest::Method::GET, &orders, None).await.expect("pushed API");
     assert_eq!(code, 200, "{body}");
 
-    // The enforcer gone: 500/102500, nothing reaches the backend.
-    p.ok(&["kill", "enforcer"]);
+    // Two enforcer replicas share the rate-limit counters in Redis: exactly
+    // 10 a day in all (each counting alone would admit up to 20).
+    let limited = format!("http://localhost:{}/orders/2.0.0/limited", p.http);
+    let mut codes = Vec::new();
+    for _ in 0..30 {
+        codes.push(status(&client, reqwest::Method::GET, &limited, Some(&token)).await.expect("limited").0);
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 10, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 429).count(), 20, "{codes:?}");
+    for port in [p.metrics[1], p.enforcer2_metrics] {
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        let text = client.get(&url).send().await.expect("metrics").text().await.unwrap_or_default();
+        let calls = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("enforcer_throttle_store_calls_total ").and_then(|v| v.trim().parse::<f64>().ok())
+            })
+            .unwrap_or(0.0);
+        assert!(calls > 0.0, "an enforcer replica never counted in Redis (port {port}):\n{text}");
+    }
+
+    // The enforcers gone: 500/102500, nothing reaches the backend.
+    p.ok(&["kill", "enforcer", "enforcer-2"]);
     let before = backend_hits(&client, p.backend).await;
     for _ in 0..5 {
         let (code, body) = status(&client, reqwest::Method::POST, &api, Some(&token)).await.expect("enforcer down");
@@ -252,7 +293,7 @@ async fn docker_compose_up_serves_and_survives_restarts() {
     }
     assert_eq!(backend_hits(&client, p.backend).await, before, "a request reached the backend without a decision");
     // Back: 200 again.
-    p.ok(&["start", "enforcer"]);
+    p.ok(&["start", "enforcer", "enforcer-2"]);
     eventually("200 once the enforcer is back", || async {
         match status(&client, reqwest::Method::POST, &api, Some(&token)).await? {
             (200, _) => Ok(()),
@@ -289,10 +330,12 @@ async fn docker_compose_up_serves_and_survives_restarts() {
         &failed[..failed.len().min(5)]
     );
 
-    // Metrics on the published ports: the adapter's, the enforcer's, Envoy's.
+    // Metrics on the published ports: the adapter's, the enforcers', Envoy's.
     for (port, path, expect) in [
         (p.metrics[0], "/metrics", "adapter_apis_deployed{label=\"Default\"} 2"),
-        (p.metrics[1], "/metrics", "enforcer_checks_total{decision=\"allow\",code=\"\"}"),
+        // (Restarted above: its counters start again; the checks since may all have gone to the other replica.)
+        (p.metrics[1], "/metrics", "enforcer_checks_total{"),
+        (p.enforcer2_metrics, "/metrics", "enforcer_checks_total{"),
         (p.metrics[2], "/stats/prometheus", "envoy_cluster_upstream_rq_completed"),
     ] {
         let url = format!("http://127.0.0.1:{port}{path}");
