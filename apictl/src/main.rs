@@ -10,12 +10,19 @@
 //! apictl project delete -n <name> -v <version> -e <env> [--vhost h] [-g env...]
 //! WSO2 aliases: apictl mg add env | mg remove env | mg login | mg logout | mg deploy api -f |
 //!               mg undeploy api | mg get apis
+//! apictl import policy rate-limiting -f <file|dir> -e <env> [-u]
+//! apictl export policy rate-limiting -n <name> -e <env> [-t <type>] [--format yaml|json] [--dir d]
+//! apictl get policies rate-limiting -e <env> [-q type:sub] [--format json]
+//! apictl delete policy rate-limiting -n <name> -t <sub|app|advanced|custom> -e <env>
+//! apictl add blocking-condition -e <env> --type <IP|IPRANGE|API|...> --value <v> | --start-ip a --end-ip b
+//! apictl get blocking-conditions -e <env>       apictl delete blocking-condition --id <id> -e <env>
 //! ```
 //!
 //! Exit codes: 0 done; 1 refused by the adapter or invalid project; 2 usage;
 //! 3 the adapter cannot be reached (connection, TLS); 4 local settings
 //! (unknown environment, not logged in, unreadable file).
 
+mod policy;
 mod project;
 mod store;
 
@@ -32,7 +39,12 @@ use crate::store::{Env, Settings};
 const BASE_PATH: &str = "/api/mgw/adapter/0.1";
 
 #[derive(Debug, Parser)]
-#[command(name = "apictl", version, about = "Put API projects on the gateway", after_help = EXIT_CODES)]
+#[command(
+    name = "apictl",
+    version,
+    about = "Put API projects and rate-limiting policies on the gateway",
+    after_help = EXIT_CODES
+)]
 struct Cli {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
@@ -76,6 +88,21 @@ enum Command {
     /// WSO2 apictl's `mg` commands.
     #[command(subcommand)]
     Mg(MgCmd),
+    /// Import rate-limiting policies (import policy rate-limiting).
+    #[command(subcommand)]
+    Import(policy::ImportCmd),
+    /// Export a rate-limiting policy to a file (export policy rate-limiting).
+    #[command(subcommand)]
+    Export(policy::ExportCmd),
+    /// List rate-limiting policies or blocking conditions.
+    #[command(subcommand)]
+    Get(policy::GetCmd),
+    /// Delete a rate-limiting policy or a blocking condition.
+    #[command(subcommand)]
+    Delete(policy::DeleteCmd),
+    /// Add a blocking condition.
+    #[command(subcommand)]
+    Add(policy::AddCmd),
 }
 
 #[derive(Debug, Args)]
@@ -293,6 +320,9 @@ impl Failure {
     }
     fn unreachable(message: impl Into<String>) -> Failure {
         Failure { code: 3, message: message.into(), detail: Value::Null }
+    }
+    fn usage(message: impl Into<String>) -> Failure {
+        Failure { code: 2, message: message.into(), detail: Value::Null }
     }
 }
 
@@ -647,6 +677,19 @@ async fn run(cli: &Cli) -> Outcome {
             Ok((format!("Logged out of {env}."), json!({"env": env})))
         }
         Command::Mg(MgCmd::Deploy(MgDeploy::Api(a))) => push(cli, &s, &a.file, &a.env, a.replace, None).await,
+        Command::Import(policy::ImportCmd::Policy(policy::ImportPolicy::RateLimiting(a))) => {
+            policy::import(cli, &s, a).await
+        }
+        Command::Export(policy::ExportCmd::Policy(policy::ExportPolicy::RateLimiting(a))) => {
+            policy::export(cli, &s, a).await
+        }
+        Command::Get(policy::GetCmd::Policies(policy::GetPolicies::RateLimiting(a))) => policy::list(cli, &s, a).await,
+        Command::Get(policy::GetCmd::BlockingConditions(a)) => policy::list_blocking(cli, &s, a).await,
+        Command::Delete(policy::DeleteCmd::Policy(policy::DeletePolicy::RateLimiting(a))) => {
+            policy::delete(cli, &s, a).await
+        }
+        Command::Delete(policy::DeleteCmd::BlockingCondition(a)) => policy::delete_blocking(cli, &s, a).await,
+        Command::Add(policy::AddCmd::BlockingCondition(a)) => policy::add_blocking(cli, &s, a).await,
     }
 }
 

@@ -183,7 +183,7 @@ pub fn hits(cx: &Context<'_>) -> Vec<Hit> {
             }
         };
         for p in &cx.throttle.custom {
-            let key = format!("custom:{}:{}", p.name, render(&p.key_template, &var));
+            let key = format!("custom:{}:{}", p.name, render(&p.key_template, var));
             out.push(Hit::new(Level::Custom, key, p.default_limit, Arc::clone(&p.name)));
         }
     }
