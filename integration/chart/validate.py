@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
 """Offline checks of charts/choreo-connect (no cluster, no helm CLI).
 
-  1. lint: `helm lint --strict` of the chart with its default values and with
-     examples/production-values.yaml (helm-python-sdk's lint);
-  2. render: both value sets (the production one with the Prometheus Operator
-     API present, as `helm template --api-versions monitoring.coreos.com/v1`);
-     the chart's own guards and values.schema.json must reject bad values;
+  1. lint: `helm lint --strict` of the chart with its default values, with
+     examples/production-values.yaml and with integration/chart/redis-values.yaml
+     (the chart's Redis, two gateway-runtime pods) (helm-python-sdk's lint);
+  2. render: the three value sets (the production one with the Prometheus
+     Operator API present, as `helm template --api-versions
+     monitoring.coreos.com/v1`); the chart's own guards and values.schema.json
+     must reject bad values;
   3. kubernetes-validate --strict of every rendered object against the
      Kubernetes versions in KUBE_VERSIONS. ServiceMonitor is a CRD, which
      kubernetes-validate has no schema for: its fields are checked here;
-  4. golden files integration/chart/golden/{default,production}.yaml, with
-     generated key material masked (UPDATE_GOLDEN=1 rewrites them);
-  5. the rendered config.toml of both passes `adapter --validate` (with the
+  4. golden files integration/chart/golden/{default,production,redis}.yaml,
+     with generated key material masked (UPDATE_GOLDEN=1 rewrites them);
+  5. the rendered config.toml of each passes `adapter --validate` (with the
      rendered environment), warnings included.
 
 Run by scripts/chart-test.sh, which installs the Python packages. Prints one
@@ -56,6 +58,7 @@ def check(name: str):
 
 DEFAULT = cl.values()
 PRODUCTION = cl.values([cl.PRODUCTION_VALUES])
+REDIS = cl.values([cl.REDIS_VALUES])
 renders: dict[str, dict[str, str]] = {}
 
 
@@ -67,7 +70,7 @@ def _():
     return a
 
 
-for label, vals in [("default values", DEFAULT), ("production values", PRODUCTION)]:
+for label, vals in [("default values", DEFAULT), ("production values", PRODUCTION), ("redis values", REDIS)]:
 
     @check(f"helm lint --strict ({label})")
     def _(vals=vals):
@@ -93,6 +96,12 @@ def _():
 def _():
     renders["production"] = cl.render(PRODUCTION, api_versions=[cl.MONITORING_API])
     return f"{len(cl.manifests(renders['production']))} objects"
+
+
+@check("render (redis values: the chart's Redis, two gateway-runtime pods)")
+def _():
+    renders["redis"] = cl.render(REDIS)
+    return f"{len(cl.manifests(renders['redis']))} objects"
 
 
 def kinds(name: str) -> list[str]:
@@ -150,6 +159,102 @@ def _():
     return None
 
 
+def throttling_of(objs) -> dict:
+    """[enforcer.throttling] of the rendered config.toml."""
+    import tomllib
+
+    cm = [o for o in cl.find(objs, "ConfigMap") if "config.toml" in (o.get("data") or {})][0]
+    return tomllib.loads(cm["data"]["config.toml"])["enforcer"]["throttling"]
+
+
+def by_suffix(objs, kind: str, suffix: str) -> list[dict]:
+    return [o for o in cl.find(objs, kind) if o["metadata"]["name"].endswith(suffix)]
+
+
+def enforcer_env(objs) -> dict[str, dict]:
+    gw = by_suffix(objs, "Deployment", "-gateway-runtime")[0]
+    c = next(c for c in gw["spec"]["template"]["spec"]["containers"] if c["name"] == "enforcer")
+    return {e["name"]: e for e in c.get("env", [])}
+
+
+@check("throttling: default memory counting for one replica, no Redis, no REDIS_PASSWORD")
+def _():
+    objs = cl.manifests(renders["default"])
+    t = throttling_of(objs)
+    want = {"backend": "memory", "replicas": 1, "failureMode": "local",
+            "headers": {"retryAfter": True, "xRateLimit": False, "ietf": False}}
+    if t != want:
+        raise AssertionError(f"[enforcer.throttling] {t}, want {want}")
+    if by_suffix(objs, "Deployment", "-redis") or by_suffix(objs, "Service", "-redis"):
+        raise AssertionError("the chart's Redis is rendered although wso2.deployment.redis.enabled is false")
+    if "REDIS_PASSWORD" in enforcer_env(objs):
+        raise AssertionError("REDIS_PASSWORD without passwordSecret")
+    return None
+
+
+@check("throttling (redis values): the chart's Redis, its Service, 2 replicas, the password from the Secret")
+def _():
+    objs = cl.manifests(renders["redis"])
+    t = throttling_of(objs)
+    name = f"{cl.RELEASE}-choreo-connect-redis"
+    want_url = f"redis://:$env{{REDIS_PASSWORD}}@{name}:6379"
+    if (t["backend"], t["replicas"], t["redis"]["url"], t["redis"]["keyPrefix"], t["redis"]["timeoutMillis"]) != \
+            ("redis", 2, want_url, "cc:rl:", 20):
+        raise AssertionError(f"[enforcer.throttling] {t}")
+    gw = by_suffix(objs, "Deployment", "-gateway-runtime")[0]
+    if gw["spec"].get("replicas") != 2:
+        raise AssertionError(f"gateway runtime replicas {gw['spec'].get('replicas')}")
+    pw = enforcer_env(objs).get("REDIS_PASSWORD", {}).get("valueFrom", {}).get("secretKeyRef")
+    if pw != {"name": "cc-redis-auth", "key": "password"}:
+        raise AssertionError(f"enforcer REDIS_PASSWORD: {pw}")
+    dep, svc = by_suffix(objs, "Deployment", "-redis"), by_suffix(objs, "Service", "-redis")
+    if [d["metadata"]["name"] for d in dep] != [name] or [s["metadata"]["name"] for s in svc] != [name]:
+        raise AssertionError(f"Redis Deployment {dep and dep[0]['metadata']['name']}, Service {svc and svc[0]['metadata']['name']}")
+    dep, svc = dep[0], svc[0]
+    pod = dep["spec"]["template"]
+    if not all(pod["metadata"]["labels"].get(k) == v for k, v in svc["spec"]["selector"].items()):
+        raise AssertionError("the Service does not select the Redis pod")
+    if dep["spec"]["selector"]["matchLabels"] != svc["spec"]["selector"]:
+        raise AssertionError("Deployment and Service select differently")
+    if dep["spec"]["strategy"]["type"] != "Recreate" or dep["spec"]["replicas"] != 1:
+        raise AssertionError("one Redis at a time (replicas 1, Recreate)")
+    c = pod["spec"]["containers"][0]
+    if c["command"][:7] != ["redis-server", "--save", "", "--appendonly", "no", "--protected-mode", "no"] or \
+            c["command"][7:] != ["--requirepass", "$(REDIS_PASSWORD)"]:
+        raise AssertionError(f"command {c['command']}")
+    for probe in ("livenessProbe", "readinessProbe"):
+        if c[probe]["exec"]["command"] != ["redis-cli", "ping"]:
+            raise AssertionError(f"{probe} {c[probe]}")
+    env = {e["name"]: e for e in c["env"]}
+    if env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] != {"name": "cc-redis-auth", "key": "password"} or \
+            env["REDISCLI_AUTH"]["value"] != "$(REDIS_PASSWORD)":
+        raise AssertionError(f"Redis env {c['env']}")
+    sc = c["securityContext"]
+    if not (sc.get("readOnlyRootFilesystem") and sc.get("runAsNonRoot") and sc.get("runAsUser") not in (None, 0)
+            and sc.get("allowPrivilegeEscalation") is False and sc.get("capabilities", {}).get("drop") == ["ALL"]):
+        raise AssertionError(f"Redis securityContext {sc}")
+    if c.get("workingDir") != "/data" or {"name": "data", "mountPath": "/data"} not in c["volumeMounts"] or \
+            "emptyDir" not in next(v for v in pod["spec"]["volumes"] if v["name"] == "data"):
+        raise AssertionError("/data is not the emptyDir working directory")
+    if c["image"] != "redis:7.0-bookworm":
+        raise AssertionError(f"image {c['image']}")
+    return f"{name}: {c['image']}, url {want_url}"
+
+
+@check("throttling (production values): external Redis, replicas = HPA maxReplicas")
+def _():
+    objs = cl.manifests(renders["production"])
+    t = throttling_of(objs)
+    if (t["backend"], t["replicas"]) != ("redis", 12) or "$env{REDIS_PASSWORD}@" not in t["redis"]["url"]:
+        raise AssertionError(f"[enforcer.throttling] {t}")
+    if by_suffix(objs, "Deployment", "-redis"):
+        raise AssertionError("the chart's Redis is rendered although not enabled")
+    pw = enforcer_env(objs).get("REDIS_PASSWORD", {}).get("valueFrom", {}).get("secretKeyRef")
+    if pw != {"name": "gateway-redis", "key": "password"}:
+        raise AssertionError(f"enforcer REDIS_PASSWORD: {pw}")
+    return None
+
+
 @check("ServiceMonitor only when the cluster serves monitoring.coreos.com/v1")
 def _():
     without = cl.render(PRODUCTION)
@@ -160,6 +265,7 @@ def _():
         raise AssertionError("NOTES.txt does not say the ServiceMonitor was skipped")
 
 
+T = "wso2.deployment.gatewayRuntime.enforcer.throttling"
 REJECTED = [
     ("schema: mode APIM_AS_CP", "wso2.deployment.mode=APIM_AS_CP", "mode"),
     ("schema: unknown key", "wso2.deployment.adapter.consul.enabled=true", "consul"),
@@ -175,6 +281,17 @@ REJECTED = [
      "wso2.deployment.adapter.security.keystore.cert.subPath=tls.crt", "security.keystore.key"),
     ("schema: Choreo analytics (not supported)", "wso2.choreoAnalytics.enabled=true", "choreoAnalytics"),
     ("schema: Java dropins (not a Java enforcer)", "wso2.deployment.gatewayRuntime.enforcer.dropins[0].configMapName=x", "dropins"),
+    ("schema: throttling backend enum", f"{T}.backend=memcached", "backend"),
+    ("schema: throttling failureMode enum", f"{T}.failureMode=maybe", "failureMode"),
+    ("schema: backend redis without a url or the chart's Redis", f"{T}.backend=redis", "/wso2/deployment/redis/enabled"),
+    ("schema: rediss:// (no TLS to Redis in this enforcer)", f"{T}.backend=redis,{T}.redis.url=rediss://r:6379", "url"),
+    ("schema: unknown key of the chart's Redis", "wso2.deployment.redis.persistence.enabled=true", "persistence"),
+    ("guard: a Redis url with backend memory", f"{T}.redis.url=redis://r:6379", "backend is memory"),
+    ("guard: passwordSecret with backend memory", f"{T}.redis.passwordSecret.name=pw", "no Redis to use it"),
+    ("guard: passwordSecret the url does not use", f"{T}.backend=redis,{T}.redis.url=redis://r:6379,"
+     f"{T}.redis.passwordSecret.name=pw", "$env{REDIS_PASSWORD}"),
+    ("guard: $env{REDIS_PASSWORD} without passwordSecret", f"{T}.backend=redis,"
+     f"{T}.redis.url=redis://:$env{{REDIS_PASSWORD}}@r:6379", "no REDIS_PASSWORD"),
 ]
 for label, expr, expect in REJECTED:
 
@@ -195,6 +312,25 @@ def _():
     if "Ingress" not in [o["kind"] for _, o in objs]:
         raise AssertionError("the router's ingress (router.ingress.enabled) is missing")
     return f"{len(objs)} objects"
+
+
+@check("accepted: backend redis with an external url; the chart's Redis with the HPA (replicas = maxReplicas)")
+def _():
+    objs = cl.manifests(cl.render(cl.values(sets=[
+        f"{T}.backend=redis,{T}.redis.url=redis://:$env{{REDIS_PASSWORD}}@redis.example:6379,{T}.redis.passwordSecret.name=pw"])))
+    t = throttling_of(objs)
+    if t["redis"]["url"] != "redis://:$env{REDIS_PASSWORD}@redis.example:6379" or by_suffix(objs, "Deployment", "-redis"):
+        raise AssertionError(f"external url: {t}")
+    objs = cl.manifests(cl.render(cl.values(sets=[
+        "wso2.deployment.redis.enabled=true,wso2.deployment.gatewayRuntime.autoscaling.enabled=true,"
+        "wso2.deployment.gatewayRuntime.autoscaling.maxReplicas=7"])))
+    t = throttling_of(objs)
+    if (t["backend"], t["replicas"], t["redis"]["url"]) != ("redis", 7, f"redis://{cl.RELEASE}-choreo-connect-redis:6379"):
+        raise AssertionError(f"chart's Redis with HPA: {t}")
+    c = by_suffix(objs, "Deployment", "-redis")[0]["spec"]["template"]["spec"]["containers"][0]
+    if "--requirepass" in c["command"] or c.get("env"):
+        raise AssertionError("a password without passwordSecret")
+    return None
 
 
 @check("accepted: PDB with 2 replicas, HPA with minReplicas 2")
@@ -319,7 +455,7 @@ def _():
 
 for version in KUBE_VERSIONS:
 
-    @check(f"kubernetes-validate --strict -k {version} (default and production)")
+    @check(f"kubernetes-validate --strict -k {version} (default, production and redis)")
     def _(version=version):
         tmp = Path(tempfile.mkdtemp(prefix="cc-chart-validate-"))
         try:
@@ -351,7 +487,7 @@ for version in KUBE_VERSIONS:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-for name in ["default", "production"]:
+for name in ["default", "production", "redis"]:
 
     @check(f"golden: integration/chart/golden/{name}.yaml")
     def _(name=name):
@@ -384,7 +520,7 @@ def adapter_validate_cmd(config: Path) -> list[str]:
                          f"and no image {image}: build one first")
 
 
-for name in ["default", "production"]:
+for name in ["default", "production", "redis"]:
 
     @check(f"adapter --validate of the rendered config.toml and log_config.toml ({name})")
     def _(name=name):

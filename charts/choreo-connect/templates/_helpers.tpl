@@ -29,6 +29,7 @@
 {{- define "cc.enforcer.name" -}}{{ printf "%s-enforcer" (include "cc.fullname" . | trunc 54 | trimSuffix "-") }}{{- end -}}
 {{- define "cc.configToml.name" -}}{{ printf "%s-adapter-config-toml" (include "cc.fullname" . | trunc 43 | trimSuffix "-") }}{{- end -}}
 {{- define "cc.logConfigToml.name" -}}{{ printf "%s-log-config-toml" (include "cc.fullname" . | trunc 47 | trimSuffix "-") }}{{- end -}}
+{{- define "cc.redis.name" -}}{{ printf "%s-redis" (include "cc.fullname" . | trunc 57 | trimSuffix "-") }}{{- end -}}
 {{- define "cc.defaultKeystore.name" -}}{{ printf "%s-default-keystore" (include "cc.fullname" . | trunc 45 | trimSuffix "-") }}{{- end -}}
 {{- define "cc.adminCredentials.name" -}}
 {{- .Values.wso2.deployment.adminCredentials.existingSecret | default (printf "%s-admin-credentials" (include "cc.fullname" . | trunc 44 | trimSuffix "-")) -}}
@@ -72,6 +73,20 @@ app.kubernetes.io/component: choreo-connect-{{ index . 1 }}
 {{- printf "%s/%s:%s" $registry $c.imageName $tag -}}
 {{- else -}}
 {{- printf "%s:%s" $c.imageName $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The chart's Redis image: its own registry only (wso2.deployment.dockerRegistry
+holds the gateway's images; empty: Docker Hub's official image) and its own tag.
+*/}}
+{{- define "cc.redis.image" -}}
+{{- $x := .Values.wso2.deployment.redis -}}
+{{- $registry := $x.dockerRegistry | trimSuffix "/" -}}
+{{- if $registry -}}
+{{- printf "%s/%s:%s" $registry $x.imageName (toString $x.imageTag) -}}
+{{- else -}}
+{{- printf "%s:%s" $x.imageName (toString $x.imageTag) -}}
 {{- end -}}
 {{- end -}}
 
@@ -287,6 +302,69 @@ Certificate volumes and mounts of a component: (list $ <security> <prefix>).
 {{- define "cc.gatewayRuntime.minReplicas" -}}
 {{- $g := .Values.wso2.deployment.gatewayRuntime -}}
 {{- if $g.autoscaling.enabled }}{{ $g.autoscaling.minReplicas | int }}{{ else }}{{ $g.replicaCount | int }}{{ end -}}
+{{- end -}}
+
+{{/*
+Rate limiting ([enforcer.throttling]).
+
+"cc.throttling.backend": redis when throttling.backend is redis or the
+chart's Redis is on (wso2.deployment.redis.enabled), else memory.
+*/}}
+{{- define "cc.throttling.backend" -}}
+{{- if or (eq .Values.wso2.deployment.gatewayRuntime.enforcer.throttling.backend "redis") .Values.wso2.deployment.redis.enabled -}}
+redis
+{{- else -}}
+memory
+{{- end -}}
+{{- end -}}
+
+{{/*
+The enforcers that share the counters: the gateway runtime's replicas, or
+the HPA's maxReplicas with autoscaling (see values.yaml, throttling).
+*/}}
+{{- define "cc.throttling.replicas" -}}
+{{- $g := .Values.wso2.deployment.gatewayRuntime -}}
+{{- if $g.autoscaling.enabled }}{{ max 1 ($g.autoscaling.maxReplicas | int) }}{{ else }}{{ max 1 ($g.replicaCount | int) }}{{ end -}}
+{{- end -}}
+
+{{/*
+The Redis URL of [enforcer.throttling.redis]: throttling.redis.url, else the
+chart's Redis Service (with the password from the enforcer's REDIS_PASSWORD
+when passwordSecret is set).
+*/}}
+{{- define "cc.throttling.redisUrl" -}}
+{{- $r := .Values.wso2.deployment.gatewayRuntime.enforcer.throttling.redis -}}
+{{- if $r.url -}}
+{{- $r.url -}}
+{{- else if .Values.wso2.deployment.redis.enabled -}}
+redis://{{ if $r.passwordSecret.name }}:$env{REDIS_PASSWORD}@{{ end }}{{ include "cc.redis.name" . }}:6379
+{{- end -}}
+{{- end -}}
+
+{{/* The chart's guards of the throttling values (what values.schema.json cannot say clearly). */}}
+{{- define "cc.throttling.validate" -}}
+{{- $d := .Values.wso2.deployment -}}
+{{- $t := $d.gatewayRuntime.enforcer.throttling -}}
+{{- $key := "wso2.deployment.gatewayRuntime.enforcer.throttling" -}}
+{{- if and (eq $t.backend "redis") (not $t.redis.url) (not $d.redis.enabled) -}}
+{{- fail (printf "%s.backend is redis but there is no Redis: give %s.redis.url (your Redis) or set wso2.deployment.redis.enabled=true (the chart's Redis)" $key $key) -}}
+{{- end -}}
+{{- if and $t.redis.url (eq (include "cc.throttling.backend" .) "memory") -}}
+{{- fail (printf "%s.redis.url is set but backend is memory (the url would not be used): set %s.backend=redis, or clear the url" $key $key) -}}
+{{- end -}}
+{{- if and $t.redis.passwordSecret.name (eq (include "cc.throttling.backend" .) "memory") -}}
+{{- fail (printf "%s.redis.passwordSecret is set but backend is memory (no Redis to use it): set %s.backend=redis with a url, or wso2.deployment.redis.enabled=true" $key $key) -}}
+{{- end -}}
+{{- if and $t.redis.passwordSecret.name $t.redis.url (not (contains "$env{REDIS_PASSWORD}" $t.redis.url)) -}}
+{{- fail (printf "%s.redis.passwordSecret is set but %s.redis.url does not use it: write $env{REDIS_PASSWORD} into the url, e.g. redis://:$env{REDIS_PASSWORD}@redis.example:6379" $key $key) -}}
+{{- end -}}
+{{- if and (contains "$env{REDIS_PASSWORD}" $t.redis.url) (not $t.redis.passwordSecret.name) -}}
+{{- $given := false -}}
+{{- range $d.gatewayRuntime.enforcer.envOverride | default list }}{{- if eq .name "REDIS_PASSWORD" }}{{- $given = true -}}{{- end -}}{{- end -}}
+{{- if not $given -}}
+{{- fail (printf "%s.redis.url uses $env{REDIS_PASSWORD} but the enforcer has no REDIS_PASSWORD: set %s.redis.passwordSecret.name (or an enforcer envOverride REDIS_PASSWORD)" $key $key) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Host of the router's system routes and of the default vhost. */}}
