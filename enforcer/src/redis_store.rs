@@ -53,7 +53,7 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// A store for `url` (`redis://` or `rediss://`), keys under `prefix`.
+    /// A store for `url` (`redis://`), keys under `prefix`.
     pub fn new(url: &str, prefix: &str) -> Result<Arc<RedisStore>, StoreError> {
         let client = redis::Client::open(url).map_err(|e| StoreError(format!("redis url: {e}")))?;
         Ok(Arc::new(RedisStore {

@@ -398,3 +398,57 @@ async fn enforcer_blocking(gw: &Gateway, n: usize) -> Vec<Value> {
     }
     panic!("the enforcer never held {n} blocking conditions");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_policy_file_is_reported_and_its_previous_version_stays() {
+    let b = Backend::start("b").await.expect("backend");
+    let gw = Gateway::builder(XdsMode::Delta)
+        .with_enforcer()
+        .project(
+            "pets",
+            &[
+                ("api.yaml", api_yaml("Pets", "1.0", "/pets", &b.url()).as_str()),
+                ("Definitions/swagger.yaml", PETS_OAS),
+            ],
+        )
+        .policy_file(
+            "App-Small.yaml",
+            &subscription("Small", 5, true, 0).replace("subscription policy", "application policy"),
+        )
+        .start()
+        .await;
+    assert_eq!(enforcer_has(&gw, "application", "Small").await["defaultLimit"]["requestCount"], 5);
+    // A broken edit: refused, reported, the previous version stays in force.
+    gw.write_policy_file("App-Small.yaml", "type: throttling policy\nsubtype: application policy\ndata:\n  policyName: Small\n  defaultLimit:\n    requestCount: {timeUnit: fortnight, unitTime: 1, requestCount: 5}\n");
+    let status = integration::eventually("the refusal in /artifacts", || async {
+        let s = gw.artifacts_status().await;
+        if s["entries"]["throttling-policies/App-Small.yaml"]["state"] == "refused" {
+            Ok(s)
+        } else {
+            Err(s.to_string())
+        }
+    })
+    .await;
+    let problems = status["entries"]["throttling-policies/App-Small.yaml"]["problems"].to_string();
+    assert!(
+        problems.contains("data.defaultLimit.requestCount.timeUnit") && problems.contains("fortnight"),
+        "{problems}"
+    );
+    assert_eq!(enforcer_has(&gw, "application", "Small").await["defaultLimit"]["requestCount"], 5);
+    // Fixed: the new limit reaches the enforcer; removed: gone.
+    gw.write_policy_file(
+        "App-Small.yaml",
+        &subscription("Small", 7, true, 0).replace("subscription policy", "application policy"),
+    );
+    integration::eventually("the new limit at the enforcer", || async {
+        let p = enforcer_has(&gw, "application", "Small").await;
+        if p["defaultLimit"]["requestCount"] == 7 { Ok(()) } else { Err(p.to_string()) }
+    })
+    .await;
+    std::fs::remove_file(gw.dir.path().join("artifacts/throttling-policies/App-Small.yaml")).expect("remove");
+    integration::eventually("the policy gone from the enforcer", || async {
+        let r = gw.enforcer_https("GET", "/throttling_policies/application?name=Small", &[ADMIN], "").await;
+        if r.json()["count"] == 0 { Ok(()) } else { Err(r.body) }
+    })
+    .await;
+}

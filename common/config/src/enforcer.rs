@@ -268,7 +268,7 @@ impl Default for Throttling {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ThrottlingRedis {
-    /// `redis://[user:password@]host:port[/db]` (`rediss://` for TLS); `$env{}` allowed.
+    /// `redis://[user:password@]host:port[/db]` (no TLS yet); `$env{}` allowed.
     pub url: String,
     /// Prefix of every counter key.
     pub key_prefix: String,

@@ -318,6 +318,10 @@ fn bad_enforcer_values_name_the_key() {
             "[enforcer.throttling]\nbackend = \"redis\"\n[enforcer.throttling.redis]\nurl = \"http://r:6379\"\n",
             "enforcer.throttling.redis.url",
         ),
+        (
+            "[enforcer.throttling]\nbackend = \"redis\"\n[enforcer.throttling.redis]\nurl = \"rediss://r:6379\"\n",
+            "enforcer.throttling.redis.url",
+        ),
         ("[enforcer.throttling]\nfailureMode = \"maybe\"\n", "enforcer.throttling.failureMode"),
         ("[enforcer.throttling]\naccuracy = 0.9\n", "enforcer.throttling.accuracy"),
     ];

@@ -274,12 +274,15 @@ fn validate_throttling(t: &crate::enforcer::Throttling) -> Result<(), ConfigErro
         let url = t.redis.url.trim();
         not_empty("enforcer.throttling.redis.url", url)?;
         // `$env{}` references are resolved by the enforcer; the scheme is known already.
-        if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("$env{")) {
+        if url.starts_with("rediss://") {
             return Err(invalid(
                 "enforcer.throttling.redis.url",
                 url,
-                "expected redis://host:port or rediss://host:port",
+                "TLS to Redis (rediss://) is not supported yet: use redis:// on a private network",
             ));
+        }
+        if !(url.starts_with("redis://") || url.starts_with("$env{")) {
+            return Err(invalid("enforcer.throttling.redis.url", url, "expected redis://[:password@]host:port[/db]"));
         }
         if t.redis.timeout_millis == 0 {
             return Err(invalid("enforcer.throttling.redis.timeoutMillis", 0, "must be at least 1"));

@@ -222,9 +222,9 @@ impl ThrottleSettings {
                         "a $env{} reference is not set in the enforcer's environment",
                     ));
                 }
-                url::Url::parse(&url).ok().filter(|u| u.scheme() == "redis" || u.scheme() == "rediss").ok_or_else(
-                    || invalid("enforcer.throttling.redis.url", "expected redis://host:port or rediss://host:port"),
-                )?;
+                url::Url::parse(&url).ok().filter(|u| u.scheme() == "redis").ok_or_else(|| {
+                    invalid("enforcer.throttling.redis.url", "expected redis://[:password@]host:port[/db] (no TLS yet)")
+                })?;
                 Some(RedisSettings {
                     url,
                     key_prefix: t.redis_key_prefix.clone(),
