@@ -168,3 +168,33 @@ async fn memory_mode_admits_exactly_the_limit_at_twice_the_offered_load() {
     assert_eq!((admitted, throttled), (150, 150), "300 offered at once");
     assert_eq!(b.hits(), 150, "the backend saw exactly the admitted requests");
 }
+
+/// An operation open to anyone still counts against its tier: its route
+/// goes through the enforcer; an open operation without a tier does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsecured_operation_with_a_tier_is_counted() {
+    let b = Backend::start("b").await.expect("backend");
+    let oas = "openapi: 3.0.1\ninfo: { title: Open, version: \"1.0\" }\npaths:\n  /limited:\n    get:\n      x-wso2-disable-security: true\n      x-throttling-tier: 2PerDay\n  /free:\n    get:\n      x-wso2-disable-security: true\n";
+    let gw = Gateway::builder(XdsMode::Delta)
+        .with_enforcer()
+        .project(
+            "open",
+            &[("api.yaml", api_yaml("Open", "1.0", "/open", &b.url()).as_str()), ("Definitions/swagger.yaml", oas)],
+        )
+        .start()
+        .await;
+    for _ in 0..2 {
+        assert_eq!(gw.request("GET", "localhost", "/open/1.0/limited", &[]).await.expect("request").status, 200);
+    }
+    let r = gw.request("GET", "localhost", "/open/1.0/limited", &[]).await.expect("request");
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.body.contains(r#""code":"900802""#), "{}", r.body);
+    // Without a tier: no enforcer hop (it keeps answering with the enforcer gone).
+    let mut gw = gw;
+    gw.kill_enforcer();
+    for _ in 0..3 {
+        assert_eq!(gw.request("GET", "localhost", "/open/1.0/free", &[]).await.expect("request").status, 200);
+    }
+    let r = gw.request("GET", "localhost", "/open/1.0/limited", &[]).await.expect("request");
+    assert_eq!(r.status, 500, "a counted route fails closed without the enforcer: {}", r.body);
+}

@@ -8,8 +8,10 @@
 //!   `x-wso2-cluster-header` to it, then a route to the production cluster
 //!   (or to the sandbox one when there is no production); both with ext_authz
 //!   and the context extensions the enforcer needs;
-//! * for methods with security disabled: a route to the production cluster
-//!   with ext_authz disabled (no enforcer hop; the cluster header is ignored).
+//! * for methods with security disabled and no throttling tier: a route to
+//!   the production cluster with ext_authz disabled (no enforcer hop; the
+//!   cluster header is ignored). With a tier (the API's or the operation's,
+//!   not Unlimited) they go through the enforcer, which counts them.
 //!
 //! OPTIONS, as in Choreo Connect: Envoy's CORS filter answers preflights from
 //! allowed origins (it runs before ext_authz); every other OPTIONS of a
@@ -39,7 +41,7 @@ use envoy_types::pb::envoy::r#type::matcher::v3::RegexMatchAndSubstitute;
 use envoy_types::pb::envoy::r#type::v3::FractionalPercent;
 use envoy_types::pb::google::protobuf::Any;
 use gateway_config::Config;
-use gateway_model::{Api, ApiCors, EndpointCluster, EndpointKind, Method, Resource};
+use gateway_model::{Api, ApiCors, EndpointCluster, EndpointKind, Method, Operation, Resource};
 
 use super::cluster::{ClusterOut, cluster};
 use super::names::{FILTER_CORS, FILTER_EXT_AUTHZ, HEADER_CLUSTER, cluster_name};
@@ -457,10 +459,14 @@ fn resource_routes(
     // A BLOCKED API answers 503/700700 everywhere, also where security is
     // disabled: the enforcer says so, so every method goes there.
     let blocked = api.lifecycle_status == "BLOCKED";
-    let secured: Vec<Method> =
-        resource.operations.iter().filter(|o| !o.disable_security || blocked).map(|o| o.method).collect();
-    let open: Vec<Method> =
-        resource.operations.iter().filter(|o| o.disable_security && !blocked).map(|o| o.method).collect();
+    // An operation open to anyone still goes to the enforcer when a
+    // throttling tier counts it (the API's, else its own; not Unlimited).
+    let counted = |o: &&Operation| {
+        api.tier.as_ref().or(o.tier.as_ref()).is_some_and(|t| !t.trim().eq_ignore_ascii_case("unlimited"))
+    };
+    let skips_enforcer = |o: &&Operation| o.disable_security && !blocked && !counted(o);
+    let secured: Vec<Method> = resource.operations.iter().filter(|o| !skips_enforcer(o)).map(|o| o.method).collect();
+    let open: Vec<Method> = resource.operations.iter().filter(|o| skips_enforcer(o)).map(|o| o.method).collect();
     let method_list = |ms: &[Method]| ms.iter().map(|m| m.as_str()).collect::<Vec<_>>();
     let cors_override = cors;
     let context_extensions = || {
