@@ -33,6 +33,10 @@ pub(crate) struct ApiYaml {
     pub security_scheme: Vec<String>,
     pub organization: Option<String>,
     pub throttling_policy: Option<String>,
+    /// Choreo's `throttlingLimit{requestCount, unit}` as a tier name (`10PerMinute`, `Unlimited`).
+    pub throttling_limit: Option<String>,
+    /// `operations[]`: (target, verb, tier) from each one's `throttlingLimit`.
+    pub operation_limits: Vec<(String, String, String)>,
     pub is_default_version: bool,
     pub prototyped: bool,
     pub production: Vec<YamlEndpoint>,
@@ -107,6 +111,10 @@ pub(crate) fn parse_api_yaml(ctx: &mut Ctx<'_>, doc: &Value) -> Option<ApiYaml> 
         throttling_policy: s(ctx, "apiThrottlingPolicy")
             .filter(|v| !v.is_empty())
             .and_then(|t| crate::known_tier(ctx, "data.apiThrottlingPolicy", t)),
+        throttling_limit: get_ci(data, "throttlingLimit")
+            .filter(|v| !v.is_null())
+            .and_then(|v| limit_name(ctx, v, "data.throttlingLimit")),
+        operation_limits: operation_limits(ctx, get_ci(data, "operations")),
         is_default_version,
         prototyped: false,
         production: Vec::new(),
@@ -124,6 +132,60 @@ pub(crate) fn parse_api_yaml(ctx: &mut Ctx<'_>, doc: &Value) -> Option<ApiYaml> 
         return None;
     }
     Some(y)
+}
+
+/// Choreo's `throttlingLimit: {requestCount, unit}` as the tier it names:
+/// `<count>Per<Second|Minute|Hour|Day>`, or `Unlimited` for `-1`.
+fn limit_name(ctx: &mut Ctx<'_>, v: &Value, at: &str) -> Option<String> {
+    let Some(o) = v.as_object() else {
+        ctx.err(at, format!("expected {{requestCount, unit}}, found {}", kind(v)));
+        return None;
+    };
+    let count = match get_ci(o, "requestCount") {
+        Some(Value::Number(n)) if n.as_i64() == Some(-1) => return Some("Unlimited".into()),
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|c| c > 0) => n.as_u64().unwrap_or(0),
+        other => {
+            let found = other.map_or("nothing".to_string(), ToString::to_string);
+            ctx.err(
+                field(at, "requestCount"),
+                format!("expected a positive whole number or -1 (unlimited), found {found}"),
+            );
+            return None;
+        }
+    };
+    let unit = opt_string(ctx, get_ci(o, "unit"), &field(at, "unit")).unwrap_or_default();
+    let title = match unit.trim().to_ascii_uppercase().as_str() {
+        "SECOND" => "Second",
+        "MINUTE" => "Minute",
+        "HOUR" => "Hour",
+        "DAY" => "Day",
+        _ => {
+            ctx.err(field(at, "unit"), format!("{unit:?}: expected SECOND, MINUTE, HOUR or DAY"));
+            return None;
+        }
+    };
+    Some(format!("{count}Per{title}"))
+}
+
+/// `operations[]` entries with a `throttlingLimit` (Choreo's format).
+fn operation_limits(ctx: &mut Ctx<'_>, v: Option<&Value>) -> Vec<(String, String, String)> {
+    let Some(Value::Array(list)) = v else { return Vec::new() };
+    let mut out = Vec::new();
+    for (i, op) in list.iter().enumerate() {
+        let Some(o) = op.as_object() else { continue };
+        let Some(limit) = get_ci(o, "throttlingLimit").filter(|l| !l.is_null()) else { continue };
+        let at = format!("data.operations[{i}]");
+        let target = opt_string(ctx, get_ci(o, "target"), &field(&at, "target")).unwrap_or_default();
+        let verb = opt_string(ctx, get_ci(o, "verb"), &field(&at, "verb")).unwrap_or_default();
+        if target.is_empty() || verb.is_empty() {
+            ctx.err(at.clone(), "an operation with a throttlingLimit needs its target and verb");
+            continue;
+        }
+        if let Some(tier) = limit_name(ctx, limit, &field(&at, "throttlingLimit")) {
+            out.push((target, verb.to_ascii_uppercase(), tier));
+        }
+    }
+    out
 }
 
 fn parse_endpoint_config(ctx: &mut Ctx<'_>, ec: &Map<String, Value>, y: &mut ApiYaml) {

@@ -295,6 +295,17 @@ fn build_api(
     }
 
     // 7. Security.
+    // Choreo's operations[].throttlingLimit, where the definition names no tier for the operation.
+    for r in &mut resources {
+        for op in &mut r.operations {
+            if op.tier.is_none()
+                && let Some((_, _, tier)) =
+                    y.operation_limits.iter().find(|(t, v, _)| *t == r.path && v == op.method.as_str())
+            {
+                op.tier = Some(tier.clone());
+            }
+        }
+    }
     let (security_schemes, security, mutual_ssl, application_security) = sanitize_security(y, def, &mut resources);
 
     // 8. Validation and clamps.
@@ -377,7 +388,7 @@ fn build_api(
         is_default_version: y.is_default_version,
         versionless_base_path,
         lifecycle_status: y.lifecycle_status.clone(),
-        tier: def.ext.tier.clone().or_else(|| y.throttling_policy.clone()),
+        tier: def.ext.tier.clone().or_else(|| y.throttling_policy.clone()).or_else(|| y.throttling_limit.clone()),
         auth_header: def.ext.auth_header.clone().or_else(|| y.authorization_header.clone()),
         disable_security: def.ext.disable_security,
         security_schemes,

@@ -549,3 +549,34 @@ fn throttling_tiers_must_be_known() {
         "{ps:?}"
     );
 }
+
+#[test]
+fn choreos_throttling_limits_name_tiers() {
+    let api = API_YAML.replace(
+        "  type: HTTP\n",
+        "  type: HTTP\n  operations:\n    - {target: /pets, verb: get, throttlingLimit: {requestCount: 10, unit: MINUTE}}\n    - {target: \"/pets/{petId}\", verb: DELETE, throttlingLimit: {requestCount: -1, unit: second}}\n    - {target: /pets, verb: POST}\n",
+    );
+    let p = parse(&[("api.yaml", &api), ("Definitions/swagger.yaml", OAS3)]).expect("valid");
+    let tier = |path: &str, m: &str| {
+        p.api
+            .resources
+            .iter()
+            .find(|r| r.path == path)
+            .and_then(|r| r.operations.iter().find(|o| o.method.as_str() == m).and_then(|o| o.tier.clone()))
+    };
+    assert_eq!(tier("/pets", "GET").as_deref(), Some("10PerMinute"));
+    assert_eq!(tier("/pets/{petId}", "DELETE").as_deref(), Some("Unlimited"));
+    assert_eq!(tier("/pets", "POST"), None);
+    assert_eq!(p.api.tier, None);
+    // At API level: the API's tier (operation limits then do not apply, as in Choreo).
+    let api = API_YAML.replace("  type: HTTP\n", "  type: HTTP\n  throttlingLimit: {requestCount: 3, unit: Day}\n");
+    let p = parse(&[("api.yaml", &api), ("Definitions/swagger.yaml", OAS3)]).expect("valid");
+    assert_eq!(p.api.tier.as_deref(), Some("3PerDay"));
+    // Bad limits name the field.
+    let api = API_YAML.replace("  type: HTTP\n", "  type: HTTP\n  throttlingLimit: {requestCount: 0, unit: WEEK}\n");
+    let ps = problems(&[("api.yaml", &api), ("Definitions/swagger.yaml", OAS3)]);
+    assert!(
+        ps.iter().any(|p| p.starts_with("api.yaml: data.throttlingLimit.requestCount: expected a positive")),
+        "{ps:?}"
+    );
+}
