@@ -342,9 +342,7 @@ impl Catalogue {
             c.deployed.retain(|_, d| d.source == SOURCE_API);
             for (file, p) in policies {
                 let k = key(p.kind, &p.name);
-                if !c.deployed.contains_key(&k) {
-                    c.deployed.insert(k, Deployed { source: format!("artifacts:{file}"), policy: p });
-                }
+                c.deployed.entry(k).or_insert_with(|| Deployed { source: format!("artifacts:{file}"), policy: p });
             }
             Ok(())
         })
