@@ -43,6 +43,12 @@ async fn deploy_override_conflict_list_undeploy() {
     assert_eq!(gw.mgmt_as("GET", "/apis", None, None).await.status, 401);
     assert_eq!(gw.mgmt_as("GET", "/apis", Some("Bearer abc.def.ghi"), None).await.status, 401);
     assert_eq!(gw.mgmt_as("GET", "/apis", Some("Basic YWRtaW46eA=="), None).await.status, 401);
+    // A refused upload is read before the 401, so the client gets the answer, not a reset.
+    for _ in 0..10 {
+        let big = vec![b'x'; 300 * 1024];
+        let r = gw.mgmt_raw("POST", "/throttling/policies/import", &[("content-type", "application/yaml")], big).await;
+        assert_eq!(r.status, 401, "{}", r.body);
+    }
 
     // Deploy (Bearer, as apictl mg deploy): served by Envoy.
     let r = gw.deploy_zip(project("Pets", "/pets", &b.url(), &["/list"]), false, &bearer).await;

@@ -15,6 +15,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -133,7 +134,7 @@ pub async fn export(State(rest): State<Arc<Rest>>, Query(q): Query<PolicyQuery>)
     }
 }
 
-/// The body of an import: the multipart part `file`, or the body itself.
+/// The body of an import: the multipart part `file` (the only part), or the body itself.
 async fn import_body(req: Request) -> Result<(String, Vec<u8>), ApiError> {
     let multipart = req
         .headers()
@@ -145,28 +146,52 @@ async fn import_body(req: Request) -> Result<(String, Vec<u8>), ApiError> {
         return Ok(("request body".into(), bytes.to_vec()));
     }
     let mut m = Multipart::from_request(req, &()).await.map_err(|e| bad(format!("multipart body: {e}"), &[]))?;
+    // Exactly one part, named `file`: any other part is refused (as management-api.yaml says).
+    let mut file = None;
     loop {
         match m.next_field().await {
-            Ok(Some(f)) if f.name() == Some("file") => {
+            Ok(Some(f)) if f.name() == Some("file") && file.is_none() => {
                 let name = f.file_name().unwrap_or("file").to_string();
                 let bytes = f.bytes().await.map_err(|e| bad(format!("multipart body: {e}"), &[]))?;
-                return Ok((name, bytes.to_vec()));
+                file = Some((name, bytes.to_vec()));
             }
-            Ok(Some(_)) => {}
-            Ok(None) => return Err(bad("no multipart part named \"file\" (the exported policy)", &[])),
+            Ok(Some(f)) => {
+                let name = f.name().unwrap_or_default().to_string();
+                return Err(bad(format!("multipart part {name:?}: expected only one part, named \"file\""), &[]));
+            }
+            Ok(None) => {
+                return file.ok_or_else(|| bad("no multipart part named \"file\" (the exported policy)", &[]));
+            }
             Err(e) => return Err(bad(format!("multipart body: {e}"), &[])),
         }
     }
 }
 
 /// `POST /throttling/policies/import[?overwrite=true]`
-pub async fn import(State(rest): State<Arc<Rest>>, Query(q): Query<PolicyQuery>, req: Request) -> Response {
+pub async fn import(
+    State(rest): State<Arc<Rest>>,
+    q: Result<Query<PolicyQuery>, QueryRejection>,
+    req: Request,
+) -> Response {
+    // The whole body is read before anything is refused: answering with part
+    // of it unread closes the connection under a client still sending it,
+    // which then gets a reset instead of the answer.
+    let (parts, body) = req.into_parts();
+    let body = Bytes::from_request(Request::from_parts(parts.clone(), body), &()).await;
+    let Query(q) = match q {
+        Ok(q) => q,
+        Err(e) => return e.into_response(),
+    };
     let overwrite = match q.overwrite.as_deref().map(str::trim) {
         None | Some("") | Some("false") => false,
         Some("true") => true,
         Some(other) => return bad(format!("overwrite: expected true or false, found {other:?}"), &[]).into_response(),
     };
-    let (file, bytes) = match import_body(req).await {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return bad(format!("request body: {e}"), &[]).into_response(),
+    };
+    let (file, bytes) = match import_body(Request::from_parts(parts, body.into())).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
