@@ -118,6 +118,8 @@ pub fn event(e: &HttpAccessLogEntry) -> Option<Value> {
     ev.insert("authType".into(), json!(get("x-wso2-auth-type")));
     ev.insert("userName".into(), json!(get("x-wso2-user")));
     ev.insert("tier".into(), json!(get("x-wso2-tier")));
+    // Admitted past a subscription quota that only counts (stopOnQuotaReach false).
+    ev.insert("subscriptionQuotaExceeded".into(), json!(get("x-wso2-quota-exceeded").is_some()));
     ev.insert("responseCode".into(), json!(status));
     ev.insert("errorCode".into(), json!(get("ErrorCode")));
     ev.insert("deniedByEnforcer".into(), json!(denied));

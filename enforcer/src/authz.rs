@@ -95,6 +95,9 @@ fn analytics_fields(m: &mut HashMap<String, Value>, info: &AuthInfo, correlation
     put("x-wso2-user", &info.user);
     put("x-wso2-tier", &info.tier);
     put("x-wso2-correlation-id", correlation);
+    if info.quota_exceeded {
+        put("x-wso2-quota-exceeded", "true");
+    }
 }
 
 /// Turns a decision into Envoy's answer.

@@ -216,6 +216,7 @@ async fn burst_control_count_only_quotas_and_custom_key_templates() {
     let b = Backend::start("b").await.expect("backend");
     let gw = Gateway::builder(XdsMode::Delta)
         .with_enforcer()
+        .config("[analytics]\nenabled = true\n[analytics.adapter]\nbufferFlushInterval = \"100ms\"\n[analytics.enforcer.configProperties]\nsink = \"{dir}/analytics.jsonl\"\n")
         .project(
             "pets",
             &[
@@ -244,10 +245,27 @@ async fn burst_control_count_only_quotas_and_custom_key_templates() {
         async move { gw.request("GET", "localhost", "/pets/1.0/pets", &[("authorization", &auth)]).await.expect("request") }
     };
 
-    // stopOnQuotaReach false: a quota of 1 a day is counted, not enforced.
+    // stopOnQuotaReach false: a quota of 1 a day is counted, not enforced,
+    // and analytics says which requests went past it.
     for _ in 0..3 {
         assert_eq!(call("Counted", "count-1", "carol").await.status, 200);
     }
+    let path = gw.dir.path().join("analytics.jsonl");
+    let flags: Vec<bool> = integration::eventually("three analytics events", || async {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let evs: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|e: &Value| e["userName"] == "carol")
+            .collect();
+        if evs.len() >= 3 {
+            Ok(evs.iter().map(|e| e["subscriptionQuotaExceeded"] == true).collect())
+        } else {
+            Err(text)
+        }
+    })
+    .await;
+    assert_eq!(flags, [false, true, true]);
 
     // Burst control: 2 a minute on top of 1000 a day; start away from a minute's end.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();

@@ -92,6 +92,9 @@ pub struct AuthInfo {
     pub user: String,
     /// Subscription tier.
     pub tier: String,
+    /// Admitted past a spent subscription quota that does not stop on
+    /// quota reach (`stopOnQuotaReach: false`): counted, reported in analytics.
+    pub quota_exceeded: bool,
 }
 
 impl AuthInfo {

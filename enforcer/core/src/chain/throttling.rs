@@ -231,8 +231,9 @@ impl Filter for Throttling {
             let limiter = cx.memory.limiter.load_full();
             match limiter.check_and_count(&hits, now).await {
                 Ok(admitted) => {
-                    if admitted.over_quota {
+if admitted.over_quota {
                         tracing::debug!(api = %cx.api.raw.title, "subscription quota exceeded (stopOnQuotaReach is false): admitted");
+                        cx.info.quota_exceeded = true;
                     }
                     cx.respond = rate_limit_headers(&admitted.usage, now, settings.headers);
                     Outcome::Next
