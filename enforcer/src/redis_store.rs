@@ -5,8 +5,8 @@
 //! matter), finds each counter's window, grants what is left up to the lease
 //! asked for, and sets the key to expire 5 s after the window ends. Keys are
 //! `<keyPrefix><Choreo Connect's key>:<window start, ms>`. The script builds
-//! key names from the clock, so it needs one Redis node (or Sentinel), not
-//! Redis Cluster.
+//! key names from the clock, so it needs one Redis node, not Redis Cluster
+//! (Sentinel discovery and TLS are not supported yet).
 //!
 //! The connection is a redis-rs `ConnectionManager` (one multiplexed
 //! connection, reconnecting); it is opened on first use, so an enforcer
