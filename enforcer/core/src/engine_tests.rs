@@ -426,6 +426,7 @@ async fn a_valid_jwt_is_allowed_to_the_production_cluster() {
             key_type: Some(KeyType::Production),
             user: "alice".into(),
             tier: "Unlimited".into(),
+            quota_exceeded: false,
         }
     );
     // Other RSA algorithms the issuer's key allows.
