@@ -241,56 +241,76 @@ impl LeasedLimiter {
         if let Some(d) = self.decide(&counted, now, &none) {
             return self.note(d);
         }
-        let _refill = self.refill.lock().await;
-        // Another request may have refilled meanwhile.
-        if let Some(d) = self.decide(&counted, now, &none) {
-            return self.note(d);
-        }
-        let reqs: Vec<LeaseRequest> = {
-            let leases = self.leases.lock();
-            counted
-                .iter()
-                .filter(|(h, _)| {
-                    !leases.get(h.key.as_str()).is_some_and(|l| l.end > now && (l.tokens > 0 || l.exhausted))
-                })
-                .map(|(h, q)| LeaseRequest {
-                    key: h.key.clone(),
-                    limit: q.limit,
-                    window_secs: q.window_secs,
-                    want: self.lease_size(q.limit),
-                })
-                .collect()
+        // One deadline for waiting on the refill in progress and for the
+        // store call: no request waits longer than the timeout.
+        let deadline = tokio::time::Instant::now() + self.settings.timeout;
+        let Ok(_refill) = tokio::time::timeout_at(deadline, self.refill.lock()).await else {
+            // Another request's store call is slow: this one is decided by the failure mode.
+            return self.degraded(hits, now);
         };
-        self.stats.store_calls.fetch_add(1, Ordering::Relaxed);
-        let replies = match tokio::time::timeout(self.settings.timeout, self.store.take(&reqs)).await {
-            Ok(Ok(r)) if r.len() == reqs.len() => r,
-            Ok(Ok(r)) => return self.failed(format!("{} replies to {} requests", r.len(), reqs.len()), hits, now),
-            Ok(Err(e)) => return self.failed(e.to_string(), hits, now),
-            Err(_) => return self.failed(format!("no answer within {:?}", self.settings.timeout), hits, now),
-        };
-        if self.stats.degraded.swap(false, Ordering::Relaxed) {
-            tracing::info!("rate-limit store reachable again: shared counting resumed");
+        if now_ms() < self.degraded_until.load(Ordering::Relaxed) {
+            return self.degraded(hits, now);
         }
-        {
-            let mut leases = self.leases.lock();
-            if leases.len() as u64 > self.prune_at.load(Ordering::Relaxed) {
-                leases.retain(|_, l| l.end > now);
-                self.prune_at.store((leases.len() as u64 * 2).max(1024), Ordering::Relaxed);
+        // A counter can be spent by a concurrent request while a lease for
+        // another one is being fetched: fetch again (bounded), never admit
+        // a request that was not counted.
+        for _ in 0..3 {
+            if let Some(d) = self.decide(&counted, now, &none) {
+                return self.note(d);
             }
-            for (req, rep) in reqs.iter().zip(&replies) {
-                let l =
-                    leases.entry(req.key.clone()).or_insert(Lease { end: 0, tokens: 0, exhausted: false, counter: 0 });
-                if l.end != rep.window_end {
-                    *l = Lease { end: rep.window_end, tokens: 0, exhausted: false, counter: 0 };
+            let reqs: Vec<LeaseRequest> = {
+                let leases = self.leases.lock();
+                counted
+                    .iter()
+                    .filter(|(h, _)| {
+                        !leases.get(h.key.as_str()).is_some_and(|l| l.end > now && (l.tokens > 0 || l.exhausted))
+                    })
+                    .map(|(h, q)| LeaseRequest {
+                        key: h.key.clone(),
+                        limit: q.limit,
+                        window_secs: q.window_secs,
+                        want: self.lease_size(q.limit),
+                    })
+                    .collect()
+            };
+            self.stats.store_calls.fetch_add(1, Ordering::Relaxed);
+            let replies = match tokio::time::timeout_at(deadline, self.store.take(&reqs)).await {
+                Ok(Ok(r)) if r.len() == reqs.len() => r,
+                Ok(Ok(r)) => return self.failed(format!("{} replies to {} requests", r.len(), reqs.len()), hits, now),
+                Ok(Err(e)) => return self.failed(e.to_string(), hits, now),
+                Err(_) => return self.failed(format!("no answer within {:?}", self.settings.timeout), hits, now),
+            };
+            if self.stats.degraded.swap(false, Ordering::Relaxed) {
+                tracing::info!("rate-limit store reachable again: shared counting resumed");
+            }
+            {
+                let mut leases = self.leases.lock();
+                if leases.len() as u64 > self.prune_at.load(Ordering::Relaxed) {
+                    leases.retain(|_, l| l.end > now);
+                    self.prune_at.store((leases.len() as u64 * 2).max(1024), Ordering::Relaxed);
                 }
-                l.tokens += rep.granted;
-                l.counter = rep.counter;
-                l.exhausted = rep.granted < req.want;
+                for (req, rep) in reqs.iter().zip(&replies) {
+                    let l = leases.entry(req.key.clone()).or_insert(Lease {
+                        end: 0,
+                        tokens: 0,
+                        exhausted: false,
+                        counter: 0,
+                    });
+                    if l.end != rep.window_end {
+                        *l = Lease { end: rep.window_end, tokens: 0, exhausted: false, counter: 0 };
+                    }
+                    l.tokens += rep.granted;
+                    l.counter = rep.counter;
+                    l.exhausted = rep.granted < req.want;
+                }
+            }
+            let fresh: HashSet<&str> = reqs.iter().map(|r| r.key.as_str()).collect();
+            if let Some(d) = self.decide(&counted, now, &fresh) {
+                return self.note(d);
             }
         }
-        let fresh: HashSet<&str> = reqs.iter().map(|r| r.key.as_str()).collect();
-        let d = self.decide(&counted, now, &fresh).unwrap_or(Ok(Admitted::default()));
-        self.note(d)
+        // Still not decidable (counters spent under it three times): the failure mode decides.
+        self.degraded(hits, now)
     }
 
     fn note(&self, d: Result<Admitted, Refused>) -> Result<Admitted, Refused> {
@@ -465,5 +485,85 @@ mod tests {
         local.degraded_until.store(0, Ordering::Relaxed);
         assert!(local.check_and_count(&hits, 0).await.is_ok());
         assert!(!local.stats.degraded.load(Ordering::Relaxed));
+    }
+
+    /// A store whose calls for counter `a` wait for a permit (a slow refill).
+    struct Gated {
+        inner: Counters,
+        entered: tokio::sync::Notify,
+        gate: tokio::sync::Semaphore,
+    }
+
+    impl LeaseStore for Gated {
+        fn take<'a>(&'a self, reqs: &'a [LeaseRequest]) -> BoxFuture<'a, Result<Vec<LeaseReply>, StoreError>> {
+            async move {
+                if reqs.iter().any(|r| r.key == "a") {
+                    self.entered.notify_one();
+                    let _permit = self.gate.acquire().await.map_err(|e| StoreError(e.to_string()))?;
+                }
+                self.inner.take(reqs).await
+            }
+            .boxed()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_counter_spent_during_another_refill_is_leased_again_not_skipped() {
+        let store = Arc::new(Gated {
+            inner: Counters::default(),
+            entered: tokio::sync::Notify::new(),
+            gate: tokio::sync::Semaphore::new(0),
+        });
+        let s: Arc<dyn LeaseStore> = Arc::clone(&store) as Arc<dyn LeaseStore>;
+        let l = Arc::new(LeasedLimiter::new(
+            s,
+            LeaseSettings {
+                accuracy: 0.02,
+                replicas: 1,
+                timeout: Duration::from_secs(5),
+                failure_mode: FailureMode::Closed,
+            },
+        ));
+        let b = hit("b", 100); // lease of 2
+        assert!(l.check_and_count(std::slice::from_ref(&b), 0).await.is_ok(), "b: 2 leased, 1 left");
+        // R1 needs a lease for a (slow) and takes b's last token later; R2 spends b meanwhile.
+        let r1 = {
+            let (l, hits) = (Arc::clone(&l), vec![hit("a", 100), b.clone()]);
+            tokio::spawn(async move { l.check_and_count(&hits, 0).await })
+        };
+        store.entered.notified().await;
+        assert!(l.check_and_count(std::slice::from_ref(&b), 0).await.is_ok(), "R2 spends b's last token");
+        store.gate.add_permits(1);
+        assert!(r1.await.expect("task").is_ok());
+        let b_counter = store.inner.map.lock().get(&("b".to_string(), 0)).copied();
+        assert_eq!(b_counter, Some(4), "R1 was counted at b: a second lease of 2 was taken for it");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_request_waits_past_the_timeout_behind_a_slow_refill() {
+        let store = Arc::new(Gated {
+            inner: Counters::default(),
+            entered: tokio::sync::Notify::new(),
+            gate: tokio::sync::Semaphore::new(0),
+        });
+        let s: Arc<dyn LeaseStore> = Arc::clone(&store) as Arc<dyn LeaseStore>;
+        let l = Arc::new(LeasedLimiter::new(
+            s,
+            LeaseSettings {
+                accuracy: 0.02,
+                replicas: 1,
+                timeout: Duration::from_millis(100),
+                failure_mode: FailureMode::Closed,
+            },
+        ));
+        let slow = {
+            let l = Arc::clone(&l);
+            tokio::spawn(async move { l.check_and_count(&[hit("a", 100)], 0).await })
+        };
+        store.entered.notified().await;
+        let started = std::time::Instant::now();
+        assert_eq!(l.check_and_count(&[hit("c", 100)], 0).await, Err(Refused::Unavailable), "the failure mode decides");
+        assert!(started.elapsed() < Duration::from_millis(500), "waited {:?}", started.elapsed());
+        assert_eq!(slow.await.expect("task"), Err(Refused::Unavailable), "the slow call itself timed out");
     }
 }
