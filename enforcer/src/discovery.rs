@@ -130,7 +130,11 @@ fn limiter_for(
     t: &ThrottleSettings,
     current: Option<&LimiterKey>,
 ) -> Result<Option<(LimiterKey, Limiter)>, ApplyError> {
-    let key: LimiterKey = (t.redis.clone(), t.accuracy.to_bits(), t.replicas, t.failure_mode.clone());
+    // In memory only the backend matters: other keys changing must not reset the counters.
+    let key: LimiterKey = match &t.redis {
+        Some(r) => (Some(r.clone()), t.accuracy.to_bits(), t.replicas, t.failure_mode.clone()),
+        None => (None, 0, 0, String::new()),
+    };
     if current == Some(&key) {
         return Ok(None);
     }

@@ -47,7 +47,11 @@ return out
 /// Leases from one Redis.
 pub struct RedisStore {
     client: redis::Client,
-    conn: Mutex<Option<redis::aio::ConnectionManager>>,
+    conn: Arc<Mutex<Option<redis::aio::ConnectionManager>>>,
+    /// A connection is being opened in the background.
+    connecting: Arc<std::sync::atomic::AtomicBool>,
+    /// Woken when an attempt to connect ends.
+    attempted: Arc<tokio::sync::Notify>,
     script: redis::Script,
     prefix: String,
 }
@@ -56,27 +60,53 @@ impl RedisStore {
     /// A store for `url` (`redis://`), keys under `prefix`.
     pub fn new(url: &str, prefix: &str) -> Result<Arc<RedisStore>, StoreError> {
         let client = redis::Client::open(url).map_err(|e| StoreError(format!("redis url: {e}")))?;
-        Ok(Arc::new(RedisStore {
+        let store = Arc::new(RedisStore {
             client,
-            conn: Mutex::new(None),
+            conn: Arc::new(Mutex::new(None)),
+            connecting: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            attempted: Arc::new(tokio::sync::Notify::new()),
             script: redis::Script::new(SCRIPT),
             prefix: prefix.into(),
-        }))
+        });
+        // Connect at once, so that the first requests find the connection open.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            store.start_connecting();
+        }
+        Ok(store)
     }
 
+    /// Opens a connection in the background unless one is being opened (a
+    /// connect and handshake may take longer than one request's deadline;
+    /// the attempt goes on after the request has been decided without it).
+    fn start_connecting(&self) {
+        if self.connecting.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        let (client, conn) = (self.client.clone(), Arc::clone(&self.conn));
+        let (connecting, attempted) = (Arc::clone(&self.connecting), Arc::clone(&self.attempted));
+        tokio::spawn(async move {
+            let cfg = redis::aio::ConnectionManagerConfig::new().set_number_of_retries(1);
+            match client.get_connection_manager_with_config(cfg).await {
+                Ok(c) => *conn.lock().await = Some(c),
+                Err(e) => tracing::debug!(error = %e, "connecting to Redis failed"),
+            }
+            connecting.store(false, std::sync::atomic::Ordering::Release);
+            attempted.notify_waiters();
+        });
+    }
+
+    /// The connection: the open one, or the one being opened (the caller's
+    /// deadline bounds the wait).
     async fn connection(&self) -> Result<redis::aio::ConnectionManager, StoreError> {
-        let mut held = self.conn.lock().await;
-        if let Some(c) = held.as_ref() {
+        let attempt = self.attempted.notified();
+        tokio::pin!(attempt);
+        attempt.as_mut().enable();
+        if let Some(c) = self.conn.lock().await.as_ref() {
             return Ok(c.clone());
         }
-        let cfg = redis::aio::ConnectionManagerConfig::new().set_number_of_retries(1);
-        let c = self
-            .client
-            .get_connection_manager_with_config(cfg)
-            .await
-            .map_err(|e| StoreError(format!("connecting: {e}")))?;
-        *held = Some(c.clone());
-        Ok(c)
+        self.start_connecting();
+        attempt.await;
+        self.conn.lock().await.clone().ok_or_else(|| StoreError("cannot connect to Redis".into()))
     }
 }
 

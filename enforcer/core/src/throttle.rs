@@ -198,8 +198,10 @@ fn quota(l: Option<&pt::Limit>) -> Option<Quota> {
     l.map(|l| Quota { limit: l.request_count, window_secs: l.window_seconds.max(1) })
 }
 
-fn ip(s: &str) -> Option<IpAddr> {
-    s.trim().parse().ok()
+/// An address, IPv4-mapped IPv6 (a dual-stack listener's view of an IPv4
+/// client) as IPv4, so that `::ffff:10.0.0.1` and `10.0.0.1` are the same.
+pub fn ip(s: &str) -> Option<IpAddr> {
+    s.trim().parse::<IpAddr>().ok().map(|a| a.to_canonical())
 }
 
 /// An address as a number on one line, IPv4 as IPv4-mapped IPv6.
@@ -320,8 +322,10 @@ impl ThrottleData {
             Block::Subscription(v) => {
                 !r.app.1.is_empty() && *v == format!("{}:{}:{}-{}:{}", r.api.0, r.api.1, r.app.0, r.app.1, r.key_type)
             }
-            Block::Ip { ip, invert } => r.ip.is_some_and(|a| (a == *ip) != *invert),
-            Block::IpRange { start, end, invert } => r.ip.is_some_and(|a| in_range(a, *start, *end) != *invert),
+            // An address that cannot be read is blocked by an inverted condition
+            // ("everyone but ..."), never let through by one.
+            Block::Ip { ip, invert } => r.ip.map_or(*invert, |a| (a == *ip) != *invert),
+            Block::IpRange { start, end, invert } => r.ip.map_or(*invert, |a| in_range(a, *start, *end) != *invert),
         })
     }
 }
@@ -478,6 +482,13 @@ mod tests {
             assert_eq!(data(c.clone()).blocked(&r).is_some(), blocked, "{c:?}");
         }
         let outside = Requester { ip: "10.1.1.1".parse().ok(), ..r };
+        let mapped = Requester { ip: ip("::ffff:192.168.0.9"), ..r };
+        assert!(data(b("IP", "192.168.0.9", false)).blocked(&mapped).is_some(), "IPv4-mapped IPv6 is the IPv4 address");
+        let unreadable = Requester { ip: None, ..r };
+        assert!(
+            data(b("IP", "192.168.0.9", true)).blocked(&unreadable).is_some(),
+            "inverted: an unreadable address is blocked"
+        );
         assert!(data(range).blocked(&outside).is_some(), "inverted range blocks what is outside");
         let mut off = b("USER", "bob", false);
         off.enabled = false;

@@ -90,7 +90,7 @@ pub fn hits(cx: &Context<'_>) -> Vec<Hit> {
     let query = |n: &str| query_param(input.path, n);
     let claim = |n: &str| token.and_then(|t| t.claim(n));
     let facts = Facts {
-        ip: input.client_ip().parse().ok(),
+        ip: crate::throttle::ip(input.client_ip()),
         header: &header,
         query: &query,
         claim: &claim,
@@ -173,9 +173,10 @@ pub fn hits(cx: &Context<'_>) -> Vec<Hit> {
                 "resourceKey" => resource_key.clone().unwrap_or_default(),
                 "appTenant" | "apiTenant" => "carbon.super".into(),
                 other => match other.strip_prefix("customProperty.") {
-                    Some(p) => input
-                        .header(&p.to_ascii_lowercase())
-                        .or_else(|| token.and_then(|t| t.claim(p)))
+                    // The token's claim first: a client must not override it with a header.
+                    Some(p) => token
+                        .and_then(|t| t.claim(p))
+                        .or_else(|| input.header(&p.to_ascii_lowercase()))
                         .unwrap_or("")
                         .to_string(),
                     None => format!("${other}"),
@@ -199,7 +200,7 @@ fn blocked(cx: &Context<'_>) -> Option<String> {
     let raw = &cx.api.raw;
     let a = cx.authed.as_ref();
     let r = Requester {
-        ip: cx.input.client_ip().parse().ok(),
+        ip: crate::throttle::ip(cx.input.client_ip()),
         api: (&raw.base_path, &raw.version),
         app: a.map(|a| (a.app_owner.as_str(), a.app_name.as_str())).unwrap_or(("", "")),
         user: a.and_then(|a| a.token.as_deref()).map(|t| &*t.sub).unwrap_or(""),
