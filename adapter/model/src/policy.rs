@@ -16,71 +16,15 @@ use serde_json::{Value, json};
 use crate::problem::{Problem, Problems};
 use crate::value::parse_document;
 
-/// A policy's level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PolicyKind {
-    /// Subscription (business plan): per application and API.
-    Subscription,
-    /// Application: per application and user.
-    Application,
-    /// Advanced: the tier of an API or a resource.
-    Advanced,
-    /// Custom: a key template over every request.
-    Custom,
-}
+pub use gateway_config::policies::PolicyKind;
 
-impl PolicyKind {
-    /// `subscription`, `application`, `advanced`, `custom`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PolicyKind::Subscription => "subscription",
-            PolicyKind::Application => "application",
-            PolicyKind::Advanced => "advanced",
-            PolicyKind::Custom => "custom",
-        }
-    }
-
-    /// A kind as API Manager and apictl name it: `sub`/`subscription`,
-    /// `app`/`application`, `advanced`/`api`, `custom`/`global`.
-    pub fn parse(s: &str) -> Option<PolicyKind> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "sub" | "subscription" => Some(PolicyKind::Subscription),
-            "app" | "application" => Some(PolicyKind::Application),
-            "advanced" | "api" => Some(PolicyKind::Advanced),
-            "custom" | "global" => Some(PolicyKind::Custom),
-            _ => None,
-        }
-    }
-
-    /// apictl's `subtype` of the export file.
-    pub fn subtype(self) -> &'static str {
-        match self {
-            PolicyKind::Subscription => "subscription policy",
-            PolicyKind::Application => "application policy",
-            PolicyKind::Advanced => "advanced policy",
-            PolicyKind::Custom => "custom rule",
-        }
-    }
-
-    /// API Manager's `data.type`.
-    fn dto_type(self) -> &'static str {
-        match self {
-            PolicyKind::Subscription => "SubscriptionThrottlePolicy",
-            PolicyKind::Application => "ApplicationThrottlePolicy",
-            PolicyKind::Advanced => "AdvancedThrottlePolicy",
-            PolicyKind::Custom => "CustomRule",
-        }
-    }
-
-    /// The title used in messages (`Subscription`, ...).
-    pub fn title(self) -> &'static str {
-        match self {
-            PolicyKind::Subscription => "Subscription",
-            PolicyKind::Application => "Application",
-            PolicyKind::Advanced => "Advanced",
-            PolicyKind::Custom => "Custom",
-        }
+/// API Manager's `data.type` of a policy of `kind`.
+fn dto_type(kind: PolicyKind) -> &'static str {
+    match kind {
+        PolicyKind::Subscription => "SubscriptionThrottlePolicy",
+        PolicyKind::Application => "ApplicationThrottlePolicy",
+        PolicyKind::Advanced => "AdvancedThrottlePolicy",
+        PolicyKind::Custom => "CustomRule",
     }
 }
 
@@ -554,7 +498,7 @@ pub fn export_document(p: &ThrottlePolicy) -> Value {
         "displayName": if p.display_name.is_empty() { &p.name } else { &p.display_name },
         "description": p.description,
         "isDeployed": true,
-        "type": p.kind.dto_type(),
+        "type": dto_type(p.kind),
     });
     if p.kind != PolicyKind::Custom {
         data["defaultLimit"] = limit_json(p.default_limit.as_ref());

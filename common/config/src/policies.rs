@@ -1,7 +1,74 @@
 //! Throttling tiers by name: API Manager's built-in policies, which Choreo
 //! Connect users name in projects and tokens, and the `<n>Per<Unit>` names
 //! (`5PerMin`, `10KPerMin`, Choreo's `10PerMinute` from `throttlingLimit`).
-//! The catalogue of deployable policies will extend this.
+//! The levels of the policy catalogue ([`PolicyKind`]) are shared by the
+//! adapter, which keeps the catalogue, and the enforcer, which counts with it.
+
+/// A policy's level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyKind {
+    /// Subscription (business plan): per application and API.
+    Subscription,
+    /// Application: per application and user.
+    Application,
+    /// Advanced: the tier of an API or a resource.
+    Advanced,
+    /// Custom: a key template over every request.
+    Custom,
+}
+
+impl PolicyKind {
+    /// `subscription`, `application`, `advanced`, `custom`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyKind::Subscription => "subscription",
+            PolicyKind::Application => "application",
+            PolicyKind::Advanced => "advanced",
+            PolicyKind::Custom => "custom",
+        }
+    }
+
+    /// A kind as API Manager and apictl name it: `sub`/`subscription`,
+    /// `app`/`application`, `advanced`/`api`, `custom`/`global`.
+    pub fn parse(s: &str) -> Option<PolicyKind> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "sub" | "subscription" => Some(PolicyKind::Subscription),
+            "app" | "application" => Some(PolicyKind::Application),
+            "advanced" | "api" => Some(PolicyKind::Advanced),
+            "custom" | "global" => Some(PolicyKind::Custom),
+            _ => None,
+        }
+    }
+
+    /// A kind exactly as the adapter sends it to the enforcer
+    /// (proto/wso2/discovery/throttle.proto): [`PolicyKind::as_str`]'s names.
+    pub fn from_protocol(s: &str) -> Option<PolicyKind> {
+        [PolicyKind::Subscription, PolicyKind::Application, PolicyKind::Advanced, PolicyKind::Custom]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+
+    /// apictl's `subtype` of the export file.
+    pub fn subtype(self) -> &'static str {
+        match self {
+            PolicyKind::Subscription => "subscription policy",
+            PolicyKind::Application => "application policy",
+            PolicyKind::Advanced => "advanced policy",
+            PolicyKind::Custom => "custom rule",
+        }
+    }
+
+    /// The title used in messages (`Subscription`, ...).
+    pub fn title(self) -> &'static str {
+        match self {
+            PolicyKind::Subscription => "Subscription",
+            PolicyKind::Application => "Application",
+            PolicyKind::Advanced => "Advanced",
+            PolicyKind::Custom => "Custom",
+        }
+    }
+}
 
 /// What a tier allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,5 +149,13 @@ mod tests {
         for bad in ["Platinum", "PerMin", "5PerFortnight", "-1PerMin", "5 PerMin", "", "KPerMin"] {
             assert_eq!(tier(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn policy_kinds_by_api_manager_names_and_protocol_names() {
+        assert_eq!(PolicyKind::parse(" Sub "), Some(PolicyKind::Subscription));
+        assert_eq!(PolicyKind::parse("global"), Some(PolicyKind::Custom));
+        assert_eq!(PolicyKind::from_protocol("advanced"), Some(PolicyKind::Advanced));
+        assert_eq!(PolicyKind::from_protocol("sub"), None, "the protocol uses the full names only");
     }
 }

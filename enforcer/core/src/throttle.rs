@@ -37,41 +37,7 @@ pub struct ThrottleDataError {
     pub reason: String,
 }
 
-/// A policy's level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PolicyKind {
-    /// Subscription (business plan).
-    Subscription,
-    /// Application.
-    Application,
-    /// Advanced: API and resource tiers.
-    Advanced,
-    /// Custom: key template.
-    Custom,
-}
-
-impl PolicyKind {
-    /// The kind named in the protocol (`subscription`, `application`, `advanced`, `custom`).
-    pub fn parse(s: &str) -> Option<PolicyKind> {
-        match s {
-            "subscription" => Some(PolicyKind::Subscription),
-            "application" => Some(PolicyKind::Application),
-            "advanced" => Some(PolicyKind::Advanced),
-            "custom" => Some(PolicyKind::Custom),
-            _ => None,
-        }
-    }
-
-    /// The name in the protocol and the admin API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PolicyKind::Subscription => "subscription",
-            PolicyKind::Application => "application",
-            PolicyKind::Advanced => "advanced",
-            PolicyKind::Custom => "custom",
-        }
-    }
-}
+pub use gateway_config::policies::PolicyKind;
 
 /// What a condition tests.
 #[derive(Debug, Clone)]
@@ -222,7 +188,7 @@ impl ThrottleData {
         let mut out = ThrottleData::default();
         for p in &d.policies {
             let err = |reason: String| ThrottleDataError { what: "policy", name: p.name.clone(), reason };
-            let kind = PolicyKind::parse(&p.kind).ok_or_else(|| err(format!("unknown kind {:?}", p.kind)))?;
+            let kind = PolicyKind::from_protocol(&p.kind).ok_or_else(|| err(format!("unknown kind {:?}", p.kind)))?;
             let mut groups = Vec::with_capacity(p.conditional_groups.len());
             for (gi, g) in p.conditional_groups.iter().enumerate() {
                 let mut conditions = Vec::with_capacity(g.conditions.len());
