@@ -60,14 +60,11 @@ async fn import(gw: &Gateway, body: &str, overwrite: bool) -> integration::Resp 
 /// Waits (bounded) until the enforcer lists `name` among its `kind` policies.
 async fn enforcer_has(gw: &Gateway, kind: &str, name: &str) -> Value {
     let path = format!("/throttling_policies/{kind}?name={name}");
-    for _ in 0..100 {
+    integration::eventually(&format!("the enforcer to hold {kind} policy {name}"), || async {
         let r = gw.enforcer_https("GET", &path, &[ADMIN], "").await;
-        if r.status == 200 && r.json()["count"] == 1 {
-            return r.json()["list"][0].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the enforcer never got {kind} policy {name}:\n{}", gw.enforcer_log());
+        if r.status == 200 && r.json()["count"] == 1 { Ok(r.json()["list"][0].clone()) } else { Err(r.body) }
+    })
+    .await
 }
 
 fn next_midnight() -> String {
@@ -407,14 +404,15 @@ async fn blocking_conditions_of_each_kind_answer_403_and_can_be_lifted() {
 
 /// The enforcer's blocking conditions once it holds `n`.
 async fn enforcer_blocking(gw: &Gateway, n: usize) -> Vec<Value> {
-    for _ in 0..100 {
+    integration::eventually(&format!("the enforcer to hold {n} blocking conditions"), || async {
         let r = gw.enforcer_https("GET", "/blocking_conditions", &[ADMIN], "").await;
         if r.status == 200 && r.json()["count"] == n {
-            return r.json()["list"].as_array().cloned().unwrap_or_default();
+            Ok(r.json()["list"].as_array().cloned().unwrap_or_default())
+        } else {
+            Err(r.body)
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the enforcer never held {n} blocking conditions");
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

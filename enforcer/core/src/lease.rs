@@ -507,23 +507,21 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_counter_spent_during_another_refill_is_leased_again_not_skipped() {
+    /// A gated store and one replica's limiter over it (failure mode `closed`).
+    fn gated(timeout: Duration) -> (Arc<Gated>, Arc<LeasedLimiter>) {
         let store = Arc::new(Gated {
             inner: Counters::default(),
             entered: tokio::sync::Notify::new(),
             gate: tokio::sync::Semaphore::new(0),
         });
         let s: Arc<dyn LeaseStore> = Arc::clone(&store) as Arc<dyn LeaseStore>;
-        let l = Arc::new(LeasedLimiter::new(
-            s,
-            LeaseSettings {
-                accuracy: 0.02,
-                replicas: 1,
-                timeout: Duration::from_secs(5),
-                failure_mode: FailureMode::Closed,
-            },
-        ));
+        let settings = LeaseSettings { accuracy: 0.02, replicas: 1, timeout, failure_mode: FailureMode::Closed };
+        (store, Arc::new(LeasedLimiter::new(s, settings)))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_counter_spent_during_another_refill_is_leased_again_not_skipped() {
+        let (store, l) = gated(Duration::from_secs(5));
         let b = hit("b", 100); // lease of 2
         assert!(l.check_and_count(std::slice::from_ref(&b), 0).await.is_ok(), "b: 2 leased, 1 left");
         // R1 needs a lease for a (slow) and takes b's last token later; R2 spends b meanwhile.
@@ -541,21 +539,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_request_waits_past_the_timeout_behind_a_slow_refill() {
-        let store = Arc::new(Gated {
-            inner: Counters::default(),
-            entered: tokio::sync::Notify::new(),
-            gate: tokio::sync::Semaphore::new(0),
-        });
-        let s: Arc<dyn LeaseStore> = Arc::clone(&store) as Arc<dyn LeaseStore>;
-        let l = Arc::new(LeasedLimiter::new(
-            s,
-            LeaseSettings {
-                accuracy: 0.02,
-                replicas: 1,
-                timeout: Duration::from_millis(100),
-                failure_mode: FailureMode::Closed,
-            },
-        ));
+        let (store, l) = gated(Duration::from_millis(100));
         let slow = {
             let l = Arc::clone(&l);
             tokio::spawn(async move { l.check_and_count(&[hit("a", 100)], 0).await })
