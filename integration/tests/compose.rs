@@ -334,9 +334,11 @@ async fn docker_compose_up_serves_and_survives_restarts() {
     for (port, path, expect) in [
         (p.metrics[0], "/metrics", "adapter_apis_deployed{label=\"Default\"} 2"),
         // (Both restarted above: their counters start again, and the checks
-        // since may all have gone to one of them; each serves its metrics.)
-        (p.metrics[1], "/metrics", "# TYPE enforcer_checks counter"),
-        (p.enforcer2_metrics, "/metrics", "# TYPE enforcer_checks counter"),
+        // since may all have gone to one of them. A labelled family with no
+        // samples is not written at all, so look for the check histogram,
+        // which each replica always serves.)
+        (p.metrics[1], "/metrics", "# TYPE enforcer_check_duration_seconds histogram"),
+        (p.enforcer2_metrics, "/metrics", "# TYPE enforcer_check_duration_seconds histogram"),
         (p.metrics[2], "/stats/prometheus", "envoy_cluster_upstream_rq_completed"),
     ] {
         let url = format!("http://127.0.0.1:{port}{path}");
