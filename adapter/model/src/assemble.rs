@@ -12,7 +12,7 @@ use crate::endpoint::{EndpointsValue, parse_endpoint_url};
 use crate::files::ProjectFiles;
 use crate::model::{
     Api, ApiCors, ApiType, ClientCertificate, DEFAULT_ORGANIZATION, Deployment, Endpoint, EndpointCluster,
-    EndpointKind, Project, Resource, RetryConfig, Scheme, SecurityRequirement, SecurityScheme,
+    EndpointKind, PolicyAction, Project, Resource, RetryConfig, Scheme, SecurityRequirement, SecurityScheme,
 };
 use crate::openapi::{Definition, OasVersion, RawResource, parse_definition};
 use crate::problem::{Ctx, Problem, Problems};
@@ -104,15 +104,6 @@ fn assemble(files: &ProjectFiles, opts: &ParseOptions, problems: &mut Vec<Proble
         }
         ApiType::Http | ApiType::Soap => {}
     }
-    if y.mocked {
-        problems.push(Problem::new(
-            *yaml_name,
-            "data.endpointImplementationType",
-            "MOCKED_OAS (mock implementations) is not supported by this gateway yet",
-        ));
-        return None;
-    }
-
     let Some(def_name) = DEFINITION_NAMES.iter().find(|n| files.get(n).is_some()) else {
         problems.push(Problem::new(
             "Definitions/swagger.yaml",
@@ -126,6 +117,7 @@ fn assemble(files: &ProjectFiles, opts: &ParseOptions, problems: &mut Vec<Proble
         &mut Ctx::new(def_name, problems).with_tiers(&opts.known_tiers),
         &def_doc,
         y.prototyped,
+        y.mocked,
         Scheme::Http,
     )?;
 
@@ -135,6 +127,8 @@ fn assemble(files: &ProjectFiles, opts: &ParseOptions, problems: &mut Vec<Proble
     let client_certificates = read_client_certificates(files, problems);
     let mut api = build_api(&y, yaml_name, &def, def_name, opts, problems, endpoint_certificates, default_certificate)?;
     api.client_certificates = client_certificates;
+    api.interceptor_certificates = read_interceptor_certificates(files, problems);
+    apply_operation_policies(files, yaml_name, &yaml_doc, &mut api, problems);
     let (deployments, skipped_environments) = deployments?;
     Some(Project { api, deployments, skipped_environments })
 }
@@ -326,7 +320,7 @@ fn build_api(
         );
     }
     let base_path = if base_path.len() > 1 { base_path.trim_end_matches('/').to_string() } else { base_path };
-    if production.is_none() && sandbox.is_none() {
+    if production.is_none() && sandbox.is_none() && !y.mocked {
         let mut yctx = ctx.for_file(yaml_name);
         yctx.err(
             "data.endpointConfig",
@@ -403,6 +397,9 @@ fn build_api(
         endpoint_certificates,
         default_certificate,
         client_certificates: Vec::new(),
+        mocked: y.mocked,
+        pass_request_payload: def.ext.pass_payload,
+        interceptor_certificates: None,
     })
 }
 
@@ -562,6 +559,110 @@ fn sanitize_security(y: &ApiYaml, def: &Definition, resources: &mut [Resource]) 
 }
 
 /// `Endpoint-certificates/`: certificates by endpoint URL, and the others as a default bundle.
+/// api.yaml `operations[].operationPolicies` onto the operations they name
+/// (adapter/model/src/operation_policy.rs). A `CALL_INTERCEPTOR_SERVICE`
+/// policy replaces the interceptor the definition's extensions gave.
+fn apply_operation_policies(
+    files: &ProjectFiles,
+    yaml_name: &str,
+    yaml_doc: &Value,
+    api: &mut Api,
+    problems: &mut Vec<Problem>,
+) {
+    let Some(data) = yaml_doc.as_object().and_then(|o| get_ci(o, "data")).and_then(Value::as_object) else {
+        return;
+    };
+    let mut ctx = Ctx::new(yaml_name, problems);
+    let catalogue = crate::operation_policy::read_catalogue(files, &mut ctx);
+    let found = crate::operation_policy::operation_policies(
+        &mut ctx,
+        data,
+        &catalogue,
+        files,
+        &api.resources,
+        &api.api_type.to_string(),
+    );
+    for (target, method, policies) in found {
+        let Some(resource) = api.resources.iter_mut().find(|r| r.path == target) else { continue };
+        let params = path_params(&resource.path);
+        let Some(op) = resource.operations.iter_mut().find(|o| o.method == method) else { continue };
+        for a in &policies.request {
+            if let PolicyAction::RewritePath { path, .. } = a {
+                for var in uri_vars(path) {
+                    if !params.contains(&var) {
+                        ctx.err(
+                            "data.operations",
+                            format!(
+                                "{method} {target}: invalid path param {var:?} in rewrite path {path:?} \
+                                 (the resource's parameters: {params:?})"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        let interceptor = |list: &[PolicyAction]| {
+            list.iter().find_map(|a| match a {
+                PolicyAction::CallInterceptor(i) => Some(i.clone()),
+                _ => None,
+            })
+        };
+        if let Some(i) = interceptor(&policies.request) {
+            op.mediation.request_interceptor = Some(i);
+        }
+        if let Some(i) = interceptor(&policies.response) {
+            op.mediation.response_interceptor = Some(i);
+        }
+        let keep = |a: &PolicyAction| !matches!(a, PolicyAction::CallInterceptor(_));
+        op.mediation.request = policies.request.into_iter().filter(keep).collect();
+        op.mediation.response = policies.response.into_iter().filter(keep).collect();
+    }
+}
+
+/// The parameter names of a path template, in order (`/a/{x}/b/{y}` → x, y).
+pub fn path_params(template: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else { break };
+        out.push(&rest[open + 1..open + close]);
+        rest = &rest[open + close + 1..];
+    }
+    out
+}
+
+/// The `{uri.var.<name>}` names of a rewrite path.
+pub fn uri_vars(path: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = path;
+    while let Some(at) = rest.find("{uri.var.") {
+        let after = &rest[at + "{uri.var.".len()..];
+        let Some(close) = after.find('}') else { break };
+        out.push(&after[..close]);
+        rest = &after[close + 1..];
+    }
+    out
+}
+
+/// `Endpoint-certificates/interceptors/*.crt|.pem`, concatenated: the CAs
+/// the API's https interceptor services are verified against.
+fn read_interceptor_certificates(files: &ProjectFiles, problems: &mut Vec<Problem>) -> Option<String> {
+    let mut all = String::new();
+    for (path, content) in files.under("Endpoint-certificates/interceptors/") {
+        if !(path.ends_with(".crt") || path.ends_with(".pem")) {
+            continue;
+        }
+        match check_pem_certificates(content) {
+            Ok(pem) => {
+                all.push_str(pem.trim_end());
+                all.push('\n');
+            }
+            Err(why) => problems.push(Problem::new(path, "", why)),
+        }
+    }
+    (!all.is_empty()).then_some(all)
+}
+
 fn read_certificates(files: &ProjectFiles, problems: &mut Vec<Problem>) -> (BTreeMap<String, String>, Option<String>) {
     let mut pool: BTreeMap<String, String> = BTreeMap::new();
     for (path, content) in files.under("Endpoint-certificates/") {

@@ -14,10 +14,14 @@
 
 mod apiyaml;
 mod assemble;
+mod builtin_policies;
 mod endpoint;
 mod files;
+mod gotemplate;
+mod mediation;
 pub mod model;
 mod openapi;
+mod operation_policy;
 pub mod policy;
 mod problem;
 mod value;
@@ -49,5 +53,7 @@ fn known_tier(ctx: &mut problem::Ctx<'_>, field: &str, name: String) -> Option<S
     }
 }
 
+#[cfg(test)]
+mod mediation_tests;
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,10 @@ use std::fmt;
 
 use serde::Serialize;
 
+pub use crate::mediation::{
+    Includes, Interceptor, Mediation, MockConfig, MockContent, MockResponse, OpaPolicy, PolicyAction,
+};
+
 /// Organization of APIs whose api.yaml names none (Choreo Connect's super tenant).
 pub const DEFAULT_ORGANIZATION: &str = "carbon.super";
 
@@ -154,6 +158,15 @@ pub struct Api {
     pub default_certificate: Option<String>,
     /// Client certificates of a mutual-TLS API (`Client-certificates/`).
     pub client_certificates: Vec<ClientCertificate>,
+    /// `endpointImplementationType: MOCKED_OAS`: the enforcer answers from
+    /// the operations' examples; no endpoint is called.
+    pub mocked: bool,
+    /// `x-wso2-pass-request-payload-to-enforcer` (effective only with
+    /// `[router.payloadPassingToEnforcer] passRequestPayload`).
+    pub pass_request_payload: Option<bool>,
+    /// CA certificates (PEM, concatenated) of `Endpoint-certificates/interceptors/`,
+    /// trusted by the https interceptor services of this API.
+    pub interceptor_certificates: Option<String>,
 }
 
 /// A client certificate allowed to call a mutual-TLS API.
@@ -238,6 +251,9 @@ pub struct Operation {
     pub tier: Option<String>,
     /// Operation security; `None` means "as the API".
     pub security: Option<Vec<SecurityRequirement>>,
+    /// Policies, interceptors and mock examples.
+    #[serde(skip_serializing_if = "Mediation::is_empty")]
+    pub mediation: Mediation,
 }
 
 /// Load balancing across the endpoints of a list.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::endpoint::{EndpointsValue, parse_endpoint_object, parse_endpoint_url, parse_endpoints_extension};
+use crate::mediation::{Interceptor, Mediation, interceptors_at, mock_config, resolve_interceptors};
 use crate::model::{
     ApiCors, CorsPolicy, Endpoint, EndpointCluster, Method, Operation, Scheme, SecurityRequirement, SecurityScheme,
 };
@@ -30,6 +31,10 @@ pub(crate) struct RootExtensions {
     pub tier: Option<String>,
     pub auth_header: Option<String>,
     pub http2: Option<bool>,
+    pub request_interceptor: Option<Interceptor>,
+    pub response_interceptor: Option<Interceptor>,
+    /// `x-wso2-pass-request-payload-to-enforcer`
+    pub pass_payload: Option<bool>,
 }
 
 /// A path item of the definition.
@@ -60,8 +65,15 @@ pub(crate) struct Definition {
 const OAS2_METHODS: &[&str] = &["get", "post", "put", "delete", "head", "patch", "options"];
 const OAS3_METHODS: &[&str] = &["get", "post", "put", "delete", "head", "patch", "options", "trace", "connect"];
 
-/// Parses a definition. `prototyped` APIs ignore `host`/`servers`.
-pub(crate) fn parse_definition(ctx: &mut Ctx<'_>, doc: &Value, prototyped: bool, scheme: Scheme) -> Option<Definition> {
+/// Parses a definition. `prototyped` APIs ignore `host`/`servers`; `mocked`
+/// ones keep each operation's response examples.
+pub(crate) fn parse_definition(
+    ctx: &mut Ctx<'_>,
+    doc: &Value,
+    prototyped: bool,
+    mocked: bool,
+    scheme: Scheme,
+) -> Option<Definition> {
     let Some(root) = doc.as_object() else {
         ctx.err("", format!("expected an OpenAPI document (an object), found {}", kind(doc)));
         return None;
@@ -130,7 +142,9 @@ pub(crate) fn parse_definition(ctx: &mut Ctx<'_>, doc: &Value, prototyped: bool,
                 }
                 let item_path = format!("paths.{path}");
                 let Some(item) = opt_object(ctx, Some(item), &item_path) else { continue };
-                if let Some(r) = parse_path_item(ctx, path, item, &item_path, methods, root_disable, scheme, version) {
+                let root_interceptors = (&def.ext.request_interceptor, &def.ext.response_interceptor);
+                let level = Level { root_disable, root_interceptors, mocked, scheme, version };
+                if let Some(r) = parse_path_item(ctx, path, item, &item_path, methods, &level) {
                     def.resources.push(r);
                 }
             }
@@ -267,6 +281,9 @@ fn parse_root_extensions(ctx: &mut Ctx<'_>, root: &Map<String, Value>, scheme: S
     ext.tier = tier(ctx, root, "");
     ext.auth_header = opt_string(ctx, root.get("x-wso2-auth-header"), "x-wso2-auth-header").filter(|h| !h.is_empty());
     ext.http2 = opt_bool(ctx, root.get("x-wso2-http2-backend-enabled"), "x-wso2-http2-backend-enabled");
+    (ext.request_interceptor, ext.response_interceptor) = interceptors_at(ctx, root, "");
+    ext.pass_payload =
+        opt_bool(ctx, root.get("x-wso2-pass-request-payload-to-enforcer"), "x-wso2-pass-request-payload-to-enforcer");
     ext
 }
 
@@ -300,23 +317,31 @@ fn parse_cors(ctx: &mut Ctx<'_>, v: Option<&Value>) -> Option<ApiCors> {
     Some(ApiCors::Api(policy))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a path item inherits from the root of the definition.
+struct Level<'a> {
+    root_disable: Option<bool>,
+    root_interceptors: (&'a Option<Interceptor>, &'a Option<Interceptor>),
+    mocked: bool,
+    scheme: Scheme,
+    version: OasVersion,
+}
+
 fn parse_path_item(
     ctx: &mut Ctx<'_>,
     path: &str,
     item: &Map<String, Value>,
     item_path: &str,
     methods: &[&str],
-    root_disable: Option<bool>,
-    scheme: Scheme,
-    version: OasVersion,
+    level: &Level<'_>,
 ) -> Option<RawResource> {
+    let Level { root_disable, scheme, version, .. } = *level;
     // Choreo Connect's precedence: operation > path item > root, each level
     // only a default for the ones below it; `x-auth-type: None` on the
     // operation also opens it. A root `x-auth-type: None` does not reach the
     // operations (Choreo Connect keeps it as an API-level flag only).
     let path_disable = opt_bool(ctx, item.get("x-wso2-disable-security"), &field(item_path, "x-wso2-disable-security"));
     let inherited = path_disable.or(root_disable);
+    let path_interceptors = interceptors_at(ctx, item, item_path);
     let mut operations = Vec::new();
     for (key, v) in item {
         let lower = key.to_ascii_lowercase();
@@ -332,11 +357,25 @@ fn parse_path_item(
             ctx.err(&op_path, format!("method {method} is declared twice"));
             continue;
         }
+        let mut mediation = Mediation::default();
+        let own_interceptors = interceptors_at(ctx, op, &op_path);
+        resolve_interceptors(
+            &mut mediation,
+            [
+                (&own_interceptors.0, &own_interceptors.1),
+                (&path_interceptors.0, &path_interceptors.1),
+                level.root_interceptors,
+            ],
+        );
+        if level.mocked {
+            mediation.mock = Some(mock_config(ctx, op, &op_path));
+        }
         operations.push(Operation {
             method,
             disable_security: disable,
             tier: tier(ctx, op, &op_path),
             security: parse_requirements(ctx, op.get("security"), &field(&op_path, "security")),
+            mediation,
         });
     }
     let mut res = RawResource {

@@ -2,7 +2,7 @@
 //! `Api` per deployed API and virtual host (proto/wso2/discovery/api.proto).
 
 use gateway_config::Config;
-use gateway_model::{Api, SecurityRequirement};
+use gateway_model::{Api, MockConfig, PolicyAction, SecurityRequirement};
 use gateway_proto::{api as pa, config as pc};
 use prost::Message;
 use std::sync::Arc;
@@ -224,6 +224,8 @@ pub fn api_resource(api: &Api, vhost: &str) -> pa::Api {
                         has_security: o.security.is_some(),
                         tier: o.tier.clone().unwrap_or_default(),
                         disable_security: o.disable_security,
+                        request_policies: o.mediation.request.iter().filter_map(enforcer_policy).collect(),
+                        mocked_api_config: o.mediation.mock.as_ref().map(mock_config),
                     })
                     .collect(),
             })
@@ -239,8 +241,9 @@ pub fn api_resource(api: &Api, vhost: &str) -> pa::Api {
             })
             .collect(),
         security: security_lists(&api.security),
-        has_production: api.production.is_some() || api.resources.iter().any(|r| r.production.is_some()),
-        has_sandbox: api.sandbox.is_some() || api.resources.iter().any(|r| r.sandbox.is_some()),
+        // A mocked API answers both key types itself.
+        has_production: api.mocked || api.production.is_some() || api.resources.iter().any(|r| r.production.is_some()),
+        has_sandbox: api.mocked || api.sandbox.is_some() || api.resources.iter().any(|r| r.sandbox.is_some()),
         mutual_ssl: api.mutual_ssl.clone(),
         application_security: api.application_security,
         client_certificates: api
@@ -254,6 +257,81 @@ pub fn api_resource(api: &Api, vhost: &str) -> pa::Api {
             .collect(),
         provider: String::new(),
         is_default_version: api.is_default_version,
+        is_mocked_api: api.mocked,
+    }
+}
+
+/// The request-flow policies the enforcer carries out (the others are in
+/// Envoy's routes: adapter/xds/src/translate/route.rs).
+fn enforcer_policy(p: &PolicyAction) -> Option<pa::Policy> {
+    let params = |kv: &[(&str, String)]| kv.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    Some(match p {
+        PolicyAction::AddQuery { name, value } => pa::Policy {
+            action: "ADD_QUERY".into(),
+            parameters: params(&[("queryParamName", name.clone()), ("queryParamValue", value.clone())]),
+        },
+        // The path itself is rewritten by the route; the enforcer drops the
+        // query string when it is not to be kept.
+        PolicyAction::RewritePath { path, include_query } => pa::Policy {
+            action: "REWRITE_RESOURCE_PATH".into(),
+            parameters: params(&[("resourcePath", path.clone()), ("includeQueryParams", include_query.to_string())]),
+        },
+        PolicyAction::Opa(o) => {
+            let mut kv = vec![
+                ("serverURL", o.server_url.clone()),
+                ("policy", o.policy.clone()),
+                ("rule", o.rule.clone()),
+                ("token", o.token.clone()),
+                ("additionalProperties", o.additional_properties.join(",")),
+                ("sendAccessToken", o.send_access_token.to_string()),
+            ];
+            for (k, v) in [
+                ("maxOpenConnections", o.max_open_connections),
+                ("maxPerRoute", o.max_per_route),
+                ("connectionTimeout", o.connection_timeout_s),
+            ] {
+                if let Some(v) = v {
+                    kv.push((k, v.to_string()));
+                }
+            }
+            if let Some(rego) = &o.rego {
+                kv.push(("rego", rego.clone()));
+            }
+            pa::Policy { action: "OPA".into(), parameters: params(&kv) }
+        }
+        PolicyAction::SetHeader { .. }
+        | PolicyAction::RemoveHeader { .. }
+        | PolicyAction::RewriteMethod { .. }
+        | PolicyAction::CallInterceptor(_) => return None,
+    })
+}
+
+fn mock_config(m: &MockConfig) -> pa::MockedApiConfig {
+    pa::MockedApiConfig {
+        responses: m
+            .responses
+            .iter()
+            .map(|r| pa::MockedResponseConfig {
+                code: r.code.clone(),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|(name, value)| pa::MockedHeaderConfig { name: name.clone(), value: value.clone() })
+                    .collect(),
+                content: r
+                    .content
+                    .iter()
+                    .map(|c| pa::MockedContentConfig {
+                        content_type: c.content_type.clone(),
+                        examples: c
+                            .examples
+                            .iter()
+                            .map(|(r, body)| pa::MockedContentExample { r#ref: r.clone(), body: body.clone() })
+                            .collect(),
+                    })
+                    .collect(),
+            })
+            .collect(),
     }
 }
 
