@@ -107,6 +107,16 @@ pub fn response(decision: Decision, path: &str, request_id: &str, analytics: boo
     match decision {
         Decision::Allow { set, remove, respond, info } => {
             meta.insert("originalPath".into(), string(path.split('?').next().unwrap_or(path)));
+            // The interceptors' authenticationContext (adapter/xds/src/translate/interceptor.lua).
+            if let Some(t) = info.auth_type {
+                meta.insert("tokenType".into(), string(t.as_str()));
+            }
+            if !info.token.is_empty() {
+                meta.insert("token".into(), string(info.token.clone()));
+            }
+            if info.key_type.is_some() {
+                meta.insert("keyType".into(), string(info.key_type_str()));
+            }
             if analytics {
                 analytics_fields(&mut meta, &info, request_id);
             }
@@ -136,15 +146,26 @@ pub fn response(decision: Decision, path: &str, request_id: &str, analytics: boo
             if let Some(w) = www_authenticate {
                 headers.push(header("www-authenticate", w));
             }
-            let body = deny.body();
-            if !body.is_empty() {
-                headers.push(header("content-type", "application/json"));
-            }
+            let (grpc_code, status) = (deny.grpc_code(), deny.status);
+            let body = match deny.answer {
+                Some(answer) => {
+                    let (h, body) = *answer;
+                    headers.extend(h.into_iter().map(|(k, v)| header(k, v)));
+                    body
+                }
+                None => {
+                    let body = deny.body();
+                    if !body.is_empty() {
+                        headers.push(header("content-type", "application/json"));
+                    }
+                    body
+                }
+            };
             CheckResponse {
-                status: Some(rpc::Status { code: deny.grpc_code(), ..Default::default() }),
+                status: Some(rpc::Status { code: grpc_code, ..Default::default() }),
                 dynamic_metadata: Some(Struct { fields: meta }),
                 http_response: Some(check_response::HttpResponse::DeniedResponse(DeniedHttpResponse {
-                    status: Some(HttpStatus { code: i32::from(deny.status) }),
+                    status: Some(HttpStatus { code: i32::from(status) }),
                     headers,
                     body,
                 })),

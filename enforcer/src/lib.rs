@@ -16,6 +16,7 @@ pub mod discovery;
 pub mod drain;
 pub mod jwks_http;
 pub mod metrics;
+pub mod opa_http;
 pub mod redis_store;
 pub mod traces;
 
@@ -99,6 +100,7 @@ async fn bind(address: SocketAddr) -> Result<TcpListener, EnforcerError> {
 /// Runs the enforcer until `shutdown` completes.
 pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), EnforcerError> {
     let engine = Arc::new(enforcer_core::Engine::new());
+    opa_http::install();
     let (settings_tx, settings_rx) = tokio::sync::watch::channel(None);
     let http_fetch = jwks_http::HttpFetch::new();
     let fetch: Arc<dyn enforcer_core::keys::Fetch> = Arc::clone(&http_fetch) as _;

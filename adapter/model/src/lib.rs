@@ -26,7 +26,7 @@ pub mod policy;
 mod problem;
 mod value;
 
-pub use assemble::{ParseOptions, check_pem_certificates, name_version_hash, parse_project};
+pub use assemble::{ParseOptions, check_pem_certificates, name_version_hash, parse_project, path_params, uri_vars};
 pub use endpoint::{is_ip, parse_endpoint_url};
 pub use files::{ProjectFiles, ZipLimits};
 pub use model::*;

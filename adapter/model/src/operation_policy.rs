@@ -527,6 +527,20 @@ fn action_of(
                     }
                 }
             };
+            if let Some(module) = &rego {
+                let package = p.get("policy").cloned().unwrap_or_default().trim_matches('/').replace('/', ".");
+                let rule = p.get("rule").filter(|r| !r.is_empty()).map(String::as_str).unwrap_or("allow");
+                let path = format!("data.{package}.{rule}");
+                let mut engine = regorus::Engine::new();
+                let checked = engine
+                    .add_policy(p.get("regoFile").cloned().unwrap_or_default(), module.clone())
+                    .map_err(|e| format!("does not compile: {e}"))
+                    .and_then(|_| engine.eval_rule(path.clone()).map(|_| ()).map_err(|e| format!("{path}: {e}")));
+                if let Err(why) = checked {
+                    ctx.err(at, format!("policy {stem}: the Rego module {why}"));
+                    return None;
+                }
+            }
             let server_url = p.get("serverURL").cloned().unwrap_or_default();
             if rego.is_none() && server_url.is_empty() {
                 ctx.err(at, format!("policy {stem}: its definition gives OPA no serverURL (or regoFile)"));

@@ -77,6 +77,7 @@ fn pool() -> &'static DescriptorPool {
             "envoy/extensions/filters/http/ext_authz/v3/ext_authz.proto",
             "envoy/extensions/filters/http/cors/v3/cors.proto",
             "envoy/extensions/filters/http/router/v3/router.proto",
+            "envoy/extensions/filters/http/lua/v3/lua.proto",
             "envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.proto",
             "envoy/extensions/filters/http/header_mutation/v3/header_mutation.proto",
             "envoy/extensions/http/early_header_mutation/header_mutation/v3/header_mutation.proto",

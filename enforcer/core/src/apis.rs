@@ -51,6 +51,10 @@ pub struct Operation {
     pub scopes: Vec<String>,
     /// Throttling tier.
     pub tier: String,
+    /// Request-flow policies the enforcer carries out, in order.
+    pub policies: Vec<crate::mediation::RequestPolicy>,
+    /// A mocked API's examples for this operation.
+    pub mock: Option<pa::MockedApiConfig>,
 }
 
 /// A path template with its operations.
@@ -107,7 +111,11 @@ pub struct Api {
     pub prototyped: bool,
 }
 
-fn operation(api: &pa::Api, schemes: &HashMap<&str, &pa::SecurityScheme>, op: &pa::Operation) -> Operation {
+fn operation(
+    api: &pa::Api,
+    schemes: &HashMap<&str, &pa::SecurityScheme>,
+    op: &pa::Operation,
+) -> Result<Operation, String> {
     let reqs: &[pa::SecurityList] = if op.has_security { &op.security } else { &api.security };
     let kind = |name: &str| schemes.get(name).map(|s| s.r#type.as_str()).unwrap_or("");
     let jwt = reqs.is_empty() || reqs.iter().any(|r| r.scope_list.keys().any(|n| kind(n) == "oauth2"));
@@ -138,14 +146,22 @@ fn operation(api: &pa::Api, schemes: &HashMap<&str, &pa::SecurityScheme>, op: &p
         .find(|s| !s.scopes.is_empty())
         .map(|s| s.scopes.clone())
         .unwrap_or_default();
-    Operation {
+    let policies = op
+        .request_policies
+        .iter()
+        .map(crate::mediation::RequestPolicy::new)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} operation policy: {e}", op.method))?;
+    Ok(Operation {
         method: op.method.to_ascii_uppercase(),
         disable_security: op.disable_security,
         jwt,
         api_keys,
         scopes,
         tier: op.tier.clone(),
-    }
+        policies,
+        mock: if api.is_mocked_api { Some(op.mocked_api_config.clone().unwrap_or_default()) } else { None },
+    })
 }
 
 fn client_certs(api: &pa::Api) -> Result<Vec<ClientCert>, String> {
@@ -171,7 +187,12 @@ impl Api {
             raw.security_scheme.iter().map(|s| (s.definition_name.as_str(), s)).collect();
         let mut resources = HashMap::new();
         for r in &raw.resources {
-            let operations: Vec<Operation> = r.methods.iter().map(|o| operation(&raw, &schemes, o)).collect();
+            let operations: Vec<Operation> = r
+                .methods
+                .iter()
+                .map(|o| operation(&raw, &schemes, o))
+                .collect::<Result<_, _>>()
+                .map_err(|reason| ApiError { api: format!("{}:{}", raw.title, raw.version), reason })?;
             let mut allow = String::from("OPTIONS");
             for o in &operations {
                 if o.method != "OPTIONS" {

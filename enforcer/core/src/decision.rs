@@ -92,6 +92,9 @@ pub struct AuthInfo {
     pub user: String,
     /// Subscription tier.
     pub tier: String,
+    /// The credential as presented (a JWT, API key or internal key), for
+    /// the interceptors' `authenticationContext`; empty when unsecured.
+    pub token: String,
     /// Admitted past a spent subscription quota that does not stop on
     /// quota reach (`stopOnQuotaReach: false`): counted, reported in analytics.
     pub quota_exceeded: bool,

@@ -32,7 +32,13 @@ pub struct Deny {
     pub headers: Vec<(&'static str, String)>,
     /// Sent without a JSON body (CORS 204 answers).
     pub empty_body: bool,
+    /// A mocked API's answer: its headers (with `content-type`) and body,
+    /// sent instead of an error body.
+    pub answer: Option<Box<Answer>>,
 }
+
+/// A mocked API's answer: headers (with `content-type`) and body.
+pub type Answer = (Vec<(String, String)>, String);
 
 impl Deny {
     fn new(status: u16, code: &'static str, message: &'static str, description: impl Into<Cow<'static, str>>) -> Deny {
@@ -44,6 +50,7 @@ impl Deny {
             challenge: Challenge::None,
             headers: Vec::new(),
             empty_body: false,
+            answer: None,
         }
     }
 
@@ -177,6 +184,38 @@ impl Deny {
     /// 403 900805: a blocking condition matches.
     pub fn blocked() -> Deny {
         Deny::new(403, "900805", "Message blocked", "You have been blocked from accessing the resource")
+    }
+
+    /// 403 901101: the OPA policy said no.
+    pub fn opa_denied() -> Deny {
+        Deny::new(403, "901101", "Forbidden", "The request is not allowed by the OPA policy of the resource")
+    }
+
+    /// 500 901102: the OPA policy could not be asked.
+    pub fn opa_request_failed() -> Deny {
+        Deny::new(500, "901102", "Internal Server Error", "The OPA policy of the resource could not be evaluated")
+    }
+
+    /// 500 901103: the OPA policy answered something that is not a decision.
+    pub fn opa_bad_response() -> Deny {
+        Deny::new(500, "901103", "Internal Server Error", "The OPA policy of the resource gave no boolean result")
+    }
+
+    /// 400 900870: a mock answer asked for with a malformed preference.
+    pub fn mock_bad_request(description: String) -> Deny {
+        Deny::new(400, "900870", "Bad Request", description)
+    }
+
+    /// 501 900871: no mock answer for the preference.
+    pub fn mock_not_implemented(description: String) -> Deny {
+        Deny::new(501, "900871", "Not Implemented", description)
+    }
+
+    /// A mocked API's answer (delivered as a denial, as Choreo Connect does).
+    pub fn mock(status: u16, headers: Vec<(String, String)>, body: String) -> Deny {
+        let mut d = Deny::new(status, "", "", "");
+        d.answer = Some(Box::new((headers, body)));
+        d
     }
 
     /// 204 with `Allow`, the answer to OPTIONS on a resource without an OPTIONS operation.

@@ -407,7 +407,8 @@ async fn credentials_no_authenticator_can_try_count_as_missing() {
 #[tokio::test]
 async fn a_valid_jwt_is_allowed_to_the_production_cluster() {
     let fx = Fx::new();
-    let (set, remove, info) = allowed(fx.check(&Req::get("/pets").bearer(&jwt(json!({})))).await);
+    let token = jwt(json!({}));
+    let (set, remove, info) = allowed(fx.check(&Req::get("/pets").bearer(&token)).await);
     assert_eq!(set, vec![(Cow::Borrowed(CLUSTER_HEADER), PROD.to_string())]);
     assert_eq!(remove, removed_by_default());
     assert_eq!(
@@ -426,6 +427,7 @@ async fn a_valid_jwt_is_allowed_to_the_production_cluster() {
             key_type: Some(KeyType::Production),
             user: "alice".into(),
             tier: "Unlimited".into(),
+            token,
             quota_exceeded: false,
         }
     );

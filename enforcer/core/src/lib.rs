@@ -23,6 +23,7 @@ pub mod deny;
 pub mod engine;
 pub mod keys;
 pub mod lease;
+pub mod mediation;
 pub mod memory;
 pub mod ratelimit;
 pub mod request;

@@ -200,20 +200,43 @@ impl Gateway {
         headers: &[(&str, &str)],
     ) -> Result<Resp, String> {
         let url = format!("http://127.0.0.1:{}{path}", self.ports.http);
-        self.send(method, &url, host, headers).await
+        self.send(method, &url, host, headers, None).await
+    }
+
+    /// A request with a body to Envoy's HTTP listener with `Host: host`.
+    pub async fn request_with_body(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<Resp, String> {
+        let url = format!("http://127.0.0.1:{}{path}", self.ports.http);
+        self.send(method, &url, host, headers, Some(body.as_bytes().to_vec())).await
     }
 
     /// A request to Envoy's HTTPS listener.
     pub async fn request_tls(&self, method: &str, path: &str) -> Result<Resp, String> {
         let url = format!("https://localhost:{}{path}", self.ports.https);
-        self.send(method, &url, "localhost", &[]).await
+        self.send(method, &url, "localhost", &[], None).await
     }
 
-    async fn send(&self, method: &str, url: &str, host: &str, headers: &[(&str, &str)]) -> Result<Resp, String> {
+    async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        host: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Resp, String> {
         let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
         let mut rb = self.client.request(method, url).header("host", host);
         for (k, v) in headers {
             rb = rb.header(*k, *v);
+        }
+        if let Some(b) = body {
+            rb = rb.body(b);
         }
         let r = rb.send().await.map_err(|e| format!("{url}: {e}"))?;
         let status = r.status().as_u16();

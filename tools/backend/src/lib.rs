@@ -6,7 +6,9 @@
 //! response header `x-backend-name`. Request headers steer it:
 //! * `x-backend-delay-ms: N`: answer after N milliseconds;
 //! * `x-backend-status: N`: answer with status N;
-//! * `x-backend-close: true`: close the connection without answering.
+//! * `x-backend-close: true`: close the connection without answering;
+//! * `x-backend-set-headers: a, b`: answer with headers `a` and `b` set to
+//!   `response-header-value` (for tests of response-flow header policies).
 //!
 //! Requests to `/__fixed` get a small fixed body, for load tests that should
 //! measure the proxy rather than JSON encoding. `GET /__hits` answers
@@ -78,6 +80,7 @@ async fn handle(name: Arc<str>, hits: Arc<AtomicU64>, req: Request<Incoming>) ->
             }
         }
     }
+    let set_headers = header("x-backend-set-headers").unwrap_or_default();
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
@@ -93,12 +96,14 @@ async fn handle(name: Arc<str>, hits: Arc<AtomicU64>, req: Request<Incoming>) ->
         "headers": headers,
         "body": String::from_utf8_lossy(&body),
     });
-    Ok(Response::builder()
+    let mut resp = Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .header("x-backend-name", name.as_ref())
-        .body(Full::new(Bytes::from(echo.to_string())))
-        .unwrap_or_default())
+        .header("x-backend-name", name.as_ref());
+    for h in set_headers.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+        resp = resp.header(h, "response-header-value");
+    }
+    Ok(resp.body(Full::new(Bytes::from(echo.to_string()))).unwrap_or_default())
 }
 
 /// Serves on `listener` until the task is dropped, counting requests in `hits`.

@@ -31,7 +31,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
 };
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use gateway_config::Config;
-use gateway_model::{Api, Endpoint, EndpointCluster, EndpointKind, is_ip};
+use gateway_model::{Api, Endpoint, EndpointCluster, EndpointKind, Interceptor, is_ip};
 
 use super::tls::{Params, common_context, file};
 use super::util::{ads, any, millis, secs, string_exact, u32_value};
@@ -94,10 +94,14 @@ pub fn load_assignment(name: &str, ec: &EndpointCluster) -> ClusterLoadAssignmen
     ClusterLoadAssignment { cluster_name: name.to_string(), endpoints, ..Default::default() }
 }
 
-fn upstream_tls(e: &Endpoint, ec: &EndpointCluster, api: &Api, c: &Config) -> UpstreamTlsContext {
+/// Which CA certificates (PEM) an endpoint is verified against; `None`: the
+/// router's `[router.upstream.tls] trustedCertPath`.
+type TrustFor<'a> = &'a dyn Fn(&Endpoint) -> Option<&'a String>;
+
+fn upstream_tls(e: &Endpoint, ec: &EndpointCluster, trust: TrustFor<'_>, c: &Config) -> UpstreamTlsContext {
     let t = &c.router.upstream.tls;
     let validation = (!t.disable_ssl_verification).then(|| {
-        let trusted_ca = match api.endpoint_certificates.get(&e.url).or(api.default_certificate.as_ref()) {
+        let trusted_ca = match trust(e) {
             Some(pem) => envoy_types::pb::envoy::config::core::v3::DataSource {
                 specifier: Some(data_source::Specifier::InlineString(pem.clone())),
                 ..Default::default()
@@ -128,14 +132,35 @@ fn upstream_tls(e: &Endpoint, ec: &EndpointCluster, api: &Api, c: &Config) -> Up
 
 /// Builds the cluster `name` for an endpoint list of `api`.
 pub fn cluster(name: &str, ec: &EndpointCluster, api: &Api, c: &Config) -> ClusterOut {
+    let trust = |e: &Endpoint| api.endpoint_certificates.get(&e.url).or(api.default_certificate.as_ref());
+    build(name, ec, &trust, c.router.cluster_timeout_in_seconds, c)
+}
+
+/// The cluster of an interceptor service of `api`: its connect timeout is
+/// the interceptor's `clusterTimeout` (default `[router] clusterTimeoutInSeconds`);
+/// https services are verified against the project's
+/// `Endpoint-certificates/interceptors/`, else the router's trusted CAs.
+pub fn interceptor_cluster(name: &str, i: &Interceptor, api: &Api, c: &Config) -> ClusterOut {
+    let ec = EndpointCluster {
+        endpoints: vec![i.service.clone()],
+        kind: EndpointKind::LoadBalance,
+        retry: None,
+        timeout_ms: None,
+        circuit_breakers: None,
+        basic_auth: None,
+        http2: false,
+        reference: None,
+    };
+    let trust = |_: &Endpoint| api.interceptor_certificates.as_ref();
+    build(name, &ec, &trust, i.cluster_timeout_s.unwrap_or(c.router.cluster_timeout_in_seconds), c)
+}
+
+fn build(name: &str, ec: &EndpointCluster, trust: TrustFor<'_>, connect_timeout_s: u32, c: &Config) -> ClusterOut {
     let r = &c.router;
     let eds = ec.endpoints.iter().all(|e| is_ip(&e.host));
     let assignment = load_assignment(name, ec);
-    let mut cluster = Cluster {
-        name: name.to_string(),
-        connect_timeout: Some(secs(r.cluster_timeout_in_seconds)),
-        ..Default::default()
-    };
+    let mut cluster =
+        Cluster { name: name.to_string(), connect_timeout: Some(secs(connect_timeout_s)), ..Default::default() };
     if eds {
         cluster.cluster_discovery_type = Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
         cluster.eds_cluster_config = Some(EdsClusterConfig { eds_config: Some(ads()), service_name: String::new() });
@@ -163,7 +188,7 @@ pub fn cluster(name: &str, ec: &EndpointCluster, api: &Api, c: &Config) -> Clust
             r#match: Some(Struct { fields: m }),
             transport_socket: Some(TransportSocket {
                 name: "envoy.transport_sockets.tls".to_string(),
-                config_type: Some(transport_socket::ConfigType::TypedConfig(any(&upstream_tls(e, ec, api, c)))),
+                config_type: Some(transport_socket::ConfigType::TypedConfig(any(&upstream_tls(e, ec, trust, c)))),
             }),
         });
     }

@@ -79,6 +79,7 @@ fn http_filters(c: &Config) -> Vec<HttpFilter> {
         typed(FILTER_LOCAL_RATELIMIT, any(&local_ratelimit)),
         typed(FILTER_HEADER_MUTATION, any(&client_ip)),
         typed(FILTER_EXT_AUTHZ, any(&authz)),
+        typed(FILTER_LUA, super::mediation::lua_filter()),
         typed(FILTER_ROUTER, any(&RouterFilter { suppress_envoy_headers: true, ..Default::default() })),
     ]
 }

@@ -46,6 +46,8 @@ pub const FILTER_EXT_AUTHZ: &str = "envoy.filters.http.ext_authz";
 pub const FILTER_LOCAL_RATELIMIT: &str = "envoy.filters.http.local_ratelimit";
 /// Header mutation filter (the client address for the enforcer).
 pub const FILTER_HEADER_MUTATION: &str = "envoy.filters.http.header_mutation";
+/// Lua filter (interceptors, method rewrites: adapter/xds/src/translate/interceptor.lua).
+pub const FILTER_LUA: &str = "envoy.filters.http.lua";
 /// Router filter.
 pub const FILTER_ROUTER: &str = "envoy.filters.http.router";
 

@@ -28,9 +28,10 @@ use std::collections::HashMap;
 
 use base64::Engine;
 use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
+use envoy_types::pb::envoy::config::core::v3::data_source;
 use envoy_types::pb::envoy::config::route::v3::{
-    Decorator, HeaderMatcher, RetryPolicy, Route, RouteAction, RouteMatch, header_matcher, retry_policy, route,
-    route_action, route_match,
+    Decorator, DirectResponseAction, HeaderMatcher, RetryPolicy, Route, RouteAction, RouteMatch, header_matcher,
+    retry_policy, route, route_action, route_match,
 };
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy as PbCors;
 use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{
@@ -353,6 +354,13 @@ pub fn translate_api(api: &Api, vhost: &str, c: &Config) -> ApiTranslation {
         for t in prod.iter().chain(sand.iter()) {
             add_cluster(&t.name, t.ec, &mut clusters);
         }
+        for o in &resource.operations {
+            for (name, i) in super::mediation::interceptors(api, vhost, o) {
+                if !clusters.iter().any(|x| x.cluster.name == name) {
+                    clusters.push(super::cluster::interceptor_cluster(&name, i, api, c));
+                }
+            }
+        }
         for base in &base_paths {
             routes.extend(resource_routes(api, resource, base, vhost, prod.as_ref(), sand.as_ref(), &cors, c));
         }
@@ -453,6 +461,23 @@ fn resource_routes(
 ) -> Vec<PlacedRoute> {
     let template = resource.path.split('?').next().unwrap_or("");
     let pm = PathMatch::new(base, template);
+    let no_endpoints = EndpointCluster {
+        endpoints: Vec::new(),
+        kind: EndpointKind::LoadBalance,
+        retry: None,
+        timeout_ms: None,
+        circuit_breakers: None,
+        basic_auth: None,
+        http2: false,
+        reference: None,
+    };
+    let mock_target = (api.mocked && prod.is_none() && sand.is_none()).then(|| Target {
+        name: cluster_name(&api.organization, "clusterProd", vhost, &api.name, &api.version),
+        ec: &no_endpoints,
+    });
+    // A mocked API without endpoints answers both key types (the enforcer
+    // picks this name, the route answers before any cluster is used).
+    let prod = prod.or(mock_target.as_ref());
     let scope = scope_of(base);
     let full_template = format!("{base}{template}");
     let all_methods: Vec<Method> = resource.operations.iter().map(|o| o.method).collect();
@@ -464,9 +489,17 @@ fn resource_routes(
     let counted = |o: &&Operation| {
         api.tier.as_ref().or(o.tier.as_ref()).is_some_and(|t| !t.trim().eq_ignore_ascii_case("unlimited"))
     };
-    let skips_enforcer = |o: &&Operation| o.disable_security && !blocked && !counted(o);
-    let secured: Vec<Method> = resource.operations.iter().filter(|o| !skips_enforcer(o)).map(|o| o.method).collect();
-    let open: Vec<Method> = resource.operations.iter().filter(|o| skips_enforcer(o)).map(|o| o.method).collect();
+    // A mocked API is answered by the enforcer, and policies the enforcer
+    // carries out need it even where nobody is authenticated.
+    let skips_enforcer = |o: &&Operation| {
+        o.disable_security && !blocked && !counted(o) && !api.mocked && !super::mediation::needs_enforcer(o)
+    };
+    // Operations whose route-level mediation (header edits, rewrites,
+    // interceptors) differs get a route each; the others share one.
+    let shared: Vec<&Operation> =
+        resource.operations.iter().filter(|o| !super::mediation::needs_own_route(o)).collect();
+    let secured: Vec<Method> = shared.iter().filter(|o| !skips_enforcer(o)).map(|o| o.method).collect();
+    let open: Vec<Method> = shared.iter().filter(|o| skips_enforcer(o)).map(|o| o.method).collect();
     let method_list = |ms: &[Method]| ms.iter().map(|m| m.as_str()).collect::<Vec<_>>();
     let cors_override = cors;
     let context_extensions = || {
@@ -510,55 +543,85 @@ fn resource_routes(
         out.push(PlacedRoute { scope: scope.clone(), vhost: vhost.to_string(), key, route });
     };
 
-    let forward =
-        |target: &Target<'_>, methods: &[Method], secured: bool, sandbox_match: bool| -> (Route, Vec<HeaderMatcher>) {
-            let mut headers = vec![method_matcher(methods)];
-            if sandbox_match {
-                headers.push(HeaderMatcher {
-                    name: HEADER_CLUSTER.to_string(),
-                    header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(string_exact(
-                        target.name.clone(),
-                    ))),
-                    ..Default::default()
-                });
-            }
-            let ec = target.ec;
-            let timeout = match ec.timeout_ms {
-                Some(ms) => millis(ms),
-                None => secs(c.router.upstream.timeouts.route_timeout_in_seconds),
-            };
-            let mut action = RouteAction {
-                cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(target.name.clone())),
-                host_rewrite_specifier: Some(route_action::HostRewriteSpecifier::AutoHostRewrite(bool_value(true))),
-                timeout: Some(timeout),
-                idle_timeout: Some(secs(c.router.upstream.timeouts.route_idle_timeout_in_seconds)),
-                retry_policy: retry_policy(ec, c),
+    let facts = super::mediation::RouteFacts {
+        api,
+        vhost,
+        template,
+        methods: method_list(&all_methods).join(" "),
+        prod: prod.map(|t| t.name.as_str()).unwrap_or(""),
+        sand: sand.map(|t| t.name.as_str()).unwrap_or(""),
+    };
+    let full_regex = path_regex(base, template).matcher;
+    let forward = |target: &Target<'_>,
+                   methods: &[Method],
+                   secured: bool,
+                   sandbox_match: bool,
+                   med: Option<&Operation>|
+     -> (Route, Vec<HeaderMatcher>) {
+        let mut headers = vec![method_matcher(methods)];
+        if sandbox_match {
+            headers.push(HeaderMatcher {
+                name: HEADER_CLUSTER.to_string(),
+                header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(string_exact(
+                    target.name.clone(),
+                ))),
                 ..Default::default()
-            };
-            pm.set_rewrite(&mut action, ec.base_path());
-            let mut request_headers_to_add = Vec::new();
-            if let Some(auth) = &ec.basic_auth {
-                let token =
-                    base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", auth.username, auth.password));
-                request_headers_to_add.push(set_header("authorization", &format!("Basic {token}")));
-            }
-            let route = Route {
-                name: format!(
-                    "{}:{} {} {}{}",
-                    api.name,
-                    api.version,
-                    method_list(methods).join(","),
-                    full_template,
-                    if sandbox_match { " (sandbox)" } else { "" }
-                ),
-                action: Some(route::Action::Route(action)),
-                decorator: Some(Decorator { operation: format!("{vhost}:{full_template}"), ..Default::default() }),
-                typed_per_filter_config: per_filter(secured),
-                request_headers_to_add,
-                ..Default::default()
-            };
-            (route, headers)
+            });
+        }
+        let ec = target.ec;
+        let timeout = match ec.timeout_ms {
+            Some(ms) => millis(ms),
+            None => secs(c.router.upstream.timeouts.route_timeout_in_seconds),
         };
+        let mut action = RouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(target.name.clone())),
+            host_rewrite_specifier: Some(route_action::HostRewriteSpecifier::AutoHostRewrite(bool_value(true))),
+            timeout: Some(timeout),
+            idle_timeout: Some(secs(c.router.upstream.timeouts.route_idle_timeout_in_seconds)),
+            retry_policy: retry_policy(ec, c),
+            ..Default::default()
+        };
+        pm.set_rewrite(&mut action, ec.base_path());
+        let mut request_headers_to_add = Vec::new();
+        if let Some(auth) = &ec.basic_auth {
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", auth.username, auth.password));
+            request_headers_to_add.push(set_header("authorization", &format!("Basic {token}")));
+        }
+        let action = if api.mocked {
+            // The enforcer answers every request of a mocked API; this
+            // is never reached (fail closed if it were).
+            route::Action::DirectResponse(DirectResponseAction {
+                status: 500,
+                body: Some(envoy_types::pb::envoy::config::core::v3::DataSource {
+                    specifier: Some(data_source::Specifier::InlineString(MOCK_FALLBACK.to_string())),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+        } else {
+            route::Action::Route(action)
+        };
+        let mut route = Route {
+            name: format!(
+                "{}:{} {} {}{}",
+                api.name,
+                api.version,
+                method_list(methods).join(","),
+                full_template,
+                if sandbox_match { " (sandbox)" } else { "" }
+            ),
+            action: Some(action),
+            decorator: Some(Decorator { operation: format!("{vhost}:{full_template}"), ..Default::default() }),
+            typed_per_filter_config: per_filter(secured),
+            request_headers_to_add,
+            ..Default::default()
+        };
+        if let Some(o) = med {
+            super::mediation::apply(&mut route, o, &facts, ec.base_path(), &full_regex, c);
+        }
+        (route, headers)
+    };
 
     // OPTIONS on a resource that does not declare it goes to the enforcer
     // (204 with `Allow`), after the CORS filter answered real preflights
@@ -567,22 +630,52 @@ fn resource_routes(
     if !all_methods.contains(&Method::Options) {
         to_enforcer.push(Method::Options);
     }
-    if let Some(main) = prod.or(sand) {
-        if let (Some(s), Some(p), false) = (sand, prod, secured.is_empty())
-            && s.name != p.name
-        {
-            let (r, h) = forward(s, &to_enforcer, true, true);
-            place(r, h, 0);
-        }
-        let (r, h) = forward(main, &to_enforcer, true, false);
-        place(r, h, 1);
-        if !open.is_empty() {
-            let (r, h) = forward(main, &open, false, false);
-            place(r, h, 1);
+    let main = prod.or(sand);
+    if let Some(main) = main {
+        let mut group = |secured: &[Method], to_enforcer: &[Method], open: &[Method], med: Option<&Operation>| {
+            if let (Some(s), Some(p), false) = (sand, prod, secured.is_empty())
+                && s.name != p.name
+            {
+                let (r, h) = forward(s, to_enforcer, true, true, med);
+                place(r, h, 0);
+            }
+            if !to_enforcer.is_empty() {
+                let (r, h) = forward(main, to_enforcer, true, false, med);
+                place(r, h, 1);
+            }
+            if !open.is_empty() {
+                let (r, h) = forward(main, open, false, false, med);
+                place(r, h, 1);
+            }
+            // An interceptor's dynamic endpoint: the Lua filter sets the
+            // cluster header to an x-wso2-endpoints list and re-routes here.
+            if let Some(o) = med.filter(|o| o.mediation.request_interceptor.is_some()) {
+                let methods = [o.method];
+                for (n, ec) in &api.named_endpoints {
+                    let name =
+                        cluster_name(&api.organization, &format!("{n}_xwso2cluster"), vhost, &api.name, &api.version);
+                    let t = Target { name, ec };
+                    let (r, h) = forward(&t, &methods, !secured.is_empty(), true, med);
+                    place(r, h, 0);
+                }
+            }
+        };
+        group(&secured, &to_enforcer, &open, None);
+        for o in resource.operations.iter().filter(|o| super::mediation::needs_own_route(o)) {
+            let m = [o.method];
+            if skips_enforcer(&o) {
+                group(&[], &[], &m, Some(o));
+            } else {
+                group(&m, &m, &[], Some(o));
+            }
         }
     }
     out
 }
+
+/// Body of the route of a mocked API's operation, should the enforcer ever
+/// let one through.
+const MOCK_FALLBACK: &str = r#"{"code":"102507","message":"Upstream not configured for the resource","description":"A mocked API is answered by the enforcer"}"#;
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,7 @@ pub mod authentication;
 pub mod backend_jwt;
 pub mod cors;
 pub mod credentials;
+pub mod mediation;
 pub mod routing;
 #[cfg(test)]
 pub(crate) mod test_support;
@@ -47,6 +48,7 @@ pub static CHAIN: &[&dyn Filter] = &[
     &credentials::Credentials,
     &throttling::Throttling,
     &backend_jwt::BackendJwt,
+    &mediation::Mediation,
 ];
 
 /// What a filter says about a request.
@@ -182,6 +184,7 @@ pub async fn run(cx: &mut Context<'_>) -> Decision {
         info.app_id = a.app_id;
         info.app_owner = a.app_owner;
         info.tier = a.tier;
+        info.token = a.raw;
         info.user = match (&a.token, a.auth_type) {
             (Some(t), _) => t.sub.to_string(),
             (None, AuthType::Unsecured) => "anonymous".into(),
