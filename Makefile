@@ -30,6 +30,18 @@ $(OTELTAP):
 .PHONY: oteltap
 oteltap: $(OTELTAP) ## Install the OTLP receiver the tracing test uses into .tools/
 
+# The OPA engine of the OPA test server (integration/opa/opa_server.py): PyPI
+# opa-golib-python-bindings wraps OPA's own Go engine. Its releases declare
+# Python >= 3.14 but the wheel is plain ctypes and runs on 3.11: hence
+# --ignore-requires-python (integration/opa/README.md).
+OPA_BINDINGS_VERSION := 0.4.4
+OPA_BINDINGS := $(TOOLS)/pip-opa/opa_bindings
+$(OPA_BINDINGS):
+	python3 -m pip install --quiet --disable-pip-version-check --ignore-requires-python --target $(TOOLS)/pip-opa opa-golib-python-bindings==$(OPA_BINDINGS_VERSION)
+
+.PHONY: opa
+opa: $(OPA_BINDINGS) ## Install the OPA engine the OPA policy tests use into .tools/
+
 .PHONY: toolchain
 toolchain: ## Make the Rust toolchain of rust-toolchain.toml available (links the installed one when it matches)
 	@./scripts/toolchain.sh
@@ -39,7 +51,7 @@ build: toolchain ## Build every binary (debug)
 	$(CARGO) build --workspace --bins
 
 .PHONY: test
-test: envoy oteltap build test-images ## Unit, golden, integration, compose and chart tests (real Envoy, real adapter, Docker when it answers)
+test: envoy oteltap opa build test-images ## Unit, golden, integration, compose and chart tests (real Envoy, real adapter, Docker when it answers)
 	$(CARGO) test --workspace --no-fail-fast
 	ADAPTER_BIN=target/debug/adapter CC_IMAGE_TAG=test ./scripts/chart-test.sh
 

@@ -5,7 +5,7 @@
 //! OPA: no OPA server binary can be installed on these machines; the remote
 //! mode is tested against integration/opa/opa_server.py, which speaks OPA's
 //! Data API and evaluates with OPA's own Go engine (PyPI
-//! `opa-golib-python-bindings`, installed by .ci/run). The embedded mode runs
+//! `opa-golib-python-bindings`, installed into .tools/pip-opa by `make test`). The embedded mode runs
 //! the same Rego module inside the enforcer.
 
 use std::io::{BufRead, BufReader};
@@ -121,8 +121,10 @@ struct OpaServer {
 
 impl OpaServer {
     fn start(token: &str) -> OpaServer {
-        let root = integration::paths::workspace_root().join("integration/opa");
+        let root = integration::workspace_root().join("integration/opa");
+        let engine = integration::workspace_root().join(".tools/pip-opa");
         let mut child = Command::new("python3")
+            .env("PYTHONPATH", &engine)
             .arg(root.join("opa_server.py"))
             .args(["--policies", &root.join("policies").to_string_lossy(), "--port", "0", "--token", token])
             .stdout(Stdio::piped())
@@ -134,8 +136,8 @@ impl OpaServer {
         BufReader::new(stdout).read_line(&mut line).expect("the OPA server's first line");
         let port = line.trim().strip_prefix("listening on ").and_then(|p| p.parse().ok()).unwrap_or_else(|| {
             panic!(
-                "the OPA test server did not start ({line:?}): install its engine with \
-                 `python3 -m pip install --ignore-requires-python opa-golib-python-bindings==0.4.4`"
+                "the OPA test server did not start ({line:?}): `make opa` installs its engine \
+                 (OPA's Go engine from PyPI opa-golib-python-bindings) into .tools/pip-opa"
             )
         });
         OpaServer { child, port }
