@@ -33,7 +33,8 @@ pub struct Enforcer {
     pub truststore: EnforcerTruststore,
     /// `[enforcer.throttling]`: rate limiting, counted by the enforcer.
     pub throttling: Throttling,
-    /// `[[enforcer.filters]]`: Java custom filters (not supported; parsed so they are not warned about).
+    /// `[[enforcer.filters]]`: Java custom filters, refused with a message
+    /// that points to interceptors and embedded Rego (validate.rs).
     pub filters: Vec<toml::Table>,
     /// `[enforcer.metrics]` (not supported; parsed so it is not warned about).
     pub metrics: toml::Table,

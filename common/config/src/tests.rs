@@ -401,3 +401,13 @@ fn tracing_and_metrics_are_checked_when_enabled() {
     let l = load("[adapter.metrics]\nport = 19999\n", "config.toml", no_env()).expect("valid");
     assert_eq!((l.config.adapter.metrics.enabled, l.config.adapter.metrics.port), (true, 19999));
 }
+
+#[test]
+fn java_custom_filters_are_refused_pointing_to_interceptors_and_rego() {
+    let text = "[[enforcer.filters]]\nclassName = \"org.example.CustomFilter\"\nposition = 3\n[enforcer.filters.configProperties]\nfooKey = \"fooVal\"\n";
+    let err = load(text, "config.toml", no_env()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("enforcer.filters[0].className: "), "{msg}");
+    assert!(msg.contains("org.example.CustomFilter"), "{msg}");
+    assert!(msg.contains("interceptor") && msg.contains("regoPolicy"), "{msg}");
+}

@@ -27,6 +27,17 @@ fn not_empty(key: &str, value: &str) -> Result<(), ConfigError> {
 
 /// Checks a deserialised configuration.
 pub fn validate(c: &Config) -> Result<(), ConfigError> {
+    if let Some(f) = c.enforcer.filters.first() {
+        let class = f.get("className").and_then(|v| v.as_str()).unwrap_or("");
+        return Err(invalid(
+            "enforcer.filters[0].className",
+            class,
+            "custom Java filters cannot be loaded by this gateway. Their work is done with an interceptor \
+             (x-wso2-request-interceptor / x-wso2-response-interceptor, or the ccCallInterceptorService \
+             operation policy) or with embedded Rego (the regoPolicy operation policy): README.md, \
+             \"Custom filters\"",
+        ));
+    }
     let a = &c.adapter;
     not_empty("adapter.artifactsDirectory", &a.artifacts_directory)?;
     if a.server.port.parse::<u16>().is_err() {
@@ -331,12 +342,6 @@ pub fn not_used(c: &Config) -> Vec<Warning> {
             key: "enforcer.throttling.enableGlobalEventPublishing".into(),
             instead: "API Manager's Traffic Manager is not used: the enforcer counts itself, in memory or in \
                       Redis ([enforcer.throttling] backend)",
-        });
-    }
-    if !e.filters.is_empty() {
-        out.push(Warning::NotUsed {
-            key: "enforcer.filters".into(),
-            instead: "Java custom filters cannot be loaded by this enforcer",
         });
     }
     if !e.metrics.is_empty() {
