@@ -522,7 +522,8 @@ fn resource_routes(
                 any(&ExtAuthzPerRoute {
                     r#override: Some(ext_authz_per_route::Override::CheckSettings(CheckSettings {
                         context_extensions: context_extensions(),
-                        disable_request_body_buffering: !c.router.payload_passing_to_enforcer.pass_request_payload,
+                        disable_request_body_buffering: !(c.router.payload_passing_to_enforcer.pass_request_payload
+                            && api.pass_request_payload.unwrap_or(true)),
                         ..Default::default()
                     })),
                 })
@@ -655,7 +656,8 @@ fn resource_routes(
                     let name =
                         cluster_name(&api.organization, &format!("{n}_xwso2cluster"), vhost, &api.name, &api.version);
                     let t = Target { name, ec };
-                    let (r, h) = forward(&t, &methods, !secured.is_empty(), true, med);
+                    let (mut r, h) = forward(&t, &methods, !secured.is_empty(), true, med);
+                    r.name = r.name.replace(" (sandbox)", &format!(" (dynamic endpoint {n})"));
                     place(r, h, 0);
                 }
             }
