@@ -320,7 +320,8 @@ async fn invalid_policies_are_refused_at_deploy_and_change_nothing() {
     let spec = "type: operation_policy_specification\nversion: v4.1.0\ndata:\n  name: custom\n  version: v1\n  applicableFlows: [request]\n  supportedGateways: [ChoreoConnect]\n  policyAttributes:\n    - name: headerName\n      required: true\n";
     let unsupported =
         "definition:\n  action: SET_HEADER_NOT_SUPPORTED_ACTION\n  parameters:\n    headerName: {{ .headerName }}\n";
-    let cases: Vec<(String, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (
             ops("custom", "{ headerName: a }"),
             vec![("Policies/custom_v1.yaml", spec), ("Policies/custom_v1.gotmpl", unsupported)],
