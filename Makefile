@@ -79,7 +79,7 @@ test-images: envoy build ## The images from the debug binaries, for the compose 
 	fi
 
 .PHONY: bench
-bench: toolchain envoy ## Benchmarks (control plane and data plane); results in bench/results/
+bench: toolchain envoy opa ## Benchmarks (control plane and data plane); results in bench/results/
 	$(CARGO) build --release --workspace --bins
 	./scripts/bench.sh
 

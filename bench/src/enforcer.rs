@@ -63,6 +63,11 @@ fn clock_ticks() -> f64 {
 pub(crate) struct Reaped(Child);
 
 impl Reaped {
+    /// Owns `child`.
+    pub(crate) fn new(child: Child) -> Reaped {
+        Reaped(child)
+    }
+
     pub(crate) fn id(&self) -> u32 {
         self.0.id()
     }

@@ -13,6 +13,7 @@
 
 mod deploy;
 mod enforcer;
+mod mediation;
 mod throttling;
 
 use std::process::Command;
@@ -59,7 +60,7 @@ struct Cli {
     #[arg(long, default_value_t = 50)]
     deploy_pushes: usize,
     /// Which enforcer benchmarks to run.
-    #[arg(long, value_delimiter = ',', default_value = "checks,e2e,memory,throttling")]
+    #[arg(long, value_delimiter = ',', default_value = "checks,e2e,memory,throttling,mediation")]
     enforcer_parts: Vec<String>,
     /// Seconds per scenario of the direct enforcer benchmark.
     #[arg(long, default_value_t = 5)]
@@ -428,6 +429,9 @@ async fn main() -> Result<()> {
                 throttling::throttling(cli.check_duration, cli.rounds, cli.connections).await?,
             );
         }
+        if part("mediation") {
+            results.insert("mediation".into(), mediation::mediation(cli.e2e_duration, cli.rounds, cli.connections).await?);
+        }
     }
     let results = Value::Object(results);
     let dir = workspace_root().join("bench/results");
@@ -462,6 +466,7 @@ fn print_summary(r: &Value) {
     deploy::print_summary(r);
     enforcer::print_summary(r);
     throttling::print_summary(r);
+    mediation::print_summary(r);
 }
 
 fn print_control_and_data_plane(r: &Value) {
