@@ -289,3 +289,57 @@ async fn response_flow_edits_the_answer_and_gets_the_interceptor_context() {
     assert_eq!(r.status, 401);
     assert_eq!(fx.status().await, "NONE");
 }
+
+/// A CA and a `localhost` server certificate it signed: (CA PEM, server config).
+fn tls_service() -> (String, std::sync::Arc<rustls::ServerConfig>) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Interceptor test CA");
+    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+    let cert = params.signed_by(&key, &issuer).expect("certificate");
+    let der_key = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], der_key)
+        .expect("server config");
+    (ca.pem(), std::sync::Arc::new(config))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_services_are_verified_against_the_projects_interceptor_certificates() {
+    let backend = Backend::start("main").await.expect("backend");
+    let (ca, config) = tls_service();
+    let interceptor = Interceptor::start_tls(config).await.expect("interceptor");
+    let oas = format!(
+        "openapi: 3.0.1\ninfo: {{ title: Tls, version: \"1.0\" }}\npaths:\n  /a:\n    get:\n      x-wso2-disable-security: true\n      x-wso2-request-interceptor:\n        serviceURL: {}\n        includes: [request_headers]\n",
+        interceptor.url()
+    );
+    let trusted = integration::api_yaml("Tls", "1.0", "/tls", &backend.url());
+    let untrusted = integration::api_yaml("Other", "1.0", "/other", &backend.url());
+    let other_oas = oas.replace("title: Tls", "title: Other");
+    let gw = Gateway::builder(XdsMode::Delta)
+        .project(
+            "tls",
+            &[
+                ("api.yaml", trusted.as_str()),
+                ("Definitions/swagger.yaml", oas.as_str()),
+                ("Endpoint-certificates/interceptors/ca.crt", ca.as_str()),
+            ],
+        )
+        .project("other", &[("api.yaml", untrusted.as_str()), ("Definitions/swagger.yaml", other_oas.as_str())])
+        .start()
+        .await;
+    let r = gw.request("GET", "localhost", "/tls/1.0/a", &[]).await.expect("request");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["headers"]["x-intercepted-by"], "test-interceptor");
+    // Without the project's certificate the service is not trusted: fail closed.
+    let hits = backend.hits();
+    let r = gw.request("GET", "localhost", "/other/1.0/a", &[]).await.expect("request");
+    assert_eq!((r.status, r.json()["code"].clone()), (500, json!("103500")), "{}", r.body);
+    assert_eq!(backend.hits(), hits);
+}

@@ -505,6 +505,15 @@ async fn handle(state: State, req: Request<Incoming>) -> Result<Resp, Infallible
 /// Serves the interceptor contract and the manager API on `listener`
 /// (HTTP/1.1 and h2c) until the task is dropped.
 pub async fn serve(listener: TcpListener, state: State) {
+    serve_with(listener, state, None).await;
+}
+
+/// Serves over TLS (HTTP/1.1 and HTTP/2 by ALPN) until the task is dropped.
+pub async fn serve_tls(listener: TcpListener, state: State, config: Arc<rustls::ServerConfig>) {
+    serve_with(listener, state, Some(tokio_rustls::TlsAcceptor::from(config))).await;
+}
+
+async fn serve_with(listener: TcpListener, state: State, tls: Option<tokio_rustls::TlsAcceptor>) {
     loop {
         let tcp = match listener.accept().await {
             Ok((tcp, _)) => tcp,
@@ -517,12 +526,26 @@ pub async fn serve(listener: TcpListener, state: State) {
         };
         let _ = tcp.set_nodelay(true);
         let state = state.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| handle(state.clone(), req));
-            if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tcp), svc).await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            match tls {
+                None => serve_connection(tcp, state).await,
+                Some(acceptor) => match acceptor.accept(tcp).await {
+                    Ok(stream) => serve_connection(stream, state).await,
+                    Err(e) => tracing::debug!(error = %e, "TLS handshake failed"),
+                },
             }
         });
+    }
+}
+
+async fn serve_connection<S>(stream: S, state: State)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| handle(state.clone(), req));
+    if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 
@@ -532,6 +555,7 @@ pub struct Interceptor {
     pub addr: SocketAddr,
     state: State,
     task: tokio::task::JoinHandle<()>,
+    tls: bool,
 }
 
 impl Interceptor {
@@ -542,7 +566,17 @@ impl Interceptor {
         let addr = listener.local_addr()?;
         let state = State::new();
         let task = tokio::spawn(serve(listener, state.clone()));
-        Ok(Interceptor { addr, state, task })
+        Ok(Interceptor { addr, state, task, tls: false })
+    }
+
+    /// Starts one serving TLS with `config` (for tests of https interceptor
+    /// services; [`Interceptor::url`] is then `https://localhost:<port>`).
+    pub async fn start_tls(config: Arc<rustls::ServerConfig>) -> std::io::Result<Interceptor> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = State::new();
+        let task = tokio::spawn(serve_tls(listener, state.clone(), config));
+        Ok(Interceptor { addr, state, task, tls: true })
     }
 
     /// Its state: what it recorded, and where to script answers without HTTP.
@@ -550,9 +584,9 @@ impl Interceptor {
         &self.state
     }
 
-    /// `http://127.0.0.1:<port>`
+    /// `http://127.0.0.1:<port>`, or `https://localhost:<port>` over TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        if self.tls { format!("https://localhost:{}", self.addr.port()) } else { format!("http://{}", self.addr) }
     }
 
     /// The port it listens on.
