@@ -221,6 +221,11 @@ fn rewrite_paths_name_existing_parameters_and_operations_must_exist() {
         ps.iter().any(|p| p.contains("DELETE /echo/{id} has policies but the definition declares no such operation")),
         "{ps:?}"
     );
+    // currentMethod must be the operation's.
+    let y = POLICIES
+        .replace("parameters: { updatedMethod: GET }", "parameters: { currentMethod: POST, updatedMethod: GET }");
+    let ps = errors(parse_with(&y, &[]));
+    assert!(ps.iter().any(|p| p.contains("currentMethod \"POST\" is not the operation's method PUT")), "{ps:?}");
     // A required parameter missing.
     let y = POLICIES.replace("{ headerName: X-Old }", "{}");
     let ps = errors(parse_with(&y, &[]));

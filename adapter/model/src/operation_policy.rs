@@ -260,7 +260,7 @@ pub(crate) fn operation_policies(
             for (j, p) in list.iter().enumerate() {
                 let pat = format!("{fat}[{j}]");
                 let Some(p) = opt_object(ctx, Some(p), &pat) else { continue };
-                if let Some(a) = resolve(ctx, p, &pat, flow, cat, files, api_type, &mut seen) {
+                if let Some(a) = resolve(ctx, p, &pat, flow, cat, files, (api_type, method), &mut seen) {
                     actions.push(a);
                 }
             }
@@ -283,7 +283,7 @@ fn resolve(
     flow: &str,
     cat: &Catalogue,
     files: &ProjectFiles,
-    api_type: &str,
+    (api_type, op_method): (&str, Method),
     seen: &mut Vec<String>,
 ) -> Option<PolicyAction> {
     let name = opt_string(ctx, get_ci(p, "policyName"), &field(at, "policyName")).unwrap_or_default();
@@ -413,7 +413,7 @@ fn resolve(
         .and_then(Value::as_object)
         .map(|m| m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), scalar_text(v))).collect())
         .unwrap_or_default();
-    action_of(ctx, at, &stem, &action, &dparams, flow, files)
+    action_of(ctx, at, &stem, &action, &dparams, flow, files, op_method)
 }
 
 /// Go's text/template over the parameters, with Choreo Connect's helper
@@ -422,6 +422,7 @@ fn render(template: &str, params: &BTreeMap<String, String>) -> Result<String, S
     crate::gotemplate::render(template, params)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn action_of(
     ctx: &mut Ctx<'_>,
     at: &str,
@@ -430,6 +431,7 @@ fn action_of(
     p: &BTreeMap<String, String>,
     flow: &str,
     files: &ProjectFiles,
+    op_method: Method,
 ) -> Option<PolicyAction> {
     let mut missing = Vec::new();
     let mut need = |key: &str| -> String {
@@ -462,6 +464,17 @@ fn action_of(
         }
         "REWRITE_RESOURCE_METHOD" => {
             if !request_only(ctx) {
+                return None;
+            }
+            // Choreo Connect builds no route when currentMethod is not the
+            // operation's, and the rewritten request then fails with 404.
+            if let Some(cur) = p.get("currentMethod").filter(|c| !c.is_empty() && *c != "<no value>")
+                && !cur.eq_ignore_ascii_case(op_method.as_str())
+            {
+                ctx.err(
+                    at,
+                    format!("policy {stem}: currentMethod {cur:?} is not the operation's method {op_method}, so the rewrite could never apply"),
+                );
                 return None;
             }
             let m = need("updatedMethod");
@@ -540,6 +553,16 @@ fn action_of(
                     ctx.err(at, format!("policy {stem}: the Rego module {why}"));
                     return None;
                 }
+            }
+            if let Some(g) = p.get("requestGenerator").filter(|g| !g.is_empty()) {
+                ctx.err(
+                    at,
+                    format!(
+                        "policy {stem}: requestGenerator {g:?}: custom OPA request generators are Java classes of \
+                         Choreo Connect's enforcer; this gateway sends Choreo Connect's default input document"
+                    ),
+                );
+                return None;
             }
             let server_url = p.get("serverURL").cloned().unwrap_or_default();
             if rego.is_none() && server_url.is_empty() {
