@@ -430,7 +430,8 @@ async fn main() -> Result<()> {
             );
         }
         if part("mediation") {
-            results.insert("mediation".into(), mediation::mediation(cli.e2e_duration, cli.rounds, cli.connections).await?);
+            results
+                .insert("mediation".into(), mediation::mediation(cli.e2e_duration, cli.rounds, cli.connections).await?);
         }
     }
     let results = Value::Object(results);

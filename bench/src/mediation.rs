@@ -118,7 +118,10 @@ pub async fn mediation(duration: u64, rounds: usize, connections: u32) -> Result
     let def = oas(interceptor);
     let gw = Gateway::builder(XdsMode::Delta)
         .with_enforcer()
-        .project("bench", &[("api.yaml", api.as_str()), ("Definitions/swagger.yaml", def.as_str()), ("Policies/bench.rego", REGO)])
+        .project(
+            "bench",
+            &[("api.yaml", api.as_str()), ("Definitions/swagger.yaml", def.as_str()), ("Policies/bench.rego", REGO)],
+        )
         .start()
         .await;
     let bearer = format!("Bearer {}", gw.idp().idp.sign(&jwt_claims("bench-mediation")));

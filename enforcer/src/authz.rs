@@ -213,7 +213,14 @@ pub async fn check(engine: &Engine, req: &CheckRequest) -> Result<CheckResponse,
 /// Decides on a CheckRequest; also says what was decided.
 pub async fn checked(engine: &Engine, req: &CheckRequest) -> Result<(CheckResponse, Outcome), Status> {
     let (input, request_id) = input(req);
-    let decision = engine.check(input).await.map_err(|e| Status::unavailable(e.to_string()))?;
+    let mut decision = engine.check(input).await.map_err(|e| Status::unavailable(e.to_string()))?;
+    // The credential reaches the metadata (and so access logs) only where an
+    // interceptor is sent the invocation context (the route says so).
+    if input.ext("authContext") != "true"
+        && let Decision::Allow { info, .. } = &mut decision
+    {
+        info.token.clear();
+    }
     let outcome = match &decision {
         Decision::Allow { .. } => Outcome { decision: "allow", code: "", status: 0 },
         Decision::Deny { deny, .. } => Outcome { decision: "deny", code: deny.code, status: deny.status },

@@ -47,6 +47,12 @@ paths:
       x-wso2-request-interceptor:
         serviceURL: {down}
         includes: [request_headers]
+  /open:
+    get:
+      x-wso2-disable-security: true
+      x-wso2-request-interceptor:
+        serviceURL: {interceptor}
+        includes: [request_headers]
   /by-policy:
     post:
       x-wso2-request-interceptor:
@@ -219,6 +225,28 @@ async fn direct_respond_dynamic_endpoints_and_failures() {
         assert_eq!((&echo["backend"], &echo["path"]), (&json!("dynamic"), &json!("/dyn/echo/9")), "{echo}");
     }
     assert!(fx.dynamic.hits() >= 3);
+
+    // A dynamic endpoint that is no x-wso2-endpoints list fails closed
+    // (the operation's own route would otherwise take the request).
+    fx.script("request", 200, json!({"dynamicEndpoint": {"endpointName": "typo"}})).await;
+    let r = fx.post("/echo/9", &[], "x").await;
+    assert_eq!((r.status, r.json()["code"].clone()), (500, json!("103500")), "{}", r.body);
+    assert_eq!(fx.backend.hits(), hits);
+
+    // A client cannot pick a dynamic endpoint's route itself, not even on an
+    // open operation (no enforcer there to overwrite the cluster header).
+    fx.script("request", 204, Value::Null).await;
+    let cluster = "carbon.super_myDynamicEndpoint_xwso2cluster_localhost_Intercepted1.0";
+    let dynamic_hits = fx.dynamic.hits();
+    let r = fx
+        .gw
+        .request("GET", "localhost", "/intercepted/1.0/open", &[("x-wso2-cluster-header", cluster)])
+        .await
+        .expect("request");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["backend"], "main", "{}", r.body);
+    assert_eq!(fx.dynamic.hits(), dynamic_hits);
+    let hits = fx.backend.hits();
 
     // Failures: service answers 500, not base64, service down.
     fx.script("request", 500, json!({"error": "boom"})).await;

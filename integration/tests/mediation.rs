@@ -409,6 +409,16 @@ async fn mocked_apis_answer_from_their_examples() {
     };
     // Security still applies.
     assert_eq!(get("/mockApiTest/1.0.0/testMockApi", &[], false).await.status, 401);
+    // A sandbox key is answered too (the API has no endpoints at all).
+    let mut sc = c.clone();
+    sc["keytype"] = json!("SANDBOX");
+    sc["jti"] = json!("mock-sandbox");
+    let sandbox = format!("Bearer {}", gw.idp().idp.sign(&sc));
+    let r = gw
+        .request("GET", "localhost", "/mockApiTest/1.0.0/testMockApi", &[("authorization", &sandbox)])
+        .await
+        .expect("request");
+    assert_eq!((r.status, r.body.as_str()), (200, r#"{"description":"default content"}"#));
     // Default content: status 200.
     let r = get("/mockApiTest/1.0.0/testMockApi", &[], true).await;
     assert_eq!(r.status, 200, "{}", r.body);

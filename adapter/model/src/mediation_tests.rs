@@ -226,6 +226,13 @@ fn rewrite_paths_name_existing_parameters_and_operations_must_exist() {
         .replace("parameters: { updatedMethod: GET }", "parameters: { currentMethod: POST, updatedMethod: GET }");
     let ps = errors(parse_with(&y, &[]));
     assert!(ps.iter().any(|p| p.contains("currentMethod \"POST\" is not the operation's method PUT")), "{ps:?}");
+    // Headers Envoy may not edit, and paths with a query.
+    let y = POLICIES.replace("headerName: X-New", "headerName: Host");
+    assert!(errors(parse_with(&y, &[])).iter().any(|p| p.contains("headerName \"Host\" is not a header")));
+    let y = POLICIES.replace("headerName: X-Old", "headerName: \":path\"");
+    assert!(errors(parse_with(&y, &[])).iter().any(|p| p.contains("is not a header this gateway may edit")));
+    let y = POLICIES.replace("/pets/{uri.var.petId}/of/{uri.var.shopId}", "/pets?x=1");
+    assert!(errors(parse_with(&y, &[])).iter().any(|p| p.contains("may hold only letters")));
     // A required parameter missing.
     let y = POLICIES.replace("{ headerName: X-Old }", "{}");
     let ps = errors(parse_with(&y, &[]));

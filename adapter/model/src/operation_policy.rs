@@ -452,13 +452,44 @@ fn action_of(
         }
     };
     let a = match action {
-        "SET_HEADER" => PolicyAction::SetHeader { name: need("headerName"), value: need("headerValue") },
-        "REMOVE_HEADER" => PolicyAction::RemoveHeader { name: need("headerName") },
+        "SET_HEADER" | "REMOVE_HEADER" => {
+            let name = need("headerName");
+            // Envoy refuses a route configuration that edits pseudo-headers,
+            // `host` or a malformed name: it would block every API of the scope.
+            let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+            if !name.is_empty() && (!name.chars().all(token) || name.eq_ignore_ascii_case("host")) {
+                ctx.err(at, format!("policy {stem}: headerName {name:?} is not a header this gateway may edit"));
+                return None;
+            }
+            if action == "SET_HEADER" {
+                let value = need("headerValue");
+                if value.chars().any(|c| c == '\r' || c == '\n' || c == '\0') {
+                    ctx.err(at, format!("policy {stem}: headerValue holds a line break or NUL"));
+                    return None;
+                }
+                PolicyAction::SetHeader { name, value }
+            } else {
+                PolicyAction::RemoveHeader { name }
+            }
+        }
         "REWRITE_RESOURCE_PATH" => {
             if !request_only(ctx) {
                 return None;
             }
             let path = need("resourcePath");
+            // Choreo Connect's check: letters, digits and ~/_.- once the
+            // {uri.var.x} references are taken out (no query, no fragment).
+            let mut bare = path.clone();
+            for v in crate::uri_vars(&path) {
+                bare = bare.replace(&format!("{{uri.var.{v}}}"), "");
+            }
+            if !bare.chars().all(|c| c.is_ascii_alphanumeric() || "~/_.-".contains(c)) {
+                ctx.err(
+                    at,
+                    format!("policy {stem}: resourcePath {path:?} may hold only letters, digits, ~/_.- and {{uri.var.<param>}}"),
+                );
+                return None;
+            }
             let include_query = p.get("includeQueryParams").map(|v| v.eq_ignore_ascii_case("true")).unwrap_or(true);
             PolicyAction::RewritePath { path, include_query }
         }

@@ -16,6 +16,9 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 /// Characters escaped in an added query parameter's name and value.
 const QUERY: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'#').add(b'&').add(b'+').add(b'=').add(b'<').add(b'>');
 
+/// Longest an embedded Rego evaluation may run.
+pub const REGO_DEADLINE: Duration = Duration::from_millis(100);
+
 /// One request-flow policy of an operation.
 #[derive(Clone)]
 pub enum RequestPolicy {
@@ -105,6 +108,12 @@ impl RequestPolicy {
                 let rule = get("rule");
                 let mode = if !get("rego").is_empty() {
                     let mut engine = regorus::Engine::new();
+                    // A policy that loops must not hold an enforcer worker: each
+                    // evaluation is cut at REGO_DEADLINE (an error: 500/901102).
+                    engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
+                        limit: REGO_DEADLINE,
+                        check_interval: std::num::NonZeroU32::MIN,
+                    });
                     engine
                         .add_policy("policy.rego".to_string(), get("rego").to_string())
                         .map_err(|e| format!("the Rego module does not compile: {e}"))?;
@@ -284,12 +293,15 @@ pub fn rewrite_query(path: &str, policies: &[RequestPolicy]) -> Option<String> {
         Some((h, q)) => (h.to_string(), q.to_string()),
         None => (path.to_string(), String::new()),
     };
+    // The client's query goes first when a rewrite drops it; every added
+    // parameter stays, whatever the order of the policies.
+    if policies.iter().any(|p| matches!(p, RequestPolicy::DropQuery)) {
+        query.clear();
+        changed = true;
+    }
     for p in policies {
         match p {
-            RequestPolicy::DropQuery => {
-                query.clear();
-                changed = true;
-            }
+            RequestPolicy::DropQuery => {}
             RequestPolicy::AddQuery { name, value } => {
                 if !query.is_empty() {
                     query.push('&');
@@ -512,6 +524,7 @@ mod tests {
         assert_eq!(rewrite_query("/a", &[add("q", "v")]).as_deref(), Some("/a?q=v"));
         assert_eq!(rewrite_query("/a?x=1", &[RequestPolicy::DropQuery]).as_deref(), Some("/a"));
         assert_eq!(rewrite_query("/a?x=1", &[RequestPolicy::DropQuery, add("q", "v")]).as_deref(), Some("/a?q=v"));
+        assert_eq!(rewrite_query("/a?x=1", &[add("q", "v"), RequestPolicy::DropQuery]).as_deref(), Some("/a?q=v"));
         assert_eq!(rewrite_query("/a?x=1", &[RequestPolicy::Nothing]), None);
     }
 

@@ -65,11 +65,10 @@ dynamicEndpoint, then interceptorContext (kept for the response flow). Header
 and trailer names starting with x-wso2 or x-envoy are ignored.
 
 dynamicEndpoint {endpointName}: x-wso2-cluster-header is set to
-dynamicEndpoints[endpointName]; a name missing from that map falls back to
-Choreo Connect's cluster name template
-<organizationId>_<endpointName>_xwso2cluster_<vhost>_<apiName><apiVersion>
-(a cluster that does not exist then fails in the router as NC -> 102507).
-Then the route cache is cleared so the router re-reads the cluster header.
+dynamicEndpoints[endpointName] and the route cache is cleared: the adapter
+emits, per x-wso2-endpoints list, a route matching that header. A name
+missing from the map fails closed with 103500 (the operation's own route
+would otherwise take the request).
 
 Response flow: runs only when this script's request phase completed on the
 same stream (a per-stream marker in dynamic metadata). It therefore does not
@@ -561,8 +560,9 @@ local function on_request(handle)
       if type(name) == "string" and name ~= "" then
         local cluster = type(endpoints) == "table" and endpoints[name] or nil
         if type(cluster) ~= "string" then
-          cluster = format("%s_%s_xwso2cluster_%s_%s%s", tostring(ctx.organizationId or ""), name,
-            tostring(ctx.vhost or ""), tostring(ctx.apiName or ""), tostring(ctx.apiVersion or ""))
+          -- routes name their clusters: an unknown list would silently fall
+          -- back to the operation's own route, so fail closed instead
+          fail("103500", "dynamicEndpoint " .. name .. " is not an x-wso2-endpoints list of the API")
         end
         handle:headers():replace(CLUSTER_HEADER, cluster)
         handle:clearRouteCache()

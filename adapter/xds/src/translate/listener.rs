@@ -86,7 +86,8 @@ fn http_filters(c: &Config) -> Vec<HttpFilter> {
 
 /// Request headers no client may send: identity headers the gateway sets
 /// (the backend JWT's header; the client-certificate header when the
-/// certificate comes from the TLS handshake) and method overrides. Removed
+/// certificate comes from the TLS handshake), method overrides and the
+/// cluster header. Removed
 /// before routing, so neither the enforcer nor a backend ever sees a
 /// client's value.
 pub fn client_headers_removed(c: &Config) -> Vec<String> {
@@ -96,6 +97,10 @@ pub fn client_headers_removed(c: &Config) -> Vec<String> {
         out.push(mtls.certificate_header.to_ascii_lowercase());
     }
     out.extend(METHOD_OVERRIDE_HEADERS.iter().map(|h| h.to_string()));
+    // The cluster header selects sandbox and dynamic-endpoint routes: only
+    // the enforcer and the interceptor filter set it, never a client (an
+    // open operation with an interceptor has no enforcer to overwrite it).
+    out.push(HEADER_CLUSTER.to_string());
     out.dedup();
     out
 }

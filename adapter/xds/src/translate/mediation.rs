@@ -73,6 +73,13 @@ pub fn needs_enforcer(o: &Operation) -> bool {
     })
 }
 
+/// True when an interceptor of the operation is sent the invocation context
+/// (with the caller's `authenticationContext`).
+pub fn sends_auth_context(o: &Operation) -> bool {
+    let m = &o.mediation;
+    [&m.request_interceptor, &m.response_interceptor].into_iter().flatten().any(|i| i.includes.invocation_context)
+}
+
 /// The cluster of an interceptor service of the API on `vhost`.
 pub fn interceptor_cluster_name(api: &Api, vhost: &str, flow: &str, i: &Interceptor) -> String {
     let prefix = if flow == "request" { "reqInterceptor" } else { "resInterceptor" };

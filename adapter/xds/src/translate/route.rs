@@ -475,9 +475,14 @@ fn resource_routes(
         name: cluster_name(&api.organization, "clusterProd", vhost, &api.name, &api.version),
         ec: &no_endpoints,
     });
+    let mock_sand = mock_target.as_ref().map(|t| Target {
+        name: cluster_name(&api.organization, "clusterSand", vhost, &api.name, &api.version),
+        ec: t.ec,
+    });
     // A mocked API without endpoints answers both key types (the enforcer
-    // picks this name, the route answers before any cluster is used).
+    // picks these names; the routes answer before any cluster is used).
     let prod = prod.or(mock_target.as_ref());
+    let sand = sand.or(mock_sand.as_ref());
     let scope = scope_of(base);
     let full_template = format!("{base}{template}");
     let all_methods: Vec<Method> = resource.operations.iter().map(|o| o.method).collect();
@@ -502,8 +507,13 @@ fn resource_routes(
     let open: Vec<Method> = shared.iter().filter(|o| skips_enforcer(o)).map(|o| o.method).collect();
     let method_list = |ms: &[Method]| ms.iter().map(|m| m.as_str()).collect::<Vec<_>>();
     let cors_override = cors;
-    let context_extensions = || {
+    let context_extensions = |med: Option<&Operation>| {
         let mut ext = HashMap::new();
+        // The caller's credential goes into ext_authz's metadata only for an
+        // interceptor that is sent the invocation context.
+        if med.is_some_and(super::mediation::sends_auth_context) {
+            ext.insert("authContext".to_string(), "true".to_string());
+        }
         ext.insert("path".to_string(), template.to_string());
         ext.insert("vHost".to_string(), vhost.to_string());
         ext.insert("basePath".to_string(), api.base_path.clone());
@@ -514,14 +524,14 @@ fn resource_routes(
         ext.insert("sandClusterName".to_string(), sand.map(|t| t.name.clone()).unwrap_or_default());
         ext
     };
-    let per_filter = |secured: bool| {
+    let per_filter = |secured: bool, med: Option<&Operation>| {
         let mut m = HashMap::new();
         m.insert(
             FILTER_EXT_AUTHZ.to_string(),
             if secured {
                 any(&ExtAuthzPerRoute {
                     r#override: Some(ext_authz_per_route::Override::CheckSettings(CheckSettings {
-                        context_extensions: context_extensions(),
+                        context_extensions: context_extensions(med),
                         disable_request_body_buffering: !(c.router.payload_passing_to_enforcer.pass_request_payload
                             && api.pass_request_payload.unwrap_or(true)),
                         ..Default::default()
@@ -614,7 +624,7 @@ fn resource_routes(
             ),
             action: Some(action),
             decorator: Some(Decorator { operation: format!("{vhost}:{full_template}"), ..Default::default() }),
-            typed_per_filter_config: per_filter(secured),
+            typed_per_filter_config: per_filter(secured, med),
             request_headers_to_add,
             ..Default::default()
         };
