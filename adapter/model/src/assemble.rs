@@ -153,29 +153,11 @@ fn yaml_cluster(ctx: &mut Ctx<'_>, eps: &[YamlEndpoint], failover: bool) -> Opti
     if endpoints.is_empty() {
         return None;
     }
-    Some(EndpointCluster {
-        endpoints,
-        kind: if failover { EndpointKind::Failover } else { EndpointKind::LoadBalance },
-        retry: None,
-        timeout_ms: None,
-        circuit_breakers: None,
-        basic_auth: None,
-        http2: false,
-        reference: None,
-    })
+    Some(EndpointCluster::plain(endpoints, if failover { EndpointKind::Failover } else { EndpointKind::LoadBalance }))
 }
 
 fn servers_cluster(servers: &[Endpoint]) -> EndpointCluster {
-    EndpointCluster {
-        endpoints: servers.to_vec(),
-        kind: EndpointKind::LoadBalance,
-        retry: None,
-        timeout_ms: None,
-        circuit_breakers: None,
-        basic_auth: None,
-        http2: false,
-        reference: None,
-    }
+    EndpointCluster::plain(servers.to_vec(), EndpointKind::LoadBalance)
 }
 
 /// Resolves an extension value against the named lists.

@@ -167,16 +167,7 @@ pub(crate) fn parse_endpoint_object(
         }
         None => EndpointKind::LoadBalance,
     };
-    let mut cluster = EndpointCluster {
-        endpoints,
-        kind,
-        retry: None,
-        timeout_ms: None,
-        circuit_breakers: None,
-        basic_auth: None,
-        http2: false,
-        reference: None,
-    };
+    let mut cluster = EndpointCluster::plain(endpoints, kind);
     let adv_path = field(path, "advanceEndpointConfig");
     if let Some(adv) = opt_object(ctx, obj.get("advanceEndpointConfig"), &adv_path) {
         parse_advance_config(ctx, adv, &adv_path, &mut cluster);

@@ -326,6 +326,21 @@ pub struct EndpointCluster {
 }
 
 impl EndpointCluster {
+    /// Endpoints with no settings of their own (no retries, timeout, circuit
+    /// breakers, credentials, HTTP/2 or `x-wso2-endpoints` name).
+    pub fn plain(endpoints: Vec<Endpoint>, kind: EndpointKind) -> EndpointCluster {
+        EndpointCluster {
+            endpoints,
+            kind,
+            retry: None,
+            timeout_ms: None,
+            circuit_breakers: None,
+            basic_auth: None,
+            http2: false,
+            reference: None,
+        }
+    }
+
     /// The base path shared by the endpoints (empty when none).
     pub fn base_path(&self) -> &str {
         self.endpoints.first().map(|e| e.base_path.as_str()).unwrap_or("")

@@ -141,16 +141,7 @@ pub fn cluster(name: &str, ec: &EndpointCluster, api: &Api, c: &Config) -> Clust
 /// https services are verified against the project's
 /// `Endpoint-certificates/interceptors/`, else the router's trusted CAs.
 pub fn interceptor_cluster(name: &str, i: &Interceptor, api: &Api, c: &Config) -> ClusterOut {
-    let ec = EndpointCluster {
-        endpoints: vec![i.service.clone()],
-        kind: EndpointKind::LoadBalance,
-        retry: None,
-        timeout_ms: None,
-        circuit_breakers: None,
-        basic_auth: None,
-        http2: false,
-        reference: None,
-    };
+    let ec = EndpointCluster::plain(vec![i.service.clone()], EndpointKind::LoadBalance);
     let trust = |_: &Endpoint| api.interceptor_certificates.as_ref();
     build(name, &ec, &trust, i.cluster_timeout_s.unwrap_or(c.router.cluster_timeout_in_seconds), c)
 }

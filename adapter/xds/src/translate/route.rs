@@ -461,16 +461,7 @@ fn resource_routes(
 ) -> Vec<PlacedRoute> {
     let template = resource.path.split('?').next().unwrap_or("");
     let pm = PathMatch::new(base, template);
-    let no_endpoints = EndpointCluster {
-        endpoints: Vec::new(),
-        kind: EndpointKind::LoadBalance,
-        retry: None,
-        timeout_ms: None,
-        circuit_breakers: None,
-        basic_auth: None,
-        http2: false,
-        reference: None,
-    };
+    let no_endpoints = EndpointCluster::plain(Vec::new(), EndpointKind::LoadBalance);
     let mock_target = (api.mocked && prod.is_none() && sand.is_none()).then(|| Target {
         name: cluster_name(&api.organization, "clusterProd", vhost, &api.name, &api.version),
         ec: &no_endpoints,
@@ -562,7 +553,13 @@ fn resource_routes(
         prod: prod.map(|t| t.name.as_str()).unwrap_or(""),
         sand: sand.map(|t| t.name.as_str()).unwrap_or(""),
     };
-    let full_regex = path_regex(base, template).matcher;
+    // The whole-path regex a REWRITE_RESOURCE_PATH rewrites with: built only
+    // for resources with route-level mediation (every route pays otherwise).
+    let full_regex = if resource.operations.iter().any(super::mediation::needs_own_route) {
+        path_regex(base, template).matcher
+    } else {
+        String::new()
+    };
     let forward = |target: &Target<'_>,
                    methods: &[Method],
                    secured: bool,
