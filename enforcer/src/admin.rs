@@ -238,8 +238,8 @@ fn policy_json(p: &enforcer_core::throttle::Policy) -> Value {
             v["stopOnQuotaReach"] = json!(r.stop_on_quota_reach);
             v["rateLimitCount"] = json!(r.burst.as_ref().map_or(0, |b| b.request_count));
             v["rateLimitTimeUnit"] = json!(r.burst.as_ref().map(|b| if b.window_seconds == 1 { "sec" } else { "min" }));
-            v["graphQLMaxComplexity"] = json!(0);
-            v["graphQLMaxDepth"] = json!(0);
+            v["graphQLMaxComplexity"] = json!(r.graphql_max_complexity);
+            v["graphQLMaxDepth"] = json!(r.graphql_max_depth);
         }
         PolicyKind::Advanced => {
             v["conditionalGroups"] = r

@@ -18,6 +18,7 @@ use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
 use tonic::{Request, Response, Status};
 
+use enforcer_core::request::SoapVersion;
 use enforcer_core::{AuthInfo, Decision, Engine, Input};
 
 use crate::drain::Activity;
@@ -101,7 +102,13 @@ fn analytics_fields(m: &mut HashMap<String, Value>, info: &AuthInfo, correlation
 }
 
 /// Turns a decision into Envoy's answer.
-pub fn response(decision: Decision, path: &str, request_id: &str, analytics: bool) -> CheckResponse {
+pub fn response(
+    decision: Decision,
+    path: &str,
+    request_id: &str,
+    analytics: bool,
+    soap: Option<SoapVersion>,
+) -> CheckResponse {
     let mut meta = HashMap::with_capacity(20);
     meta.insert(REPLY_KEY.to_string(), string("Ok"));
     match decision {
@@ -153,13 +160,19 @@ pub fn response(decision: Decision, path: &str, request_id: &str, analytics: boo
                     headers.extend(h.into_iter().map(|(k, v)| header(k, v)));
                     body
                 }
-                None => {
-                    let body = deny.body();
-                    if !body.is_empty() {
-                        headers.push(header("content-type", "application/json"));
+                None => match soap.and_then(|v| deny.soap_fault(v)) {
+                    Some((content_type, fault)) => {
+                        headers.push(header("content-type", content_type));
+                        fault
                     }
-                    body
-                }
+                    None => {
+                        let body = deny.body();
+                        if !body.is_empty() {
+                            headers.push(header("content-type", "application/json"));
+                        }
+                        body
+                    }
+                },
             };
             CheckResponse {
                 status: Some(rpc::Status { code: grpc_code, ..Default::default() }),
@@ -200,6 +213,10 @@ pub fn input(req: &CheckRequest) -> (Input<'_>, &str) {
         ext: attrs.map(|a| &a.context_extensions).unwrap_or(empty),
         peer_cert: source.map(|p| p.certificate.as_str()).unwrap_or(""),
         source_ip,
+        // `pack_as_bytes` puts the body in raw_body; without it Envoy sends it as text.
+        body: http
+            .map(|h| if h.raw_body.is_empty() { h.body.as_bytes() } else { h.raw_body.as_slice() })
+            .unwrap_or(&[]),
     };
     let request_id = headers.get("x-request-id").map(String::as_str).or(http.map(|h| h.id.as_str())).unwrap_or("");
     (input, request_id)
@@ -225,8 +242,10 @@ pub async fn checked(engine: &Engine, req: &CheckRequest) -> Result<(CheckRespon
         Decision::Allow { .. } => Outcome { decision: "allow", code: "", status: 0 },
         Decision::Deny { deny, .. } => Outcome { decision: "deny", code: deny.code, status: deny.status },
     };
-    let analytics = engine.settings.load().as_ref().is_some_and(|s| s.analytics.enabled);
-    Ok((response(decision, input.path, request_id, analytics), outcome))
+    let settings = engine.settings.load();
+    let analytics = settings.as_ref().is_some_and(|s| s.analytics.enabled);
+    let soap = settings.as_ref().filter(|s| s.soap_faults).and_then(|_| input.soap_version());
+    Ok((response(decision, input.path, request_id, analytics, soap), outcome))
 }
 
 #[tonic::async_trait]

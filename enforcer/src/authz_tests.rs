@@ -74,7 +74,7 @@ fn a_deny_becomes_a_denied_check_response() {
         let status = deny.status;
         let body = deny.body();
         let www = (status == 401).then_some(WWW_BEARER);
-        let r = super::response(deny_decision(deny, www), "/pets/1.0.0/pets?x=1", "req-1", false);
+        let r = super::response(deny_decision(deny, www), "/pets/1.0.0/pets?x=1", "req-1", false, None);
         let d = denied_response(&r);
         assert_eq!((d.grpc, d.status), (grpc, i32::from(status)));
         assert_eq!(d.body, body);
@@ -93,7 +93,7 @@ fn a_deny_becomes_a_denied_check_response() {
 
 #[test]
 fn an_options_answer_has_allow_and_no_body() {
-    let r = super::response(deny_decision(Deny::options("OPTIONS, GET".into()), None), "/p", "id", false);
+    let r = super::response(deny_decision(Deny::options("OPTIONS, GET".into()), None), "/p", "id", false, None);
     let d = denied_response(&r);
     assert_eq!((d.grpc, d.status), (13, 204));
     assert_eq!(d.body, "");
@@ -121,7 +121,7 @@ fn an_allow_becomes_an_ok_check_response() {
         respond: vec![("x-ratelimit-remaining", "4".into())],
         info,
     };
-    let r = super::response(decision.clone(), "/pets/1.0.0/pets?apikey=k&a=1", "req-2", false);
+    let r = super::response(decision.clone(), "/pets/1.0.0/pets?apikey=k&a=1", "req-2", false, None);
     assert_eq!(r.status.as_ref().map(|s| s.code), Some(0));
     let Some(check_response::HttpResponse::OkResponse(ok)) = &r.http_response else { panic!("not OK: {r:?}") };
     let headers: Vec<(String, String, i32)> = ok
@@ -155,7 +155,7 @@ fn an_allow_becomes_an_ok_check_response() {
     assert_eq!(meta(&r, "originalPath").as_deref(), Some("/pets/1.0.0/pets"));
     assert_eq!(meta(&r, "x-wso2-api-name"), None, "analytics off");
     // Analytics on: who was let in.
-    let r = super::response(decision, "/pets/1.0.0/pets", "req-2", true);
+    let r = super::response(decision, "/pets/1.0.0/pets", "req-2", true, None);
     assert_eq!(meta(&r, "x-wso2-api-name").as_deref(), Some("Pets"));
     assert_eq!(meta(&r, "x-wso2-auth-type").as_deref(), Some("JWT"));
     assert_eq!(meta(&r, "x-wso2-application-name").as_deref(), Some("anon:IdP"));

@@ -12,7 +12,8 @@ use crate::endpoint::{EndpointsValue, parse_endpoint_url};
 use crate::files::ProjectFiles;
 use crate::model::{
     Api, ApiCors, ApiType, ClientCertificate, DEFAULT_ORGANIZATION, Deployment, Endpoint, EndpointCluster,
-    EndpointKind, PolicyAction, Project, Resource, RetryConfig, Scheme, SecurityRequirement, SecurityScheme,
+    EndpointKind, Method, Operation, PolicyAction, Project, Resource, RetryConfig, Scheme, SecurityRequirement,
+    SecurityScheme,
 };
 use crate::openapi::{Definition, OasVersion, RawResource, parse_definition};
 use crate::problem::{Ctx, Problem, Problems};
@@ -50,6 +51,7 @@ impl Default for ParseOptions {
 }
 
 const API_YAML_NAMES: &[&str] = &["api.yaml", "api.yml", "api.json"];
+const ASYNCAPI_NAMES: &[&str] = &["Definitions/asyncapi.yaml", "Definitions/asyncapi.yml", "Definitions/asyncapi.json"];
 const DEFINITION_NAMES: &[&str] = &[
     "Definitions/swagger.yaml",
     "Definitions/swagger.yml",
@@ -93,39 +95,64 @@ fn assemble(files: &ProjectFiles, opts: &ParseOptions, problems: &mut Vec<Proble
     let yaml_doc = read_doc(files, yaml_name, problems)?;
     let y = parse_api_yaml(&mut Ctx::new(yaml_name, problems).with_tiers(&opts.known_tiers), &yaml_doc)?;
 
-    match y.api_type {
-        ApiType::Ws | ApiType::Graphql => {
-            problems.push(Problem::new(
-                *yaml_name,
-                "data.type",
-                format!("{} APIs are not supported by this gateway yet (HTTP and SOAP are)", y.api_type),
-            ));
-            return None;
+    let (def_name, def) = match y.api_type {
+        ApiType::Http | ApiType::Soap => {
+            let Some(def_name) = DEFINITION_NAMES.iter().find(|n| files.get(n).is_some()) else {
+                problems.push(Problem::new(
+                    "Definitions/swagger.yaml",
+                    "",
+                    format!(
+                        "missing: an {} API needs an OpenAPI definition (Definitions/swagger.yaml or .json)",
+                        y.api_type
+                    ),
+                ));
+                return None;
+            };
+            let def_doc = read_doc(files, def_name, problems)?;
+            let def = parse_definition(
+                &mut Ctx::new(def_name, problems).with_tiers(&opts.known_tiers),
+                &def_doc,
+                y.prototyped,
+                y.mocked,
+                Scheme::Http,
+            )?;
+            (*def_name, def)
         }
-        ApiType::Http | ApiType::Soap => {}
-    }
-    let Some(def_name) = DEFINITION_NAMES.iter().find(|n| files.get(n).is_some()) else {
-        problems.push(Problem::new(
-            "Definitions/swagger.yaml",
-            "",
-            "missing: an HTTP API needs an OpenAPI definition (Definitions/swagger.yaml or .json)",
-        ));
-        return None;
+        ApiType::Ws => {
+            let Some(def_name) = ASYNCAPI_NAMES.iter().find(|n| files.get(n).is_some()) else {
+                problems.push(Problem::new(
+                    "Definitions/asyncapi.yaml",
+                    "",
+                    "missing: a WebSocket API needs an AsyncAPI 2 definition (Definitions/asyncapi.yaml or .json)",
+                ));
+                return None;
+            };
+            let def_doc = read_doc(files, def_name, problems)?;
+            let def = crate::asyncapi::parse_asyncapi(
+                &mut Ctx::new(def_name, problems).with_tiers(&opts.known_tiers),
+                &def_doc,
+                y.prototyped,
+            )?;
+            (*def_name, def)
+        }
+        ApiType::Graphql => (*yaml_name, graphql_definition(yaml_name, &yaml_doc, problems)),
     };
-    let def_doc = read_doc(files, def_name, problems)?;
-    let def = parse_definition(
-        &mut Ctx::new(def_name, problems).with_tiers(&opts.known_tiers),
-        &def_doc,
-        y.prototyped,
-        y.mocked,
-        Scheme::Http,
-    )?;
+    let graphql = match y.api_type {
+        ApiType::Graphql => {
+            Some(crate::graphql::read_graphql(files, yaml_name, &yaml_doc, problems, &opts.known_tiers)?)
+        }
+        _ => None,
+    };
 
     let (endpoint_certificates, default_certificate) = read_certificates(files, problems);
     let deployments = read_deployments(files, opts, problems);
 
     let client_certificates = read_client_certificates(files, problems);
     let mut api = build_api(&y, yaml_name, &def, def_name, opts, problems, endpoint_certificates, default_certificate)?;
+    if let Some(g) = graphql {
+        api.resources = vec![graphql_resource()];
+        api.graphql = Some(g);
+    }
     api.client_certificates = client_certificates;
     api.interceptor_certificates = read_interceptor_certificates(files, problems);
     apply_operation_policies(files, yaml_name, &yaml_doc, &mut api, problems);
@@ -214,7 +241,13 @@ fn build_api(
     }
     if !def.servers.is_empty() {
         production = Some(servers_cluster(&def.servers));
-        sandbox = None;
+        // An AsyncAPI definition names its sandbox server apart.
+        if y.api_type != ApiType::Ws {
+            sandbox = None;
+        }
+    }
+    if !def.sandbox_servers.is_empty() {
+        sandbox = Some(servers_cluster(&def.sandbox_servers));
     }
 
     // 3. Vendor extensions.
@@ -382,6 +415,7 @@ fn build_api(
         mocked: y.mocked,
         pass_request_payload: def.ext.pass_payload,
         interceptor_certificates: None,
+        graphql: None,
     })
 }
 
@@ -391,7 +425,61 @@ fn build_resource(ctx: &mut Ctx<'_>, r: &RawResource, named: &BTreeMap<String, E
         production = Some(servers_cluster(&r.servers));
     }
     let sandbox = resolve(ctx, &r.sandbox, named, &field(&r.field, "x-wso2-sandbox-endpoints"));
-    Resource { path: r.path.clone(), operations: r.operations.clone(), production, sandbox }
+    Resource {
+        path: r.path.clone(),
+        operations: r.operations.clone(),
+        production,
+        sandbox,
+        upstream_path: r.upstream_path.clone(),
+    }
+}
+
+/// A GraphQL API has no OpenAPI definition: api.yaml gives its endpoints,
+/// security schemes and CORS policy (`corsConfiguration`), and the enforcer
+/// always gets the request body.
+fn graphql_definition(yaml_name: &str, yaml_doc: &Value, problems: &mut Vec<Problem>) -> Definition {
+    let mut ext = crate::openapi::RootExtensions { pass_payload: Some(true), ..Default::default() };
+    let data = yaml_doc.as_object().and_then(|o| get_ci(o, "data")).and_then(Value::as_object);
+    if let Some(c) = data.and_then(|d| get_ci(d, "corsConfiguration")).filter(|c| !c.is_null()) {
+        let mut ctx = Ctx::new(yaml_name, problems);
+        ext.cors = crate::openapi::parse_cors_object(&mut ctx, Some(c), "data.corsConfiguration");
+    }
+    Definition {
+        version: OasVersion::V3,
+        base_path: None,
+        servers: Vec::new(),
+        sandbox_servers: Vec::new(),
+        ext,
+        // JWTs work unless api.yaml's securityScheme says otherwise.
+        security_schemes: [(
+            "default".to_string(),
+            SecurityScheme { kind: "oauth2".into(), name: String::new(), location: String::new() },
+        )]
+        .into_iter()
+        .collect(),
+        security: Vec::new(),
+        resources: Vec::new(),
+    }
+}
+
+/// The one route of a GraphQL API: its base path, queries by POST (JSON) or
+/// GET (`?query=`); the enforcer resolves the operations from the body.
+fn graphql_resource() -> Resource {
+    let op = |method| Operation {
+        method,
+        disable_security: false,
+        tier: None,
+        security: None,
+        mediation: crate::mediation::Mediation::default(),
+    };
+    // Path "": the base path itself, rewritten to the endpoint's base path.
+    Resource {
+        path: String::new(),
+        operations: vec![op(Method::Post), op(Method::Get)],
+        production: None,
+        sandbox: None,
+        upstream_path: None,
+    }
 }
 
 /// `^[/][a-zA-Z0-9~/_.-]*$`
@@ -483,6 +571,10 @@ type Security = (BTreeMap<String, SecurityScheme>, Vec<SecurityRequirement>, Str
 
 /// api.yaml `securityScheme` rewrites the definition's security, as in Choreo Connect.
 fn sanitize_security(y: &ApiYaml, def: &Definition, resources: &mut [Resource]) -> Security {
+    // A WebSocket API's security is its AsyncAPI definition's alone.
+    if y.api_type == ApiType::Ws {
+        return (def.security_schemes.clone(), def.security.clone(), "not_defined".to_string(), false);
+    }
     let has = |s: &str| y.security_scheme.iter().any(|x| x.eq_ignore_ascii_case(s));
     let api_key = has("api_key");
     let oauth2 = has("oauth2");

@@ -14,10 +14,12 @@
 
 mod apiyaml;
 mod assemble;
+mod asyncapi;
 mod builtin_policies;
 mod endpoint;
 mod files;
 mod gotemplate;
+pub mod graphql;
 mod mediation;
 pub mod model;
 mod openapi;

@@ -167,6 +167,9 @@ pub struct Api {
     /// CA certificates (PEM, concatenated) of `Endpoint-certificates/interceptors/`,
     /// trusted by the https interceptor services of this API.
     pub interceptor_certificates: Option<String>,
+    /// A GraphQL API's schema, complexities and operations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub graphql: Option<crate::graphql::GraphqlApi>,
 }
 
 /// A client certificate allowed to call a mutual-TLS API.
@@ -237,6 +240,10 @@ pub struct Resource {
     pub production: Option<EndpointCluster>,
     /// Resource-level sandbox endpoints.
     pub sandbox: Option<EndpointCluster>,
+    /// The backend path, when it is not the resource's own (a WebSocket
+    /// topic's `x-uri-mapping`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_path: Option<String>,
 }
 
 /// One method of a resource.

@@ -46,6 +46,8 @@ pub(crate) struct RawResource {
     pub sandbox: Option<EndpointsValue>,
     /// OAS3 path-level `servers`.
     pub servers: Vec<Endpoint>,
+    /// AsyncAPI `x-uri-mapping`: the backend path of a WebSocket topic.
+    pub upstream_path: Option<String>,
 }
 
 /// What the adapter reads from a definition.
@@ -54,8 +56,10 @@ pub(crate) struct Definition {
     /// OAS2 `basePath` (set even when absent, as in Choreo Connect), or the
     /// path of the last absolute OAS3 server.
     pub base_path: Option<String>,
-    /// Endpoints from OAS2 `host` or OAS3 `servers`.
+    /// Endpoints from OAS2 `host` or OAS3 `servers` (AsyncAPI: `servers.production`).
     pub servers: Vec<Endpoint>,
+    /// AsyncAPI `servers.sandbox`.
+    pub sandbox_servers: Vec<Endpoint>,
     pub ext: RootExtensions,
     pub security_schemes: BTreeMap<String, SecurityScheme>,
     pub security: Vec<SecurityRequirement>,
@@ -91,6 +95,7 @@ pub(crate) fn parse_definition(
         version,
         base_path: None,
         servers: Vec::new(),
+        sandbox_servers: Vec::new(),
         ext: RootExtensions::default(),
         security_schemes: BTreeMap::new(),
         security: Vec::new(),
@@ -187,7 +192,11 @@ fn parse_servers(ctx: &mut Ctx<'_>, v: Option<&Value>, path: &str, scheme: Schem
     (out, base)
 }
 
-fn parse_schemes(ctx: &mut Ctx<'_>, defs: &Map<String, Value>, path: &str) -> BTreeMap<String, SecurityScheme> {
+pub(crate) fn parse_schemes(
+    ctx: &mut Ctx<'_>,
+    defs: &Map<String, Value>,
+    path: &str,
+) -> BTreeMap<String, SecurityScheme> {
     let mut out = BTreeMap::new();
     for (name, v) in defs {
         let p = field(path, name);
@@ -229,18 +238,18 @@ fn parse_requirements(ctx: &mut Ctx<'_>, v: Option<&Value>, path: &str) -> Optio
     }
 }
 
-fn tier(ctx: &mut Ctx<'_>, obj: &Map<String, Value>, path: &str) -> Option<String> {
+pub(crate) fn tier(ctx: &mut Ctx<'_>, obj: &Map<String, Value>, path: &str) -> Option<String> {
     let key = if obj.contains_key("x-wso2-throttling-tier") { "x-wso2-throttling-tier" } else { "x-throttling-tier" };
     let at = field(path, key);
     let t = opt_string(ctx, obj.get(key), &at).filter(|t| !t.is_empty())?;
     crate::known_tier(ctx, &at, t)
 }
 
-fn auth_type_none(ctx: &mut Ctx<'_>, obj: &Map<String, Value>, path: &str) -> bool {
+pub(crate) fn auth_type_none(ctx: &mut Ctx<'_>, obj: &Map<String, Value>, path: &str) -> bool {
     opt_string(ctx, obj.get("x-auth-type"), &field(path, "x-auth-type")).as_deref() == Some("None")
 }
 
-fn parse_root_extensions(ctx: &mut Ctx<'_>, root: &Map<String, Value>, scheme: Scheme) -> RootExtensions {
+pub(crate) fn parse_root_extensions(ctx: &mut Ctx<'_>, root: &Map<String, Value>, scheme: Scheme) -> RootExtensions {
     let mut ext = RootExtensions {
         base_path: opt_string(ctx, root.get("x-wso2-basePath"), "x-wso2-basePath").filter(|b| !b.is_empty()),
         ..Default::default()
@@ -289,7 +298,12 @@ fn parse_root_extensions(ctx: &mut Ctx<'_>, root: &Map<String, Value>, scheme: S
 
 /// `x-wso2-cors`: absent or disabled → the global policy.
 fn parse_cors(ctx: &mut Ctx<'_>, v: Option<&Value>) -> Option<ApiCors> {
-    let path = "x-wso2-cors";
+    parse_cors_object(ctx, v, "x-wso2-cors")
+}
+
+/// A CORS object (`x-wso2-cors`, or a GraphQL API's api.yaml
+/// `corsConfiguration`) at `path`.
+pub(crate) fn parse_cors_object(ctx: &mut Ctx<'_>, v: Option<&Value>, path: &str) -> Option<ApiCors> {
     let obj = opt_object(ctx, v, path)?;
     let enabled = opt_bool(ctx, get_ci(obj, "corsConfigurationEnabled"), &field(path, "corsConfigurationEnabled"));
     if enabled == Some(false) {
@@ -385,6 +399,7 @@ fn parse_path_item(
         production: None,
         sandbox: None,
         servers: Vec::new(),
+        upstream_path: None,
     };
     for (key, slot) in
         [("x-wso2-production-endpoints", &mut res.production), ("x-wso2-sandbox-endpoints", &mut res.sandbox)]

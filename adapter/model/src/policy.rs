@@ -121,6 +121,12 @@ pub struct ThrottlePolicy {
     /// Custom: key template.
     #[serde(default)]
     pub key_template: String,
+    /// Subscription: GraphQL query depth limit (0: none).
+    #[serde(default)]
+    pub graphql_max_depth: u32,
+    /// Subscription: GraphQL query complexity limit (0: none).
+    #[serde(default)]
+    pub graphql_max_complexity: u32,
     /// Built into the gateway (API Manager's defaults): cannot be removed.
     #[serde(default)]
     pub builtin: bool,
@@ -138,6 +144,8 @@ pub fn builtin_policies() -> Vec<ThrottlePolicy> {
         burst: None,
         conditional_groups: Vec::new(),
         key_template: String::new(),
+        graphql_max_depth: 0,
+        graphql_max_complexity: 0,
         builtin: true,
     };
     use PolicyKind::*;
@@ -413,12 +421,24 @@ pub fn parse_policy(file: &str, bytes: &[u8]) -> Result<ThrottlePolicy, Problems
         burst: None,
         conditional_groups: Vec::new(),
         key_template: String::new(),
+        graphql_max_depth: 0,
+        graphql_max_complexity: 0,
         builtin: false,
     };
     match kind {
         PolicyKind::Subscription => {
             if let Some(v) = data.get("stopOnQuotaReach").filter(|v| !v.is_null()) {
                 p.stop_on_quota_reach = r.bool(Some(v), "data.stopOnQuotaReach");
+            }
+            for (key, slot) in
+                [("graphQLMaxDepth", &mut p.graphql_max_depth), ("graphQLMaxComplexity", &mut p.graphql_max_complexity)]
+            {
+                let at = format!("data.{key}");
+                match r.count(data.get(key), &at).map(u32::try_from) {
+                    Some(Ok(v)) => *slot = v,
+                    Some(Err(_)) => r.err(&at, "too large"),
+                    None => {}
+                }
             }
             let count = r.count(data.get("rateLimitCount"), "data.rateLimitCount").unwrap_or(0);
             if count > 0 {
@@ -508,6 +528,8 @@ pub fn export_document(p: &ThrottlePolicy) -> Value {
             data["rateLimitCount"] = json!(p.burst.as_ref().map_or(0, |b| b.request_count));
             data["rateLimitTimeUnit"] = json!(p.burst.as_ref().map(|b| b.time_unit.clone()));
             data["stopOnQuotaReach"] = json!(p.stop_on_quota_reach);
+            data["graphQLMaxDepth"] = json!(p.graphql_max_depth);
+            data["graphQLMaxComplexity"] = json!(p.graphql_max_complexity);
             data["billingPlan"] = json!("FREE");
             data["customAttributes"] = json!([]);
         }

@@ -464,11 +464,190 @@ fn unsafe_zips_are_refused() {
     assert!(err.to_string().contains("more than the limit"), "{err}");
 }
 
+const ASYNCAPI: &str = r#"
+asyncapi: 2.0.0
+info: { title: Chat, version: 1.0.0 }
+servers:
+  production: { url: "wss://ws.example.com:9443/socket", protocol: wss }
+channels:
+  /notifications:
+    publish:
+      x-uri-mapping: /notifications
+      x-scopes: { "0": creator }
+    subscribe:
+      x-uri-mapping: /ignored
+  /rooms/{roomID}:
+    subscribe:
+      x-uri-mapping: /chat/{uri.var.roomID}
+  /open:
+    x-auth-type: None
+    publish: {}
+components:
+  securitySchemes:
+    oauth2: { type: oauth2 }
+"#;
+
 #[test]
-fn websocket_and_graphql_are_refused_clearly() {
+fn websocket_apis_take_topics_scopes_and_mappings_from_asyncapi() {
+    let yaml = API_YAML.replace("type: HTTP", "type: WS").replace("http://", "ws://");
+    let a = parse(&[("api.yaml", &yaml), ("Definitions/asyncapi.yaml", ASYNCAPI)]).expect("valid").api;
+    assert_eq!(a.api_type, ApiType::Ws);
+    let prod = a.production.as_ref().expect("servers.production");
+    assert_eq!(
+        (prod.endpoints[0].scheme, prod.endpoints[0].host.as_str(), prod.endpoints[0].port),
+        (Scheme::Wss, "ws.example.com", 9443)
+    );
+    assert_eq!(prod.endpoints[0].base_path, "/socket");
+    assert!(a.sandbox.is_some(), "api.yaml's sandbox stays: AsyncAPI names no sandbox server");
+    let paths: Vec<_> = a.resources.iter().map(|r| (r.path.as_str(), r.upstream_path.as_deref())).collect();
+    assert_eq!(
+        paths,
+        vec![
+            ("/notifications", Some("/notifications")),
+            ("/rooms/{roomID}", Some("/chat/{roomID}")),
+            ("/open", Some("/"))
+        ]
+    );
+    let n = &a.resources[0].operations[0];
+    assert_eq!(n.method, Method::Get);
+    assert_eq!(n.security, Some(vec![[("oauth2".to_string(), vec!["creator".to_string()])].into_iter().collect()]));
+    assert!(!n.disable_security);
+    assert!(a.resources[2].operations[0].disable_security, "x-auth-type: None");
+    assert!(a.security_schemes.contains_key("oauth2"));
+}
+
+#[test]
+fn broken_asyncapi_definitions_name_the_field() {
     let yaml = API_YAML.replace("type: HTTP", "type: WS");
-    let ps = problems(&[("api.yaml", &yaml), ("Definitions/asyncapi.yaml", "asyncapi: 2.0.0")]);
-    assert_eq!(ps, vec!["api.yaml: data.type: WS APIs are not supported by this gateway yet (HTTP and SOAP are)"]);
+    let ps = problems(&[("api.yaml", &yaml)]);
+    assert_eq!(
+        ps,
+        vec![
+            "Definitions/asyncapi.yaml: missing: a WebSocket API needs an AsyncAPI 2 definition (Definitions/asyncapi.yaml or .json)"
+        ]
+    );
+    for (def, expect) in [
+        (
+            "asyncapi: 3.0.0\nchannels: {}",
+            "Definitions/asyncapi.yaml: asyncapi: AsyncAPI version \"3.0.0\" is not supported (2.x is)",
+        ),
+        (
+            "asyncapi: 2.0.0\nchannels:\n  nope:\n    publish: {}",
+            "Definitions/asyncapi.yaml: channels.nope: a channel name is the topic's path: it must start with /",
+        ),
+        (
+            "asyncapi: 2.0.0\nchannels:\n  /a: {}",
+            "Definitions/asyncapi.yaml: channels./a: the channel has neither `publish` nor `subscribe`: no client could use it",
+        ),
+        (
+            "asyncapi: 2.0.0\nchannels:\n  /a/{x}:\n    publish:\n      x-uri-mapping: /b/{uri.var.y}",
+            "Definitions/asyncapi.yaml: channels./a/{x}.publish.x-uri-mapping: {uri.var.y} is not a parameter of the channel \"/a/{x}\"",
+        ),
+        (
+            "asyncapi: 2.0.0\nchannels:\n  /rooms:\n    publish:\n      x-uri-mapping: /rooms?room=1",
+            "Definitions/asyncapi.yaml: channels./rooms.publish.x-uri-mapping: \"/rooms?room=1\": query parameters in x-uri-mapping are not supported; map the topic to a path",
+        ),
+        (
+            "asyncapi: 2.0.0\nservers:\n  production: {url: \"http://x\"}\nchannels:\n  /a:\n    publish: {}",
+            "Definitions/asyncapi.yaml: servers.production.url: \"http://x\" is not a ws:// or wss:// URL",
+        ),
+    ] {
+        let ps = problems(&[("api.yaml", &yaml), ("Definitions/asyncapi.yaml", def)]);
+        assert_eq!(ps, vec![expect.to_string()], "{def}");
+    }
+}
+
+const SCHEMA: &str =
+    "type Query { hero: String, human(id: ID!): String }\ntype Mutation { createReview(stars: Int): String }\n";
+
+fn graphql_yaml(ops: &str) -> String {
+    API_YAML.replace("type: HTTP", &format!("type: GRAPHQL\n  securityScheme: [oauth2, api_key]\n  operations:\n{ops}"))
+}
+
+#[test]
+fn graphql_apis_take_operations_from_api_yaml_and_check_them_against_the_schema() {
+    let ops = "    - {target: hero, verb: QUERY, authType: None, throttlingPolicy: 10KPerMin}\n    - {target: human, verb: query, scopes: [read]}\n    - {target: createReview, verb: MUTATION}\n";
+    let complexity = "type: graphql-complexity\nversion: v4.1.0\ndata:\n  list:\n    - {type: Query, field: hero, complexityValue: 4}\n";
+    let a = parse(&[
+        ("api.yaml", &graphql_yaml(ops)),
+        ("Definitions/schema.graphql", SCHEMA),
+        ("Definitions/graphql-complexity.yaml", complexity),
+    ])
+    .expect("valid")
+    .api;
+    let g = a.graphql.as_ref().expect("graphql");
+    assert_eq!(g.schema, SCHEMA);
+    assert_eq!(
+        g.complexity,
+        vec![graphql::FieldComplexity { type_name: "Query".into(), field: "hero".into(), value: 4 }]
+    );
+    let ops: Vec<_> = g
+        .operations
+        .iter()
+        .map(|o| (o.target.as_str(), o.verb.as_str(), o.disable_security, o.tier.as_deref()))
+        .collect();
+    assert_eq!(
+        ops,
+        vec![
+            ("hero", "QUERY", true, Some("10KPerMin")),
+            ("human", "QUERY", false, None),
+            ("createReview", "MUTATION", false, None)
+        ]
+    );
+    assert_eq!(g.operations[1].scopes, vec!["read"]);
+    // One route on the base path, POST and GET, always through the enforcer.
+    assert_eq!(a.resources.len(), 1);
+    assert_eq!(a.resources[0].path, "");
+    assert_eq!(a.resources[0].operations.iter().map(|o| o.method).collect::<Vec<_>>(), vec![Method::Post, Method::Get]);
+    assert_eq!(a.pass_request_payload, Some(true));
+    let names: Vec<_> = a.security_schemes.keys().cloned().collect();
+    assert_eq!(names, vec!["api_key_header", "api_key_query", "default"]);
+}
+
+#[test]
+fn broken_graphql_projects_name_the_file_and_field() {
+    let ok_ops = "    - {target: hero, verb: QUERY}\n";
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        (graphql_yaml(ok_ops), vec![], "Definitions/schema.graphql: missing: a GraphQL API needs its schema (SDL)"),
+        (
+            graphql_yaml(ok_ops),
+            vec![("Definitions/schema.graphql", "type Query {")],
+            "Definitions/schema.graphql: the schema does not parse: ",
+        ),
+        (
+            graphql_yaml("    - {target: villain, verb: QUERY}\n"),
+            vec![("Definitions/schema.graphql", SCHEMA)],
+            "api.yaml: data.operations[0].target: the schema's query type has no field \"villain\"",
+        ),
+        (
+            graphql_yaml("    - {target: hero, verb: FETCH}\n"),
+            vec![("Definitions/schema.graphql", SCHEMA)],
+            "api.yaml: data.operations[0].verb: \"FETCH\" is not a GraphQL operation type (QUERY, MUTATION, SUBSCRIPTION)",
+        ),
+        (
+            graphql_yaml("    - {target: hero, verb: QUERY, throttlingPolicy: Nope}\n"),
+            vec![("Definitions/schema.graphql", SCHEMA)],
+            "api.yaml: data.operations[0].throttlingPolicy: unknown throttling tier \"Nope\"",
+        ),
+        (
+            graphql_yaml(ok_ops),
+            vec![
+                ("Definitions/schema.graphql", SCHEMA),
+                (
+                    "Definitions/graphql-complexity.yaml",
+                    "data:\n  list:\n    - {type: Query, field: hero, complexityValue: -1}\n",
+                ),
+            ],
+            "Definitions/graphql-complexity.yaml: data.list[0].complexityValue: ",
+        ),
+    ];
+    for (yaml, mut files, expect) in cases {
+        files.push(("api.yaml", &yaml));
+        let ps = problems(&files);
+        assert_eq!(ps.len(), 1, "{expect}: {ps:?}");
+        assert!(ps[0].starts_with(expect), "expected {expect:?}, got {ps:?}");
+    }
 }
 
 #[test]

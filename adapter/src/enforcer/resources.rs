@@ -180,6 +180,7 @@ pub fn config_resource(c: &Config) -> pc::Config {
         }),
         truststore_location: e.truststore.location.clone(),
         throttling: Some(throttling_config(&e.throttling)),
+        soap_error_in_xml_enabled: c.adapter.soap_error_in_xml_enabled,
     }
 }
 
@@ -210,24 +211,19 @@ pub fn api_resource(api: &Api, vhost: &str) -> pa::Api {
         tier: api.tier.clone().unwrap_or_default(),
         disable_security: api.disable_security,
         authorization_header: api.auth_header.clone().unwrap_or_default(),
-        resources: api
-            .resources
+        resources: match &api.graphql {
+            Some(g) => graphql_resources(api, g),
+            None => rest_resources(api),
+        },
+        graphql_schema: api.graphql.as_ref().map(|g| g.schema.clone()).unwrap_or_default(),
+        graphql_complexity: api
+            .graphql
             .iter()
-            .map(|r| pa::Resource {
-                path: r.path.split('?').next().unwrap_or("").to_string(),
-                methods: r
-                    .operations
-                    .iter()
-                    .map(|o| pa::Operation {
-                        method: o.method.as_str().to_string(),
-                        security: o.security.as_deref().map(security_lists).unwrap_or_default(),
-                        has_security: o.security.is_some(),
-                        tier: o.tier.clone().unwrap_or_default(),
-                        disable_security: o.disable_security,
-                        request_policies: o.mediation.request.iter().filter_map(enforcer_policy).collect(),
-                        mocked_api_config: o.mediation.mock.as_ref().map(mock_config),
-                    })
-                    .collect(),
+            .flat_map(|g| &g.complexity)
+            .map(|c| pa::GraphqlComplexity {
+                r#type: c.type_name.clone(),
+                field: c.field.clone(),
+                complexity_value: c.value,
             })
             .collect(),
         security_scheme: api
@@ -259,6 +255,63 @@ pub fn api_resource(api: &Api, vhost: &str) -> pa::Api {
         is_default_version: api.is_default_version,
         is_mocked_api: api.mocked,
     }
+}
+
+/// Resources of a REST, SOAP or WebSocket API.
+fn rest_resources(api: &Api) -> Vec<pa::Resource> {
+    api.resources
+        .iter()
+        .map(|r| pa::Resource {
+            path: r.path.split('?').next().unwrap_or("").to_string(),
+            methods: r
+                .operations
+                .iter()
+                .map(|o| pa::Operation {
+                    method: o.method.as_str().to_string(),
+                    security: o.security.as_deref().map(security_lists).unwrap_or_default(),
+                    has_security: o.security.is_some(),
+                    tier: o.tier.clone().unwrap_or_default(),
+                    disable_security: o.disable_security,
+                    request_policies: o.mediation.request.iter().filter_map(enforcer_policy).collect(),
+                    mocked_api_config: o.mediation.mock.as_ref().map(mock_config),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// A GraphQL API's operations as resources: path = root field, method = verb.
+fn graphql_resources(api: &Api, g: &gateway_model::graphql::GraphqlApi) -> Vec<pa::Resource> {
+    let oauth2 = api.security_schemes.contains_key("default");
+    let api_key = api.security_schemes.contains_key("api_key_header");
+    g.operations
+        .iter()
+        .map(|o| {
+            let mut reqs = Vec::new();
+            if !o.disable_security {
+                if oauth2 || !api_key {
+                    reqs.push([("default".to_string(), o.scopes.clone())].into_iter().collect());
+                }
+                if api_key {
+                    for n in ["api_key_header", "api_key_query"] {
+                        reqs.push([(n.to_string(), Vec::new())].into_iter().collect());
+                    }
+                }
+            }
+            pa::Resource {
+                path: o.target.clone(),
+                methods: vec![pa::Operation {
+                    method: o.verb.clone(),
+                    security: security_lists(&reqs),
+                    has_security: true,
+                    tier: o.tier.clone().unwrap_or_default(),
+                    disable_security: o.disable_security,
+                    request_policies: Vec::new(),
+                    mocked_api_config: None,
+                }],
+            }
+        })
+        .collect()
 }
 
 /// The request-flow policies the enforcer carries out (the others are in

@@ -113,6 +113,8 @@ pub fn policy_resource(p: &ThrottlePolicy) -> pt::Policy {
         default_limit: limit(p.default_limit.as_ref()),
         stop_on_quota_reach: p.stop_on_quota_reach,
         burst: limit(p.burst.as_ref()),
+        graphql_max_depth: p.graphql_max_depth,
+        graphql_max_complexity: p.graphql_max_complexity,
         conditional_groups: p
             .conditional_groups
             .iter()

@@ -109,6 +109,11 @@ pub struct Api {
     pub blocked: bool,
     /// Lifecycle state is PROTOTYPED: no authentication.
     pub prototyped: bool,
+    /// A GraphQL API's schema (its resources are then its operations: path
+    /// = root field, method = QUERY, MUTATION or SUBSCRIPTION).
+    pub graphql: Option<crate::graphql::GraphqlSchema>,
+    /// A GraphQL API's one route, for OPTIONS answers.
+    pub graphql_endpoint: Resource,
 }
 
 fn operation(
@@ -218,6 +223,23 @@ impl Api {
         };
         let client_certs =
             client_certs(&raw).map_err(|reason| ApiError { api: format!("{}:{}", raw.title, raw.version), reason })?;
+        let graphql = if raw.api_type.eq_ignore_ascii_case("GRAPHQL") {
+            let complexity: Vec<crate::graphql::FieldComplexity> = raw
+                .graphql_complexity
+                .iter()
+                .map(|c| crate::graphql::FieldComplexity {
+                    type_name: c.r#type.clone(),
+                    field: c.field.clone(),
+                    value: c.complexity_value,
+                })
+                .collect();
+            let schema = crate::graphql::GraphqlSchema::parse(&raw.graphql_schema, &complexity).map_err(|e| {
+                ApiError { api: format!("{}:{}", raw.title, raw.version), reason: format!("GraphQL schema: {e}") }
+            })?;
+            Some(schema)
+        } else {
+            None
+        };
         Ok(Api {
             resources,
             api_key_headers,
@@ -228,6 +250,12 @@ impl Api {
             client_certs,
             blocked: raw.api_lifecycle_state.eq_ignore_ascii_case("BLOCKED"),
             prototyped: raw.api_lifecycle_state.eq_ignore_ascii_case("PROTOTYPED"),
+            graphql,
+            graphql_endpoint: Resource {
+                path: String::new(),
+                operations: Vec::new(),
+                allow: "OPTIONS, POST, GET".into(),
+            },
             raw,
         })
     }

@@ -240,6 +240,37 @@ impl Deny {
         )
     }
 
+    /// The SOAP fault of this denial (a denial of a SOAP request with
+    /// `[adapter] soapErrorInXMLEnabled`), and its content type: fault code
+    /// `Server` (1.1) or `env:Receiver` (1.2) whatever the status, the
+    /// message as the fault string, `<code>:<description>` as the detail.
+    /// `None` where the answer is not an error (CORS, mock answers).
+    pub fn soap_fault(&self, v: crate::request::SoapVersion) -> Option<(&'static str, String)> {
+        if self.empty_body || self.answer.is_some() || self.code.is_empty() {
+            return None;
+        }
+        let (m, c, d) = (xml_text(self.message), xml_text(self.code), xml_text(&self.description));
+        Some(match v {
+            crate::request::SoapVersion::V11 => (
+                "text/xml",
+                format!(
+                    "<SOAP-ENV:Envelope xmlns:SOAP-ENV=\"http://schemas.xmlsoap.org/soap/envelope/\"><SOAP-ENV:Header/>\
+                     <SOAP-ENV:Body><SOAP-ENV:Fault><faultcode>Server</faultcode><faultstring>{m}</faultstring>\
+                     <detail>{c}:{d}</detail></SOAP-ENV:Fault></SOAP-ENV:Body></SOAP-ENV:Envelope>"
+                ),
+            ),
+            crate::request::SoapVersion::V12 => (
+                "application/soap+xml",
+                format!(
+                    "<env:Envelope xmlns:env=\"http://www.w3.org/2003/05/soap-envelope\"><env:Header/><env:Body>\
+                     <env:Fault><env:Code><env:Value>env:Receiver</env:Value></env:Code><env:Reason>\
+                     <env:Text xml:lang=\"en-US\">{m}</env:Text></env:Reason><env:Detail>{c}:{d}</env:Detail>\
+                     </env:Fault></env:Body></env:Envelope>"
+                ),
+            ),
+        })
+    }
+
     /// gRPC status code of the denied CheckResponse, as Choreo Connect sets it:
     /// UNAUTHENTICATED for 401, PERMISSION_DENIED for 403, RESOURCE_EXHAUSTED
     /// for 409 and 429, INTERNAL otherwise.
@@ -251,6 +282,21 @@ impl Deny {
             _ => 13,
         }
     }
+}
+
+/// `s` as XML character data.
+fn xml_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            _ => out.push(ch),
+        }
+    }
+    out
 }
 
 fn json_string(s: &str) -> String {
@@ -274,6 +320,24 @@ pub fn www_authenticate(challenges: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn soap_faults_carry_the_code_message_and_description_escaped() {
+        use crate::request::SoapVersion;
+        let d = Deny::missing_credentials();
+        let (ct, body) = d.soap_fault(SoapVersion::V11).expect("an error");
+        assert_eq!(ct, "text/xml");
+        assert!(body.contains("<SOAP-ENV:Fault><faultcode>Server</faultcode><faultstring>Invalid Credentials</faultstring><detail>900901:Make sure you have provided the correct security credentials</detail></SOAP-ENV:Fault>"), "{body}");
+        let (ct, body) = d.soap_fault(SoapVersion::V12).expect("an error");
+        assert_eq!(ct, "application/soap+xml");
+        assert!(body.contains("<env:Fault><env:Code><env:Value>env:Receiver</env:Value></env:Code><env:Reason><env:Text xml:lang=\"en-US\">Invalid Credentials</env:Text></env:Reason><env:Detail>900901:Make sure you have provided the correct security credentials</env:Detail></env:Fault>"), "{body}");
+        let mut odd = Deny::scopes("<a&b>");
+        odd.description = "x < y & \"z\"".into();
+        let (_, body) = odd.soap_fault(SoapVersion::V11).expect("an error");
+        assert!(body.contains("<detail>900910:x &lt; y &amp; &quot;z&quot;</detail>"), "{body}");
+        // Answers that are not errors keep their form.
+        assert!(Deny::options("OPTIONS, GET".into()).soap_fault(SoapVersion::V11).is_none());
+    }
 
     #[test]
     fn body_has_choreo_connects_keys_in_order_and_code_as_string() {

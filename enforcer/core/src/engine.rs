@@ -118,6 +118,9 @@ impl Engine {
             resource: template.to_string(),
             ..Default::default()
         };
+        if let Some(schema) = &api.graphql {
+            return Ok(self.check_graphql(api, schema, &settings, input, info).await);
+        }
         let Some(resource) = api.resources.get(template) else {
             return Ok(Decision::deny(Deny::not_found(), None, info));
         };
@@ -130,5 +133,34 @@ impl Engine {
         let mut cx = Context::new(&self.memory, &settings, input, api, resource, op, info);
         cx.throttle = &**throttle;
         Ok(chain::run(&mut cx).await)
+    }
+
+    /// A request to a GraphQL API: OPTIONS goes to the CORS filter; any
+    /// other request's query is parsed and its operations resolved first
+    /// (a bad query is refused before authentication, as in Choreo Connect).
+    async fn check_graphql(
+        &self,
+        api: &crate::apis::Api,
+        schema: &crate::graphql::GraphqlSchema,
+        settings: &Settings,
+        input: Input<'_>,
+        mut info: AuthInfo,
+    ) -> Decision {
+        let throttle = self.throttle.load();
+        if input.method.eq_ignore_ascii_case("OPTIONS") {
+            let mut cx = Context::new(&self.memory, settings, input, api, &api.graphql_endpoint, None, info);
+            cx.throttle = &**throttle;
+            return chain::run(&mut cx).await;
+        }
+        let call = match chain::graphql::prepare(api, schema, &input) {
+            Ok(c) => c,
+            Err(d) => return Decision::deny(d, None, info),
+        };
+        info.resource = call.resource();
+        let Some((resource, op)) = call.lead() else { return Decision::deny(Deny::not_found(), None, info) };
+        let mut cx = Context::new(&self.memory, settings, input, api, resource, Some(op), info);
+        cx.throttle = &**throttle;
+        cx.graphql = Some(call);
+        chain::run(&mut cx).await
     }
 }

@@ -1530,3 +1530,143 @@ async fn without_a_backend_jwt_generator_no_header_is_added() {
     let (set, _, _) = allowed(fx.check(&Req::get("/pets").bearer(&jwt(json!({})))).await);
     assert_eq!(header(&set, "x-jwt-assertion"), None);
 }
+
+// ---------------------------------------------------------------------------
+// GraphQL APIs
+// ---------------------------------------------------------------------------
+
+const GQL_SDL: &str = "type Query { hero: Hero, human(id: ID!): Hero, secret: String }\n\
+                       type Mutation { createReview(stars: Int): String }\n\
+                       type Hero { name: String, friends(first: Int): [Hero] }\n";
+
+/// A GraphQL API on Pets' base path: `hero` open, `human` secured, `secret`
+/// needing scope `spy`, `createReview` secured with tier 10PerMin.
+fn gql_api() -> pa::Api {
+    let gql_op = |verb: &str, open: bool, scopes: &[&str], tier: &str| pa::Operation {
+        method: verb.into(),
+        disable_security: open,
+        has_security: true,
+        security: if open {
+            vec![]
+        } else {
+            vec![pa::SecurityList {
+                scope_list: [(
+                    "default".to_string(),
+                    pa::Scopes { scopes: scopes.iter().map(|s| s.to_string()).collect() },
+                )]
+                .into_iter()
+                .collect(),
+            }]
+        },
+        tier: tier.into(),
+        ..Default::default()
+    };
+    pets_with(|a| {
+        a.api_type = "GRAPHQL".into();
+        a.graphql_schema = GQL_SDL.into();
+        a.resources = vec![
+            pa::Resource { path: "hero".into(), methods: vec![gql_op("QUERY", true, &[], "")] },
+            pa::Resource { path: "human".into(), methods: vec![gql_op("QUERY", false, &[], "")] },
+            pa::Resource { path: "secret".into(), methods: vec![gql_op("QUERY", false, &["spy"], "")] },
+            pa::Resource { path: "createReview".into(), methods: vec![gql_op("MUTATION", false, &[], "10PerMin")] },
+        ];
+    })
+}
+
+fn gql(query: &str) -> Req {
+    Req::new("POST", "")
+        .path(BASE)
+        .header("content-type", "application/json")
+        .body(&json!({ "query": query }).to_string())
+}
+
+#[tokio::test]
+async fn graphql_queries_are_parsed_before_authentication_and_resolved_to_operations() {
+    let fx = Fx::apis(vec![gql_api()]);
+    // Open operation: no credentials needed; the resource is the root field.
+    let (_, _, info) = allowed(fx.check(&gql("{ hero { name } }")).await);
+    assert_eq!(info.resource, "hero");
+    // A query that does not parse, or does not validate: 400 before any credential check.
+    assert_denied(fx.check(&gql("{ hero { name }")).await, 400, "900422", "Invalid syntax");
+    assert_denied(fx.check(&gql("{ hero { age } }")).await, 400, "900422", "Payload is invalid");
+    let r = Req::new("POST", "").path(BASE).header("content-type", "application/json").body("{\"q\": 1}");
+    assert_denied(fx.check(&r).await, 400, "900422", "Invalid GraphQL query body structure");
+    let r = Req::new("POST", "").path(BASE).header("content-type", "text/plain").body("{ hero { name } }");
+    let (d, _, _) = denied(fx.check(&r).await);
+    assert_eq!((d.status, d.code, d.message), (400, "900422", "INVALID QUERY"));
+    // application/graphql and GET with ?query=.
+    let r = Req::new("POST", "").path(BASE).header("content-type", "application/graphql").body("{ hero { name } }");
+    allowed(fx.check(&r).await);
+    let r = Req::new("GET", "").path(&format!("{BASE}?query=%7B%20hero%20%7B%20name%20%7D%20%7D"));
+    allowed(fx.check(&r).await);
+    // Mixed: one secured operation makes the request secured.
+    assert_401(
+        fx.check(&gql("{ hero { name } human(id: 1) { name } }")).await,
+        "Make sure you have provided the correct security credentials",
+    );
+    let token = jwt(json!({}));
+    let (_, _, info) = allowed(fx.check(&gql("{ hero { name } human(id: 1) { name } }").bearer(&token)).await);
+    assert_eq!(info.resource, "hero,human");
+    // Introspection only: no operation of the API.
+    assert_denied(fx.check(&gql("{ __typename }")).await, 404, "404", "The requested resource is not available.");
+}
+
+#[tokio::test]
+async fn graphql_scopes_are_checked_per_operation() {
+    let fx = Fx::apis(vec![gql_api()]);
+    let plain = jwt(json!({}));
+    let (d, _, _) = assert_denied(
+        fx.check(&gql("{ human(id: 1) { name } secret }").bearer(&plain)).await,
+        403,
+        "900910",
+        "User is NOT authorized to access the Resource: secret. Scope validation failed.",
+    );
+    assert_eq!(d.message, "The access token does not allow you to access the requested resource");
+    let spy = jwt(json!({"scope": "spy"}));
+    allowed(fx.check(&gql("{ human(id: 1) { name } secret }").bearer(&spy)).await);
+}
+
+#[tokio::test]
+async fn graphql_depth_and_complexity_limits_come_from_the_subscription_tier() {
+    let fx = Fx::apis(vec![gql_api()]);
+    let deep = "{ human(id: 1) { friends { friends { name } } } }";
+    // No limits in the token's tierInfo or the catalogue: anything goes.
+    allowed(fx.check(&gql(deep).bearer(&subs_jwt(json!({})))).await);
+    let limited = subs_jwt(json!({"tierInfo": {"Gold": {"graphQLMaxDepth": 2, "graphQLMaxComplexity": 0}}}));
+    let (d, _, _) = assert_denied(
+        fx.check(&gql(deep).bearer(&limited)).await,
+        400,
+        "900820",
+        "[maximum query depth exceeded 4 > 2]",
+    );
+    assert_eq!(d.message, "QUERY TOO DEEP");
+    allowed(fx.check(&gql("{ human(id: 1) { name } }").bearer(&limited)).await);
+    let complex = subs_jwt(json!({"tierInfo": {"Gold": {"graphQLMaxComplexity": 5}}}));
+    let (d, _, _) = assert_denied(
+        fx.check(&gql("{ human(id: 1) { friends(first: 10) { name } } }").bearer(&complex)).await,
+        400,
+        "900821",
+        "[maximum query complexity exceeded]",
+    );
+    assert_eq!(d.message, "QUERY TOO COMPLEX");
+}
+
+#[tokio::test]
+async fn graphql_options_are_answered_and_unknown_operations_are_404() {
+    let fx = Fx::apis(vec![gql_api()]);
+    let (d, _, _) = denied(fx.check(&Req::new("OPTIONS", "").path(BASE)).await);
+    assert_eq!(d.status, 204);
+    assert_eq!(d.headers, vec![("allow", "OPTIONS, POST, GET".to_string())]);
+    // A mutation the API does not list (the schema has it, api.yaml may not).
+    let api = pets_with(|a| {
+        *a = gql_api();
+        a.resources.retain(|r| r.path != "createReview");
+    });
+    let fx = Fx::apis(vec![api]);
+    assert_denied(
+        fx.check(&gql("mutation { createReview(stars: 5) }").bearer(&jwt(json!({})))).await,
+        404,
+        "404",
+        "The requested resource is not available.",
+    );
+}

@@ -21,6 +21,7 @@ pub mod chain;
 pub mod decision;
 pub mod deny;
 pub mod engine;
+pub mod graphql;
 pub mod keys;
 pub mod lease;
 pub mod mediation;

@@ -9,6 +9,17 @@ use percent_encoding::percent_decode_str;
 /// (adapter/xds/src/translate/listener.rs) over anything a client sent.
 pub const CLIENT_IP_HEADER: &str = "x-wso2-client-ip";
 
+/// The SOAP version of a request, told apart as Choreo Connect does:
+/// `Content-Type` exactly `text/xml` with a `SOAPAction` header (1.1), or
+/// exactly `application/soap+xml` (1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SoapVersion {
+    /// SOAP 1.1
+    V11,
+    /// SOAP 1.2
+    V12,
+}
+
 /// One request, as Envoy describes it.
 #[derive(Debug, Clone, Copy)]
 pub struct Input<'a> {
@@ -24,12 +35,24 @@ pub struct Input<'a> {
     pub peer_cert: &'a str,
     /// The peer address of the check, used when the router's client address is missing.
     pub source_ip: &'a str,
+    /// The request body as far as the router sent it (empty unless the
+    /// route passes it).
+    pub body: &'a [u8],
 }
 
 impl<'a> Input<'a> {
     /// A request header (lower-case name).
     pub fn header(&self, name: &str) -> Option<&'a str> {
         self.headers.get(name).map(String::as_str)
+    }
+
+    /// The SOAP version of the request, if it is a SOAP request.
+    pub fn soap_version(&self) -> Option<SoapVersion> {
+        match self.header("content-type") {
+            Some("text/xml") if self.headers.contains_key("soapaction") => Some(SoapVersion::V11),
+            Some("application/soap+xml") => Some(SoapVersion::V12),
+            _ => None,
+        }
     }
 
     /// A context extension of the route ("" when absent).

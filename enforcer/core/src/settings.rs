@@ -159,6 +159,8 @@ pub struct Settings {
     pub tracing: Option<TraceSettings>,
     /// `[enforcer.throttling]`.
     pub throttling: ThrottleSettings,
+    /// `[adapter] soapErrorInXMLEnabled`: denials of SOAP requests are SOAP faults.
+    pub soap_faults: bool,
     /// What the operator should know (default credentials in use), logged
     /// each time the configuration is applied.
     pub warnings: Vec<String>,
@@ -463,6 +465,7 @@ impl Settings {
             analytics,
             tracing: TraceSettings::load(&c.tracing.clone().unwrap_or_default())?,
             throttling: ThrottleSettings::load(c.throttling.as_ref())?,
+            soap_faults: c.soap_error_in_xml_enabled,
             warnings,
         })
     }

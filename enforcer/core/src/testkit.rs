@@ -352,6 +352,7 @@ pub(crate) struct Req {
     pub(crate) ext: HashMap<String, String>,
     pub(crate) peer_cert: String,
     pub(crate) source_ip: String,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Req {
@@ -377,7 +378,14 @@ impl Req {
             ext,
             peer_cert: String::new(),
             source_ip: "192.0.2.10".into(),
+            body: Vec::new(),
         }
+    }
+
+    /// The request body, as the router passes it.
+    pub(crate) fn body(mut self, body: &str) -> Req {
+        self.body = body.as_bytes().to_vec();
+        self
     }
 
     pub(crate) fn get(template: &str) -> Req {
@@ -432,6 +440,7 @@ impl Req {
             ext: &self.ext,
             peer_cert: &self.peer_cert,
             source_ip: &self.source_ip,
+            body: &self.body,
         }
     }
 }

@@ -153,6 +153,10 @@ pub struct TierInfo {
     pub spike_arrest_limit: u64,
     /// `spikeArrestUnit` (`sec`, `min`).
     pub spike_arrest_unit: Box<str>,
+    /// `graphQLMaxDepth`, when given (0: no limit).
+    pub graphql_max_depth: Option<u32>,
+    /// `graphQLMaxComplexity`, when given (0: no limit).
+    pub graphql_max_complexity: Option<u32>,
 }
 
 impl TokenInfo {
@@ -304,6 +308,14 @@ impl TokenInfo {
                                 stop_on_quota_reach: v.get("stopOnQuotaReach").and_then(Value::as_bool),
                                 spike_arrest_limit: v.get("spikeArrestLimit").and_then(Value::as_u64).unwrap_or(0),
                                 spike_arrest_unit: text(v.get("spikeArrestUnit")),
+                                graphql_max_depth: v
+                                    .get("graphQLMaxDepth")
+                                    .and_then(Value::as_u64)
+                                    .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+                                graphql_max_complexity: v
+                                    .get("graphQLMaxComplexity")
+                                    .and_then(Value::as_u64)
+                                    .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
                             })
                         })
                         .collect()

@@ -157,7 +157,7 @@ pub fn http_connection_manager(c: &Config) -> HttpConnectionManager {
             typed_config: Some(any(&scope_header)),
         }],
         http_filters: http_filters(c),
-        local_reply_config: Some(local_reply_config()),
+        local_reply_config: Some(local_reply_config(c.adapter.soap_error_in_xml_enabled)),
         use_remote_address: Some(bool_value(c.router.use_remote_address)),
         xff_num_trusted_hops: c.router.xff_num_trusted_hops,
         // No client is "internal": Envoy then strips every x-envoy-* control

@@ -1,9 +1,12 @@
 //! Envoy's own errors as Choreo Connect's JSON error bodies (README.md, "Errors").
 
 use envoy_types::pb::envoy::config::accesslog::v3::{
-    AccessLogFilter, AndFilter, MetadataFilter, ResponseFlagFilter, access_log_filter::FilterSpecifier,
+    AccessLogFilter, AndFilter, HeaderFilter, MetadataFilter, ResponseFlagFilter, access_log_filter::FilterSpecifier,
 };
-use envoy_types::pb::envoy::config::core::v3::{SubstitutionFormatString, substitution_format_string::Format};
+use envoy_types::pb::envoy::config::core::v3::{
+    DataSource, SubstitutionFormatString, data_source, substitution_format_string::Format,
+};
+use envoy_types::pb::envoy::config::route::v3::{HeaderMatcher, header_matcher::HeaderMatchSpecifier};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     LocalReplyConfig, ResponseMapper,
 };
@@ -148,9 +151,85 @@ fn mapper(e: &RouterError, filter: AccessLogFilter) -> ResponseMapper {
     }
 }
 
-/// The HCM's local reply configuration.
-pub fn local_reply_config() -> LocalReplyConfig {
-    let mut mappers: Vec<ResponseMapper> = ROUTER_ERRORS.iter().map(|e| mapper(e, flag_filter(e.flag))).collect();
+/// The SOAP version of a request, as Choreo Connect tells them apart:
+/// `Content-Type` exactly `application/soap+xml` (1.2), or exactly
+/// `text/xml` with a `SOAPAction` header (1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Soap {
+    /// SOAP 1.1
+    V11,
+    /// SOAP 1.2
+    V12,
+}
+
+impl Soap {
+    fn content_type(self) -> &'static str {
+        match self {
+            Soap::V11 => "text/xml",
+            Soap::V12 => "application/soap+xml",
+        }
+    }
+
+    /// The request headers that select this version.
+    fn filters(self) -> Vec<AccessLogFilter> {
+        let header = |name: &str, m: HeaderMatchSpecifier| AccessLogFilter {
+            filter_specifier: Some(FilterSpecifier::HeaderFilter(HeaderFilter {
+                header: Some(HeaderMatcher {
+                    name: name.to_string(),
+                    header_match_specifier: Some(m),
+                    ..Default::default()
+                }),
+            })),
+        };
+        let mut out = vec![header(
+            "content-type",
+            HeaderMatchSpecifier::StringMatch(super::util::string_exact(self.content_type())),
+        )];
+        if self == Soap::V11 {
+            out.push(header("soapaction", HeaderMatchSpecifier::PresentMatch(true)));
+        }
+        out
+    }
+
+    /// The router's fault: the SOAP 1.1 element layout in both versions
+    /// (the 1.2 namespace with Choreo Connect's trailing slash), the detail
+    /// `<code>:<description>`.
+    fn body(self, e: &RouterError) -> String {
+        let (ns, code) = match self {
+            Soap::V11 => ("http://schemas.xmlsoap.org/soap/envelope/", "soapenv:Server"),
+            Soap::V12 => ("http://www.w3.org/2003/05/soap-envelope/", "soapenv:Receiver"),
+        };
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope xmlns:soapenv=\"{ns}\"><soapenv:Body>\
+             <soapenv:Fault><faultcode>{code}</faultcode><faultstring>{}</faultstring><detail>{}:{}</detail>\
+             </soapenv:Fault></soapenv:Body></soapenv:Envelope>",
+            e.message,
+            e.code,
+            e.description.unwrap_or("%LOCAL_REPLY_BODY%")
+        )
+    }
+
+    fn mapper(self, e: &RouterError, mut filters: Vec<AccessLogFilter>) -> ResponseMapper {
+        filters.extend(self.filters());
+        ResponseMapper {
+            filter: Some(AccessLogFilter { filter_specifier: Some(FilterSpecifier::AndFilter(AndFilter { filters })) }),
+            status_code: Some(u32_value(e.status)),
+            body_format_override: Some(SubstitutionFormatString {
+                format: Some(Format::TextFormatSource(DataSource {
+                    specifier: Some(data_source::Specifier::InlineString(self.body(e))),
+                    ..Default::default()
+                })),
+                content_type: self.content_type().to_string(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+/// The HCM's local reply configuration. With `soap` (`[adapter]
+/// soapErrorInXMLEnabled`), SOAP requests get SOAP faults, the others JSON.
+pub fn local_reply_config(soap: bool) -> LocalReplyConfig {
     // ext_authz failures only: the enforcer marks its own answers (denials)
     // with dynamic metadata, and those keep their status and body. The
     // access-log MetadataFilter ignores MetadataMatcher.invert: when the key
@@ -167,11 +246,17 @@ pub fn local_reply_config() -> LocalReplyConfig {
             match_if_key_not_found: Some(super::util::bool_value(true)),
         })),
     };
-    let uaex = AccessLogFilter {
-        filter_specifier: Some(FilterSpecifier::AndFilter(AndFilter {
-            filters: vec![flag_filter(ENFORCER_FAILURE.flag), not_from_enforcer],
-        })),
-    };
+    let uaex = vec![flag_filter(ENFORCER_FAILURE.flag), not_from_enforcer];
+    let mut mappers = Vec::new();
+    // First match wins: the SOAP forms before the JSON ones.
+    if soap {
+        for v in [Soap::V12, Soap::V11] {
+            mappers.extend(ROUTER_ERRORS.iter().map(|e| v.mapper(e, vec![flag_filter(e.flag)])));
+            mappers.push(v.mapper(&ENFORCER_FAILURE, uaex.clone()));
+        }
+    }
+    mappers.extend(ROUTER_ERRORS.iter().map(|e| mapper(e, flag_filter(e.flag))));
+    let uaex = AccessLogFilter { filter_specifier: Some(FilterSpecifier::AndFilter(AndFilter { filters: uaex })) };
     mappers.push(mapper(&ENFORCER_FAILURE, uaex));
     LocalReplyConfig { mappers, body_format: None }
 }

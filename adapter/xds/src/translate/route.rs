@@ -35,14 +35,14 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy as PbCors;
 use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{
-    CheckSettings, ExtAuthzPerRoute, ext_authz_per_route,
+    BufferSettings, CheckSettings, ExtAuthzPerRoute, ext_authz_per_route,
 };
 use envoy_types::pb::envoy::extensions::retry::priority::previous_priorities::v3::PreviousPrioritiesConfig;
 use envoy_types::pb::envoy::r#type::matcher::v3::RegexMatchAndSubstitute;
 use envoy_types::pb::envoy::r#type::v3::FractionalPercent;
 use envoy_types::pb::google::protobuf::Any;
 use gateway_config::Config;
-use gateway_model::{Api, ApiCors, EndpointCluster, EndpointKind, Method, Operation, Resource};
+use gateway_model::{Api, ApiCors, ApiType, EndpointCluster, EndpointKind, Method, Operation, Resource};
 
 use super::cluster::{ClusterOut, cluster};
 use super::names::{FILTER_CORS, FILTER_EXT_AUTHZ, HEADER_CLUSTER, cluster_name};
@@ -436,6 +436,46 @@ impl PathMatch {
     }
 }
 
+impl PathMatch {
+    /// Sets the upstream path to `mapped` under the endpoint's base path (a
+    /// WebSocket topic's `x-uri-mapping`), each `{x}` filled from the
+    /// template's parameter `{x}`.
+    fn set_mapped_rewrite(&self, action: &mut RouteAction, endpoint_base: &str, mapped: &str, template: &str) {
+        let PathMatch::Regex(r) = self else {
+            action.prefix_rewrite = format!("{endpoint_base}{mapped}");
+            return;
+        };
+        let names = gateway_model::path_params(template);
+        // The base path's parameters come first in the match.
+        let first = r.params.saturating_sub(names.len());
+        let mut substitution = endpoint_base.to_string();
+        let mut rest = mapped;
+        while let Some(open) = rest.find('{') {
+            let Some(close) = rest[open..].find('}').map(|c| c + open) else { break };
+            substitution.push_str(&rest[..open]);
+            let var = &rest[open + 1..close];
+            if let Some(i) = names.iter().position(|n| *n == var) {
+                substitution.push_str(&format!("\\{}", first + i + 1));
+            }
+            rest = &rest[close + 1..];
+        }
+        substitution.push_str(rest);
+        action.regex_rewrite = Some(RegexMatchAndSubstitute { pattern: Some(regex(r.matcher.clone())), substitution });
+    }
+}
+
+/// The request body a GraphQL API's routes send to the enforcer: the
+/// configured size, at least 1 MiB (queries can be long); a larger body is
+/// refused by the router (413).
+fn graphql_body(c: &Config) -> BufferSettings {
+    let p = &c.router.payload_passing_to_enforcer;
+    BufferSettings {
+        max_request_bytes: p.max_request_bytes.max(1 << 20),
+        allow_partial_message: false,
+        pack_as_bytes: true,
+    }
+}
+
 fn method_matcher(methods: &[Method]) -> HeaderMatcher {
     let matcher = match methods {
         [one] => string_exact(one.as_str()),
@@ -523,8 +563,11 @@ fn resource_routes(
                 any(&ExtAuthzPerRoute {
                     r#override: Some(ext_authz_per_route::Override::CheckSettings(CheckSettings {
                         context_extensions: context_extensions(med),
-                        disable_request_body_buffering: !(c.router.payload_passing_to_enforcer.pass_request_payload
-                            && api.pass_request_payload.unwrap_or(true)),
+                        disable_request_body_buffering: api.graphql.is_none()
+                            && !(c.router.payload_passing_to_enforcer.pass_request_payload
+                                && api.pass_request_payload.unwrap_or(true)),
+                        // A GraphQL API's enforcer reads the query from the body.
+                        with_request_body: api.graphql.as_ref().map(|_| graphql_body(c)),
                         ..Default::default()
                     })),
                 })
@@ -589,7 +632,18 @@ fn resource_routes(
             retry_policy: retry_policy(ec, c),
             ..Default::default()
         };
-        pm.set_rewrite(&mut action, ec.base_path());
+        match &resource.upstream_path {
+            Some(up) => pm.set_mapped_rewrite(&mut action, ec.base_path(), up, template),
+            None => pm.set_rewrite(&mut action, ec.base_path()),
+        }
+        if api.api_type == ApiType::Ws {
+            // The upgrade is checked like any request; the connection then
+            // lives as long as it is used (the route's idle timeout), not
+            // the route timeout of a request.
+            action.upgrade_configs =
+                vec![route_action::UpgradeConfig { upgrade_type: "websocket".to_string(), ..Default::default() }];
+            action.timeout = Some(secs(0));
+        }
         let mut request_headers_to_add = Vec::new();
         if let Some(auth) = &ec.basic_auth {
             let token =

@@ -12,6 +12,7 @@ pub mod authentication;
 pub mod backend_jwt;
 pub mod cors;
 pub mod credentials;
+pub mod graphql;
 pub mod mediation;
 pub mod routing;
 #[cfg(test)]
@@ -46,6 +47,7 @@ pub static CHAIN: &[&dyn Filter] = &[
     &authentication::Authentication,
     &routing::Routing,
     &credentials::Credentials,
+    &graphql::QueryAnalysis,
     &throttling::Throttling,
     &backend_jwt::BackendJwt,
     &mediation::Mediation,
@@ -128,6 +130,9 @@ pub struct Context<'r> {
     pub respond: Vec<(&'static str, String)>,
     /// Throttling policies and blocking conditions.
     pub throttle: &'r ThrottleData,
+    /// A GraphQL request's operations (each with its scopes and tier) and
+    /// its analysis; `resource` and `op` are then the lead operation's.
+    pub graphql: Option<graphql::GraphqlCall<'r>>,
 }
 
 impl<'r> Context<'r> {
@@ -155,6 +160,7 @@ impl<'r> Context<'r> {
             remove: Vec::new(),
             respond: Vec::new(),
             throttle: &EMPTY_THROTTLE,
+            graphql: None,
         }
     }
 

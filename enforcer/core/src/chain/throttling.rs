@@ -111,6 +111,11 @@ pub fn hits(cx: &Context<'_>) -> Vec<Hit> {
     };
     if !raw.tier.is_empty() {
         advanced(Level::Api, &raw.tier, format!("{}:{}", raw.base_path, raw.version));
+    } else if let Some(g) = &cx.graphql {
+        // Each operation of a GraphQL request is counted against its own tier.
+        for (r, op) in &g.ops {
+            advanced(Level::Resource, &op.tier, format!("{}/{}:{}", raw.base_path, r.path, op.method));
+        }
     } else if let Some(op) = cx.op {
         let key = format!("{}{}:{}", raw.base_path, cx.resource.path, op.method.to_ascii_uppercase());
         advanced(Level::Resource, &op.tier, key);
