@@ -184,6 +184,20 @@ async fn invalid_queries_are_refused_with_900422_before_authentication() {
         "INVALID QUERY",
         "Invalid content type. Make sure the content type is application/json or application/graphql",
     );
+    // GraphQL over WebSocket (subscriptions): refused, saying why.
+    let r = gw
+        .request(
+            "GET",
+            "localhost",
+            "/gql/1.0.0",
+            &[("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-version", "13"),
+              ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="), ("sec-websocket-protocol", "graphql-transport-ws")],
+        )
+        .await
+        .expect("request");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["code"], "900422");
+    assert!(r.json()["error_description"].as_str().is_some_and(|d| d.contains("not supported")), "{}", r.body);
     // A root field api.yaml does not list: 404.
     let r = post(&gw, "{ character(id: \"1000\") { name } }", None).await;
     assert_error(&r, 404, "404", "Not Found", "The requested resource is not available.");

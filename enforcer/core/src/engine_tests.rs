@@ -1607,6 +1607,9 @@ async fn graphql_queries_are_parsed_before_authentication_and_resolved_to_operat
     let token = jwt(json!({}));
     let (_, _, info) = allowed(fx.check(&gql("{ hero { name } human(id: 1) { name } }").bearer(&token)).await);
     assert_eq!(info.resource, "hero,human");
+    // GraphQL over WebSocket (subscriptions) is refused, saying so.
+    let r = Req::new("GET", "").path(BASE).header("upgrade", "websocket").header("connection", "upgrade");
+    assert_denied(fx.check(&r).await, 400, "900422", crate::chain::graphql::NO_SUBSCRIPTIONS_OVER_WEBSOCKET);
     // Introspection only: no operation of the API.
     assert_denied(fx.check(&gql("{ __typename }")).await, 404, "404", "The requested resource is not available.");
 }

@@ -636,13 +636,17 @@ fn resource_routes(
             Some(up) => pm.set_mapped_rewrite(&mut action, ec.base_path(), up, template),
             None => pm.set_rewrite(&mut action, ec.base_path()),
         }
-        if api.api_type == ApiType::Ws {
-            // The upgrade is checked like any request; the connection then
-            // lives as long as it is used (the route's idle timeout), not
-            // the route timeout of a request.
+        if api.api_type == ApiType::Ws || api.graphql.is_some() {
+            // The upgrade is checked like any request. A WebSocket API's
+            // connection then lives as long as it is used (the route's idle
+            // timeout), not the route timeout of a request. A GraphQL API's
+            // upgrades reach the enforcer only to be refused with the reason
+            // (no GraphQL over WebSocket), where Envoy would answer a bare 403.
             action.upgrade_configs =
                 vec![route_action::UpgradeConfig { upgrade_type: "websocket".to_string(), ..Default::default() }];
-            action.timeout = Some(secs(0));
+            if api.api_type == ApiType::Ws {
+                action.timeout = Some(secs(0));
+            }
         }
         let mut request_headers_to_add = Vec::new();
         if let Some(auth) = &ec.basic_auth {

@@ -65,8 +65,15 @@ fn request(input: &Input<'_>) -> Result<GraphqlRequest, GraphqlError> {
     GraphqlRequest::from_body(input.header("content-type"), body)
 }
 
+/// Why a WebSocket upgrade to a GraphQL API is refused.
+pub const NO_SUBSCRIPTIONS_OVER_WEBSOCKET: &str = "GraphQL over WebSocket (subscriptions) is not supported \
+     by this gateway, as in Choreo Connect: send queries and mutations with POST or GET";
+
 /// Parses and resolves a request to a GraphQL API (not OPTIONS).
 pub fn prepare<'r>(api: &'r Api, schema: &GraphqlSchema, input: &Input<'_>) -> Result<GraphqlCall<'r>, Deny> {
+    if input.header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+        return Err(Deny::from(GraphqlError::Body(NO_SUBSCRIPTIONS_OVER_WEBSOCKET).denial()));
+    }
     let req = request(input).map_err(|e| Deny::from(e.denial()))?;
     let analysis = analyse(schema, &req.query, req.operation_name.as_deref(), &req.variables)
         .map_err(|e| Deny::from(e.denial()))?;
