@@ -11,6 +11,7 @@
 //! shared and noisy: compare ratios within one run, not absolute numbers
 //! across runs.
 
+mod apitypes;
 mod deploy;
 mod enforcer;
 mod mediation;
@@ -60,7 +61,7 @@ struct Cli {
     #[arg(long, default_value_t = 50)]
     deploy_pushes: usize,
     /// Which enforcer benchmarks to run.
-    #[arg(long, value_delimiter = ',', default_value = "checks,e2e,memory,throttling,mediation")]
+    #[arg(long, value_delimiter = ',', default_value = "checks,e2e,memory,throttling,mediation,apitypes")]
     enforcer_parts: Vec<String>,
     /// Seconds per scenario of the direct enforcer benchmark.
     #[arg(long, default_value_t = 5)]
@@ -429,6 +430,10 @@ async fn main() -> Result<()> {
                 throttling::throttling(cli.check_duration, cli.rounds, cli.connections).await?,
             );
         }
+        if part("apitypes") {
+            results
+                .insert("api_types".into(), apitypes::apitypes(cli.e2e_duration, cli.rounds, cli.connections).await?);
+        }
         if part("mediation") {
             results
                 .insert("mediation".into(), mediation::mediation(cli.e2e_duration, cli.rounds, cli.connections).await?);
@@ -468,6 +473,7 @@ fn print_summary(r: &Value) {
     enforcer::print_summary(r);
     throttling::print_summary(r);
     mediation::print_summary(r);
+    apitypes::print_summary(r);
 }
 
 fn print_control_and_data_plane(r: &Value) {

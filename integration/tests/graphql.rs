@@ -190,8 +190,13 @@ async fn invalid_queries_are_refused_with_900422_before_authentication() {
             "GET",
             "localhost",
             "/gql/1.0.0",
-            &[("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-version", "13"),
-              ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="), ("sec-websocket-protocol", "graphql-transport-ws")],
+            &[
+                ("connection", "Upgrade"),
+                ("upgrade", "websocket"),
+                ("sec-websocket-version", "13"),
+                ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                ("sec-websocket-protocol", "graphql-transport-ws"),
+            ],
         )
         .await
         .expect("request");

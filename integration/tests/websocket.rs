@@ -256,3 +256,34 @@ async fn the_route_upgrades_websockets_only_for_ws_apis() {
     let token = format!("Bearer {}", gw.idp().idp.sign(&claims("")));
     assert!(connect(&gw, "/chat/1.0/notifications", &[("authorization", &token)]).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_is_an_analytics_event_when_it_closes() {
+    let backend = WebSocketServer::start().await.expect("WebSocket server");
+    let gw = Gateway::builder(XdsMode::Delta)
+        .with_enforcer()
+        .config("[analytics]\nenabled = true\n[analytics.adapter]\nbufferFlushInterval = \"100ms\"\n[analytics.enforcer.configProperties]\nsink = \"{dir}/analytics.jsonl\"\n")
+        .project("chat", &[("api.yaml", &api_yaml("")), ("Definitions/asyncapi.yaml", &asyncapi(&backend.url()))])
+        .start()
+        .await;
+    let token = format!("Bearer {}", gw.idp().idp.sign(&claims("")));
+    let mut ws = connect(&gw, "/chat/1.0/notifications", &[("authorization", &token)]).await.expect("upgrade");
+    ws.send(Message::Text("one".into())).await.expect("send");
+    assert_eq!(next_text(&mut ws).await, "one");
+    ws.close(None).await.expect("close");
+    drop(ws);
+    let path = gw.dir.path().join("analytics.jsonl");
+    let event: Value = integration::eventually("the connection's analytics event", || async {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|e| e["apiName"] == "Chat")
+            .ok_or_else(|| format!("no event yet: {text}"))
+    })
+    .await;
+    assert_eq!(event["responseCode"], 101, "{event}");
+    assert_eq!(event["apiType"], "WS", "{event}");
+    assert_eq!(event["resource"], "/notifications", "{event}");
+    assert_eq!(event["applicationName"], "ChatApp", "{event}");
+    assert_eq!(event["method"], "GET", "{event}");
+}
