@@ -128,6 +128,10 @@ pub fn event(e: &HttpAccessLogEntry) -> Option<Value> {
     ev.insert("totalLatencyMs".into(), json!(total));
     ev.insert("clientIp".into(), json!(client_ip));
     ev.insert("userAgent".into(), json!(req.map(|r| r.user_agent.clone())));
+    // Body bytes each way; for a WebSocket connection, its frames in
+    // aggregate (the event is written when the connection closes).
+    ev.insert("requestBodyBytes".into(), json!(req.map(|r| r.request_body_bytes)));
+    ev.insert("responseBodyBytes".into(), json!(resp.map(|r| r.response_body_bytes)));
     Some(Value::Object(ev))
 }
 

@@ -268,8 +268,11 @@ async fn the_connection_is_an_analytics_event_when_it_closes() {
         .await;
     let token = format!("Bearer {}", gw.idp().idp.sign(&claims("")));
     let mut ws = connect(&gw, "/chat/1.0/notifications", &[("authorization", &token)]).await.expect("upgrade");
-    ws.send(Message::Text("one".into())).await.expect("send");
-    assert_eq!(next_text(&mut ws).await, "one");
+    let text = "x".repeat(1000);
+    for _ in 0..5 {
+        ws.send(Message::Text(text.clone().into())).await.expect("send");
+        assert_eq!(next_text(&mut ws).await, text);
+    }
     ws.close(None).await.expect("close");
     drop(ws);
     let path = gw.dir.path().join("analytics.jsonl");
@@ -286,4 +289,9 @@ async fn the_connection_is_an_analytics_event_when_it_closes() {
     assert_eq!(event["resource"], "/notifications", "{event}");
     assert_eq!(event["applicationName"], "ChatApp", "{event}");
     assert_eq!(event["method"], "GET", "{event}");
+    // The frames in aggregate: five 1000-byte messages each way, plus frame headers.
+    for key in ["requestBodyBytes", "responseBodyBytes"] {
+        let n = event[key].as_u64().unwrap_or(0);
+        assert!((5000..5200).contains(&n), "{key}: {n} in {event}");
+    }
 }
