@@ -8,7 +8,7 @@ run=.run
 bin=target/debug
 envoy=${ENVOY_BIN:-$root/.tools/pip/envoy/_bin/envoy}
 
-for p in 9090 9095 9000 9843 18000 8081 18090 9001 2383; do
+for p in 9090 9095 9000 9843 18000 8081 18090 9001 2383 2384 2385; do
   if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
     echo "port $p is already in use: stop what listens there (an earlier make run?) and try again" >&2
     exit 1
@@ -49,6 +49,9 @@ export adapter_admin_pwd=${adapter_admin_pwd:-admin}
 export enforcer_admin_pwd=${enforcer_admin_pwd:-admin}
 "$bin/test-backend" --listen 127.0.0.1:2383 --name sample-backend >"$run/logs/backend.log" 2>&1 &
 pids+=($!)
+# The WebSocket and GraphQL samples' backends (tools/protocols).
+"$bin/test-protocols" --websocket-port 2384 --graphql-port 2385 >"$run/logs/protocols.log" 2>&1 &
+pids+=($!)
 "$bin/adapter" --config samples/config.toml --xds-address 127.0.0.1:18000 >"$run/logs/adapter.log" 2>&1 &
 pids+=($!)
 ENFORCER_LABEL=Default ADAPTER_HOST=127.0.0.1 ADAPTER_XDS_PORT=18000 \
@@ -80,7 +83,7 @@ The gateway is running (logs in $run/logs/):
   adapter          xDS 127.0.0.1:18000 (mutual TLS), management API https://localhost:9843 (admin/admin)
   enforcer         ext_authz 127.0.0.1:8081 (mutual TLS), admin API https://localhost:9001 (admin/admin)
   certificates     $run/certs (development CA ca.pem; every component uses mg.pem)
-  sample backend   http://127.0.0.1:2383
+  sample backends  http://127.0.0.1:2383 (echo), ws://127.0.0.1:2384 (WebSocket echo), http://127.0.0.1:2385 (GraphQL)
   analytics        $run/logs/analytics.jsonl
 
 Try:
@@ -90,6 +93,14 @@ Try:
   # A secured call in two commands: a test token, then the API.
   TOKEN=\$(curl -sk -X POST https://localhost:9095/testkey -H "Authorization: Basic YWRtaW46YWRtaW4=")
   curl -i -X POST http://localhost:9090/petstore/1.0.0/pets -H "Authorization: Bearer \$TOKEN"
+
+  # GraphQL (samples/apis/starwars): hero is open, human needs the token.
+  curl -s http://localhost:9090/starwars/1.0.0 -H 'Content-Type: application/json' -d '{"query":"{ hero { name } }"}'
+  curl -s http://localhost:9090/starwars/1.0.0 -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \
+    -d '{"query":"{ human(id: \\"1000\\") { name homePlanet } }"}'
+  # WebSocket (samples/apis/chat; websocat: cargo install websocat): /open is open, /notifications needs the token.
+  websocat ws://localhost:9090/chat/1.0.0/open
+  websocat -H "Authorization: Bearer \$TOKEN" ws://localhost:9090/chat/1.0.0/notifications
 
   curl -s http://localhost:9090/.wellknown/jwks                          # keys of the backend JWT (X-JWT-Assertion)
   curl -sk -u admin:admin https://localhost:9001/apis                    # the enforcer's view

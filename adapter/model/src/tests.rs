@@ -759,3 +759,33 @@ fn choreos_throttling_limits_name_tiers() {
         "{ps:?}"
     );
 }
+
+#[test]
+fn the_sample_projects_of_make_run_parse() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples/apis");
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(&root).expect("samples/apis") {
+        let dir = entry.expect("entry").path();
+        let mut files = ProjectFiles::new();
+        let mut stack = vec![dir.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).expect("dir") {
+                let p = e.expect("entry").path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    let rel = p.strip_prefix(&dir).expect("inside").to_string_lossy().replace('\\', "/");
+                    files.insert(rel, std::fs::read(&p).expect("read"));
+                }
+            }
+        }
+        let p = parse_project(&files, &ParseOptions::default()).unwrap_or_else(|e| panic!("{}: {e:?}", dir.display()));
+        seen.push(p.api.api_type);
+    }
+    seen.sort_by_key(|t| t.to_string());
+    assert_eq!(seen, vec![ApiType::Graphql, ApiType::Http, ApiType::Ws]);
+    // The GraphQL sample's schema is the one its backend serves.
+    let sample = std::fs::read_to_string(root.join("starwars/Definitions/schema.graphql")).expect("sample schema");
+    let served = std::fs::read_to_string(root.join("../../tools/protocols/schema.graphql")).expect("server schema");
+    assert_eq!(sample, served, "copy tools/protocols/schema.graphql to samples/apis/starwars/Definitions/");
+}
