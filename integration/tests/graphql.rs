@@ -16,7 +16,7 @@ const OPERATIONS: &str = r#"  operations:
     - {target: human, verb: QUERY}
     - {target: droid, verb: QUERY, scopes: [droids, admin]}
     - {target: allHumans, verb: QUERY}
-    - {target: reviews, verb: QUERY, throttlingPolicy: 3PerMin}
+    - {target: reviews, verb: QUERY, throttlingPolicy: 3PerDay}
     - {target: createReview, verb: MUTATION, scopes: [writer]}
 "#;
 

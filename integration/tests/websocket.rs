@@ -224,7 +224,7 @@ async fn api_keys_internal_keys_and_open_topics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_are_counted_against_the_api_tier_at_the_upgrade() {
     let backend = WebSocketServer::start().await.expect("WebSocket server");
-    let gw = gateway(&backend, "  apiThrottlingPolicy: 3PerMin\n").await;
+    let gw = gateway(&backend, "  apiThrottlingPolicy: 3PerDay\n").await;
     let token = format!("Bearer {}", gw.idp().idp.sign(&claims("")));
     let mut open = Vec::new();
     for _ in 0..3 {

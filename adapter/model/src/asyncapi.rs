@@ -5,8 +5,8 @@
 //! channel: `x-auth-type: None` or `x-wso2-disable-security` (an open
 //! topic), and on its `publish`/`subscribe` operation (publish wins)
 //! `x-uri-mapping` (the backend path, `{uri.var.x}` from the topic's `{x}`;
-//! without it the endpoint's base path), `x-scopes` (any one suffices) and a
-//! throttling tier.
+//! without it the endpoint's base path), `x-scopes` (any one suffices;
+//! subscribe's when publish has none) and a throttling tier.
 //! `servers.production` / `servers.sandbox` (`ws://`, `wss://`) are endpoints,
 //! as are api.yaml's `endpointConfig` URLs; the root's `x-wso2-*` extensions
 //! apply as in an OpenAPI definition.
@@ -131,6 +131,18 @@ fn channel(ctx: &mut Ctx<'_>, name: &str, item: &Map<String, Value>, p: &str, sc
         || opt_bool(ctx, item.get("x-wso2-disable-security"), &field(p, "x-wso2-disable-security")) == Some(true);
     // Both open the same upgrade request (GET on the topic): when a channel
     // has both, publish's extensions decide.
+    // Scopes: publish's, else subscribe's (a scope written on either one
+    // always applies: the upgrade is the same request).
+    let mut all_scopes = Vec::new();
+    for key in ["publish", "subscribe"] {
+        let op_path = field(p, key);
+        if let Some(o) = item.get(key).and_then(Value::as_object) {
+            let s = scopes(ctx, o.get("x-scopes"), &field(&op_path, "x-scopes"));
+            if all_scopes.is_empty() {
+                all_scopes = s;
+            }
+        }
+    }
     let mut op = None;
     let mut mapping = None;
     for key in ["publish", "subscribe"] {
@@ -139,7 +151,7 @@ fn channel(ctx: &mut Ctx<'_>, name: &str, item: &Map<String, Value>, p: &str, sc
         if op.is_some() {
             continue;
         }
-        let scopes = scopes(ctx, o.get("x-scopes"), &field(&op_path, "x-scopes"));
+        let scopes = std::mem::take(&mut all_scopes);
         let security = (!scopes.is_empty()).then(|| {
             let req: SecurityRequirement = [(scheme.to_string(), scopes)].into_iter().collect();
             vec![req]

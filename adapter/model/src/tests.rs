@@ -517,6 +517,16 @@ fn websocket_apis_take_topics_scopes_and_mappings_from_asyncapi() {
 }
 
 #[test]
+fn a_topic_scope_written_on_subscribe_applies_when_publish_has_none() {
+    let yaml = API_YAML.replace("type: HTTP", "type: WS").replace("http://", "ws://");
+    let def = "asyncapi: 2.0.0\nchannels:\n  /a:\n    publish:\n      x-uri-mapping: /a\n    subscribe:\n      x-scopes: [reader]\n";
+    let a = parse(&[("api.yaml", &yaml), ("Definitions/asyncapi.yaml", def)]).expect("valid").api;
+    let reqs = a.resources[0].operations[0].security.clone().expect("the topic's own security");
+    assert_eq!(reqs, vec![[("default".to_string(), vec!["reader".to_string()])].into_iter().collect()]);
+    assert_eq!(a.resources[0].upstream_path.as_deref(), Some("/a"), "publish's mapping still wins");
+}
+
+#[test]
 fn broken_asyncapi_definitions_name_the_field() {
     let yaml = API_YAML.replace("type: HTTP", "type: WS");
     let ps = problems(&[("api.yaml", &yaml)]);

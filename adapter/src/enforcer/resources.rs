@@ -280,38 +280,39 @@ fn rest_resources(api: &Api) -> Vec<pa::Resource> {
         .collect()
 }
 
-/// A GraphQL API's operations as resources: path = root field, method = verb.
+/// A GraphQL API's operations as resources: path = root field, one method
+/// per verb (a query and a mutation may share a field name).
 fn graphql_resources(api: &Api, g: &gateway_model::graphql::GraphqlApi) -> Vec<pa::Resource> {
     let oauth2 = api.security_schemes.contains_key("default");
     let api_key = api.security_schemes.contains_key("api_key_header");
-    g.operations
-        .iter()
-        .map(|o| {
-            let mut reqs = Vec::new();
-            if !o.disable_security {
-                if oauth2 || !api_key {
-                    reqs.push([("default".to_string(), o.scopes.clone())].into_iter().collect());
-                }
-                if api_key {
-                    for n in ["api_key_header", "api_key_query"] {
-                        reqs.push([(n.to_string(), Vec::new())].into_iter().collect());
-                    }
+    let mut out: Vec<pa::Resource> = Vec::new();
+    for o in &g.operations {
+        let mut reqs = Vec::new();
+        if !o.disable_security {
+            if oauth2 || !api_key {
+                reqs.push([("default".to_string(), o.scopes.clone())].into_iter().collect());
+            }
+            if api_key {
+                for n in ["api_key_header", "api_key_query"] {
+                    reqs.push([(n.to_string(), Vec::new())].into_iter().collect());
                 }
             }
-            pa::Resource {
-                path: o.target.clone(),
-                methods: vec![pa::Operation {
-                    method: o.verb.clone(),
-                    security: security_lists(&reqs),
-                    has_security: true,
-                    tier: o.tier.clone().unwrap_or_default(),
-                    disable_security: o.disable_security,
-                    request_policies: Vec::new(),
-                    mocked_api_config: None,
-                }],
-            }
-        })
-        .collect()
+        }
+        let op = pa::Operation {
+            method: o.verb.clone(),
+            security: security_lists(&reqs),
+            has_security: true,
+            tier: o.tier.clone().unwrap_or_default(),
+            disable_security: o.disable_security,
+            request_policies: Vec::new(),
+            mocked_api_config: None,
+        };
+        match out.iter_mut().find(|r| r.path == o.target) {
+            Some(r) => r.methods.push(op),
+            None => out.push(pa::Resource { path: o.target.clone(), methods: vec![op] }),
+        }
+    }
+    out
 }
 
 /// The request-flow policies the enforcer carries out (the others are in
@@ -421,5 +422,31 @@ impl Kind {
             Kind::RevokedTokens => gateway_proto::REVOKED_TOKEN_TYPE_URL,
             Kind::ThrottleData => gateway_proto::THROTTLE_DATA_TYPE_URL,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gateway_model::{ParseOptions, ProjectFiles, parse_project};
+
+    use super::*;
+
+    #[test]
+    fn graphql_operations_sharing_a_field_name_keep_each_verb() {
+        let yaml = "type: api\nversion: v4.1.0\ndata:\n  name: G\n  version: v1\n  context: /g\n  type: GRAPHQL\n  \
+                    endpointConfig:\n    production_endpoints: {url: \"http://127.0.0.1:1\"}\n  operations:\n    \
+                    - {target: user, verb: QUERY, authType: None}\n    - {target: user, verb: MUTATION, scopes: [admin]}\n";
+        let schema = "type Query { user: String }\ntype Mutation { user(name: String): String }\n";
+        let mut files = ProjectFiles::new();
+        files.insert("api.yaml", yaml);
+        files.insert("Definitions/schema.graphql", schema);
+        let api = parse_project(&files, &ParseOptions::default()).expect("valid").api;
+        let r = api_resource(&api, "localhost");
+        assert_eq!(r.resources.len(), 1, "{:?}", r.resources);
+        let methods: Vec<(&str, bool)> =
+            r.resources[0].methods.iter().map(|m| (m.method.as_str(), m.disable_security)).collect();
+        assert_eq!(methods, vec![("QUERY", true), ("MUTATION", false)]);
+        assert_eq!(r.resources[0].methods[1].security[0].scope_list["default"].scopes, vec!["admin"]);
+        assert_eq!(r.graphql_schema, schema);
     }
 }

@@ -1607,6 +1607,23 @@ async fn graphql_queries_are_parsed_before_authentication_and_resolved_to_operat
     let token = jwt(json!({}));
     let (_, _, info) = allowed(fx.check(&gql("{ hero { name } human(id: 1) { name } }").bearer(&token)).await);
     assert_eq!(info.resource, "hero,human");
+    // The backend must run what was checked: no query in the URL of a POST,
+    // no body on a GET, no mutation over GET.
+    let r = gql("{ hero { name } }").path(&format!("{BASE}?query=mutation%20%7B%20createReview%20%7D"));
+    assert_denied(fx.check(&r).await, 400, "900422", crate::chain::graphql::POST_WITH_URL_PARAMETERS);
+    let r = gql("{ hero { name } }").path(&format!("{BASE}?operationName=B"));
+    assert_denied(fx.check(&r).await, 400, "900422", crate::chain::graphql::POST_WITH_URL_PARAMETERS);
+    let r = Req::new("GET", "")
+        .path(&format!("{BASE}?query=%7B%20hero%20%7B%20name%20%7D%20%7D"))
+        .body("{\"variables\":{}}");
+    assert_denied(fx.check(&r).await, 400, "900422", crate::chain::graphql::GET_WITH_BODY);
+    let r = Req::new("GET", "").path(&format!("{BASE}?query=mutation%20%7B%20createReview%20%7D"));
+    assert_denied(
+        fx.check(&r.bearer(&jwt(json!({})))).await,
+        400,
+        "900422",
+        crate::chain::graphql::ONLY_QUERIES_WITH_GET,
+    );
     // GraphQL over WebSocket (subscriptions) is refused, saying so.
     let r = Req::new("GET", "").path(BASE).header("upgrade", "websocket").header("connection", "upgrade");
     assert_denied(fx.check(&r).await, 400, "900422", crate::chain::graphql::NO_SUBSCRIPTIONS_OVER_WEBSOCKET);

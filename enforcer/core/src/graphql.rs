@@ -76,8 +76,9 @@
 //!   introspection-only query has no root field: the caller decides (Choreo
 //!   Connect answers 404).
 //! * Variables are used: a slicing argument given by a variable counts its
-//!   value (the request's, else the variable's default, else 0), so a
-//!   variable cannot zero a field's complexity; `@skip`/`@include` see the
+//!   value (the request's, else the variable's default); a value that cannot
+//!   be read (null, missing, negative, not a number) counts 1, so nothing
+//!   zeroes a field's complexity (Choreo Connect counts it 0); `@skip`/`@include` see the
 //!   request's variables (an `if` that cannot be read keeps the field).
 //!   Negative slicing values count 0 and sums saturate instead of wrapping.
 //! * Validation checks what the analysis needs: fields exist on their type,
@@ -295,9 +296,15 @@ impl GraphqlRequest {
                     Some(Value::String(n)) if !n.is_empty() => Some(n),
                     _ => None,
                 };
+                // Some servers accept `variables` as a JSON text: read it as they would.
                 let variables = match o.remove("variables") {
                     Some(v @ Value::Object(_)) => v,
-                    _ => Value::Null,
+                    Some(Value::String(t)) => match serde_json::from_str::<Value>(&t) {
+                        Ok(v @ Value::Object(_)) => v,
+                        _ => return Err(GraphqlError::Body(BAD_BODY_DESCRIPTION)),
+                    },
+                    None | Some(Value::Null) => Value::Null,
+                    Some(_) => return Err(GraphqlError::Body(BAD_BODY_DESCRIPTION)),
                 };
                 GraphqlRequest { query, operation_name, variables }
             }
@@ -1036,26 +1043,36 @@ impl<'a> Walker<'a> {
         })
     }
 
-    /// The non-negative integer value of a slicing argument, or 0.
+    /// The value of a slicing argument: its integer (whole-number floats
+    /// too, as GraphQL's Int coercion accepts), else 1: a value that cannot
+    /// be read (null, missing, negative, not a number) must never zero a
+    /// subtree's complexity.
     fn integer(&self, v: &GqlValue) -> u64 {
-        match v {
+        let n = match v {
             GqlValue::Number(n) => json_count(n),
             GqlValue::Variable(name) => match self.variables.and_then(|vars| vars.get(name.as_str())) {
                 Some(Value::Number(n)) => json_count(n),
-                Some(_) => 0,
+                Some(_) => None,
                 None => match self.defaults.get(name.as_str()) {
                     Some(ConstValue::Number(n)) => json_count(n),
-                    _ => 0,
+                    _ => None,
                 },
             },
-            _ => 0,
-        }
+            _ => None,
+        };
+        n.unwrap_or(1).max(1)
     }
 }
 
-/// An integer as a count: negative is 0, fractions are not integers (0).
-fn json_count(n: &serde_json::Number) -> u64 {
-    n.as_u64().unwrap_or(0)
+/// A JSON number as a count: non-negative integers, and floats with no
+/// fraction (saturating); anything else is unreadable.
+fn json_count(n: &serde_json::Number) -> Option<u64> {
+    if let Some(u) = n.as_u64() {
+        return Some(u);
+    }
+    let f = n.as_f64()?;
+    // `as` saturates at u64::MAX.
+    (f >= 0.0 && f.fract() == 0.0).then_some(f as u64)
 }
 
 #[cfg(test)]
@@ -1227,15 +1244,19 @@ mod tests {
         assert_eq!(a("{ characters(LIMIT: 3, last: 2) { id } }", Value::Null), 10);
         // Nested: 2 × (1 + 3 × (1 + 1))
         assert_eq!(a("{ characters(first: 2) { friends(first: 3) { name } } }", Value::Null), 14);
-        // A non-slicing argument counts 1; null and negatives count 0.
+        // A non-slicing argument counts 1; so does a slicing value that
+        // cannot be read (null, negative): nothing zeroes a subtree.
         assert_eq!(a("{ character(id: 5) { name } }", Value::Null), 2);
-        assert_eq!(a("{ characters(first: null) { name } }", Value::Null), 0);
-        assert_eq!(a("{ characters(first: -5) { name } }", Value::Null), 0);
+        assert_eq!(a("{ characters(first: null) { name } }", Value::Null), 2);
+        assert_eq!(a("{ characters(first: -5) { name } }", Value::Null), 2);
+        assert_eq!(a("query Q($n: Int) { characters(first: $n) { name } }", json!({"n": null})), 2);
+        // Whole-number floats are integers (GraphQL's Int coercion).
+        assert_eq!(a("query Q($n: Int) { characters(first: $n) { name } }", json!({"n": 1e3})), 2000);
         // Variables count their value, else their default, else 0.
         let q = "query Q($n: Int = 4) { characters(first: $n) { name } }";
         assert_eq!(a(q, json!({"n": 50})), 100);
         assert_eq!(a(q, Value::Null), 8);
-        assert_eq!(a("query Q($n: Int) { characters(first: $n) { name } }", json!({})), 0);
+        assert_eq!(a("query Q($n: Int) { characters(first: $n) { name } }", json!({})), 2);
         // Saturates instead of wrapping.
         assert_eq!(
             a("{ characters(first: 4294967295) { friends(first: 4294967295) { name } } }", Value::Null),

@@ -44,7 +44,13 @@ impl<'r> GraphqlCall<'r> {
 /// the body (JSON `{query, operationName, variables}` or
 /// `application/graphql`).
 fn request(input: &Input<'_>) -> Result<GraphqlRequest, GraphqlError> {
+    let in_url = ["query", "operationName", "variables"].iter().any(|p| query_param(input.path, p).is_some());
     if input.method.eq_ignore_ascii_case("GET") {
+        // The query is in the URL; a body some servers would also read is
+        // refused, so the backend runs exactly what was checked.
+        if !input.body.is_empty() {
+            return Err(GraphqlError::Body(GET_WITH_BODY));
+        }
         let query = query_param(input.path, "query").unwrap_or_default();
         if query.trim().is_empty() {
             return Err(GraphqlError::Body(crate::graphql::EMPTY_QUERY_DESCRIPTION));
@@ -61,9 +67,22 @@ fn request(input: &Input<'_>) -> Result<GraphqlRequest, GraphqlError> {
             variables,
         });
     }
+    // Some servers prefer the URL's parameters to the body's: a POST with
+    // both could run another query than the one checked here.
+    if in_url {
+        return Err(GraphqlError::Body(POST_WITH_URL_PARAMETERS));
+    }
     let body = std::str::from_utf8(input.body).map_err(|_| GraphqlError::Body(crate::graphql::BAD_BODY_DESCRIPTION))?;
     GraphqlRequest::from_body(input.header("content-type"), body)
 }
+
+/// Why a GET with a body is refused.
+pub const GET_WITH_BODY: &str = "A GET request carries the GraphQL query in its URL and no body";
+/// Why a POST with GraphQL parameters in its URL is refused.
+pub const POST_WITH_URL_PARAMETERS: &str =
+    "A POST request carries the GraphQL query, operationName and variables in its body, not its URL";
+/// Why a mutation or subscription sent with GET is refused.
+pub const ONLY_QUERIES_WITH_GET: &str = "Only queries can be sent with GET; send mutations and subscriptions with POST";
 
 /// Why a WebSocket upgrade to a GraphQL API is refused.
 pub const NO_SUBSCRIPTIONS_OVER_WEBSOCKET: &str = "GraphQL over WebSocket (subscriptions) is not supported \
@@ -77,6 +96,9 @@ pub fn prepare<'r>(api: &'r Api, schema: &GraphqlSchema, input: &Input<'_>) -> R
     let req = request(input).map_err(|e| Deny::from(e.denial()))?;
     let analysis = analyse(schema, &req.query, req.operation_name.as_deref(), &req.variables)
         .map_err(|e| Deny::from(e.denial()))?;
+    if input.method.eq_ignore_ascii_case("GET") && analysis.operation_type.as_str() != "QUERY" {
+        return Err(Deny::from(GraphqlError::Body(ONLY_QUERIES_WITH_GET).denial()));
+    }
     let verb = analysis.operation_type.as_str();
     let mut ops = Vec::with_capacity(analysis.root_fields.len());
     for f in &analysis.root_fields {

@@ -166,8 +166,11 @@ pub fn hits(cx: &Context<'_>) -> Vec<Hit> {
             Some(a) => (token.map(|t| t.sub.to_string()).unwrap_or_default(), a.app_id.clone()),
             None => (String::new(), String::new()),
         };
-        let resource_key =
-            cx.op.map(|op| format!("{}{}:{}", raw.base_path, cx.resource.path, op.method.to_ascii_uppercase()));
+        // (A GraphQL request: its lead operation, keyed as its tier's counter is.)
+        let resource_key = match &cx.graphql {
+            Some(g) => g.lead().map(|(r, op)| format!("{}/{}:{}", raw.base_path, r.path, op.method)),
+            None => cx.op.map(|op| format!("{}{}:{}", raw.base_path, cx.resource.path, op.method.to_ascii_uppercase())),
+        };
         let var = |v: &str| -> String {
             match v {
                 "userId" => user.clone(),
