@@ -236,6 +236,18 @@ async fn router_errors_are_soap_faults_404_503_504_and_500_when_the_enforcer_is_
         "{}",
         r.body
     );
+    let r = gw
+        .request_with_body(
+            "POST",
+            "localhost",
+            "/deadsoap/1.0.0/x",
+            &with(V12, &[("authorization", &auth)]),
+            ENVELOPE11,
+        )
+        .await
+        .expect("request");
+    assert_eq!((r.status, r.header("content-type")), (503, Some("application/soap+xml")), "{}", r.body);
+    assert!(r.body.contains("<faultcode>soapenv:Receiver</faultcode><faultstring>Upstream connection failed</faultstring><detail>102503:"), "{}", r.body);
 
     // 504: the backend is too slow (UT), SOAP 1.2.
     let auth = format!("Bearer {}", gw.idp().idp.sign(&claims("SlowPhone", "/slowsoap/1.0.0")));
@@ -253,6 +265,24 @@ async fn router_errors_are_soap_faults_404_503_504_and_500_when_the_enforcer_is_
     assert_eq!(r.header("content-type"), Some("application/soap+xml"));
     assert!(
         r.body.contains("<faultcode>soapenv:Receiver</faultcode><faultstring>Upstream connection timeout</faultstring><detail>102504:"),
+        "{}",
+        r.body
+    );
+    let r = gw
+        .request_with_body(
+            "POST",
+            "localhost",
+            "/slowsoap/1.0.0/x",
+            &with(V11, &[("authorization", &auth), ("x-backend-delay-ms", "3000")]),
+            ENVELOPE11,
+        )
+        .await
+        .expect("request");
+    assert_eq!((r.status, r.header("content-type")), (504, Some("text/xml")), "{}", r.body);
+    assert!(
+        r.body.contains(
+            "<faultcode>soapenv:Server</faultcode><faultstring>Upstream connection timeout</faultstring><detail>102504:"
+        ),
         "{}",
         r.body
     );
