@@ -46,18 +46,18 @@ pub(super) async fn attempt(cx: &Context<'_>) -> Option<Attempt> {
 /// The token must hold one of the scopes of the resource's first security
 /// requirement that lists any.
 fn scopes(cx: &Context<'_>, info: &TokenInfo) -> Option<Deny> {
+    // Any one of `scopes` suffices; none asked, none needed.
+    let holds = |scopes: &[String]| scopes.is_empty() || scopes.iter().any(|s| info.scopes.iter().any(|t| **t == **s));
     // A GraphQL request: every operation it touches, each with its own scopes.
     if let Some(g) = &cx.graphql {
-        let has =
-            |scopes: &[String]| scopes.is_empty() || scopes.iter().any(|s| info.scopes.iter().any(|t| **t == **s));
-        return g.ops.iter().find(|(_, o)| !o.disable_security && !has(&o.scopes)).map(|(r, _)| Deny::scopes(&r.path));
+        return g
+            .ops
+            .iter()
+            .find(|(_, o)| !o.disable_security && !holds(&o.scopes))
+            .map(|(r, _)| Deny::scopes(&r.path));
     }
     let op = cx.op?;
-    if op.scopes.is_empty() || op.scopes.iter().any(|s| info.scopes.iter().any(|t| **t == **s)) {
-        None
-    } else {
-        Some(Deny::scopes(&cx.resource.path))
-    }
+    (!holds(&op.scopes)).then(|| Deny::scopes(&cx.resource.path))
 }
 
 /// The token of a `Bearer` authorization value, as Choreo Connect reads it:
