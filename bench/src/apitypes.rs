@@ -215,32 +215,12 @@ fn plain_ws_envoy(listen: u16, backend: u16, lua: bool) -> String {
     } else {
         String::new()
     };
-    format!(
-        r#"static_resources:
-  listeners:
-  - name: plain
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listen} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: plain
-          upgrade_configs: [ {{ upgrade_type: websocket }} ]
-          route_config:
-            virtual_hosts:
-            - {{ name: all, domains: ["*"], routes: [ {{ match: {{ prefix: "/" }}, route: {{ cluster: backend, timeout: 0s }} }} ] }}
-          http_filters:
-{lua_filter}          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-  clusters:
-  - name: backend
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: backend
-      endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {backend} }} }} }} }} ] }} ]
-"#
+    crate::plain_envoy_config_with(
+        listen,
+        backend,
+        "          upgrade_configs: [ { upgrade_type: websocket } ]\n",
+        ", timeout: 0s",
+        &lua_filter,
     )
 }
 
@@ -380,4 +360,27 @@ pub fn print_summary(r: &Value) {
         w["gateway_to_plain_envoy"].as_f64().unwrap_or(0.0),
         w["lua_frames_to_plain_envoy"].as_f64().unwrap_or(0.0)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    /// The plain Envoy configurations the benchmarks start are ones Envoy accepts.
+    #[test]
+    fn plain_envoy_configs_validate() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (name, cfg) in [
+            ("plain", crate::plain_envoy_config(18080, 18081)),
+            ("ws", super::plain_ws_envoy(18080, 18081, false)),
+            ("ws-lua", super::plain_ws_envoy(18080, 18081, true)),
+        ] {
+            let path = dir.path().join(format!("{name}.yaml"));
+            std::fs::write(&path, &cfg).expect("write");
+            let out = std::process::Command::new(integration::envoy_bin())
+                .args(["--mode", "validate", "--use-dynamic-base-id", "-c"])
+                .arg(&path)
+                .output()
+                .expect("envoy --mode validate");
+            assert!(out.status.success(), "{name}:\n{cfg}\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
 }

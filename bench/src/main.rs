@@ -352,6 +352,14 @@ async fn data_plane(duration: u64, connections: u32) -> Result<Value> {
 }
 
 fn plain_envoy_config(listen: u16, backend: u16) -> String {
+    plain_envoy_config_with(listen, backend, "", "", "")
+}
+
+/// A plain Envoy routing everything on `listen` to `backend`, with HCM
+/// settings (`hcm`, lines at the HCM's indent), route settings (`route`,
+/// `, key: value` inside the route action) and HTTP filters before the router
+/// (`filters`, list items at the filters' indent) added.
+pub(crate) fn plain_envoy_config_with(listen: u16, backend: u16, hcm: &str, route: &str, filters: &str) -> String {
     format!(
         r#"static_resources:
   listeners:
@@ -363,11 +371,11 @@ fn plain_envoy_config(listen: u16, backend: u16) -> String {
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: plain
-          route_config:
+{hcm}          route_config:
             virtual_hosts:
-            - {{ name: all, domains: ["*"], routes: [ {{ match: {{ prefix: "/" }}, route: {{ cluster: backend }} }} ] }}
+            - {{ name: all, domains: ["*"], routes: [ {{ match: {{ prefix: "/" }}, route: {{ cluster: backend{route} }} }} ] }}
           http_filters:
-          - name: envoy.filters.http.router
+{filters}          - name: envoy.filters.http.router
             typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
   clusters:
   - name: backend
