@@ -275,13 +275,12 @@ fn token_id(j: &enforcer_core::token::Jwt<'_>) -> String {
 
 fn api_json(a: &enforcer_core::apis::Api) -> Value {
     let mut resources = Vec::new();
-    for r in &a.raw.resources {
-        for m in &r.methods {
-            let op = a.resources.get(&r.path).and_then(|x| x.operation(&m.method));
+    for r in a.paths.iter().filter_map(|p| a.resources.get(p)) {
+        for op in &r.operations {
             resources.push(json!({
-                "httpMethod": m.method, "throttlingPolicy": m.tier,
-                "authScheme": if m.disable_security { "None" } else { "Any" },
-                "urlPattern": r.path, "scopes": op.map(|o| o.scopes.clone()).unwrap_or_default(),
+                "httpMethod": op.method, "throttlingPolicy": op.tier,
+                "authScheme": if op.disable_security { "None" } else { "Any" },
+                "urlPattern": r.path, "scopes": op.scopes,
             }));
         }
     }

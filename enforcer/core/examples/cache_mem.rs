@@ -1,8 +1,9 @@
 //! Memory of the token cache: RSS growth for 100,000 cached tokens (realistic
-//! claims: an application, one subscription, two scopes), and for moka alone
-//! with empty values, to tell the cache's own cost from the tokens'.
+//! claims: an application, one subscription, two scopes), and for the cache
+//! alone (quick_cache) with empty values, to tell the cache's own cost from
+//! the tokens'. (moka, the cache before, measured 32 MB alone here.)
 //!
-//! cargo run --release -p gateway-enforcer-core --example cache_mem [tokens|moka] [N]
+//! cargo run --release -p gateway-enforcer-core --example cache_mem [tokens|cache] [N]
 
 use std::sync::Arc;
 
@@ -25,15 +26,15 @@ fn main() {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "tokens".into());
     let n: u64 = std::env::args().nth(2).and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let before = rss_mb();
-    if mode == "moka" {
-        let c: moka::sync::Cache<[u8; 32], Arc<()>> = moka::sync::Cache::builder().max_capacity(n + n / 10).build();
+    if mode == "cache" {
+        let c: quick_cache::sync::Cache<[u8; 32], (i64, Arc<()>)> =
+            quick_cache::sync::Cache::new((n + n / 10) as usize);
         for i in 0..n {
             let mut k = [0u8; 32];
             k[..8].copy_from_slice(&i.to_le_bytes());
-            c.insert(k, Arc::new(()));
+            c.insert(k, (0, Arc::new(())));
         }
-        c.run_pending_tasks();
-        println!("moka alone: {:.1} MB for {} entries", rss_mb() - before, c.entry_count());
+        println!("quick_cache alone: {:.1} MB for {} entries", rss_mb() - before, c.len());
         return;
     }
     let cache = enforcer_core::cache::TokenCache::new(true, n + n / 10, 900);

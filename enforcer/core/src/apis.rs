@@ -89,10 +89,14 @@ pub struct ClientCert {
 /// An API as the request path sees it.
 #[derive(Debug)]
 pub struct Api {
-    /// What the adapter sent.
+    /// What the adapter sent, less what is indexed below (resources,
+    /// security schemes, certificates, the GraphQL schema): the API's
+    /// identity, for analytics, throttling keys and the admin API.
     pub raw: pa::Api,
     /// Resources by path template.
     pub resources: HashMap<String, Resource>,
+    /// Resource paths in definition order (the admin API lists them so).
+    pub paths: Vec<String>,
     /// Lower-cased header names of the API's `apiKey` header schemes (removed before upstream).
     pub api_key_headers: Vec<String>,
     /// Query parameter names of the API's `apiKey` query schemes (removed before upstream).
@@ -187,10 +191,11 @@ fn client_certs(api: &pa::Api) -> Result<Vec<ClientCert>, String> {
 
 impl Api {
     /// Indexes an API from the adapter. Errors name the API and what is wrong.
-    pub fn new(raw: pa::Api) -> Result<Api, ApiError> {
+    pub fn new(mut raw: pa::Api) -> Result<Api, ApiError> {
         let schemes: HashMap<&str, &pa::SecurityScheme> =
             raw.security_scheme.iter().map(|s| (s.definition_name.as_str(), s)).collect();
         let mut resources = HashMap::new();
+        let mut paths = Vec::with_capacity(raw.resources.len());
         for r in &raw.resources {
             let operations: Vec<Operation> = r
                 .methods
@@ -204,6 +209,9 @@ impl Api {
                     allow.push_str(", ");
                     allow.push_str(&o.method);
                 }
+            }
+            if !resources.contains_key(&r.path) {
+                paths.push(r.path.clone());
             }
             resources.insert(r.path.clone(), Resource { path: r.path.clone(), operations, allow });
         }
@@ -240,8 +248,17 @@ impl Api {
         } else {
             None
         };
+        // Indexed above: the request path never reads them again.
+        drop(schemes);
+        raw.resources = Vec::new();
+        raw.security_scheme = Vec::new();
+        raw.security = Vec::new();
+        raw.client_certificates = Vec::new();
+        raw.graphql_schema = String::new();
+        raw.graphql_complexity = Vec::new();
         Ok(Api {
             resources,
+            paths,
             api_key_headers,
             api_key_queries,
             auth_header: Some(raw.authorization_header.to_ascii_lowercase()).filter(|h| !h.is_empty()),

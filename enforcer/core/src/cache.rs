@@ -3,9 +3,8 @@
 //! nor the configured expiry, and is dropped when its token is revoked.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use moka::sync::Cache;
+use quick_cache::sync::Cache;
 
 use crate::token::TokenInfo;
 
@@ -37,23 +36,6 @@ pub fn key(kind: Kind, token: &str) -> Key {
     k
 }
 
-struct Expiry {
-    max: Duration,
-}
-
-impl moka::Expiry<Key, Arc<TokenInfo>> for Expiry {
-    fn expire_after_create(&self, _key: &Key, value: &Arc<TokenInfo>, _created_at: Instant) -> Option<Duration> {
-        let ttl = match value.exp {
-            Some(exp) => {
-                let left = exp + SKEW_SECS - crate::now_secs();
-                Duration::from_secs(left.max(0) as u64).min(self.max)
-            }
-            None => self.max,
-        };
-        Some(ttl)
-    }
-}
-
 /// Lookups in the token caches of this process, for the enforcer's metrics.
 #[derive(Debug, Default)]
 pub struct CacheStats {
@@ -67,10 +49,25 @@ pub struct CacheStats {
 pub static STATS: CacheStats =
     CacheStats { hits: std::sync::atomic::AtomicU64::new(0), misses: std::sync::atomic::AtomicU64::new(0) };
 
+/// A cached token and the second it must be dropped at: its `exp` (plus
+/// the skew) or the configured expiry after it was cached, whichever is first.
+#[derive(Clone)]
+struct Entry {
+    until: i64,
+    info: Arc<TokenInfo>,
+}
+
 /// The token cache.
+///
+/// quick_cache (S3-FIFO, no background threads) rather than moka: on the
+/// same 100,000 entries it holds about half the bytes of bookkeeping (the
+/// enforcer memory benchmark, `make bench`, and `examples/cache_mem.rs`).
+/// It has no per-entry expiry: each entry carries its deadline, checked on
+/// every read, and the size bound evicts what is never read again.
 #[derive(Clone)]
 pub struct TokenCache {
-    inner: Option<Cache<Key, Arc<TokenInfo>>>,
+    inner: Option<Arc<Cache<Key, Entry>>>,
+    max_secs: i64,
     /// (enabled, size, seconds) it was built for.
     pub shape: (bool, u64, u64),
 }
@@ -78,21 +75,15 @@ pub struct TokenCache {
 impl TokenCache {
     /// A cache of at most `size` tokens, each kept at most `max_secs`; none when disabled.
     pub fn new(enabled: bool, size: u64, max_secs: u64) -> TokenCache {
-        let inner = enabled.then(|| {
-            Cache::builder()
-                .max_capacity(size)
-                .expire_after(Expiry { max: Duration::from_secs(max_secs) })
-                .support_invalidation_closures()
-                .build()
-        });
-        TokenCache { inner, shape: (enabled, size, max_secs) }
+        let inner = enabled.then(|| Arc::new(Cache::new(usize::try_from(size.max(1)).unwrap_or(usize::MAX))));
+        TokenCache { inner, max_secs: i64::try_from(max_secs).unwrap_or(i64::MAX), shape: (enabled, size, max_secs) }
     }
 
     /// A cached, still valid token.
     pub fn get(&self, key: &Key, now: i64) -> Option<Arc<TokenInfo>> {
         use std::sync::atomic::Ordering::Relaxed;
         let inner = self.inner.as_ref()?;
-        let found = inner.get(key).filter(|v| !matches!(v.exp, Some(exp) if exp + SKEW_SECS <= now));
+        let found = inner.get(key).filter(|e| now < e.until).map(|e| e.info);
         match found {
             Some(_) => STATS.hits.fetch_add(1, Relaxed),
             None => STATS.misses.fetch_add(1, Relaxed),
@@ -100,10 +91,15 @@ impl TokenCache {
         found
     }
 
-    /// Remembers a validated token.
+    /// Remembers a validated token (until its `exp`, at most the configured expiry from now).
     pub fn insert(&self, key: Key, info: Arc<TokenInfo>) {
         if let Some(c) = &self.inner {
-            c.insert(key, info);
+            let now = crate::now_secs();
+            let until = now.saturating_add(self.max_secs);
+            let until = info.exp.map_or(until, |exp| until.min(exp.saturating_add(SKEW_SECS)));
+            if until > now {
+                c.insert(key, Entry { until, info });
+            }
         }
     }
 
@@ -112,20 +108,13 @@ impl TokenCache {
         if let Some(c) = &self.inner
             && !revoked.is_empty()
         {
-            let revoked = revoked.clone();
-            let _ = c.invalidate_entries_if(move |_, v| revoked.contains_key(&v.id));
+            c.retain(|_, e| !revoked.contains_key(&e.info.id));
         }
     }
 
-    /// Entries held (approximate).
+    /// Entries held (expired ones included until evicted).
     pub fn len(&self) -> u64 {
-        self.inner
-            .as_ref()
-            .map(|c| {
-                c.run_pending_tasks();
-                c.entry_count()
-            })
-            .unwrap_or(0)
+        self.inner.as_ref().map(|c| c.len() as u64).unwrap_or(0)
     }
 
     /// Whether nothing is held.

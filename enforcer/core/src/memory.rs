@@ -20,8 +20,8 @@ pub struct Memory {
     pub revoked: ArcSwap<Revoked>,
     /// Validated tokens.
     pub cache: ArcSwap<TokenCache>,
-    /// Backend JWTs by (token id, API), with their `exp`.
-    pub backend_jwts: moka::sync::Cache<BackendJwtKey, (Arc<str>, i64)>,
+    /// Backend JWTs by (token id, API), with their `exp` (checked on every read).
+    pub backend_jwts: quick_cache::sync::Cache<BackendJwtKey, (Arc<str>, i64)>,
     /// Rate limit counters: in memory (exact for one enforcer) or shared
     /// through quota leases; replaced when `[enforcer.throttling]` changes backend.
     pub limiter: ArcSwap<crate::lease::Limiter>,
@@ -39,10 +39,7 @@ impl Memory {
         Memory {
             revoked: ArcSwap::from_pointee(HashMap::new()),
             cache: ArcSwap::from_pointee(TokenCache::new(false, 1, 1)),
-            backend_jwts: moka::sync::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(std::time::Duration::from_secs(3600))
-                .build(),
+            backend_jwts: quick_cache::sync::Cache::new(10_000),
             limiter: ArcSwap::from_pointee(crate::lease::Limiter::default()),
         }
     }
@@ -51,14 +48,13 @@ impl Memory {
     /// as `(enabled, maximum entries, seconds)` says.
     pub fn reset(&self, (enabled, max, ttl): (bool, u64, u64)) {
         self.cache.store(Arc::new(TokenCache::new(enabled, max, ttl)));
-        self.backend_jwts.invalidate_all();
+        self.backend_jwts.clear();
     }
 
     /// Installs the revoked tokens and drops them from the caches.
     pub fn set_revoked(&self, revoked: Revoked) {
         self.cache.load().drop_revoked(&revoked);
-        let ids = revoked.clone();
-        let _ = self.backend_jwts.invalidate_entries_if(move |k, _| ids.contains_key(&k.0));
+        self.backend_jwts.retain(|k, _| !revoked.contains_key(&k.0));
         self.revoked.store(Arc::new(revoked));
     }
 

@@ -111,16 +111,39 @@ pub struct Application {
 }
 
 /// What the gateway needs from a validated token; cached per token.
+///
+/// What differs from token to token is held here; the rest, which every
+/// token of one user and application carries alike, is one shared
+/// [`TokenFacts`] (reached through `Deref`: `info.sub`). A cached token then
+/// costs its id, its `exp`, a few claims and a pointer (the enforcer holds
+/// 100,000 of them, ARCHITECTURE.md).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenInfo {
     /// `jti`, or the signature when there is none: the revocation key.
     pub id: Box<str>,
+    /// `exp`, Unix seconds.
+    pub exp: Option<i64>,
+    /// The claims of [`PER_TOKEN_CLAIMS`] with a string or number value, as text.
+    pub claims: ClaimText,
+    /// What the token shares with the other tokens of its user and application.
+    pub facts: Arc<TokenFacts>,
+}
+
+impl std::ops::Deref for TokenInfo {
+    type Target = TokenFacts;
+
+    fn deref(&self) -> &TokenFacts {
+        &self.facts
+    }
+}
+
+/// The part of a token that its user's and application's other tokens share.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TokenFacts {
     /// Name of the configured issuer that validated it.
     pub issuer: Arc<str>,
     /// `sub` (after claim mapping).
     pub sub: Arc<str>,
-    /// `exp`, Unix seconds.
-    pub exp: Option<i64>,
     /// Scopes from `scope` (string or list).
     pub scopes: Arc<[Box<str>]>,
     /// `keytype` claim.
@@ -137,13 +160,58 @@ pub struct TokenInfo {
     pub permitted_referer: Option<Box<str>>,
     /// `tierInfo`: the subscription tiers' throttling settings.
     pub tier_info: Box<[TierInfo]>,
-    /// Top-level claims with a string, number or boolean value, as text
-    /// (JWT-claim throttling conditions and custom key templates read them).
-    pub claims: Box<[(Box<str>, Box<str>)]>,
+    /// Top-level claims other than [`PER_TOKEN_CLAIMS`] with a string,
+    /// number or boolean value, as text (JWT-claim throttling conditions and
+    /// custom key templates read them).
+    pub shared_claims: ClaimText,
+}
+
+/// Claims that differ between two tokens of the same user and application.
+pub const PER_TOKEN_CLAIMS: &[&str] = &["jti", "exp", "iat", "nbf"];
+
+/// Claims as text, packed in one allocation (`u16` name length, name,
+/// `u32` value length, value, repeated): a cached token holds a dozen of
+/// them, and a pair of boxed strings each cost four times the bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct ClaimText(Box<[u8]>);
+
+impl ClaimText {
+    /// Packs `(name, value)` pairs; a pair too long to pack (a 64 KiB name,
+    /// a 4 GiB value) is left out.
+    pub fn new<'a>(pairs: impl IntoIterator<Item = (&'a str, std::borrow::Cow<'a, str>)>) -> ClaimText {
+        let mut buf = Vec::new();
+        for (k, v) in pairs {
+            let (Ok(kl), Ok(vl)) = (u16::try_from(k.len()), u32::try_from(v.len())) else { continue };
+            buf.extend_from_slice(&kl.to_le_bytes());
+            buf.extend_from_slice(k.as_bytes());
+            buf.extend_from_slice(&vl.to_le_bytes());
+            buf.extend_from_slice(v.as_bytes());
+        }
+        ClaimText(buf.into_boxed_slice())
+    }
+
+    /// The value of claim `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    /// Every `(name, value)` pair, in the token's order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut rest: &[u8] = &self.0;
+        std::iter::from_fn(move || {
+            let (kl, r) = rest.split_first_chunk::<2>()?;
+            let (k, r) = r.split_at_checked(usize::from(u16::from_le_bytes(*kl)))?;
+            let (vl, r) = r.split_first_chunk::<4>()?;
+            let (v, r) = r.split_at_checked(usize::try_from(u32::from_le_bytes(*vl)).ok()?)?;
+            rest = r;
+            // Both were whole `str`s when packed.
+            Some((std::str::from_utf8(k).ok()?, std::str::from_utf8(v).ok()?))
+        })
+    }
 }
 
 /// One entry of the `tierInfo` claim (API Manager's self-contained tokens).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TierInfo {
     /// The subscription tier.
     pub tier: Box<str>,
@@ -159,15 +227,17 @@ pub struct TierInfo {
     pub graphql_max_complexity: Option<u32>,
 }
 
-impl TokenInfo {
-    /// A claim's value as text.
-    pub fn claim(&self, name: &str) -> Option<&str> {
-        self.claims.iter().find(|(k, _)| &**k == name).map(|(_, v)| &**v)
-    }
-
+impl TokenFacts {
     /// The `tierInfo` entry of `tier`.
     pub fn tier_info(&self, tier: &str) -> Option<&TierInfo> {
         self.tier_info.iter().find(|t| &*t.tier == tier)
+    }
+}
+
+impl TokenInfo {
+    /// A claim's value as text.
+    pub fn claim(&self, name: &str) -> Option<&str> {
+        if PER_TOKEN_CLAIMS.contains(&name) { self.claims.get(name) } else { self.shared_claims.get(name) }
     }
 }
 
@@ -223,6 +293,7 @@ struct Interner {
     scopes: HashSet<Arc<[Box<str>]>>,
     apps: HashSet<Arc<Application>>,
     subs: HashSet<Arc<[SubscribedApi]>>,
+    facts: HashSet<Arc<TokenFacts>>,
 }
 
 /// Most values kept per kind by the interner.
@@ -240,6 +311,15 @@ fn intern<T: ?Sized + Hash + Eq>(set: &mut HashSet<Arc<T>>, value: &T, make: imp
     let v = make();
     set.insert(Arc::clone(&v));
     v
+}
+
+/// The claims with a string, number or boolean value, as text.
+fn claim_texts(claims: &Map<String, Value>) -> impl Iterator<Item = (&str, std::borrow::Cow<'_, str>)> {
+    claims.iter().filter_map(|(k, v)| match v {
+        Value::String(s) => Some((k.as_str(), std::borrow::Cow::Borrowed(s.as_str()))),
+        Value::Number(_) | Value::Bool(_) => Some((k.as_str(), std::borrow::Cow::Owned(v.to_string()))),
+        _ => None,
+    })
 }
 
 impl TokenInfo {
@@ -284,11 +364,9 @@ impl TokenInfo {
         let sub = string(sub);
         let keytype = keytype.map(&mut string);
         let consumer_key = consumer_key.map(&mut string);
-        TokenInfo {
-            id: id.into(),
+        let facts = TokenFacts {
             issuer,
             sub,
-            exp: time_claim(claims, "exp"),
             scopes: intern(&mut i.scopes, &*scopes, || Arc::from(scopes.clone())),
             keytype,
             consumer_key,
@@ -321,14 +399,13 @@ impl TokenInfo {
                         .collect()
                 })
                 .unwrap_or_default(),
-            claims: claims
-                .iter()
-                .filter_map(|(k, v)| match v {
-                    Value::String(s) => Some((k.as_str().into(), s.as_str().into())),
-                    Value::Number(_) | Value::Bool(_) => Some((k.as_str().into(), v.to_string().into_boxed_str())),
-                    _ => None,
-                })
-                .collect(),
+            shared_claims: ClaimText::new(claim_texts(claims).filter(|(k, _)| !PER_TOKEN_CLAIMS.contains(k))),
+        };
+        TokenInfo {
+            id: id.into(),
+            exp: time_claim(claims, "exp"),
+            claims: ClaimText::new(claim_texts(claims).filter(|(k, _)| PER_TOKEN_CLAIMS.contains(k))),
+            facts: intern(&mut i.facts, &facts, || Arc::new(facts.clone())),
         }
     }
 
@@ -341,6 +418,50 @@ impl TokenInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packed_claims_read_back_in_order() {
+        use std::borrow::Cow;
+        let long = "x".repeat(70_000);
+        let c = ClaimText::new([
+            ("iss", Cow::Borrowed("https://idp")),
+            ("", Cow::Borrowed("empty name")),
+            ("n", Cow::Owned("42".to_string())),
+            (long.as_str(), Cow::Borrowed("name too long: left out")),
+            ("big", Cow::Borrowed(long.as_str())),
+            ("ünï", Cow::Borrowed("")),
+        ]);
+        let got: Vec<(&str, &str)> = c.iter().collect();
+        assert_eq!(
+            got,
+            vec![("iss", "https://idp"), ("", "empty name"), ("n", "42"), ("big", long.as_str()), ("ünï", "")]
+        );
+        assert_eq!(ClaimText::default().iter().count(), 0);
+        assert_eq!((c.get("n"), c.get("big").map(str::len), c.get("none")), (Some("42"), Some(70_000), None));
+    }
+
+    #[test]
+    fn claims_are_kept_per_token_or_shared() {
+        let claims = |jti: &str| -> Map<String, Value> {
+            serde_json::from_value(serde_json::json!({
+                "sub": "alice", "jti": jti, "exp": 4_000_000_000i64, "iat": 5, "department": "eng", "admin": true,
+                "list": ["not", "text"]
+            }))
+            .expect("claims")
+        };
+        let a = TokenInfo::from_claims("sig", &claims("a"), Arc::from("IdP"), "");
+        let b = TokenInfo::from_claims("sig", &claims("b"), Arc::from("IdP"), "");
+        let got = |t: &TokenInfo| {
+            ["sub", "jti", "exp", "iat", "department", "admin", "list", "nbf"].map(|n| t.claim(n).map(str::to_string))
+        };
+        let some = |s: &str| Some(s.to_string());
+        assert_eq!(
+            got(&a),
+            [some("alice"), some("a"), some("4000000000"), some("5"), some("eng"), some("true"), None, None]
+        );
+        assert_eq!(got(&b)[1], some("b"));
+        assert!(Arc::ptr_eq(&a.facts, &b.facts), "one copy of what the tokens share");
+    }
 
     fn enc(s: &str) -> String {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)

@@ -207,7 +207,7 @@ mod tests {
             let set = run(&fx, &r, a, Some(KeyType::Production)).await;
             assert!(set.is_empty(), "{set:?}");
         }
-        assert_eq!(fx.memory.backend_jwts.iter().count(), 0, "nothing cached");
+        assert_eq!(fx.memory.backend_jwts.len(), 0, "nothing cached");
         assert!(BackendJwt.challenges());
     }
 }
