@@ -75,6 +75,31 @@ async fn secured_routes_fail_closed_without_an_enforcer() {
     let per_route = &route["typed_per_filter_config"]["envoy.filters.http.ext_authz"];
     assert!(per_route["check_settings"]["context_extensions"].is_object(), "{per_route}");
     assert!(per_route.get("disabled").is_none(), "{per_route}");
+    // The open route names no ext_authz at all: the filter is off unless a
+    // route turns it on, so Envoy never creates it there.
+    let open = dump["configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["route_config"]["virtual_hosts"].as_array().cloned().unwrap_or_default())
+        .flat_map(|vh| vh["routes"].as_array().cloned().unwrap_or_default())
+        .find(|r| r["name"].as_str().is_some_and(|n| n.ends_with("/guarded/v1/public")))
+        .expect("open route");
+    assert!(open["typed_per_filter_config"].get("envoy.filters.http.ext_authz").is_none(), "{open}");
+    let listeners = gw.config_dump(Some("dynamic_listeners")).await;
+    let filters: Vec<(String, bool)> = listeners["configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|l| {
+            l["active_state"]["listener"]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|f| (f["name"].as_str().unwrap_or("").to_string(), f["disabled"] == true))
+        .collect();
+    assert!(filters.contains(&("envoy.filters.http.ext_authz".to_string(), true)), "{filters:?}");
 
     // The ext_authz cluster has explicit bounds: past them a check fails
     // closed at once instead of queueing behind an overwhelmed enforcer.

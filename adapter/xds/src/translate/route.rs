@@ -9,8 +9,9 @@
 //!   (or to the sandbox one when there is no production); both with ext_authz
 //!   and the context extensions the enforcer needs;
 //! * for methods with security disabled and no throttling tier: a route to
-//!   the production cluster with ext_authz disabled (no enforcer hop; the
-//!   cluster header is ignored). With a tier (the API's or the operation's,
+//!   the production cluster with no ext_authz configuration: the filter is
+//!   off by default (listener.rs), so Envoy does not even create it (no
+//!   enforcer hop; the cluster header is ignored). With a tier (the API's or the operation's,
 //!   not Unlimited) they go through the enforcer, which counts them.
 //!
 //! OPTIONS, as in Choreo Connect: Envoy's CORS filter answers preflights from
@@ -303,10 +304,6 @@ fn api_cors(api: &Api, c: &Config) -> Option<Any> {
     }
 }
 
-fn ext_authz_disabled() -> Any {
-    any(&ExtAuthzPerRoute { r#override: Some(ext_authz_per_route::Override::Disabled(true)) })
-}
-
 /// Translates an API deployed on `vhost`.
 pub fn translate_api(api: &Api, vhost: &str, c: &Config) -> ApiTranslation {
     let org = api.organization.as_str();
@@ -555,11 +552,13 @@ fn resource_routes(
         ext.insert("sandClusterName".to_string(), sand.map(|t| t.name.clone()).unwrap_or_default());
         ext
     };
+    // A secured route's check settings turn the (default off) ext_authz
+    // filter on; an open route has none, so Envoy never creates the filter.
     let per_filter = |secured: bool, med: Option<&Operation>| {
         let mut m = HashMap::new();
-        m.insert(
-            FILTER_EXT_AUTHZ.to_string(),
-            if secured {
+        if secured {
+            m.insert(
+                FILTER_EXT_AUTHZ.to_string(),
                 any(&ExtAuthzPerRoute {
                     r#override: Some(ext_authz_per_route::Override::CheckSettings(CheckSettings {
                         context_extensions: context_extensions(med),
@@ -570,11 +569,9 @@ fn resource_routes(
                         with_request_body: api.graphql.as_ref().map(|_| graphql_body(c)),
                         ..Default::default()
                     })),
-                })
-            } else {
-                ext_authz_disabled()
-            },
-        );
+                }),
+            );
+        }
         if let Some(cors) = cors_override {
             m.insert(FILTER_CORS.to_string(), cors.clone());
         }

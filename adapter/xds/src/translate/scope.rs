@@ -13,7 +13,7 @@ use envoy_types::pb::envoy::config::route::v3::{
     Decorator, DirectResponseAction, Route, RouteAction, RouteConfiguration, RouteMatch, ScopedRouteConfiguration,
     VirtualHost, route, route_action, route_match, scoped_route_configuration,
 };
-use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{ExtAuthzPerRoute, ext_authz_per_route};
+use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::HeaderMutationPerRoute;
 
 use envoy_types::pb::google::protobuf::Any;
 
@@ -24,8 +24,8 @@ use envoy_types::pb::envoy::extensions::filters::http::local_ratelimit::v3::Loca
 use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, TokenBucket};
 
 use super::names::{
-    CLUSTER_ENFORCER_HTTP, FILTER_CORS, FILTER_EXT_AUTHZ, FILTER_LOCAL_RATELIMIT, HEADER_CLIENT_IP, HEADER_CLUSTER,
-    HEADER_ROUTE_SCOPE, route_config_name, scope_name,
+    CLUSTER_ENFORCER_HTTP, FILTER_CORS, FILTER_EXT_AUTHZ, FILTER_HEADER_MUTATION, FILTER_LOCAL_RATELIMIT,
+    HEADER_CLIENT_IP, HEADER_CLUSTER, HEADER_ROUTE_SCOPE, route_config_name, scope_name,
 };
 use super::route::{PlacedRoute, SortKey};
 use super::util::{any, bool_value, secs, set_header, u32_value};
@@ -74,15 +74,6 @@ fn jwks_rate_limit(c: &Config) -> Any {
     })
 }
 
-fn ext_authz_off() -> std::collections::HashMap<String, Any> {
-    let mut per_filter = std::collections::HashMap::new();
-    per_filter.insert(
-        FILTER_EXT_AUTHZ.to_string(),
-        any(&ExtAuthzPerRoute { r#override: Some(ext_authz_per_route::Override::Disabled(true)) }),
-    );
-    per_filter
-}
-
 fn to_enforcer(scope: &str, path: &str, rewrite: &str, vhost: &str) -> PlacedRoute {
     let route = Route {
         name: path.to_string(),
@@ -97,14 +88,12 @@ fn to_enforcer(scope: &str, path: &str, rewrite: &str, vhost: &str) -> PlacedRou
             ..Default::default()
         })),
         decorator: Some(Decorator { operation: path.to_string(), ..Default::default() }),
-        typed_per_filter_config: ext_authz_off(),
         ..Default::default()
     };
     PlacedRoute { scope: scope.to_string(), vhost: vhost.to_string(), key: SortKey::last(path), route }
 }
 
 fn direct(scope: &str, path: &str, body: &str, vhost: &str) -> PlacedRoute {
-    let per_filter = ext_authz_off();
     let route = Route {
         name: path.to_string(),
         r#match: Some(RouteMatch {
@@ -120,7 +109,6 @@ fn direct(scope: &str, path: &str, body: &str, vhost: &str) -> PlacedRoute {
             ..Default::default()
         })),
         response_headers_to_add: vec![set_header("content-type", "application/json")],
-        typed_per_filter_config: per_filter,
         ..Default::default()
     };
     PlacedRoute { scope: scope.to_string(), vhost: vhost.to_string(), key: SortKey::last(path), route }
@@ -140,6 +128,15 @@ pub fn route_configuration(scope: &str, routes: Vec<PlacedRoute>, cors: Option<&
             let mut per_filter = std::collections::HashMap::new();
             if let Some(cors) = cors {
                 per_filter.insert(FILTER_CORS.to_string(), cors.clone());
+            }
+            // The enforcer reads the client's address from a header, set
+            // (by the default-off header mutation filter) only in virtual
+            // hosts with a route to the enforcer.
+            if rs.iter().any(|r| r.route.typed_per_filter_config.contains_key(FILTER_EXT_AUTHZ)) {
+                per_filter.insert(
+                    FILTER_HEADER_MUTATION.to_string(),
+                    any(&HeaderMutationPerRoute { mutations: Some(super::listener::client_ip_mutation()) }),
+                );
             }
             VirtualHost {
                 name: vhost.clone(),
