@@ -4,14 +4,15 @@
 //!   artifacts folder; time from adapter start until Envoy serves the last
 //!   API; one API change at N APIs: time until Envoy serves it and bytes
 //!   sent, compared with the full configuration; adapter and Envoy RSS.
-//! * data plane: wrk through Envoy vs straight to the backend, same run,
-//!   same parameters.
+//! * data plane: wrk through the gateway, plain Envoy and straight to the
+//!   backend, interleaved rounds (`dataplane.rs`).
 //!
 //! Results: JSON in `bench/results/` and a printed summary. The machine is
 //! shared and noisy: compare ratios within one run, not absolute numbers
 //! across runs.
 
 mod apitypes;
+mod dataplane;
 mod deploy;
 mod enforcer;
 mod mediation;
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use integration::{Gateway, XdsMode, api_yaml, free_port, workspace_root};
+use integration::{Gateway, XdsMode, api_yaml, workspace_root};
 use serde_json::{Value, json};
 
 #[derive(Debug, Parser)]
@@ -33,8 +34,8 @@ struct Cli {
     /// Changes measured per API count.
     #[arg(long, default_value_t = 5)]
     changes: usize,
-    /// wrk duration in seconds for the data-plane benchmark.
-    #[arg(long, default_value_t = 10)]
+    /// wrk seconds per target and round of the data-plane benchmark.
+    #[arg(long, default_value_t = 5)]
     duration: u64,
     /// wrk connections.
     #[arg(long, default_value_t = 32)]
@@ -45,6 +46,9 @@ struct Cli {
     /// Skip the data-plane benchmark.
     #[arg(long)]
     no_data_plane: bool,
+    /// Data plane: only the gateway, plain Envoy and direct (no static variants).
+    #[arg(long)]
+    no_ablation: bool,
     /// Extra config.toml text for the control-plane gateway (experiments).
     #[arg(long, default_value = "")]
     config: String,
@@ -80,11 +84,16 @@ struct Cli {
 }
 
 pub(crate) fn rss_mb(pid: u32) -> f64 {
+    status_mb(pid, "VmRSS:")
+}
+
+/// A memory line of `/proc/<pid>/status` (`VmRSS:`, `RssAnon:`, `RssFile:`), MB.
+pub(crate) fn status_mb(pid: u32, key: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
@@ -286,72 +295,7 @@ pub(crate) fn wrk_with(url: &str, headers: &[String], duration: u64, connections
     Ok((w, line))
 }
 
-async fn data_plane(duration: u64, connections: u32) -> Result<Value> {
-    eprintln!("data plane: wrk {duration}s, {connections} connections");
-    // The backend runs as its own process (release build), like a real service.
-    let port = free_port();
-    let mut backend = Command::new(integration::workspace_bin("test-backend"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--name", "bench"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .context("start the test backend")?;
-    let oas = "openapi: 3.0.1\ninfo: {title: Bench, version: v1}\nx-wso2-disable-security: true\npaths:\n  /__fixed:\n    get: {}\n";
-    let gw = Gateway::builder(XdsMode::Delta)
-        .project(
-            "bench",
-            &[
-                ("api.yaml", &api_yaml("Bench", "v1", "/bench", &format!("http://127.0.0.1:{port}"))),
-                ("Definitions/swagger.yaml", oas),
-            ],
-        )
-        .start()
-        .await;
-    gw.wait_status("/bench/v1/__fixed", 200).await;
-    // Plain Envoy, same binary and concurrency, a minimal static config
-    // routing everything to the same backend: the reference for what the
-    // gateway's configuration costs.
-    let plain_port = free_port();
-    let plain_cfg = gw.dir.path().join("plain-envoy.yaml");
-    std::fs::write(&plain_cfg, plain_envoy_config(plain_port, port))?;
-    let mut plain = Command::new(integration::envoy_bin())
-        .arg("-c")
-        .arg(&plain_cfg)
-        .args(["--use-dynamic-base-id", "--concurrency"])
-        .arg(std::env::var("ENVOY_CONCURRENCY").unwrap_or_else(|_| "1".into()))
-        .args(["--log-level", "warn"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .context("start plain Envoy")?;
-    let plain_url = format!("http://127.0.0.1:{plain_port}/__fixed");
-    integration::eventually("plain Envoy", || async { reqwest_get(&plain_url).await }).await;
-    let via = format!("http://127.0.0.1:{}/bench/v1/__fixed", gw.ports.http);
-    let direct = format!("http://127.0.0.1:{port}/__fixed");
-    // Warm-up, then the measured runs back to back.
-    wrk(&via, Some("localhost"), 3, connections)?;
-    wrk(&plain_url, None, 3, connections)?;
-    wrk(&direct, None, 3, connections)?;
-    let (e, envoy_cmd) = wrk(&via, Some("localhost"), duration, connections)?;
-    let (p, plain_cmd) = wrk(&plain_url, None, duration, connections)?;
-    let (d, direct_cmd) = wrk(&direct, None, duration, connections)?;
-    let _ = plain.kill();
-    let _ = plain.wait();
-    let _ = backend.kill();
-    let _ = backend.wait();
-    Ok(json!({
-        "tool": "wrk",
-        "envoy_concurrency": std::env::var("ENVOY_CONCURRENCY").unwrap_or_else(|_| "1".into()),
-        "through_envoy": {"command": envoy_cmd, "rps": e.rps, "p50_ms": e.p50_ms, "p99_ms": e.p99_ms, "non_2xx": e.non2xx},
-        "plain_envoy": {"command": plain_cmd, "rps": p.rps, "p50_ms": p.p50_ms, "p99_ms": p.p99_ms, "non_2xx": p.non2xx},
-        "direct": {"command": direct_cmd, "rps": d.rps, "p50_ms": d.p50_ms, "p99_ms": d.p99_ms, "non_2xx": d.non2xx},
-        "rps_ratio_envoy_to_direct": e.rps / d.rps,
-        "rps_ratio_gateway_to_plain_envoy": e.rps / p.rps,
-        "added_p50_ms": e.p50_ms - d.p50_ms,
-    }))
-}
-
-fn plain_envoy_config(listen: u16, backend: u16) -> String {
+pub(crate) fn plain_envoy_config(listen: u16, backend: u16) -> String {
     plain_envoy_config_with(listen, backend, "", "", "")
 }
 
@@ -388,11 +332,6 @@ pub(crate) fn plain_envoy_config_with(listen: u16, backend: u16, hcm: &str, rout
     )
 }
 
-async fn reqwest_get(url: &str) -> Result<(), String> {
-    let r = reqwest::get(url).await.map_err(|e| e.to_string())?;
-    if r.status().is_success() { Ok(()) } else { Err(r.status().to_string()) }
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -409,7 +348,10 @@ async fn main() -> Result<()> {
         results.insert("control_plane".into(), Value::Array(cp));
     }
     if !cli.no_data_plane {
-        results.insert("data_plane".into(), data_plane(cli.duration, cli.connections).await?);
+        results.insert(
+            "data_plane".into(),
+            dataplane::data_plane(cli.duration, cli.connections, cli.rounds, !cli.no_ablation).await?,
+        );
     }
     if !cli.no_deploy {
         let mut runs = Vec::new();
@@ -500,24 +442,5 @@ fn print_control_and_data_plane(r: &Value) {
             cp["envoy_rss_mb"].as_f64().unwrap_or(0.0),
         );
     }
-    let dp = &r["data_plane"];
-    if dp.is_object() {
-        println!(
-            "data plane ({}):\n  gateway (Envoy): {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms\n  plain Envoy:     {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms\n  direct:          {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms\n  ratio gateway/plain Envoy: {:.3}\n  ratio gateway/direct: {:.3}\n  commands: {} | {}",
-            dp["tool"].as_str().unwrap_or(""),
-            dp["through_envoy"]["rps"].as_f64().unwrap_or(0.0),
-            dp["through_envoy"]["p50_ms"].as_f64().unwrap_or(0.0),
-            dp["through_envoy"]["p99_ms"].as_f64().unwrap_or(0.0),
-            dp["plain_envoy"]["rps"].as_f64().unwrap_or(0.0),
-            dp["plain_envoy"]["p50_ms"].as_f64().unwrap_or(0.0),
-            dp["plain_envoy"]["p99_ms"].as_f64().unwrap_or(0.0),
-            dp["direct"]["rps"].as_f64().unwrap_or(0.0),
-            dp["direct"]["p50_ms"].as_f64().unwrap_or(0.0),
-            dp["direct"]["p99_ms"].as_f64().unwrap_or(0.0),
-            dp["rps_ratio_gateway_to_plain_envoy"].as_f64().unwrap_or(0.0),
-            dp["rps_ratio_envoy_to_direct"].as_f64().unwrap_or(0.0),
-            dp["through_envoy"]["command"].as_str().unwrap_or(""),
-            dp["direct"]["command"].as_str().unwrap_or(""),
-        );
-    }
+    dataplane::print_summary(r);
 }
