@@ -219,7 +219,8 @@ fn variants(hcm: &Value) -> Vec<(String, Edit)> {
     ];
     for f in hcm["http_filters"].as_array().into_iter().flatten() {
         let name = f["name"].as_str().unwrap_or("").to_string();
-        if name.is_empty() || name == "envoy.filters.http.router" {
+        // The router stays; a filter off by default costs nothing to remove.
+        if name.is_empty() || name == "envoy.filters.http.router" || f["disabled"] == true {
             continue;
         }
         let label = format!("- {}", name.trim_start_matches("envoy.filters.http."));

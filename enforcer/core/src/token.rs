@@ -167,7 +167,13 @@ pub struct TokenFacts {
 }
 
 /// Claims that differ between two tokens of the same user and application.
-pub const PER_TOKEN_CLAIMS: &[&str] = &["jti", "exp", "iat", "nbf"];
+///
+/// Any claim may be listed here or not without changing a decision: a
+/// listed claim is kept with each token, an unlisted one in the shared part,
+/// so listing the claims that identity providers issue anew for every token
+/// (OIDC's `auth_time`, `nonce`, `sid`, the hashes) keeps their other
+/// claims shared.
+pub const PER_TOKEN_CLAIMS: &[&str] = &["jti", "exp", "iat", "nbf", "auth_time", "nonce", "sid", "at_hash", "c_hash"];
 
 /// Claims as text, packed in one allocation (`u16` name length, name,
 /// `u32` value length, value, repeated): a cached token holds a dozen of
@@ -445,6 +451,7 @@ mod tests {
         let claims = |jti: &str| -> Map<String, Value> {
             serde_json::from_value(serde_json::json!({
                 "sub": "alice", "jti": jti, "exp": 4_000_000_000i64, "iat": 5, "department": "eng", "admin": true,
+                "auth_time": jti.len(), "nonce": format!("n-{jti}"),
                 "list": ["not", "text"]
             }))
             .expect("claims")
@@ -460,6 +467,7 @@ mod tests {
             [some("alice"), some("a"), some("4000000000"), some("5"), some("eng"), some("true"), None, None]
         );
         assert_eq!(got(&b)[1], some("b"));
+        assert_eq!((b.claim("nonce"), b.claim("auth_time")), (Some("n-b"), Some("1")));
         assert!(Arc::ptr_eq(&a.facts, &b.facts), "one copy of what the tokens share");
     }
 
