@@ -224,20 +224,6 @@ fn plain_ws_envoy(listen: u16, backend: u16, lua: bool) -> String {
     )
 }
 
-fn start_plain_envoy(dir: &std::path::Path, name: &str, config: String) -> Result<crate::enforcer::Reaped> {
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, config)?;
-    let child = std::process::Command::new(integration::envoy_bin())
-        .arg("-c")
-        .arg(&path)
-        .args(["--use-dynamic-base-id", "--concurrency", "1", "--log-level", "warn"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.join(format!("{name}.log")))?)
-        .spawn()
-        .context("start plain Envoy")?;
-    Ok(crate::enforcer::Reaped::new(child))
-}
-
 async fn ws_connect_retrying(addr: &str, path: &str) -> Result<Ws> {
     let mut last = None;
     for _ in 0..100 {
@@ -280,8 +266,13 @@ async fn websocket(duration: u64, rounds: usize) -> Result<Value> {
     let payload = "x".repeat(128);
     let window = 32;
     let (plain_port, lua_port) = (integration::free_port(), integration::free_port());
-    let _plain = start_plain_envoy(gw.dir.path(), "plain-ws", plain_ws_envoy(plain_port, backend.addr.port(), false))?;
-    let _lua = start_plain_envoy(gw.dir.path(), "lua-ws", plain_ws_envoy(lua_port, backend.addr.port(), true))?;
+    let _plain = crate::dataplane::start_envoy(
+        gw.dir.path(),
+        "plain-ws",
+        &plain_ws_envoy(plain_port, backend.addr.port(), false),
+    )?;
+    let _lua =
+        crate::dataplane::start_envoy(gw.dir.path(), "lua-ws", &plain_ws_envoy(lua_port, backend.addr.port(), true))?;
     let mut via = ws_connect(&gateway_addr, "/ws/v1/echo", Some(&bearer)).await?;
     let mut direct = ws_connect(&direct_addr, "/echo", None).await?;
     let mut plain = ws_connect_retrying(&format!("127.0.0.1:{plain_port}"), "/echo").await?;

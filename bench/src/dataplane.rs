@@ -68,31 +68,20 @@ fn capture(dump: &Value, http_port: u16, route_name: &str) -> Result<Captured> {
         .clone();
     let hcm = listener["filter_chains"][0]["filters"][0]["typed_config"].clone();
     let routes = section(dump, ".RoutesConfigDump")?;
-    let route_config = routes["dynamic_route_configs"]
+    let named = |rt: &Value| rt["name"].as_str().is_some_and(|n| n.contains(route_name));
+    // The route table holding the route, and the route's cluster, in one pass.
+    let (route_config, cluster_name) = routes["dynamic_route_configs"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|r| &r["route_config"])
-        .find(|r| {
-            r["virtual_hosts"].as_array().into_iter().flatten().any(|vh| {
-                vh["routes"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|rt| rt["name"].as_str().is_some_and(|n| n.contains(route_name)))
-            })
+        .find_map(|rc| {
+            let vhosts = rc["virtual_hosts"].as_array().into_iter().flatten();
+            let route = vhosts.flat_map(|vh| vh["routes"].as_array().into_iter().flatten()).find(|rt| named(rt))?;
+            Some((rc.clone(), route["route"]["cluster"].as_str().map(str::to_string)))
         })
-        .with_context(|| format!("a route table with {route_name}"))?
-        .clone();
-    let cluster_name = route_config["virtual_hosts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|vh| vh["routes"].as_array().into_iter().flatten())
-        .find(|rt| rt["name"].as_str().is_some_and(|n| n.contains(route_name)))
-        .and_then(|rt| rt["route"]["cluster"].as_str())
-        .context("the route's cluster")?
-        .to_string();
+        .with_context(|| format!("a route table with {route_name}"))?;
+    let cluster_name = cluster_name.context("the route's cluster")?;
     let clusters = section(dump, ".ClustersConfigDump")?;
     let cluster = clusters["dynamic_active_clusters"]
         .as_array()
@@ -237,7 +226,9 @@ fn variants(hcm: &Value) -> Vec<(String, Edit)> {
     v
 }
 
-fn start_envoy(dir: &std::path::Path, name: &str, config: &str) -> Result<Reaped> {
+/// Starts a stock Envoy on `config` (written to `<dir>/<name>.yaml`, its log
+/// beside it), at the gateway's concurrency (ENVOY_CONCURRENCY, default 1).
+pub(crate) fn start_envoy(dir: &std::path::Path, name: &str, config: &str) -> Result<Reaped> {
     let path = dir.join(format!("{name}.yaml"));
     std::fs::write(&path, config)?;
     let child = Command::new(integration::envoy_bin())

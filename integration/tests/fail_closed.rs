@@ -62,14 +62,15 @@ async fn secured_routes_fail_closed_without_an_enforcer() {
 
     // The route carries what the enforcer will need.
     let dump = gw.config_dump(Some("dynamic_route_configs")).await;
-    let route = dump["configs"]
+    let routes: Vec<serde_json::Value> = dump["configs"]
         .as_array()
         .into_iter()
         .flatten()
         .flat_map(|c| c["route_config"]["virtual_hosts"].as_array().cloned().unwrap_or_default())
         .flat_map(|vh| vh["routes"].as_array().cloned().unwrap_or_default())
-        .find(|r| r["name"] == "Guarded:v1 GET,POST,OPTIONS /guarded/v1/secret")
-        .expect("secured route");
+        .collect();
+    let route =
+        routes.iter().find(|r| r["name"] == "Guarded:v1 GET,POST,OPTIONS /guarded/v1/secret").expect("secured route");
     // Envoy redacts the (sensitive) context extensions in config_dump; the
     // golden tests check their values. Here: checked, not disabled.
     let per_route = &route["typed_per_filter_config"]["envoy.filters.http.ext_authz"];
@@ -77,12 +78,8 @@ async fn secured_routes_fail_closed_without_an_enforcer() {
     assert!(per_route.get("disabled").is_none(), "{per_route}");
     // The open route names no ext_authz at all: the filter is off unless a
     // route turns it on, so Envoy never creates it there.
-    let open = dump["configs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|c| c["route_config"]["virtual_hosts"].as_array().cloned().unwrap_or_default())
-        .flat_map(|vh| vh["routes"].as_array().cloned().unwrap_or_default())
+    let open = routes
+        .iter()
         .find(|r| r["name"].as_str().is_some_and(|n| n.ends_with("/guarded/v1/public")))
         .expect("open route");
     assert!(open["typed_per_filter_config"].get("envoy.filters.http.ext_authz").is_none(), "{open}");
