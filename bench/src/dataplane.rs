@@ -38,7 +38,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 /// The `@type`d section of a full `/config_dump`.
-fn section<'a>(dump: &'a Value, type_suffix: &str) -> Result<&'a Value> {
+pub(crate) fn section<'a>(dump: &'a Value, type_suffix: &str) -> Result<&'a Value> {
     dump["configs"]
         .as_array()
         .into_iter()
@@ -226,14 +226,23 @@ fn variants(hcm: &Value) -> Vec<(String, Edit)> {
     v
 }
 
-/// Starts a stock Envoy on `config` (written to `<dir>/<name>.yaml`, its log
-/// beside it), at the gateway's concurrency (ENVOY_CONCURRENCY, default 1).
+/// Starts a stock Envoy on `config` (written to `<dir>/<name>.yaml`, or
+/// `.json` when it is JSON: Envoy picks its parser by the extension, and its
+/// JSON parser is the fast one), at the gateway's concurrency.
 pub(crate) fn start_envoy(dir: &std::path::Path, name: &str, config: &str) -> Result<Reaped> {
-    let path = dir.join(format!("{name}.yaml"));
+    let ext = if config.trim_start().starts_with('{') { "json" } else { "yaml" };
+    let path = dir.join(format!("{name}.{ext}"));
     std::fs::write(&path, config)?;
+    start_envoy_file(dir, name, &path)
+}
+
+/// Starts a stock Envoy on the bootstrap file `path` (its log at
+/// `<dir>/<name>.log`), at the gateway's concurrency (ENVOY_CONCURRENCY,
+/// default 1).
+pub(crate) fn start_envoy_file(dir: &std::path::Path, name: &str, path: &std::path::Path) -> Result<Reaped> {
     let child = Command::new(integration::envoy_bin())
         .arg("-c")
-        .arg(&path)
+        .arg(path)
         .args(["--use-dynamic-base-id", "--concurrency"])
         .arg(std::env::var("ENVOY_CONCURRENCY").unwrap_or_else(|_| "1".into()))
         .args(["--log-level", "warn"])

@@ -15,6 +15,7 @@ mod apitypes;
 mod dataplane;
 mod deploy;
 mod enforcer;
+mod floor;
 mod mediation;
 mod throttling;
 
@@ -213,6 +214,9 @@ async fn control_plane(n: usize, changes: usize, config: &str) -> Result<Value> 
         let after = bytes_sent(&in_sync(&gw).await);
         change_bytes.push((after.0 - before.0, after.1 - before.1));
     }
+    // Envoy alone, reading the same resources from a static file.
+    let port = backend.url().rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()).unwrap_or(0);
+    let floor = floor::envoy_floor(&gw, port, &last).await?;
     if let Ok(path) = std::env::var("BENCH_ADAPTER_LOG") {
         let _ = std::fs::write(path, gw.adapter_log());
     }
@@ -231,6 +235,7 @@ async fn control_plane(n: usize, changes: usize, config: &str) -> Result<Value> 
         "change_bytes_max_fraction_of_full": max_change_bytes as f64 / full_bytes.max(1) as f64,
         "adapter_rss_mb": adapter_rss,
         "envoy_rss_mb": envoy_rss,
+        "envoy_floor": floor,
         "single_route_configuration_bytes": per_type["rds"]["bytes"],
     }))
 }
@@ -441,6 +446,20 @@ fn print_control_and_data_plane(r: &Value) {
             cp["adapter_rss_mb"].as_f64().unwrap_or(0.0),
             cp["envoy_rss_mb"].as_f64().unwrap_or(0.0),
         );
+        let f = &cp["envoy_floor"];
+        if f.is_object() {
+            let ms = |k: &str| f[k].as_f64().unwrap_or(0.0);
+            println!(
+                "  Envoy alone on the same resources from a static file, start until the last API is served: {:.0} ms from Envoy's binary form ({:.1} MB), {:.0} ms from JSON ({:.1} MB); a minimal Envoy's own start {:.0} ms: floor {:.0} ms; binary with one shared API cluster {:.0} ms",
+                ms("binary_start_until_last_api_served_ms"),
+                ms("binary_bytes") / 1e6,
+                ms("json_start_until_last_api_served_ms"),
+                ms("json_bytes") / 1e6,
+                ms("plain_envoy_start_until_served_ms"),
+                ms("floor_ms"),
+                ms("one_shared_cluster_start_until_last_api_served_ms"),
+            );
+        }
     }
     dataplane::print_summary(r);
 }

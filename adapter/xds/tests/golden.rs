@@ -11,84 +11,16 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
+use envoy_descriptors::{DynamicMessage, SerializeOptions};
 use gateway_model::{ParseOptions, ProjectFiles, parse_project};
 use gateway_xds::snapshot::ResourceType;
 use gateway_xds::state::Gateway;
-use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use serde_json::Value;
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
-}
-
-/// Envoy's protos, shipped inside the envoy-types crate, compiled once.
-fn pool() -> &'static DescriptorPool {
-    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
-    POOL.get_or_init(|| {
-        // `--filter-platform` with the host: without it, cargo metadata wants
-        // the crates of every target platform (Windows console crates and
-        // the like), which a normal build never downloads, so `--offline`
-        // fails on a fresh machine.
-        let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-        let version = Command::new(rustc).arg("-vV").output().expect("rustc -vV");
-        let host = String::from_utf8_lossy(&version.stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
-            .expect("rustc -vV names the host");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
-            .args(["metadata", "--format-version", "1", "--offline", "--filter-platform", &host])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .expect("cargo metadata");
-        assert!(out.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
-        let meta: Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
-        let manifest = meta["packages"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|p| p["name"] == "envoy-types")
-            .and_then(|p| p["manifest_path"].as_str())
-            .expect("envoy-types in the dependency graph");
-        let proto = Path::new(manifest).parent().expect("crate dir").join("proto");
-        let includes: Vec<PathBuf> = [
-            "data-plane-api",
-            "xds",
-            "googleapis",
-            "protoc-gen-validate",
-            "cel-spec/proto",
-            "opentelemetry-proto",
-            "client_model",
-        ]
-        .iter()
-        .map(|d| proto.join(d))
-        .filter(|p| p.exists())
-        .collect();
-        let files = [
-            "envoy/config/cluster/v3/cluster.proto",
-            "envoy/config/endpoint/v3/endpoint.proto",
-            "envoy/config/listener/v3/listener.proto",
-            "envoy/config/route/v3/route.proto",
-            "envoy/config/route/v3/scoped_route.proto",
-            "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",
-            "envoy/extensions/filters/http/ext_authz/v3/ext_authz.proto",
-            "envoy/extensions/filters/http/cors/v3/cors.proto",
-            "envoy/extensions/filters/http/router/v3/router.proto",
-            "envoy/extensions/filters/http/lua/v3/lua.proto",
-            "envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.proto",
-            "envoy/extensions/filters/http/header_mutation/v3/header_mutation.proto",
-            "envoy/extensions/http/early_header_mutation/header_mutation/v3/header_mutation.proto",
-            "envoy/extensions/clusters/dns/v3/dns_cluster.proto",
-            "envoy/extensions/transport_sockets/tls/v3/tls.proto",
-            "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
-            "envoy/extensions/retry/priority/previous_priorities/v3/previous_priorities_config.proto",
-        ];
-        let fds = protox::compile(files, &includes).expect("compile Envoy protos");
-        DescriptorPool::from_file_descriptor_set(fds).expect("descriptor pool")
-    })
 }
 
 fn message_name(ty: ResourceType) -> &'static str {
@@ -108,7 +40,7 @@ fn sorted(v: Value) -> Value {
 }
 
 fn to_json(ty: ResourceType, bytes: &[u8]) -> Value {
-    let desc = pool().get_message_by_name(message_name(ty)).expect("message descriptor");
+    let desc = envoy_descriptors::message(message_name(ty)).expect("message descriptor");
     let msg = DynamicMessage::decode(desc, bytes).expect("decodes as the Envoy message");
     let opts = SerializeOptions::new().use_proto_field_name(true).stringify_64_bit_integers(false);
     let mut ser = serde_json::Serializer::new(Vec::new());
