@@ -16,6 +16,7 @@
 
 pub mod apis;
 pub mod backend_jwt;
+pub mod bounded;
 pub mod cache;
 pub mod chain;
 pub mod decision;

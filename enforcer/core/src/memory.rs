@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::bounded::Bounded;
 use crate::cache::TokenCache;
 
 /// A backend JWT's cache key: the incoming token's id and the API (`basePath:version`).
@@ -20,8 +21,9 @@ pub struct Memory {
     pub revoked: ArcSwap<Revoked>,
     /// Validated tokens.
     pub cache: ArcSwap<TokenCache>,
-    /// Backend JWTs by (token id, API), with their `exp` (checked on every read).
-    pub backend_jwts: quick_cache::sync::Cache<BackendJwtKey, (Arc<str>, i64)>,
+    /// Backend JWTs by (token id, API), with their `exp` (the entry goes at
+    /// `exp`; readers also want the skew left).
+    pub backend_jwts: Bounded<BackendJwtKey, (Arc<str>, i64)>,
     /// Rate limit counters: in memory (exact for one enforcer) or shared
     /// through quota leases; replaced when `[enforcer.throttling]` changes backend.
     pub limiter: ArcSwap<crate::lease::Limiter>,
@@ -39,7 +41,7 @@ impl Memory {
         Memory {
             revoked: ArcSwap::from_pointee(HashMap::new()),
             cache: ArcSwap::from_pointee(TokenCache::new(false, 1, 1)),
-            backend_jwts: quick_cache::sync::Cache::new(10_000),
+            backend_jwts: Bounded::new(10_000),
             limiter: ArcSwap::from_pointee(crate::lease::Limiter::default()),
         }
     }

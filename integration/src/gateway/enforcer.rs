@@ -107,7 +107,17 @@ password = "admin"
     /// lists its ext_authz port balance checks over both.
     pub fn enforcer_process(&self, name: &str, ports: [u16; 4]) -> Proc {
         let n = std::fs::read_dir(self.dir.path()).map(|r| r.count()).unwrap_or(0);
-        let mut cmd = Command::new(workspace_bin("enforcer"));
+        // ENFORCER_WRAP: a program to run the enforcer under (heaptrack, say;
+        // the enforcer's path and arguments follow). Its process id is then
+        // the wrapper's.
+        let mut cmd = match std::env::var("ENFORCER_WRAP") {
+            Ok(w) => {
+                let mut c = Command::new(w);
+                c.arg(workspace_bin("enforcer"));
+                c
+            }
+            Err(_) => Command::new(workspace_bin("enforcer")),
+        };
         cmd.args(["--label", "Default", "--adapter-host", "127.0.0.1"])
             .arg("--adapter-xds-port")
             .arg(self.ports.xds.to_string())

@@ -21,7 +21,7 @@ fn assertion(cx: &mut Context<'_>) -> Outcome {
     let Some(tok) = &a.token else { return Outcome::Next };
     let key = (tok.id.clone(), format!("{}:{}", cx.api.raw.base_path, cx.api.raw.version).into_boxed_str());
     let now = crate::now_secs();
-    let cached = cx.memory.backend_jwts.get(&key).filter(|(_, exp)| exp - now >= SKEW_SECS).map(|(j, _)| j);
+    let cached = cx.memory.backend_jwts.get(&key, now).filter(|(_, exp)| exp - now >= SKEW_SECS).map(|(j, _)| j);
     let jwt = match cached {
         Some(j) => j,
         None => {
@@ -29,7 +29,7 @@ fn assertion(cx: &mut Context<'_>) -> Outcome {
             match crate::backend_jwt::generate(bj, cx.api, tok, key_type, &a.app_name, &a.app_id, &a.tier, &a.raw) {
                 Ok(j) => {
                     let j: Arc<str> = j.into();
-                    cx.memory.backend_jwts.insert(key, (Arc::clone(&j), now + bj.ttl));
+                    cx.memory.backend_jwts.insert(key, (Arc::clone(&j), now + bj.ttl), now + bj.ttl, now);
                     j
                 }
                 Err(e) => {
@@ -143,7 +143,7 @@ mod tests {
         let first = run(&fx, &r, Some(a.clone()), Some(KeyType::Production)).await;
         let (_, _, c, raw) = verified(&first);
         let key = (Box::<str>::from(payload(&token)["jti"].as_str().expect("jti")), format!("{BASE}:{VERSION}").into());
-        let (cached, exp) = fx.memory.backend_jwts.get(&key).expect("cached under (token id, API)");
+        let (cached, exp) = fx.memory.backend_jwts.get(&key, now()).expect("cached under (token id, API)");
         assert_eq!(&*cached, raw.as_str());
         assert_eq!(exp, c["exp"].as_i64().expect("exp"));
 
@@ -152,16 +152,21 @@ mod tests {
         assert_eq!(second, first);
 
         // What memory holds is what is sent.
-        fx.memory.backend_jwts.insert(key.clone(), (Arc::from("cached.backend.jwt"), now() + 600));
+        fx.memory.backend_jwts.insert(key.clone(), (Arc::from("cached.backend.jwt"), now() + 600), now() + 600, now());
         let set = run(&fx, &r, Some(a.clone()), Some(KeyType::Production)).await;
         assert_eq!(set, vec![(Cow::Owned("x-jwt-assertion".to_string()), "cached.backend.jwt".to_string())]);
 
         // Unless it has less than the clock skew left: a new one, cached in its place.
-        fx.memory.backend_jwts.insert(key.clone(), (Arc::from("stale.backend.jwt"), now() + SKEW_SECS - 1));
+        fx.memory.backend_jwts.insert(
+            key.clone(),
+            (Arc::from("stale.backend.jwt"), now() + SKEW_SECS - 1),
+            now() + SKEW_SECS - 1,
+            now(),
+        );
         let set = run(&fx, &r, Some(a), Some(KeyType::Production)).await;
         let (_, _, _, fresh) = verified(&set);
         assert_ne!(fresh, raw);
-        assert_eq!(fx.memory.backend_jwts.get(&key).map(|(j, _)| j.to_string()), Some(fresh));
+        assert_eq!(fx.memory.backend_jwts.get(&key, now()).map(|(j, _)| j.to_string()), Some(fresh));
 
         // Another token: another JWT.
         let other = run(&fx, &r, Some(token_caller(&jwt(json!({})), AuthType::Jwt, "IdP")), None).await;
