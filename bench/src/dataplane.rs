@@ -57,15 +57,7 @@ struct Captured {
 
 /// `route_name`: part of the name of the route the open request takes.
 fn capture(dump: &Value, http_port: u16, route_name: &str) -> Result<Captured> {
-    let listeners = section(dump, ".ListenersConfigDump")?;
-    let listener = listeners["dynamic_listeners"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|l| &l["active_state"]["listener"])
-        .find(|l| l["address"]["socket_address"]["port_value"].as_u64() == Some(u64::from(http_port)))
-        .context("the gateway's HTTP listener")?
-        .clone();
+    let listener = http_listener(dump, http_port)?;
     let hcm = listener["filter_chains"][0]["filters"][0]["typed_config"].clone();
     let routes = section(dump, ".RoutesConfigDump")?;
     let named = |rt: &Value| rt["name"].as_str().is_some_and(|n| n.contains(route_name));
@@ -91,12 +83,37 @@ fn capture(dump: &Value, http_port: u16, route_name: &str) -> Result<Captured> {
         .find(|c| c["name"].as_str() == Some(cluster_name.as_str()))
         .with_context(|| format!("cluster {cluster_name}"))?
         .clone();
-    // As top-level resources they carry their `@type`; inside a bootstrap they must not.
-    let bare = |mut v: Value| {
-        v.as_object_mut().map(|o| o.remove("@type"));
-        v
-    };
-    Ok(Captured { hcm, listener: bare(listener), route_config: bare(route_config), cluster: bare(cluster) })
+    Ok(Captured { hcm, listener, route_config: bare(route_config), cluster: bare(cluster) })
+}
+
+/// A resource of the dump without its `@type`: as top-level resources they
+/// carry one; inside a bootstrap they must not.
+pub(crate) fn bare(mut v: Value) -> Value {
+    v.as_object_mut().map(|o| o.remove("@type"));
+    v
+}
+
+/// The gateway's listener on `http_port`, from a full `/config_dump`, bare.
+pub(crate) fn http_listener(dump: &Value, http_port: u16) -> Result<Value> {
+    section(dump, ".ListenersConfigDump")?["dynamic_listeners"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| &l["active_state"]["listener"])
+        .find(|l| l["address"]["socket_address"]["port_value"].as_u64() == Some(u64::from(http_port)))
+        .map(|l| bare(l.clone()))
+        .context("the gateway's HTTP listener")
+}
+
+/// Turns an EDS cluster of the dump into a static one whose one endpoint is `backend`.
+pub(crate) fn with_static_endpoint(cluster: &mut Value, backend: u16) {
+    if let Some(o) = cluster.as_object_mut() {
+        o.remove("eds_cluster_config");
+        o.insert("type".into(), json!("STATIC"));
+    }
+    let name = cluster["name"].clone();
+    cluster["load_assignment"] = json!({"cluster_name": name, "endpoints": [{"lb_endpoints": [
+        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": backend}}}}]}]});
 }
 
 /// A static Envoy configuration holding the captured listener (HTTP only,
@@ -116,13 +133,7 @@ fn static_config(c: &Captured, port: u16, backend: u16, change: &dyn Fn(&mut Val
     listener["address"]["socket_address"] = json!({"address": "127.0.0.1", "port_value": port});
     listener["filter_chains"][0]["filters"][0]["typed_config"] = hcm.unwrap_or(Value::Null);
     let mut cluster = c.cluster.clone();
-    if let Some(o) = cluster.as_object_mut() {
-        o.remove("eds_cluster_config");
-        o.insert("type".into(), json!("STATIC"));
-    }
-    let name = cluster["name"].clone();
-    cluster["load_assignment"] = json!({"cluster_name": name, "endpoints": [{"lb_endpoints": [
-        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": backend}}}}]}]});
+    with_static_endpoint(&mut cluster, backend);
     // The gRPC services the filters name (never called on an open route) must exist.
     let unused = |n: &str| {
         json!({"name": n, "type": "STATIC", "connect_timeout": "1s",

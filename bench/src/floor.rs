@@ -22,13 +22,7 @@ use serde_json::{Value, json};
 use envoy_descriptors::DynamicMessage;
 use prost::Message as _;
 
-use crate::dataplane::{section, start_envoy_file};
-
-/// As top-level resources they carry their `@type`; inside a bootstrap they must not.
-fn bare(mut v: Value) -> Value {
-    v.as_object_mut().map(|o| o.remove("@type"));
-    v
-}
+use crate::dataplane::{bare, http_listener, section, start_envoy_file, with_static_endpoint};
 
 /// Points every route to an API cluster at `to` instead.
 fn share_clusters(v: &mut Value, api_clusters: &std::collections::HashSet<String>, to: &str) {
@@ -50,15 +44,7 @@ fn share_clusters(v: &mut Value, api_clusters: &std::collections::HashSet<String
 /// on `port`. `shared`: the API clusters (all alike in the benchmark: one
 /// endpoint, the same backend) collapsed into one, the routes pointing to it.
 pub(crate) fn static_bootstrap(dump: &Value, http_port: u16, port: u16, backend: u16, shared: bool) -> Result<Value> {
-    let listeners = section(dump, ".ListenersConfigDump")?;
-    let mut listener = listeners["dynamic_listeners"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|l| &l["active_state"]["listener"])
-        .find(|l| l["address"]["socket_address"]["port_value"].as_u64() == Some(u64::from(http_port)))
-        .map(|l| bare(l.clone()))
-        .context("the gateway's HTTP listener")?;
+    let mut listener = http_listener(dump, http_port)?;
     listener["address"]["socket_address"] = json!({"address": "127.0.0.1", "port_value": port});
 
     let routes: HashMap<&str, &Value> = section(dump, ".RoutesConfigDump")?["dynamic_route_configs"]
@@ -107,13 +93,7 @@ pub(crate) fn static_bootstrap(dump: &Value, http_port: u16, port: u16, backend:
     for c in clusters["dynamic_active_clusters"].as_array().into_iter().flatten() {
         let mut c = bare(c["cluster"].clone());
         if c.get("eds_cluster_config").is_some() {
-            let name = c["name"].clone();
-            if let Some(o) = c.as_object_mut() {
-                o.remove("eds_cluster_config");
-                o.insert("type".into(), json!("STATIC"));
-            }
-            c["load_assignment"] = json!({"cluster_name": name, "endpoints": [{"lb_endpoints": [
-                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": backend}}}}]}]});
+            with_static_endpoint(&mut c, backend);
         }
         all.push(c);
     }
