@@ -14,6 +14,9 @@ pub struct Proc {
     log: PathBuf,
     /// Leads its own process group, killed whole (a script and its children).
     group: bool,
+    /// Stopped with SIGTERM and a bounded wait before SIGKILL: a profiler
+    /// wrapping the program (heaptrack) writes its data only on a clean exit.
+    graceful: bool,
 }
 
 impl Proc {
@@ -26,7 +29,7 @@ impl Proc {
             .stderr(Stdio::from(err))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc { name: name.to_string(), child, log, group: false }
+        Proc { name: name.to_string(), child, log, group: false, graceful: false }
     }
 
     /// Starts `cmd` as the leader of a new process group: killing it (drop,
@@ -37,6 +40,13 @@ impl Proc {
         let mut p = Proc::spawn(name, cmd, log);
         p.group = true;
         p
+    }
+
+    /// Makes [`Proc::kill`] (and drop) send SIGTERM first and wait up to
+    /// 60 s for the exit.
+    pub fn graceful(mut self) -> Proc {
+        self.graceful = true;
+        self
     }
 
     /// Sends SIGTERM (to the process only, as an orchestrator does).
@@ -54,8 +64,15 @@ impl Proc {
         self.child.id()
     }
 
-    /// Kills with SIGKILL and waits.
+    /// Kills with SIGKILL (after SIGTERM and a wait when graceful) and waits.
     pub fn kill(&mut self) {
+        if self.graceful && self.running() {
+            self.terminate();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while self.running() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         if self.group {
             let _ =
                 Command::new("kill").args(["-KILL", "--", &format!("-{}", self.pid())]).stderr(Stdio::null()).status();

@@ -430,8 +430,8 @@ fn build_resource(ctx: &mut Ctx<'_>, r: &RawResource, named: &BTreeMap<String, E
     Resource {
         path: r.path.clone(),
         operations: r.operations.clone(),
-        production,
-        sandbox,
+        production: production.map(Box::new),
+        sandbox: sandbox.map(Box::new),
         upstream_path: r.upstream_path.clone(),
     }
 }
@@ -684,10 +684,10 @@ fn apply_operation_policies(
             })
         };
         if let Some(i) = interceptor(&policies.request) {
-            op.mediation.request_interceptor = Some(i);
+            op.mediation.request_interceptor = Some(Box::new(i));
         }
         if let Some(i) = interceptor(&policies.response) {
-            op.mediation.response_interceptor = Some(i);
+            op.mediation.response_interceptor = Some(Box::new(i));
         }
         let keep = |a: &PolicyAction| !matches!(a, PolicyAction::CallInterceptor(_));
         op.mediation.request = policies.request.into_iter().filter(keep).collect();

@@ -174,10 +174,10 @@ pub struct Mediation {
     /// The request interceptor (operation > path item > API; a
     /// `CALL_INTERCEPTOR_SERVICE` request policy wins).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_interceptor: Option<Interceptor>,
+    pub request_interceptor: Option<Box<Interceptor>>,
     /// The response interceptor.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub response_interceptor: Option<Interceptor>,
+    pub response_interceptor: Option<Box<Interceptor>>,
     /// Examples of a mocked API's operation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mock: Option<MockConfig>,
@@ -339,8 +339,11 @@ fn example_text(v: &Value) -> String {
     }
 }
 
+/// An interceptor as the model keeps it: boxed, since most operations have none.
+pub(crate) type MaybeInterceptor = Option<Box<Interceptor>>;
+
 /// Fills `m.request_interceptor` and friends from the three levels.
-pub(crate) fn resolve_interceptors(m: &mut Mediation, levels: [(&Option<Interceptor>, &Option<Interceptor>); 3]) {
+pub(crate) fn resolve_interceptors(m: &mut Mediation, levels: [(&MaybeInterceptor, &MaybeInterceptor); 3]) {
     for (req, resp) in levels {
         if m.request_interceptor.is_none() {
             m.request_interceptor.clone_from(req);
@@ -356,8 +359,9 @@ pub(crate) fn interceptors_at(
     ctx: &mut Ctx<'_>,
     obj: &Map<String, Value>,
     path: &str,
-) -> (Option<Interceptor>, Option<Interceptor>) {
-    let mut one =
-        |key: &str| obj.get(key).filter(|v| !v.is_null()).and_then(|v| parse_interceptor(ctx, v, &field(path, key)));
+) -> (MaybeInterceptor, MaybeInterceptor) {
+    let mut one = |key: &str| {
+        obj.get(key).filter(|v| !v.is_null()).and_then(|v| parse_interceptor(ctx, v, &field(path, key)).map(Box::new))
+    };
     (one("x-wso2-request-interceptor"), one("x-wso2-response-interceptor"))
 }

@@ -237,9 +237,9 @@ pub struct Resource {
     /// Operations in definition order.
     pub operations: Vec<Operation>,
     /// Resource-level production endpoints.
-    pub production: Option<EndpointCluster>,
+    pub production: Option<Box<EndpointCluster>>,
     /// Resource-level sandbox endpoints.
-    pub sandbox: Option<EndpointCluster>,
+    pub sandbox: Option<Box<EndpointCluster>>,
     /// The backend path, when it is not the resource's own (a WebSocket
     /// topic's `x-uri-mapping`).
     #[serde(skip_serializing_if = "Option::is_none")]

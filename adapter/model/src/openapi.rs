@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::endpoint::{EndpointsValue, parse_endpoint_object, parse_endpoint_url, parse_endpoints_extension};
-use crate::mediation::{Interceptor, Mediation, interceptors_at, mock_config, resolve_interceptors};
+use crate::mediation::{Interceptor, MaybeInterceptor, Mediation, interceptors_at, mock_config, resolve_interceptors};
 use crate::model::{
     ApiCors, CorsPolicy, Endpoint, EndpointCluster, Method, Operation, Scheme, SecurityRequirement, SecurityScheme,
 };
@@ -31,8 +31,8 @@ pub(crate) struct RootExtensions {
     pub tier: Option<String>,
     pub auth_header: Option<String>,
     pub http2: Option<bool>,
-    pub request_interceptor: Option<Interceptor>,
-    pub response_interceptor: Option<Interceptor>,
+    pub request_interceptor: Option<Box<Interceptor>>,
+    pub response_interceptor: Option<Box<Interceptor>>,
     /// `x-wso2-pass-request-payload-to-enforcer`
     pub pass_payload: Option<bool>,
 }
@@ -334,7 +334,7 @@ pub(crate) fn parse_cors_object(ctx: &mut Ctx<'_>, v: Option<&Value>, path: &str
 /// What a path item inherits from the root of the definition.
 struct Level<'a> {
     root_disable: Option<bool>,
-    root_interceptors: (&'a Option<Interceptor>, &'a Option<Interceptor>),
+    root_interceptors: (&'a MaybeInterceptor, &'a MaybeInterceptor),
     mocked: bool,
     scheme: Scheme,
     version: OasVersion,

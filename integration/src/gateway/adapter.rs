@@ -42,11 +42,25 @@ impl Gateway {
         std::fs::write(&config, self.config_text()).expect("write config");
         let n = std::fs::read_dir(self.dir.path()).map(|r| r.count()).unwrap_or(0);
         let log = self.dir.path().join(format!("adapter-{n}.log"));
-        let mut cmd = Command::new(workspace_bin("adapter"));
+        // ADAPTER_WRAP: a program to run the adapter under (heaptrack, say;
+        // the adapter's path and arguments follow). Its process id is then
+        // the wrapper's, and stopping it waits for a clean exit.
+        let wrap = std::env::var("ADAPTER_WRAP").ok();
+        let mut cmd = match &wrap {
+            Some(w) => {
+                let mut c = Command::new(w);
+                c.arg(workspace_bin("adapter"));
+                c
+            }
+            None => Command::new(workspace_bin("adapter")),
+        };
         cmd.arg("--config").arg(&config).arg("--xds-address").arg(format!("127.0.0.1:{}", self.ports.xds));
         let level = std::env::var("ADAPTER_LOG").unwrap_or_else(|_| "info,adapter=debug".to_string());
         cmd.env("RUST_LOG", level).env("NO_COLOR", "1").envs(self.adapter_env.iter().map(|(k, v)| (k, v)));
         let mut proc = Proc::spawn("adapter", &mut cmd, log);
+        if wrap.is_some() {
+            proc = proc.graceful();
+        }
         let deadline = Instant::now() + patience();
         loop {
             if !proc.running() {

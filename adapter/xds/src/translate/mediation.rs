@@ -92,7 +92,7 @@ pub fn interceptors<'a>(api: &Api, vhost: &str, o: &'a Operation) -> Vec<(String
     let m = &o.mediation;
     [("request", &m.request_interceptor), ("response", &m.response_interceptor)]
         .into_iter()
-        .filter_map(|(flow, i)| i.as_ref().map(|i| (interceptor_cluster_name(api, vhost, flow, i), i)))
+        .filter_map(|(flow, i)| i.as_deref().map(|i| (interceptor_cluster_name(api, vhost, flow, i), i)))
         .collect()
 }
 
