@@ -34,17 +34,22 @@ pub struct ApiKey {
 #[derive(Debug)]
 struct Entry {
     api: Arc<Api>,
-    scopes: BTreeSet<String>,
-    clusters: Vec<String>,
-    endpoints: Vec<String>,
+    /// Sorted, no duplicates (usually one scope).
+    scopes: Box<[String]>,
+    clusters: Box<[String]>,
+    endpoints: Box<[String]>,
 }
 
 #[derive(Debug, Default)]
 struct Label {
     apis: BTreeMap<ApiKey, Entry>,
-    scope_members: BTreeMap<String, BTreeSet<ApiKey>>,
-    /// Per scope, the clusters its routes send to (bootstrap clusters left out).
-    scope_clusters: BTreeMap<String, BTreeSet<String>>,
+    /// Per scope, its APIs (sorted). The per-scope sets are small (most
+    /// scopes hold one API), so they are exact-size vectors: a B-tree node
+    /// costs hundreds of bytes even for one entry, times 10,000 scopes.
+    scope_members: BTreeMap<String, Vec<ApiKey>>,
+    /// Per scope, the clusters its routes send to (bootstrap clusters left
+    /// out; sorted, no duplicates).
+    scope_clusters: BTreeMap<String, Box<[String]>>,
     /// Resources per type (the listener slot is unused: listeners are shared).
     /// Shared with the snapshots: a type that did not change keeps the same
     /// map, so streams skip it without looking at its entries.
@@ -61,6 +66,15 @@ impl Label {
         }
         Arc::make_mut(&mut self.maps[i]).insert(resource.name.clone(), Arc::new(resource));
         self.versions[i] = None;
+    }
+
+    /// Takes `key` out of the members of `scope`.
+    fn leave_scope(&mut self, scope: &str, key: &ApiKey) {
+        if let Some(m) = self.scope_members.get_mut(scope)
+            && let Ok(i) = m.binary_search(key)
+        {
+            m.remove(i);
+        }
     }
 
     fn remove(&mut self, ty: ResourceType, name: &str) {
@@ -185,6 +199,7 @@ impl Gateway {
         }
         let scopes: BTreeSet<String> = t.routes.iter().map(|r| r.scope.clone()).collect();
         let mut touched: BTreeSet<String> = scopes.clone();
+        let (clusters, endpoints) = (clusters.into_boxed_slice(), endpoints.into_boxed_slice());
         if let Some(old) = &old {
             for name in old.clusters.iter().filter(|n| !clusters.contains(n)) {
                 state.remove(ResourceType::Cluster, name);
@@ -193,15 +208,18 @@ impl Gateway {
                 state.remove(ResourceType::Endpoint, name);
             }
             for s in &old.scopes {
-                if let Some(m) = state.scope_members.get_mut(s) {
-                    m.remove(&key);
-                }
+                state.leave_scope(s, &key);
                 touched.insert(s.clone());
             }
         }
         for s in &scopes {
-            state.scope_members.entry(s.clone()).or_default().insert(key.clone());
+            let members = state.scope_members.entry(s.clone()).or_default();
+            if let Err(i) = members.binary_search(&key) {
+                members.insert(i, key.clone());
+                members.shrink_to_fit();
+            }
         }
+        let scopes = scopes.into_iter().collect();
         state.apis.insert(key.clone(), Entry { api, scopes, clusters, endpoints });
         for s in touched {
             self.rebuild_scope_with(label, &s, Some((&key, &t.routes)));
@@ -219,9 +237,7 @@ impl Gateway {
             state.remove(ResourceType::Endpoint, name);
         }
         for s in &old.scopes {
-            if let Some(m) = state.scope_members.get_mut(s) {
-                m.remove(key);
-            }
+            state.leave_scope(s, key);
         }
         for s in &old.scopes {
             self.rebuild_scope(label, s);
@@ -241,8 +257,7 @@ impl Gateway {
         let Some(state) = self.labels.get_mut(label) else { return };
         let mut routes: Vec<PlacedRoute> =
             system_routes(&config, ready).into_iter().filter(|r| r.scope == scope).collect();
-        let members: Vec<ApiKey> =
-            state.scope_members.get(scope).map(|m| m.iter().cloned().collect()).unwrap_or_default();
+        let members: Vec<ApiKey> = state.scope_members.get(scope).map(|m| m.to_vec()).unwrap_or_default();
         for key in members {
             match fresh {
                 Some((k, rs)) if *k == key => routes.extend(rs.iter().filter(|r| r.scope == scope).cloned()),
@@ -254,7 +269,7 @@ impl Gateway {
                 }
             }
         }
-        if state.scope_members.get(scope).is_some_and(BTreeSet::is_empty) {
+        if state.scope_members.get(scope).is_some_and(Vec::is_empty) {
             state.scope_members.remove(scope);
         }
         let rc_name = route_config_name(scope);
@@ -265,19 +280,19 @@ impl Gateway {
             state.scope_clusters.remove(scope);
             return;
         }
-        let used: BTreeSet<String> = routes
+        let used: BTreeSet<&str> = routes
             .iter()
             .filter_map(|r| match &r.route.action {
                 Some(route::Action::Route(a)) => match &a.cluster_specifier {
                     Some(route_action::ClusterSpecifier::Cluster(c)) if !BOOTSTRAP_CLUSTERS.contains(&c.as_str()) => {
-                        Some(c.clone())
+                        Some(c.as_str())
                     }
                     _ => None,
                 },
                 _ => None,
             })
             .collect();
-        state.scope_clusters.insert(scope.to_string(), used);
+        state.scope_clusters.insert(scope.to_string(), used.into_iter().map(String::from).collect());
         let cors = crate::translate::route::global_cors(&config);
         let rc = route_configuration(scope, routes, cors.as_ref());
         state.insert(ResourceType::Route, Resource::encode(ResourceType::Route, rc_name, &rc));
