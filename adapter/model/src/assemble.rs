@@ -407,8 +407,8 @@ fn build_api(
         mutual_ssl,
         application_security,
         cors: def.ext.cors.clone().unwrap_or(ApiCors::Global),
-        production,
-        sandbox,
+        production: production.map(Box::new),
+        sandbox: sandbox.map(Box::new),
         named_endpoints: named,
         resources,
         endpoint_certificates,
@@ -467,13 +467,7 @@ fn graphql_definition(yaml_name: &str, yaml_doc: &Value, problems: &mut Vec<Prob
 /// The one route of a GraphQL API: its base path, queries by POST (JSON) or
 /// GET (`?query=`); the enforcer resolves the operations from the body.
 fn graphql_resource() -> Resource {
-    let op = |method| Operation {
-        method,
-        disable_security: false,
-        tier: None,
-        security: None,
-        mediation: crate::mediation::Mediation::default(),
-    };
+    let op = |method| Operation { method, disable_security: false, tier: None, security: None, mediation: None };
     // Path "": the base path itself, rewritten to the endpoint's base path.
     Resource {
         path: String::new(),
@@ -683,15 +677,17 @@ fn apply_operation_policies(
                 _ => None,
             })
         };
+        let mut m = op.mediation.take().map(|b| *b).unwrap_or_default();
         if let Some(i) = interceptor(&policies.request) {
-            op.mediation.request_interceptor = Some(Box::new(i));
+            m.request_interceptor = Some(Box::new(i));
         }
         if let Some(i) = interceptor(&policies.response) {
-            op.mediation.response_interceptor = Some(Box::new(i));
+            m.response_interceptor = Some(Box::new(i));
         }
         let keep = |a: &PolicyAction| !matches!(a, PolicyAction::CallInterceptor(_));
-        op.mediation.request = policies.request.into_iter().filter(keep).collect();
-        op.mediation.response = policies.response.into_iter().filter(keep).collect();
+        m.request = policies.request.into_iter().filter(keep).collect();
+        m.response = policies.response.into_iter().filter(keep).collect();
+        op.mediation = m.boxed();
     }
 }
 

@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::endpoint::parse_endpoint_url;
-use crate::mediation::Mediation;
 use crate::model::{Endpoint, Method, Operation, Scheme, SecurityRequirement, SecurityScheme};
 use crate::openapi::{Definition, OasVersion, RawResource, auth_type_none, parse_root_extensions, parse_schemes, tier};
 use crate::problem::Ctx;
@@ -163,7 +162,7 @@ fn channel(ctx: &mut Ctx<'_>, name: &str, item: &Map<String, Value>, p: &str, sc
             disable_security: channel_open || auth_type_none(ctx, o, &op_path),
             tier: tier(ctx, o, &op_path),
             security,
-            mediation: Mediation::default(),
+            mediation: None,
         });
     }
     let Some(op) = op else {

@@ -184,9 +184,23 @@ pub struct Mediation {
 }
 
 impl Mediation {
+    /// No policies, interceptors or mock.
+    pub const EMPTY: Mediation = Mediation {
+        request: Vec::new(),
+        response: Vec::new(),
+        request_interceptor: None,
+        response_interceptor: None,
+        mock: None,
+    };
+
     /// True when the operation needs nothing beyond plain routing.
     pub fn is_empty(&self) -> bool {
-        self == &Mediation::default()
+        self == &Mediation::EMPTY
+    }
+
+    /// As [`crate::model::Operation`] keeps it: `None` when empty.
+    pub fn boxed(self) -> Option<Box<Mediation>> {
+        (!self.is_empty()).then(|| Box::new(self))
     }
 }
 

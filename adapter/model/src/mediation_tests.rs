@@ -59,16 +59,16 @@ fn errors(r: Result<Project, Problems>) -> Vec<String> {
 fn interceptors_resolve_operation_over_path_over_api() {
     let p = parse_with("", &[]).expect("parses");
     let get = op(&p, "/echo/{id}", Method::Get);
-    let i = get.mediation.request_interceptor.as_ref().expect("API-level interceptor");
+    let i = get.mediation().request_interceptor.as_ref().expect("API-level interceptor");
     assert_eq!((i.service.host.as_str(), i.service.port, i.service.scheme), ("interceptor", 8443, Scheme::Https));
     assert_eq!(i.includes.names(), vec!["request_headers", "request_body", "invocation_context"]);
     assert_eq!((i.request_timeout_s, i.cluster_timeout_s), (Some(5), None));
-    assert!(get.mediation.response_interceptor.is_none());
+    assert!(get.mediation().response_interceptor.is_none());
     let post = op(&p, "/echo/{id}", Method::Post);
-    let i = post.mediation.request_interceptor.as_ref().expect("operation interceptor");
+    let i = post.mediation().request_interceptor.as_ref().expect("operation interceptor");
     assert_eq!((i.service.host.as_str(), i.service.port), ("op-interceptor", 9000));
     assert_eq!(i.includes.names(), vec!["request_headers"]);
-    let r = post.mediation.response_interceptor.as_ref().expect("response interceptor");
+    let r = post.mediation().response_interceptor.as_ref().expect("response interceptor");
     assert_eq!(r.cluster_timeout_s, Some(2));
 }
 
@@ -128,17 +128,17 @@ fn built_in_policies_render_into_actions() {
     let p = parse_with(POLICIES, &[]).expect("parses");
     let get = op(&p, "/echo/{id}", Method::Get);
     assert_eq!(
-        get.mediation.request,
+        get.mediation().request,
         vec![
             PolicyAction::SetHeader { name: "X-New".into(), value: "new value".into() },
             PolicyAction::RemoveHeader { name: "X-Old".into() },
             PolicyAction::AddQuery { name: "q1".into(), value: "v1".into() },
         ]
     );
-    assert_eq!(get.mediation.response, vec![PolicyAction::SetHeader { name: "X-Resp".into(), value: "r".into() }]);
+    assert_eq!(get.mediation().response, vec![PolicyAction::SetHeader { name: "X-Resp".into(), value: "r".into() }]);
     let put = op(&p, "/shops/{shopId}/pets/{petId}", Method::Put);
     assert_eq!(
-        put.mediation.request,
+        put.mediation().request,
         vec![
             PolicyAction::RewritePath {
                 path: "/pets/{uri.var.petId}/of/{uri.var.shopId}".into(),
@@ -148,7 +148,7 @@ fn built_in_policies_render_into_actions() {
         ]
     );
     // The policy's interceptor replaces the API-level extension's.
-    let i = put.mediation.request_interceptor.as_ref().expect("interceptor");
+    let i = put.mediation().request_interceptor.as_ref().expect("interceptor");
     assert_eq!((i.service.host.as_str(), i.includes.names()), ("pi", vec!["request_headers", "request_body"]));
 }
 
@@ -176,7 +176,7 @@ data:
     let files = [("Policies/customAddHeader_v2.yaml", spec), ("Policies/customAddHeader_v2.gotmpl", tmpl)];
     let p = parse_with(&use_it("abc", "request"), &files).expect("parses");
     assert_eq!(
-        op(&p, "/echo/{id}", Method::Get).mediation.request,
+        op(&p, "/echo/{id}", Method::Get).mediation().request,
         vec![PolicyAction::SetHeader { name: "customV2".into(), value: "abc".into() }]
     );
     let ps = errors(parse_with(&use_it("ABC", "request"), &files));
@@ -272,7 +272,7 @@ paths:
     files.insert("Definitions/swagger.yaml", oas.as_bytes());
     let p = parse_project(&files, &ParseOptions::default()).expect("a mocked API needs no endpoint");
     assert!(p.api.mocked);
-    let mock = op(&p, "/testMockApi", Method::Get).mediation.mock.clone().expect("mock config");
+    let mock = op(&p, "/testMockApi", Method::Get).mediation().mock.clone().expect("mock config");
     assert_eq!(mock.responses[0].code, "50X");
     assert_eq!(mock.responses[0].headers, vec![("x-wso2-header".to_string(), "Sample header value".to_string())]);
     assert_eq!(

@@ -144,9 +144,9 @@ pub struct Api {
     /// The CORS policy.
     pub cors: ApiCors,
     /// Production endpoints of the API.
-    pub production: Option<EndpointCluster>,
+    pub production: Option<Box<EndpointCluster>>,
     /// Sandbox endpoints of the API.
-    pub sandbox: Option<EndpointCluster>,
+    pub sandbox: Option<Box<EndpointCluster>>,
     /// Named endpoint lists from `x-wso2-endpoints`.
     pub named_endpoints: BTreeMap<String, EndpointCluster>,
     /// The API's resources in the order of the definition.
@@ -258,9 +258,20 @@ pub struct Operation {
     pub tier: Option<String>,
     /// Operation security; `None` means "as the API".
     pub security: Option<Vec<SecurityRequirement>>,
-    /// Policies, interceptors and mock examples.
-    #[serde(skip_serializing_if = "Mediation::is_empty")]
-    pub mediation: Mediation,
+    /// Policies, interceptors and mock examples; `None` when there are none
+    /// (most operations: boxed, it costs them one pointer). Set it with
+    /// [`Mediation::boxed`], read it with [`Operation::mediation`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mediation: Option<Box<Mediation>>,
+}
+
+static NO_MEDIATION: Mediation = Mediation::EMPTY;
+
+impl Operation {
+    /// The operation's mediation (empty when it has none).
+    pub fn mediation(&self) -> &Mediation {
+        self.mediation.as_deref().unwrap_or(&NO_MEDIATION)
+    }
 }
 
 /// Load balancing across the endpoints of a list.

@@ -389,7 +389,7 @@ fn parse_path_item(
             disable_security: disable,
             tier: tier(ctx, op, &op_path),
             security: parse_requirements(ctx, op.get("security"), &field(&op_path, "security")),
-            mediation,
+            mediation: mediation.boxed(),
         });
     }
     let mut res = RawResource {

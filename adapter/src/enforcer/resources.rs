@@ -272,8 +272,8 @@ fn rest_resources(api: &Api) -> Vec<pa::Resource> {
                     has_security: o.security.is_some(),
                     tier: o.tier.clone().unwrap_or_default(),
                     disable_security: o.disable_security,
-                    request_policies: o.mediation.request.iter().filter_map(enforcer_policy).collect(),
-                    mocked_api_config: o.mediation.mock.as_ref().map(mock_config),
+                    request_policies: o.mediation().request.iter().filter_map(enforcer_policy).collect(),
+                    mocked_api_config: o.mediation().mock.as_ref().map(mock_config),
                 })
                 .collect(),
         })

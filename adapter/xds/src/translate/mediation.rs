@@ -45,7 +45,7 @@ pub fn lua_filter() -> Any {
 /// True when the operation needs a route of its own (its header edits,
 /// rewrites or interceptors differ from its resource's other methods).
 pub fn needs_own_route(o: &Operation) -> bool {
-    let m = &o.mediation;
+    let m = o.mediation();
     m.request_interceptor.is_some()
         || m.response_interceptor.is_some()
         || !m.response.is_empty()
@@ -63,7 +63,7 @@ pub fn needs_own_route(o: &Operation) -> bool {
 /// True when the enforcer has something to do for the operation even if it
 /// is open to anyone (ADD_QUERY, OPA, dropping the query on a path rewrite).
 pub fn needs_enforcer(o: &Operation) -> bool {
-    o.mediation.request.iter().any(|a| {
+    o.mediation().request.iter().any(|a| {
         matches!(
             a,
             PolicyAction::AddQuery { .. }
@@ -76,7 +76,7 @@ pub fn needs_enforcer(o: &Operation) -> bool {
 /// True when an interceptor of the operation is sent the invocation context
 /// (with the caller's `authenticationContext`).
 pub fn sends_auth_context(o: &Operation) -> bool {
-    let m = &o.mediation;
+    let m = o.mediation();
     [&m.request_interceptor, &m.response_interceptor].into_iter().flatten().any(|i| i.includes.invocation_context)
 }
 
@@ -89,7 +89,7 @@ pub fn interceptor_cluster_name(api: &Api, vhost: &str, flow: &str, i: &Intercep
 
 /// The interceptors of an operation with their cluster names.
 pub fn interceptors<'a>(api: &Api, vhost: &str, o: &'a Operation) -> Vec<(String, &'a Interceptor)> {
-    let m = &o.mediation;
+    let m = o.mediation();
     [("request", &m.request_interceptor), ("response", &m.response_interceptor)]
         .into_iter()
         .filter_map(|(flow, i)| i.as_deref().map(|i| (interceptor_cluster_name(api, vhost, flow, i), i)))
@@ -116,7 +116,7 @@ pub struct RouteFacts<'a> {
 /// the path rewrite (when `rewrite` is the endpoint's base path), and the
 /// Lua configuration.
 pub fn apply(r: &mut Route, o: &Operation, facts: &RouteFacts<'_>, endpoint_base: &str, pm_regex: &str, c: &Config) {
-    let m = &o.mediation;
+    let m = o.mediation();
     for a in &m.request {
         match a {
             PolicyAction::SetHeader { name, value } => r.request_headers_to_add.push(set_header(name, value)),

@@ -712,7 +712,7 @@ fn resource_routes(
             }
             // An interceptor's dynamic endpoint: the Lua filter sets the
             // cluster header to an x-wso2-endpoints list and re-routes here.
-            if let Some(o) = med.filter(|o| o.mediation.request_interceptor.is_some()) {
+            if let Some(o) = med.filter(|o| o.mediation().request_interceptor.is_some()) {
                 let methods = [o.method];
                 for (n, ec) in &api.named_endpoints {
                     let name =
