@@ -25,6 +25,10 @@ use crate::hub::Hub;
 
 /// Safety-net rescan interval (events can be missed on some file systems).
 const RESCAN_INTERVAL: Duration = Duration::from_secs(10);
+/// The next rescan waits at least this many times as long as the last one
+/// took, so the safety net costs at most about 1 % of a core however large
+/// the folder (10,000 projects take a second or more to fingerprint).
+const RESCAN_COST_FACTOR: u32 = 100;
 /// Quiet time after a file-system event before the changed entries are
 /// read, so a project being copied is read once, when complete. (A project
 /// caught half-written is refused and read again on the next event; what
@@ -279,6 +283,19 @@ impl Pending {
 /// Watches `dir` and applies changes until the task is dropped. Events name
 /// the entries to re-read, so one change costs the same with 10 or 10,000
 /// projects; a full rescan runs every few seconds as a safety net.
+/// Scans the folder off the async workers and schedules the next safety-net
+/// rescan after it (see [`RESCAN_COST_FACTOR`]).
+async fn rescan(dir: &Path, next: &mut tokio::time::Instant) -> std::io::Result<BTreeMap<String, u64>> {
+    let started = tokio::time::Instant::now();
+    let d = dir.to_path_buf();
+    let found = tokio::task::spawn_blocking(move || scan(&d))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(format!("scan task failed: {e}"))));
+    let took = started.elapsed();
+    *next = tokio::time::Instant::now() + RESCAN_INTERVAL.max(took * RESCAN_COST_FACTOR);
+    found
+}
+
 pub async fn watch(
     hub: Arc<Hub>,
     report: Arc<Report>,
@@ -312,7 +329,7 @@ pub async fn watch(
         Ok(mut w) => match w.watch(&dir, RecursiveMode::Recursive) {
             Ok(()) => Some(w),
             Err(e) => {
-                warn!(dir = %dir.display(), error = %e, "cannot watch the artifacts folder; falling back to rescans every {}s", RESCAN_INTERVAL.as_secs());
+                warn!(dir = %dir.display(), error = %e, "cannot watch the artifacts folder; falling back to rescans every {}s or more", RESCAN_INTERVAL.as_secs());
                 None
             }
         },
@@ -321,16 +338,14 @@ pub async fn watch(
             None
         }
     };
-    let mut tick = tokio::time::interval(RESCAN_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
+    let mut next_rescan = tokio::time::Instant::now() + RESCAN_INTERVAL;
     loop {
         let mut pending = tokio::select! {
             got = rx.recv() => match got {
                 Some(p) => p,
                 None => return,
             },
-            _ = tick.tick() => Pending::All,
+            _ = tokio::time::sleep_until(next_rescan) => Pending::All,
         };
         // Debounce: collect events until they stop for a moment.
         loop {
@@ -341,7 +356,9 @@ pub async fn watch(
             }
         }
         let (changed, removed) = match pending {
-            Pending::All => match scan(&dir) {
+            // File-system work, off the async workers (it would stall the
+            // xDS streams and the management API for as long as it takes).
+            Pending::All => match rescan(&dir, &mut next_rescan).await {
                 Ok(found) => {
                     let changed: Vec<String> =
                         found.iter().filter(|(n, fp)| known.get(*n) != Some(*fp)).map(|(n, _)| n.clone()).collect();
