@@ -24,9 +24,11 @@ pub fn content_version(bytes: &[u8]) -> String {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Resource {
     /// The resource name (cluster name, route configuration name, ...).
-    pub name: String,
-    /// Content hash of `body`.
-    pub version: String,
+    /// Shared (not copied) by the label's map and what each stream records
+    /// its client holds: there are tens of thousands of them.
+    pub name: Arc<str>,
+    /// Content hash of `body` (shared the same way).
+    pub version: Arc<str>,
     /// The encoded protobuf message (not wrapped in `Any`).
     pub body: Vec<u8>,
 }
@@ -50,8 +52,8 @@ impl Resource {
 
     /// Wraps already encoded bytes.
     pub fn from_bytes(name: impl Into<String>, body: Vec<u8>) -> Resource {
-        let version = content_version(&body);
-        Resource { name: name.into(), version, body }
+        let version = content_version(&body).into();
+        Resource { name: Arc::from(name.into()), version, body }
     }
 
     /// The resource as an `Any` of type `ty`.
@@ -61,7 +63,7 @@ impl Resource {
 }
 
 /// The resources of one type, by name.
-pub type ResourceMap = BTreeMap<String, Arc<Resource>>;
+pub type ResourceMap = BTreeMap<Arc<str>, Arc<Resource>>;
 
 /// Everything one label's Envoys should hold. Cheap to clone.
 #[derive(Debug, Clone, Default)]
@@ -119,7 +121,7 @@ impl Snapshot {
             }
         }
         for r in &refs.route_configs {
-            if !self.maps[ResourceType::Route.index()].contains_key(r) {
+            if !self.maps[ResourceType::Route.index()].contains_key(r.as_str()) {
                 out.push(format!("route configuration {r}"));
             }
         }

@@ -118,7 +118,10 @@ impl Gateway {
     pub fn new(config: Arc<Config>) -> Gateway {
         let listeners = listeners(&config)
             .into_iter()
-            .map(|l| (l.name.clone(), Arc::new(Resource::encode(ResourceType::Listener, l.name.clone(), &l))))
+            .map(|l| {
+                let r = Resource::encode(ResourceType::Listener, l.name.clone(), &l);
+                (Arc::clone(&r.name), Arc::new(r))
+            })
             .collect();
         let listeners: ResourceMap = listeners;
         let listeners_version = set_version(listeners.values());

@@ -61,15 +61,15 @@ impl<'a> Desired<'a> {
 
     fn iter(&self) -> Box<dyn Iterator<Item = (&'a str, &'a Arc<Resource>)> + '_> {
         match self {
-            Desired::All(m, _) => Box::new(m.iter().map(|(n, r)| (n.as_str(), r))),
+            Desired::All(m, _) => Box::new(m.iter().map(|(n, r)| (&**n, r))),
             Desired::Named(names, m, None) => {
                 Box::new(MergeJoin { names: names.iter().peekable(), map: m.iter().peekable() })
             }
             Desired::Named(names, m, Some(retained)) => {
                 let (m, retained) = (*m, *retained);
-                Box::new(
-                    names.iter().filter_map(move |n| m.get(n).or_else(|| retained.get(n)).map(|r| (n.as_str(), r))),
-                )
+                Box::new(names.iter().filter_map(move |n| {
+                    m.get(n.as_str()).or_else(|| retained.get(n.as_str())).map(|r| (n.as_str(), r))
+                }))
             }
             Desired::Built(m) => Box::new(m.iter().map(|(n, r)| (*n, *r))),
         }
@@ -88,7 +88,7 @@ impl<'a> Desired<'a> {
 /// (linear, no lookups).
 struct MergeJoin<'a> {
     names: std::iter::Peekable<std::collections::btree_set::Iter<'a, String>>,
-    map: std::iter::Peekable<std::collections::btree_map::Iter<'a, String, Arc<Resource>>>,
+    map: std::iter::Peekable<std::collections::btree_map::Iter<'a, Arc<str>, Arc<Resource>>>,
 }
 
 impl<'a> Iterator for MergeJoin<'a> {
@@ -98,7 +98,7 @@ impl<'a> Iterator for MergeJoin<'a> {
         loop {
             let n = *self.names.peek()?;
             let (k, _) = *self.map.peek()?;
-            match n.cmp(k) {
+            match n.as_str().cmp(&**k) {
                 std::cmp::Ordering::Less => {
                     self.names.next();
                 }
@@ -107,7 +107,7 @@ impl<'a> Iterator for MergeJoin<'a> {
                 }
                 std::cmp::Ordering::Equal => {
                     self.names.next();
-                    return self.map.next().map(|(k, r)| (k.as_str(), r));
+                    return self.map.next().map(|(k, r)| (&**k, r));
                 }
             }
         }
@@ -212,7 +212,7 @@ impl NodeInfo {
 struct InFlight {
     nonce: String,
     version: String,
-    updated: Vec<(String, String)>,
+    updated: Vec<(Arc<str>, Arc<str>)>,
     removed: Vec<String>,
     /// State-of-the-world response to a wildcard type: it replaces the whole set.
     full_set: bool,
@@ -292,14 +292,14 @@ struct TypeState {
     wildcard: bool,
     names: BTreeSet<String>,
     /// What the client holds: name → version, as far as we know.
-    client_has: HashMap<String, String>,
+    client_has: HashMap<Arc<str>, Arc<str>>,
     /// Delta: subscribed names the client was told do not exist.
     told_absent: HashSet<String>,
     in_flight: Option<InFlight>,
     /// Nonce of the latest response sent for this type.
     last_nonce: Option<String>,
     /// Versions the client rejected: name → version.
-    rejected: HashMap<String, String>,
+    rejected: HashMap<Arc<str>, Arc<str>>,
     /// State of the world, wildcard types: the rejected set version.
     rejected_set: Option<String>,
     status: TypeStatus,
@@ -431,8 +431,8 @@ impl Stream {
         let names: BTreeSet<String> = req.resource_names.iter().cloned().collect();
         ts.wildcard = ty.is_wildcard() && (names.is_empty() || names.contains("*"));
         if !ts.wildcard {
-            ts.client_has.retain(|n, _| names.contains(n));
-            ts.rejected.retain(|n, _| names.contains(n));
+            ts.client_has.retain(|n, _| names.contains(&**n));
+            ts.rejected.retain(|n, _| names.contains(&**n));
         }
         ts.names = names.into_iter().filter(|n| n != "*").collect();
         self.types[ty.index()].epoch += 1;
@@ -441,7 +441,7 @@ impl Stream {
             // current set, there is nothing to send.
             let desired = self.desired(ty);
             if desired.version() == req.version_info {
-                let held = desired.iter().map(|(n, r)| (n.to_string(), r.version.clone())).collect();
+                let held = desired.iter().map(|(_, r)| (Arc::clone(&r.name), r.version.clone())).collect();
                 self.types[ty.index()].client_has = held;
                 self.types[ty.index()].epoch += 1;
             }
@@ -464,7 +464,7 @@ impl Stream {
                 ts.requested = true;
                 ts.status.subscribed = true;
                 for (name, version) in &req.initial_resource_versions {
-                    ts.client_has.insert(name.clone(), version.clone());
+                    ts.client_has.insert(Arc::from(name.as_str()), Arc::from(version.as_str()));
                 }
                 if ty.is_wildcard() && req.resource_names_subscribe.is_empty() {
                     ts.wildcard = true;
@@ -482,9 +482,9 @@ impl Stream {
                     ts.wildcard = false;
                 } else {
                     ts.names.remove(name);
-                    ts.client_has.remove(name);
+                    ts.client_has.remove(name.as_str());
                     ts.told_absent.remove(name);
-                    ts.rejected.remove(name);
+                    ts.rejected.remove(name.as_str());
                 }
             }
         }
@@ -577,11 +577,11 @@ impl Stream {
         }
         let mut out = BTreeMap::new();
         if let Some(old) = retained {
-            out.extend(old.iter().map(|(n, r)| (n.as_str(), r)));
+            out.extend(old.iter().map(|(n, r)| (&**n, r)));
         }
-        out.extend(current.iter().map(|(n, r)| (n.as_str(), r)));
+        out.extend(current.iter().map(|(n, r)| (&**n, r)));
         for name in &ts.names {
-            if let Some(r) = current.get(name).or_else(|| retained.and_then(|m| m.get(name))) {
+            if let Some(r) = current.get(name.as_str()).or_else(|| retained.and_then(|m| m.get(name.as_str()))) {
                 out.insert(name.as_str(), r);
             }
         }
@@ -722,10 +722,9 @@ impl Stream {
         if matches && !owed {
             // Nothing to update; only told-absent names could remain (delta).
             let absent = self.mode == Mode::Delta
-                && ts
-                    .names
-                    .iter()
-                    .any(|n| desired.get(n).is_none() && !ts.client_has.contains_key(n) && !ts.told_absent.contains(n));
+                && ts.names.iter().any(|n| {
+                    desired.get(n).is_none() && !ts.client_has.contains_key(n.as_str()) && !ts.told_absent.contains(n)
+                });
             if !absent {
                 return (None, true);
             }
@@ -747,15 +746,15 @@ impl Stream {
             let mut removed: BTreeSet<String> = if extras {
                 ts.client_has
                     .keys()
-                    .filter(|n| desired.get(n).is_none() && (ts.wildcard || ts.names.contains(*n)))
-                    .cloned()
+                    .filter(|n| desired.get(n).is_none() && (ts.wildcard || ts.names.contains(&***n)))
+                    .map(|n| n.to_string())
                     .collect()
             } else {
                 BTreeSet::new()
             };
             // Tell the client once that a name it asked for does not exist.
             for n in &ts.names {
-                if desired.get(n).is_none() && !ts.client_has.contains_key(n) && !ts.told_absent.contains(n) {
+                if desired.get(n).is_none() && !ts.client_has.contains_key(n.as_str()) && !ts.told_absent.contains(n) {
                     removed.insert(n.clone());
                 }
             }
@@ -808,8 +807,8 @@ impl Stream {
                     .updated
                     .iter()
                     .map(|r| DeltaResource {
-                        name: r.name.clone(),
-                        version: r.version.clone(),
+                        name: r.name.to_string(),
+                        version: r.version.to_string(),
                         resource: Some(r.to_any(ty)),
                         ..Default::default()
                     })
@@ -834,14 +833,14 @@ impl Stream {
                 ts.client_has.insert(n.clone(), v.clone());
             }
             for n in &f.removed {
-                if ts.client_has.remove(n).is_none() {
+                if ts.client_has.remove(n.as_str()).is_none() {
                     ts.told_absent.insert(n.clone());
                 }
             }
         }
         for (n, _) in &f.updated {
             ts.rejected.remove(n);
-            ts.told_absent.remove(n);
+            ts.told_absent.remove(&**n);
         }
         ts.status.last_acked = Some(Acked { version: f.version.clone(), nonce: f.nonce, at_ms: now_ms });
         out.events.push(Event::Ack { ty, version: f.version });
@@ -857,7 +856,7 @@ impl Stream {
         for (n, v) in &f.updated {
             ts.rejected.insert(n.clone(), v.clone());
         }
-        let resources: Vec<String> = f.updated.iter().map(|(n, _)| n.clone()).collect();
+        let resources: Vec<String> = f.updated.iter().map(|(n, _)| n.to_string()).collect();
         ts.status.nacks += 1;
         ts.status.last_nack = Some(Nack {
             version: f.version.clone(),

@@ -18,7 +18,7 @@ use ResourceType::{Cluster as CDS, Endpoint as EDS, Listener as LDS, Route as RD
 fn snap(items: &[(ResourceType, &str, &str)]) -> Snapshot {
     let mut maps: [ResourceMap; 5] = Default::default();
     for (ty, name, content) in items {
-        maps[ty.index()].insert(name.to_string(), Arc::new(Resource::from_bytes(*name, content.as_bytes().to_vec())));
+        maps[ty.index()].insert(Arc::from(*name), Arc::new(Resource::from_bytes(*name, content.as_bytes().to_vec())));
     }
     Snapshot::new(maps.map(Arc::new))
 }
@@ -380,7 +380,7 @@ fn delta_sends_only_changed_resources_and_removals() {
     let mut s = Stream::new(Mode::Delta, base());
     let cds = only_delta(&s.on_delta_request(&delta_req(CDS, &[], &[], ""), 0));
     assert_eq!(delta_names(&cds), vec!["a", "b"]);
-    assert_eq!(cds.resources[0].version, base().resources(CDS)["a"].version);
+    assert_eq!(*cds.resources[0].version, *base().resources(CDS)["a"].version);
     assert!(delta_ack(&mut s, &cds).responses.is_empty());
     let rds_req = s.on_delta_request(&delta_req(RDS, &["r1"], &[], ""), 0);
     assert!(rds_req.responses.is_empty(), "routes wait for the endpoints of EDS cluster a");
@@ -428,7 +428,7 @@ fn delta_reconnect_honours_initial_resource_versions() {
     let snapshot = base();
     let mut s = Stream::new(Mode::Delta, snapshot.clone());
     let mut initial = BTreeMap::new();
-    initial.insert("a".to_string(), snapshot.resources(CDS)["a"].version.clone());
+    initial.insert("a".to_string(), snapshot.resources(CDS)["a"].version.to_string());
     initial.insert("b".to_string(), "old-version".to_string());
     initial.insert("gone".to_string(), "v".to_string());
     let req = DeltaDiscoveryRequest {
@@ -524,7 +524,7 @@ fn scale_one_change_at_ten_thousand() {
     for i in 0..n {
         for ty in [CDS, EDS, SRDS, RDS] {
             let name = format!("name-{i:05}");
-            maps[ty.index()].insert(name.clone(), Arc::new(Resource::from_bytes(name, vec![0u8; 200])));
+            maps[ty.index()].insert(name.as_str().into(), Arc::new(Resource::from_bytes(name, vec![0u8; 200])));
         }
     }
     maps[LDS.index()].insert("l".into(), Arc::new(Resource::from_bytes("l", vec![1])));
