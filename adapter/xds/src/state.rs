@@ -216,10 +216,10 @@ impl Gateway {
             }
         }
         for s in &scopes {
-            let members = state.scope_members.entry(s.clone()).or_default();
+            // Exact for the usual one member; amortised growth beyond.
+            let members = state.scope_members.entry(s.clone()).or_insert_with(|| Vec::with_capacity(1));
             if let Err(i) = members.binary_search(&key) {
                 members.insert(i, key.clone());
-                members.shrink_to_fit();
             }
         }
         let scopes = scopes.into_iter().collect();
