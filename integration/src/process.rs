@@ -7,6 +7,21 @@ use std::time::{Duration, Instant};
 
 use crate::wait::patience;
 
+/// The command for `bin`, run under the program the environment variable
+/// `wrap_var` names when it is set (a profiler such as heaptrack; `bin` and
+/// its arguments follow it), and whether it is so wrapped: stop a wrapped
+/// process with [`Proc::graceful`] so the wrapper can write its data.
+pub(crate) fn maybe_wrapped(wrap_var: &str, bin: PathBuf) -> (Command, bool) {
+    match std::env::var_os(wrap_var) {
+        Some(w) => {
+            let mut c = Command::new(w);
+            c.arg(bin);
+            (c, true)
+        }
+        None => (Command::new(bin), false),
+    }
+}
+
 /// A child process killed on drop.
 pub struct Proc {
     name: String,

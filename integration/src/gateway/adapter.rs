@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::Gateway;
 use crate::http::Resp;
 use crate::paths::workspace_bin;
-use crate::process::{Proc, wait_exit};
+use crate::process::{Proc, maybe_wrapped, wait_exit};
 use crate::tokens;
 use crate::wait::patience;
 
@@ -42,23 +42,14 @@ impl Gateway {
         std::fs::write(&config, self.config_text()).expect("write config");
         let n = std::fs::read_dir(self.dir.path()).map(|r| r.count()).unwrap_or(0);
         let log = self.dir.path().join(format!("adapter-{n}.log"));
-        // ADAPTER_WRAP: a program to run the adapter under (heaptrack, say;
-        // the adapter's path and arguments follow). Its process id is then
-        // the wrapper's, and stopping it waits for a clean exit.
-        let wrap = std::env::var("ADAPTER_WRAP").ok();
-        let mut cmd = match &wrap {
-            Some(w) => {
-                let mut c = Command::new(w);
-                c.arg(workspace_bin("adapter"));
-                c
-            }
-            None => Command::new(workspace_bin("adapter")),
-        };
+        // ADAPTER_WRAP: a program to run the adapter under (heaptrack, say).
+        // Its process id is then the wrapper's.
+        let (mut cmd, wrapped) = maybe_wrapped("ADAPTER_WRAP", workspace_bin("adapter"));
         cmd.arg("--config").arg(&config).arg("--xds-address").arg(format!("127.0.0.1:{}", self.ports.xds));
         let level = std::env::var("ADAPTER_LOG").unwrap_or_else(|_| "info,adapter=debug".to_string());
         cmd.env("RUST_LOG", level).env("NO_COLOR", "1").envs(self.adapter_env.iter().map(|(k, v)| (k, v)));
         let mut proc = Proc::spawn("adapter", &mut cmd, log);
-        if wrap.is_some() {
+        if wrapped {
             proc = proc.graceful();
         }
         let deadline = Instant::now() + patience();

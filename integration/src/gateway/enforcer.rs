@@ -1,13 +1,12 @@
 //! The enforcer of a test gateway: its process, its configuration and its HTTPS port.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::{Gateway, IDP_ISSUER, TESTKEY_ISSUER};
 use crate::http::Resp;
 use crate::paths::workspace_bin;
 use crate::ports::free_port;
-use crate::process::{Proc, wait_exit};
+use crate::process::{Proc, maybe_wrapped, wait_exit};
 use crate::wait::patience;
 
 impl Gateway {
@@ -107,17 +106,9 @@ password = "admin"
     /// lists its ext_authz port balance checks over both.
     pub fn enforcer_process(&self, name: &str, ports: [u16; 4]) -> Proc {
         let n = std::fs::read_dir(self.dir.path()).map(|r| r.count()).unwrap_or(0);
-        // ENFORCER_WRAP: a program to run the enforcer under (heaptrack, say;
-        // the enforcer's path and arguments follow). Its process id is then
-        // the wrapper's.
-        let mut cmd = match std::env::var("ENFORCER_WRAP") {
-            Ok(w) => {
-                let mut c = Command::new(w);
-                c.arg(workspace_bin("enforcer"));
-                c
-            }
-            Err(_) => Command::new(workspace_bin("enforcer")),
-        };
+        // ENFORCER_WRAP: a program to run the enforcer under (heaptrack, say).
+        // Its process id is then the wrapper's.
+        let (mut cmd, wrapped) = maybe_wrapped("ENFORCER_WRAP", workspace_bin("enforcer"));
         cmd.args(["--label", "Default", "--adapter-host", "127.0.0.1"])
             .arg("--adapter-xds-port")
             .arg(self.ports.xds.to_string())
@@ -141,7 +132,8 @@ password = "admin"
         cmd.args(&self.enforcer_args);
         cmd.env("RUST_LOG", level).env("NO_COLOR", "1").env("HOSTNAME", "test-enforcer");
         cmd.envs(self.enforcer_env.iter().map(|(k, v)| (k, v)));
-        Proc::spawn(name, &mut cmd, self.dir.path().join(format!("{name}-{n}.log")))
+        let proc = Proc::spawn(name, &mut cmd, self.dir.path().join(format!("{name}-{n}.log")));
+        if wrapped { proc.graceful() } else { proc }
     }
 
     /// Kills the enforcer with SIGKILL.
