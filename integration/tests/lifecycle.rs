@@ -99,6 +99,63 @@ async fn projects_change_while_running_delta() {
     projects_change_while_running(XdsMode::Delta).await;
 }
 
+/// APIs whose base paths share their first segment share one scope (one
+/// route configuration), which the adapter rebuilds once per batch of
+/// changes: loaded together at start, then changed and removed one by one,
+/// each keeps its own routes and backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apis_sharing_a_first_segment_load_change_and_go_independently() {
+    let one = Backend::start("one").await.expect("backend");
+    let two = Backend::start("two").await.expect("backend");
+    let (a, b, c) = (
+        api_yaml("A", "v1", "/shop/a", &one.url()),
+        api_yaml("B", "v1", "/shop/b", &one.url()),
+        api_yaml("C", "v1", "/shop/c", &one.url()),
+    );
+    let items = oas(&["/items"]);
+    let gw = Gateway::builder(XdsMode::Delta)
+        .project("a", &[("api.yaml", &a), ("Definitions/swagger.yaml", &items)])
+        .project("b", &[("api.yaml", &b), ("Definitions/swagger.yaml", &items)])
+        .project("c", &[("api.yaml", &c), ("Definitions/swagger.yaml", &items)])
+        .start()
+        .await;
+    for p in ["/shop/a/v1/items", "/shop/b/v1/items", "/shop/c/v1/items"] {
+        let r = gw.wait_status(p, 200).await;
+        assert_eq!(r.header("x-backend-name"), Some("one"), "{p}");
+    }
+    let scopes = gw.config_dump(Some("dynamic_scoped_route_configs")).await.to_string();
+    assert_eq!(scopes.matches("\"routes/shop\"").count(), 1, "one scope for the three: {scopes}");
+
+    // B moves to another backend and gains a resource; A and C are unchanged.
+    let b2 = api_yaml("B", "v1", "/shop/b", &two.url());
+    gw.write_project("b", &[("api.yaml", &b2), ("Definitions/swagger.yaml", &oas(&["/items", "/orders"]))]);
+    let r = gw.wait_status("/shop/b/v1/orders", 200).await;
+    assert_eq!(r.header("x-backend-name"), Some("two"));
+    assert_eq!(gw.get("/shop/b/v1/items").await.expect("request").header("x-backend-name"), Some("two"));
+    for p in ["/shop/a/v1/items", "/shop/c/v1/items"] {
+        let r = gw.get(p).await.expect("request");
+        assert_eq!((r.status, r.header("x-backend-name")), (200, Some("one")), "{p}");
+    }
+    assert_eq!(gw.get("/shop/a/v1/orders").await.expect("request").status, 404);
+
+    // A goes: its routes go, B and C stay.
+    gw.remove_project("a");
+    gw.wait_status("/shop/a/v1/items", 404).await;
+    assert_eq!(gw.get("/shop/b/v1/orders").await.expect("request").status, 200);
+    assert_eq!(gw.get("/shop/c/v1/items").await.expect("request").status, 200);
+
+    // The last two go: the scope goes with them.
+    gw.remove_project("b");
+    gw.remove_project("c");
+    gw.wait_status("/shop/b/v1/items", 404).await;
+    gw.wait_status("/shop/c/v1/items", 404).await;
+    eventually("the scope to be removed", || async {
+        let scopes = gw.config_dump(Some("dynamic_scoped_route_configs")).await.to_string();
+        if scopes.contains("routes/shop") { Err(scopes) } else { Ok(()) }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_project_is_refused_and_everything_else_keeps_serving() {
     let b = Backend::start("b").await.expect("backend");

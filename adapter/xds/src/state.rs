@@ -56,6 +56,12 @@ struct Label {
     maps: [Arc<ResourceMap>; 5],
     /// Content version per type; `None` when it must be recomputed.
     versions: [Option<String>; 5],
+    /// Scopes shared by several APIs whose route configuration is out of
+    /// date. Rebuilding such a scope translates every member again, so it
+    /// is done once per batch of changes, when the next snapshot is taken
+    /// (a load of N APIs under one first segment would otherwise translate
+    /// N²/2 times).
+    stale: BTreeSet<String>,
 }
 
 impl Label {
@@ -94,6 +100,9 @@ pub struct Gateway {
     listeners_version: String,
     labels: BTreeMap<String, Label>,
     ready: bool,
+    /// APIs translated so far (each deploy translates its API once; a
+    /// rebuild of a shared scope translates each member again).
+    translations: u64,
 }
 
 /// Scopes that hold system routes.
@@ -125,7 +134,14 @@ impl Gateway {
             .collect();
         let listeners: ResourceMap = listeners;
         let listeners_version = set_version(listeners.values());
-        Gateway { config, listeners: Arc::new(listeners), listeners_version, labels: BTreeMap::new(), ready: false }
+        Gateway {
+            config,
+            listeners: Arc::new(listeners),
+            listeners_version,
+            labels: BTreeMap::new(),
+            ready: false,
+            translations: 0,
+        }
     }
 
     /// The configuration.
@@ -160,6 +176,11 @@ impl Gateway {
         }
     }
 
+    /// How many times an API was translated so far.
+    pub fn translations(&self) -> u64 {
+        self.translations
+    }
+
     /// True once [`Gateway::set_ready`] was called.
     pub fn is_ready(&self) -> bool {
         self.ready
@@ -186,6 +207,7 @@ impl Gateway {
         let key = ApiKey { vhost: vhost.to_string(), id: api.id.clone() };
         let config = Arc::clone(&self.config);
         let t = translate_api(&api, vhost, &config);
+        self.translations += 1;
         let state = self.label_mut(label);
         let old = state.apis.remove(&key);
 
@@ -224,7 +246,12 @@ impl Gateway {
         }
         let scopes = scopes.into_iter().collect();
         state.apis.insert(key.clone(), Entry { api, scopes, clusters, endpoints });
-        for s in touched {
+        // A scope with no other API is rebuilt now from the routes just
+        // translated; one shared with other APIs waits for the snapshot.
+        let (alone, shared): (Vec<String>, Vec<String>) =
+            touched.into_iter().partition(|s| state.scope_members.get(s).is_none_or(|m| m.iter().all(|k| *k == key)));
+        state.stale.extend(shared);
+        for s in alone {
             self.rebuild_scope_with(label, &s, Some((&key, &t.routes)));
         }
     }
@@ -242,8 +269,13 @@ impl Gateway {
         for s in &old.scopes {
             state.leave_scope(s, key);
         }
-        for s in &old.scopes {
-            self.rebuild_scope(label, s);
+        // An emptied scope goes now; one other APIs still share waits for
+        // the snapshot (see `Label::stale`).
+        let (emptied, shared): (Vec<String>, Vec<String>) =
+            old.scopes.iter().cloned().partition(|s| state.scope_members.get(s).is_none_or(Vec::is_empty));
+        state.stale.extend(shared);
+        for s in emptied {
+            self.rebuild_scope(label, &s);
         }
         true
     }
@@ -258,6 +290,7 @@ impl Gateway {
         let config = Arc::clone(&self.config);
         let ready = self.ready;
         let Some(state) = self.labels.get_mut(label) else { return };
+        state.stale.remove(scope);
         let mut routes: Vec<PlacedRoute> =
             system_routes(&config, ready).into_iter().filter(|r| r.scope == scope).collect();
         let members: Vec<ApiKey> = state.scope_members.get(scope).map(|m| m.to_vec()).unwrap_or_default();
@@ -267,6 +300,7 @@ impl Gateway {
                 _ => {
                     if let Some(e) = state.apis.get(&key) {
                         let t = translate_api(&e.api, &key.vhost, &config);
+                        self.translations += 1;
                         routes.extend(t.routes.into_iter().filter(|r| r.scope == scope));
                     }
                 }
@@ -303,6 +337,15 @@ impl Gateway {
         state.insert(ResourceType::ScopedRoute, Resource::encode(ResourceType::ScopedRoute, scope_entry, &srds));
     }
 
+    /// Rebuilds the shared scopes of `label` that changed since the last
+    /// snapshot, each once.
+    fn rebuild_stale(&mut self, label: &str) {
+        let Some(state) = self.labels.get_mut(label) else { return };
+        for s in std::mem::take(&mut state.stale) {
+            self.rebuild_scope(label, &s);
+        }
+    }
+
     /// The snapshot of `label`, checked for consistency before anyone sees
     /// it: every cluster a route uses exists, every EDS cluster has its
     /// endpoints, every scope's route configuration exists. An unknown label
@@ -332,6 +375,7 @@ impl Gateway {
     /// The snapshot of `label`, not yet checked: publish it only after
     /// [`Gateway::verify`].
     pub fn unchecked_snapshot(&mut self, label: &str) -> Snapshot {
+        self.rebuild_stale(label);
         let listeners = Arc::clone(&self.listeners);
         let listeners_version = self.listeners_version.clone();
         let state = self.label_mut(label);
@@ -355,17 +399,104 @@ mod tests {
     use super::*;
 
     fn api() -> Arc<Api> {
+        api_at("Pets", "/pets")
+    }
+
+    /// An API named `name` with the base path `context` and one resource, `/p`.
+    fn api_at(name: &str, context: &str) -> Arc<Api> {
         let mut files = gateway_model::ProjectFiles::new();
         files.insert(
             "api.yaml",
-            "type: api\ndata:\n  name: Pets\n  version: 1.0.0\n  context: /pets\n  endpointConfig:\n    endpoint_type: http\n    production_endpoints:\n      url: http://10.0.0.1:8080\n",
+            format!("type: api\ndata:\n  name: {name}\n  version: 1.0.0\n  context: {context}\n  endpointConfig:\n    endpoint_type: http\n    production_endpoints:\n      url: http://10.0.0.1:8080\n"),
         );
         files.insert(
             "Definitions/swagger.yaml",
-            "openapi: 3.0.0\ninfo: {title: Pets, version: 1.0.0}\npaths:\n  /p:\n    get: {}\n",
+            format!("openapi: 3.0.0\ninfo: {{title: {name}, version: 1.0.0}}\npaths:\n  /p:\n    get: {{}}\n"),
         );
         let p = gateway_model::parse_project(&files, &gateway_model::ParseOptions::default()).expect("valid project");
         Arc::new(p.api)
+    }
+
+    /// The route paths (prefixes or regexes) of the scope `common`.
+    fn common_routes(snap: &Snapshot) -> Vec<String> {
+        use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, route_match::PathSpecifier};
+        use prost::Message;
+        let Some(r) = snap.resources(ResourceType::Route).get("routes/common") else { return Vec::new() };
+        let rc = RouteConfiguration::decode(r.body.as_slice()).expect("route configuration");
+        let mut paths: Vec<String> = rc
+            .virtual_hosts
+            .iter()
+            .flat_map(|v| &v.routes)
+            .filter_map(|r| match r.r#match.as_ref()?.path_specifier.as_ref()? {
+                PathSpecifier::Prefix(p) | PathSpecifier::Path(p) => Some(p.clone()),
+                PathSpecifier::SafeRegex(m) => Some(m.regex.clone()),
+                _ => None,
+            })
+            .collect();
+        paths.sort();
+        paths
+    }
+
+    #[test]
+    fn apis_sharing_a_scope_are_translated_once_per_batch_not_once_per_member() {
+        let mut g = Gateway::new(Arc::new(Config::default()));
+        g.snapshot("Default").expect("consistent");
+        let before = g.translations();
+        // One batch (as the artifacts folder's load): 40 APIs, one scope.
+        for i in 0..40 {
+            g.upsert("Default", "localhost", api_at(&format!("P{i}"), &format!("/common/p{i}")));
+        }
+        let snap = g.snapshot("Default").expect("consistent");
+        // Each API once at its deploy, and each again in the one rebuild of
+        // the shared scope: 80. Rebuilding the scope at every deploy was
+        // 1 + 2 + ... + 40 = 820.
+        assert_eq!(g.translations() - before, 80);
+        let paths = common_routes(&snap);
+        assert_eq!(paths.len(), 40, "{paths:?}");
+        // The version joins the base path (`context` without `{version}`).
+        for i in [0, 17, 39] {
+            let want = format!("^/common/p{i}/1\\.0\\.0/p/?$");
+            assert!(paths.contains(&want), "{want} not in {paths:?}");
+        }
+
+        // A single change to a shared scope: the deploy, then one rebuild.
+        let before = g.translations();
+        g.upsert("Default", "localhost", api_at("P40", "/common/p40"));
+        let snap = g.snapshot("Default").expect("consistent");
+        assert_eq!(g.translations() - before, 1 + 41);
+        assert_eq!(common_routes(&snap).len(), 41);
+
+        // Removing APIs from the scope in one batch rebuilds it once.
+        let before = g.translations();
+        let keys: Vec<ApiKey> = g.deployments().map(|(_, k, _)| k.clone()).take(30).collect();
+        for k in &keys {
+            assert!(g.remove("Default", k));
+        }
+        let snap = g.snapshot("Default").expect("consistent");
+        assert_eq!(g.translations() - before, 11);
+        assert_eq!(common_routes(&snap).len(), 11);
+
+        // The last ones: the scope goes with them, nothing is translated.
+        let before = g.translations();
+        let keys: Vec<ApiKey> = g.deployments().map(|(_, k, _)| k.clone()).collect();
+        for k in &keys {
+            assert!(g.remove("Default", k));
+        }
+        let snap = g.snapshot("Default").expect("consistent");
+        assert_eq!(g.translations(), before);
+        assert!(snap.resources(ResourceType::Route).get("routes/common").is_none());
+        assert!(snap.resources(ResourceType::ScopedRoute).keys().all(|k| !k.contains("common")));
+        assert!(snap.resources(ResourceType::Cluster).is_empty());
+    }
+
+    #[test]
+    fn a_single_api_in_its_scope_is_translated_once() {
+        let mut g = Gateway::new(Arc::new(Config::default()));
+        for i in 0..10 {
+            g.upsert("Default", "localhost", api_at(&format!("P{i}"), &format!("/p{i}")));
+        }
+        g.snapshot("Default").expect("consistent");
+        assert_eq!(g.translations(), 10);
     }
 
     #[test]
