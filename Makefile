@@ -47,8 +47,8 @@ toolchain: ## Make the Rust toolchain of rust-toolchain.toml available (links th
 	@./scripts/toolchain.sh
 
 .PHONY: build
-build: toolchain ## Build every binary (debug)
-	$(CARGO) build --workspace --bins
+build: toolchain ## Build every binary and the Envoy module (debug)
+	$(CARGO) build --workspace --bins --lib
 
 .PHONY: test
 test: envoy oteltap opa build test-images ## Unit, golden, integration, compose and chart tests (real Envoy, real adapter, Docker when it answers)
@@ -80,7 +80,7 @@ test-images: envoy build ## The images from the debug binaries, for the compose 
 
 .PHONY: bench
 bench: toolchain envoy opa ## Benchmarks (control plane and data plane); results in bench/results/
-	$(CARGO) build --release --workspace --bins
+	$(CARGO) build --release --workspace --bins --lib
 	./scripts/bench.sh
 
 .PHONY: golden

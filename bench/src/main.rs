@@ -17,6 +17,7 @@ mod deploy;
 mod enforcer;
 mod floor;
 mod mediation;
+mod module;
 mod throttling;
 
 use std::process::Command;
@@ -65,8 +66,8 @@ struct Cli {
     /// Pushes measured per count.
     #[arg(long, default_value_t = 50)]
     deploy_pushes: usize,
-    /// Which enforcer benchmarks to run.
-    #[arg(long, value_delimiter = ',', default_value = "checks,e2e,memory,throttling,mediation,apitypes")]
+    /// Which enforcer benchmarks to run (`module`: the dynamic-module spike).
+    #[arg(long, value_delimiter = ',', default_value = "checks,e2e,module,memory,throttling,mediation,apitypes")]
     enforcer_parts: Vec<String>,
     /// Seconds per scenario of the direct enforcer benchmark.
     #[arg(long, default_value_t = 5)]
@@ -379,6 +380,9 @@ async fn main() -> Result<()> {
                 enforcer::end_to_end(cli.e2e_duration, cli.connections, cli.rounds).await?,
             );
         }
+        if part("module") {
+            results.insert("module_spike".into(), module::spike(cli.e2e_duration, cli.connections, cli.rounds).await?);
+        }
         if part("memory") {
             results.insert("enforcer_memory".into(), enforcer::memory(cli.memory_apis, cli.memory_tokens).await?);
         }
@@ -429,6 +433,7 @@ fn print_summary(r: &Value) {
     print_control_and_data_plane(r);
     deploy::print_summary(r);
     enforcer::print_summary(r);
+    module::print_summary(r);
     throttling::print_summary(r);
     mediation::print_summary(r);
     apitypes::print_summary(r);

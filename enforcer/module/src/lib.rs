@@ -1,0 +1,21 @@
+//! The enforcer as an Envoy dynamic module.
+//!
+//! Envoy 1.40 loads shared libraries that implement HTTP filters in its own
+//! worker threads (`envoy.filters.http.dynamic_modules`). This crate builds
+//! `libgateway_module.so`, which stock Envoy loads by configuration alone.
+//!
+//! Layout:
+//! * `abi.rs`: the C boundary, and the only place unsafe code is allowed:
+//!   this crate's own declarations of the part of Envoy's dynamic-module ABI
+//!   it uses (written for Envoy 1.40.0, ABI `v0.2.0`), the exported hooks,
+//!   the check at load that the running Envoy offers every callback the
+//!   module calls, and a catch of every panic at the boundary.
+//! * `filter.rs`: what the filter does, in safe Rust, behind the small
+//!   [`filter::Stream`] interface.
+//!
+//! Status: a do-nothing filter (the spike of ARCHITECTURE.md, "The
+//! enforcer as a dynamic module"), measured against a do-nothing ext_authz
+//! server by `make bench`.
+
+pub mod abi;
+pub mod filter;
