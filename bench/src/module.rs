@@ -55,7 +55,7 @@ fn filters(kind: &str, authz_port: u16, module: &std::path::Path) -> (String, St
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
               dynamic_module_config: {{ name: gateway_module, module: {{ local: {{ filename: "{}" }} }} }}
-              filter_name: enforcer
+              filter_name: noop
 "#,
                 module.display()
             ),

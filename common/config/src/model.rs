@@ -327,6 +327,13 @@ pub struct Router {
     pub cluster_timeout_in_seconds: u32,
     /// Timeout of one ext_authz check.
     pub enforcer_response_timeout_in_seconds: u32,
+    /// Where the enforcer's decisions are made: `extAuthz` (default: the
+    /// router asks the enforcer service over gRPC; the enforcer scales apart
+    /// from the routers) or `module` (inside each router, by the enforcer's
+    /// dynamic module `libgateway_module.so`, which the router's Envoy loads;
+    /// no hop per request; the enforcer service still serves analytics,
+    /// `/testkey`, `/jwks` and its admin API). Not a Choreo Connect key.
+    pub enforcer_mode: String,
     /// The vhost that carries `/health`, `/ready`, `/testkey` and `/.wellknown/jwks`.
     pub system_host: String,
     /// The client's address is the connection's peer (Envoy's
@@ -357,6 +364,14 @@ pub struct Router {
     pub payload_passing_to_enforcer: PayloadPassing,
 }
 
+impl Router {
+    /// True when the enforcer's decisions are made in the router's Envoy
+    /// (`enforcerMode = "module"`).
+    pub fn enforcer_in_module(&self) -> bool {
+        self.enforcer_mode.eq_ignore_ascii_case("module")
+    }
+}
+
 impl Default for Router {
     fn default() -> Self {
         Router {
@@ -367,6 +382,7 @@ impl Default for Router {
             listener_codec_type: "AUTO".into(),
             cluster_timeout_in_seconds: 20,
             enforcer_response_timeout_in_seconds: 20,
+            enforcer_mode: "extAuthz".into(),
             system_host: "localhost".into(),
             use_remote_address: true,
             xff_num_trusted_hops: 0,

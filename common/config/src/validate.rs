@@ -125,6 +125,7 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
     if r.enforcer_response_timeout_in_seconds == 0 {
         return Err(invalid("router.enforcerResponseTimeoutInSeconds", 0, "must be at least 1"));
     }
+    one_of("router.enforcerMode", &r.enforcer_mode, &["extAuthz", "module"])?;
     let tls = &r.upstream.tls;
     one_of("router.upstream.tls.minimumProtocolVersion", &tls.minimum_protocol_version, TLS_VERSIONS)?;
     one_of("router.upstream.tls.maximumProtocolVersion", &tls.maximum_protocol_version, TLS_VERSIONS)?;

@@ -22,7 +22,7 @@ use std::ffi::{CStr, c_char, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, OnceLock};
 
-use crate::filter::{self, Config, Filter, Headers};
+use crate::filter::{self, Config, Filter, Headers, Mode, Route};
 
 /// The ABI version this module was written against (Envoy 1.40.0).
 pub const ABI_VERSION: &CStr = c"v0.2.0";
@@ -92,22 +92,75 @@ const TRAILERS_CONTINUE: u32 = 0;
 // `envoy_dynamic_module_type_log_level`.
 const LOG_ERROR: u32 = 4;
 
-/// `envoy_dynamic_module_callback_http_send_response`.
-type SendResponse = unsafe extern "C" fn(
-    filter: FilterEnvoyPtr,
-    status: u32,
-    headers: *mut ModuleHeader,
-    headers_size: usize,
-    body: ModuleBuffer,
-    details: ModuleBuffer,
-);
-/// `envoy_dynamic_module_callback_log`.
-type Log = unsafe extern "C" fn(level: u32, message: ModuleBuffer);
+/// A header as Envoy lends it (`envoy_dynamic_module_type_envoy_http_header`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct EnvoyHeader {
+    key_ptr: *const c_char,
+    key_length: usize,
+    value_ptr: *const c_char,
+    value_length: usize,
+}
 
-/// The Envoy callbacks the module calls, found in the running Envoy at load.
-struct Callbacks {
-    send_response: SendResponse,
-    log: Log,
+/// Envoy's per-filter scheduler (`..._http_filter_scheduler_module_ptr`).
+type SchedulerPtr = *mut c_void;
+
+// `envoy_dynamic_module_type_http_header_type`.
+const REQUEST_HEADER: u32 = 0;
+const RESPONSE_HEADER: u32 = 2;
+// `envoy_dynamic_module_type_on_http_filter_request_body_status`.
+const BODY_STOP_AND_BUFFER: u32 = 1;
+
+/// Declares the Envoy callbacks the module calls: their C types, a struct
+/// holding them, and their lookup by name at load.
+macro_rules! callbacks {
+    ($($field:ident: $symbol:literal fn($($arg:ty),*) $(-> $ret:ty)?;)*) => {
+        /// The Envoy callbacks the module calls, found in the running Envoy at load.
+        struct Callbacks {
+            $($field: unsafe extern "C" fn($($arg),*) $(-> $ret)?,)*
+        }
+
+        /// Looks up every callback the module calls. Names what is missing.
+        fn resolve() -> Result<Callbacks, String> {
+            let mut missing: Vec<&str> = Vec::new();
+            $(let $field = lookup($symbol);
+            if $field.is_none() {
+                missing.push($symbol.to_str().unwrap_or_default());
+            })*
+            if !missing.is_empty() {
+                return Err(missing.join(", "));
+            }
+            // SAFETY: each symbol is the callback of the ABI this module was
+            // written for (ABI_VERSION), with the C type declared here; a
+            // function pointer and a data pointer have the same size and
+            // representation on every platform Envoy runs on.
+            Ok(Callbacks {
+                $($field: unsafe {
+                    std::mem::transmute::<*mut c_void, unsafe extern "C" fn($($arg),*) $(-> $ret)?>(
+                        $field.unwrap_or(std::ptr::null_mut()),
+                    )
+                },)*
+            })
+        }
+    };
+}
+
+callbacks! {
+    log: c"envoy_dynamic_module_callback_log" fn(u32, ModuleBuffer);
+    get_headers_size: c"envoy_dynamic_module_callback_http_get_headers_size" fn(FilterEnvoyPtr, u32) -> usize;
+    get_headers: c"envoy_dynamic_module_callback_http_get_headers" fn(FilterEnvoyPtr, u32, *mut EnvoyHeader) -> bool;
+    set_header: c"envoy_dynamic_module_callback_http_set_header" fn(FilterEnvoyPtr, u32, ModuleBuffer, ModuleBuffer) -> bool;
+    add_header: c"envoy_dynamic_module_callback_http_add_header" fn(FilterEnvoyPtr, u32, ModuleBuffer, ModuleBuffer) -> bool;
+    send_response: c"envoy_dynamic_module_callback_http_send_response"
+        fn(FilterEnvoyPtr, u32, *mut ModuleHeader, usize, ModuleBuffer, ModuleBuffer);
+    set_metadata: c"envoy_dynamic_module_callback_http_set_dynamic_metadata_string"
+        fn(FilterEnvoyPtr, ModuleBuffer, ModuleBuffer, ModuleBuffer);
+    clear_route_cache: c"envoy_dynamic_module_callback_http_clear_route_cache" fn(FilterEnvoyPtr);
+    route_config: c"envoy_dynamic_module_callback_get_most_specific_route_config" fn(FilterEnvoyPtr) -> *const c_void;
+    continue_decoding: c"envoy_dynamic_module_callback_http_filter_continue_decoding" fn(FilterEnvoyPtr);
+    scheduler_new: c"envoy_dynamic_module_callback_http_filter_scheduler_new" fn(FilterEnvoyPtr) -> SchedulerPtr;
+    scheduler_commit: c"envoy_dynamic_module_callback_http_filter_scheduler_commit" fn(SchedulerPtr, u64);
+    scheduler_delete: c"envoy_dynamic_module_callback_http_filter_scheduler_delete" fn(SchedulerPtr);
 }
 
 static CALLBACKS: OnceLock<Callbacks> = OnceLock::new();
@@ -124,32 +177,6 @@ fn lookup(name: &CStr) -> Option<*mut c_void> {
     // reads the process's symbol tables.
     let p = unsafe { dlsym(std::ptr::null_mut(), name.as_ptr()) };
     (!p.is_null()).then_some(p)
-}
-
-/// Looks up every callback the module calls. Names what is missing.
-fn resolve() -> Result<Callbacks, String> {
-    let send = lookup(c"envoy_dynamic_module_callback_http_send_response");
-    let log = lookup(c"envoy_dynamic_module_callback_log");
-    match (send, log) {
-        // SAFETY: the symbols are the callbacks of the ABI this module was
-        // written for (ABI_VERSION); their C types are the ones declared
-        // above. A function pointer and a data pointer have the same size
-        // and representation on every platform Envoy runs on.
-        (Some(send), Some(log)) => Ok(Callbacks {
-            send_response: unsafe { std::mem::transmute::<*mut c_void, SendResponse>(send) },
-            log: unsafe { std::mem::transmute::<*mut c_void, Log>(log) },
-        }),
-        (send, log) => {
-            let missing: Vec<&str> = [
-                (send.is_none(), "envoy_dynamic_module_callback_http_send_response"),
-                (log.is_none(), "envoy_dynamic_module_callback_log"),
-            ]
-            .into_iter()
-            .filter_map(|(m, n)| m.then_some(n))
-            .collect();
-            Err(missing.join(", "))
-        }
-    }
 }
 
 /// Writes `message` to Envoy's log (`[dynamic_modules]`), or to stderr
@@ -178,14 +205,89 @@ fn guarded<T>(hook: &str, f: impl FnOnce() -> T) -> Option<T> {
     }
 }
 
-/// Lets a filter answer its request through Envoy.
-struct EnvoyStream {
+/// One request's stream in Envoy, for the filter (filter.rs). Callbacks go
+/// to the filter handle of the hook being run.
+struct EnvoyStream<'c> {
     envoy: FilterEnvoyPtr,
+    c: &'c Callbacks,
 }
 
-impl filter::Stream for EnvoyStream {
+impl EnvoyStream<'_> {
+    fn set(&mut self, kind: u32, name: &str, value: Option<&str>) {
+        // A null value removes the header (there is no remove callback).
+        let v =
+            value.map(|v| ModuleBuffer::of(v.as_bytes())).unwrap_or(ModuleBuffer { ptr: std::ptr::null(), length: 0 });
+        // SAFETY: `envoy` is the live handle of the current hook; Envoy
+        // copies the buffers, which outlive the call.
+        unsafe { (self.c.set_header)(self.envoy, kind, ModuleBuffer::of(name.as_bytes()), v) };
+    }
+}
+
+impl filter::Stream for EnvoyStream<'_> {
+    fn request_headers(&mut self) -> Vec<(String, String)> {
+        // SAFETY: the live handle of the current hook.
+        let n = unsafe { (self.c.get_headers_size)(self.envoy, REQUEST_HEADER) };
+        let mut raw =
+            vec![
+                EnvoyHeader { key_ptr: std::ptr::null(), key_length: 0, value_ptr: std::ptr::null(), value_length: 0 };
+                n
+            ];
+        // SAFETY: `raw` has room for the `n` headers Envoy reported.
+        if n == 0 || !unsafe { (self.c.get_headers)(self.envoy, REQUEST_HEADER, raw.as_mut_ptr()) } {
+            return Vec::new();
+        }
+        raw.iter()
+            .map(|h| {
+                // SAFETY: Envoy's header bytes, valid during this hook.
+                let (k, v) = unsafe {
+                    (
+                        EnvoyBuffer { ptr: h.key_ptr, length: h.key_length }.bytes(),
+                        EnvoyBuffer { ptr: h.value_ptr, length: h.value_length }.bytes(),
+                    )
+                };
+                (String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned())
+            })
+            .collect()
+    }
+
+    fn set_request_header(&mut self, name: &str, value: &str) {
+        self.set(REQUEST_HEADER, name, Some(value));
+    }
+
+    fn remove_request_header(&mut self, name: &str) {
+        self.set(REQUEST_HEADER, name, None);
+    }
+
+    fn add_response_header(&mut self, name: &str, value: &str) {
+        // SAFETY: as in `set`.
+        unsafe {
+            (self.c.add_header)(
+                self.envoy,
+                RESPONSE_HEADER,
+                ModuleBuffer::of(name.as_bytes()),
+                ModuleBuffer::of(value.as_bytes()),
+            )
+        };
+    }
+
+    fn set_metadata(&mut self, namespace: &str, key: &str, value: &str) {
+        // SAFETY: as in `set`.
+        unsafe {
+            (self.c.set_metadata)(
+                self.envoy,
+                ModuleBuffer::of(namespace.as_bytes()),
+                ModuleBuffer::of(key.as_bytes()),
+                ModuleBuffer::of(value.as_bytes()),
+            )
+        };
+    }
+
+    fn clear_route_cache(&mut self) {
+        // SAFETY: the live handle of the current hook.
+        unsafe { (self.c.clear_route_cache)(self.envoy) };
+    }
+
     fn respond(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
-        let Some(c) = CALLBACKS.get() else { return };
         let mut hs: Vec<ModuleHeader> = headers
             .iter()
             .map(|(k, v)| ModuleHeader {
@@ -195,10 +297,10 @@ impl filter::Stream for EnvoyStream {
                 value_length: v.len(),
             })
             .collect();
-        // SAFETY: `envoy` is the live filter handle of the current hook; the
-        // headers and body outlive the call, which copies them.
+        // SAFETY: the live handle of the current hook; the headers and body
+        // outlive the call, which copies them.
         unsafe {
-            (c.send_response)(
+            (self.c.send_response)(
                 self.envoy,
                 status,
                 hs.as_mut_ptr(),
@@ -210,15 +312,16 @@ impl filter::Stream for EnvoyStream {
     }
 }
 
+/// Runs `f` with the stream of `envoy`; without Envoy's callbacks (never
+/// after a successful load) it does nothing.
+fn with_stream<T>(envoy: FilterEnvoyPtr, f: impl FnOnce(&mut EnvoyStream<'_>) -> T) -> Option<T> {
+    let c = CALLBACKS.get()?;
+    Some(f(&mut EnvoyStream { envoy, c }))
+}
+
 /// Answers the request with the enforcer-failure 500 (after a panic).
 fn fail_closed(envoy: FilterEnvoyPtr) {
-    let mut s = EnvoyStream { envoy };
-    filter::Stream::respond(
-        &mut s,
-        filter::FAILURE_STATUS,
-        &[("content-type", "application/json")],
-        filter::FAILURE_BODY.as_bytes(),
-    );
+    with_stream(envoy, |s| filter::fail(s));
 }
 
 /// Another reference to the module's configuration behind `p`.
@@ -236,15 +339,39 @@ unsafe fn config(p: ConfigModulePtr) -> Arc<Config> {
     }
 }
 
-/// Borrows one request's filter behind `p`.
+/// A decision being made on the module's runtime, and where its answer goes.
+struct Waiting {
+    /// Envoy's scheduler for the stream; `None` once the filter is gone
+    /// (then the answer is dropped). Used and deleted under the lock, so it
+    /// is never committed to after its deletion.
+    scheduler: Option<Scheduler>,
+    /// The answer, once made.
+    answer: Option<filter::Answer>,
+}
+
+/// Envoy's scheduler handle, moved to the runtime's thread to commit there
+/// (Envoy allows commits from any thread).
+struct Scheduler(SchedulerPtr);
+
+// SAFETY: Envoy documents scheduler commits as allowed from any thread; the
+// handle is only used under `Waiting`'s lock.
+unsafe impl Send for Scheduler {}
+
+/// One request's filter state behind the module pointer Envoy holds.
+struct Stream {
+    filter: Filter,
+    waiting: Option<Arc<parking_lot::Mutex<Waiting>>>,
+}
+
+/// Borrows one request's state behind `p`.
 ///
 /// # Safety
 /// `p` must come from [`envoy_dynamic_module_on_http_filter_new`], not yet
 /// be destroyed, and be used by one thread (Envoy calls a stream's hooks on
 /// its worker only).
-unsafe fn filter<'a>(p: FilterModulePtr) -> &'a mut Filter {
+unsafe fn stream<'a>(p: FilterModulePtr) -> &'a mut Stream {
     // SAFETY: the caller's contract.
-    unsafe { &mut *p.cast::<Filter>().cast_mut() }
+    unsafe { &mut *p.cast::<Stream>().cast_mut() }
 }
 
 /// Called once when Envoy loads the module: the ABI version, or null to
@@ -267,7 +394,8 @@ pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
     if checked == Some(true) { ABI_VERSION.as_ptr() } else { std::ptr::null() }
 }
 
-/// A filter configuration (main thread).
+/// A filter configuration (main thread). Null refuses it (Envoy rejects the
+/// listener, and keeps the one it has).
 ///
 /// # Safety
 /// `name` and `config` point at bytes Envoy owns for the call.
@@ -280,8 +408,13 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     guarded("filter config", || {
         // SAFETY: Envoy's buffers, valid during this call.
         let (name, config) = unsafe { (name.bytes(), config.bytes()) };
-        let c = Config::new(&String::from_utf8_lossy(name), config);
-        Arc::into_raw(Arc::new(c)).cast::<c_void>()
+        match Config::new(&String::from_utf8_lossy(name), config) {
+            Ok(c) => Arc::into_raw(Arc::new(c)).cast::<c_void>(),
+            Err(e) => {
+                log_error(&format!("filter configuration refused: {e}"));
+                std::ptr::null()
+            }
+        }
     })
     .unwrap_or(std::ptr::null())
 }
@@ -297,19 +430,40 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(p: C
     });
 }
 
-/// A per-route configuration. The module keeps none yet: null means
-/// "nothing for this route".
+/// A route's settings (main thread): the enforcer's context for the route.
+/// Null refuses the route configuration (Envoy keeps the one it has).
+///
+/// # Safety
+/// `config` points at bytes Envoy owns for the call.
 #[unsafe(no_mangle)]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(
     _name: EnvoyBuffer,
-    _config: EnvoyBuffer,
+    config: EnvoyBuffer,
 ) -> *const c_void {
-    std::ptr::null()
+    guarded("route config", || {
+        // SAFETY: Envoy's buffer, valid during this call.
+        match Route::parse(unsafe { config.bytes() }) {
+            Ok(r) => Box::into_raw(Box::new(r)).cast_const().cast::<c_void>(),
+            Err(e) => {
+                log_error(&format!("route configuration refused: {e}"));
+                std::ptr::null()
+            }
+        }
+    })
+    .unwrap_or(std::ptr::null())
 }
 
-/// Nothing to free (see `..._per_route_config_new`).
+/// # Safety
+/// `p` comes from `..._per_route_config_new` and is destroyed once.
 #[unsafe(no_mangle)]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(_p: *const c_void) {}
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(p: *const c_void) {
+    guarded("route config destroy", || {
+        if !p.is_null() {
+            // SAFETY: the pointer is ours (per_route_config_new), destroyed once.
+            drop(unsafe { Box::from_raw(p.cast::<Route>().cast_mut()) });
+        }
+    });
+}
 
 /// A filter for one request (worker thread).
 ///
@@ -323,7 +477,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
     guarded("filter new", || {
         // SAFETY: Envoy passes the live configuration.
         let c = unsafe { self::config(config) };
-        Box::into_raw(Box::new(Filter::new(c))).cast_const().cast::<c_void>()
+        Box::into_raw(Box::new(Stream { filter: Filter::new(c), waiting: None })).cast_const().cast::<c_void>()
     })
     .unwrap_or(std::ptr::null())
 }
@@ -334,8 +488,46 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_destroy(p: FilterModulePtr) {
     guarded("filter destroy", || {
         // SAFETY: the pointer is ours (filter_new) and Envoy destroys it once.
-        drop(unsafe { Box::from_raw(p.cast::<Filter>().cast_mut()) });
+        let s = unsafe { Box::from_raw(p.cast::<Stream>().cast_mut()) };
+        if let (Some(w), Some(c)) = (&s.waiting, CALLBACKS.get()) {
+            // A decision still on its way: its answer goes nowhere now.
+            if let Some(Scheduler(sch)) = w.lock().scheduler.take() {
+                // SAFETY: the scheduler made for this stream, deleted once,
+                // under the lock the committing side takes.
+                unsafe { (c.scheduler_delete)(sch) };
+            }
+        }
     });
+}
+
+/// What the filter's answer tells Envoy; a wait is handed to the module's
+/// runtime, and the stream is resumed through Envoy's scheduler.
+fn headers_status(envoy: FilterEnvoyPtr, s: &mut Stream, h: Headers) -> u32 {
+    match h {
+        Headers::Continue => HEADERS_CONTINUE,
+        Headers::Stop => HEADERS_STOP_ITERATION,
+        Headers::Wait(pending) => {
+            let (Some(c), Mode::Enforcer(shared)) = (CALLBACKS.get(), &s.filter.config.mode) else {
+                fail_closed(envoy);
+                return HEADERS_STOP_ITERATION;
+            };
+            // SAFETY: the live handle of the current hook.
+            let sch = unsafe { (c.scheduler_new)(envoy) };
+            let waiting = Arc::new(parking_lot::Mutex::new(Waiting { scheduler: Some(Scheduler(sch)), answer: None }));
+            s.waiting = Some(Arc::clone(&waiting));
+            shared.runtime.spawn(async move {
+                let answer = pending.await;
+                let mut w = waiting.lock();
+                w.answer = Some(answer);
+                if let (Some(Scheduler(sch)), Some(c)) = (&w.scheduler, CALLBACKS.get()) {
+                    // SAFETY: the stream's scheduler, not deleted (it is
+                    // deleted under this lock, and then taken out).
+                    unsafe { (c.scheduler_commit)(*sch, 0) };
+                }
+            });
+            HEADERS_STOP_ITERATION
+        }
+    }
 }
 
 /// The request headers: the decision.
@@ -346,33 +538,69 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_destroy(p: FilterMo
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     envoy: FilterEnvoyPtr,
     p: FilterModulePtr,
-    end_of_stream: bool,
+    _end_of_stream: bool,
 ) -> u32 {
-    let decided = guarded("request headers", || {
+    let status = guarded("request headers", || {
         // SAFETY: Envoy passes this stream's live filter, on its worker.
-        let f = unsafe { filter(p) };
-        let mut stream = EnvoyStream { envoy };
-        f.on_request_headers(&mut stream, end_of_stream)
+        let s = unsafe { stream(p) };
+        let c = CALLBACKS.get()?;
+        // SAFETY: the route's settings, ours (per_route_config_new), alive
+        // while the route is.
+        let route = unsafe { (c.route_config)(envoy).cast::<Route>().as_ref() };
+        let h = s.filter.on_request_headers(&mut EnvoyStream { envoy, c }, route);
+        Some(headers_status(envoy, s, h))
     });
-    match decided {
-        Some(Headers::Continue) => HEADERS_CONTINUE,
-        Some(Headers::Stop) => HEADERS_STOP_ITERATION,
-        None => {
-            // Fail closed: a request the module could not decide never
-            // reaches the backend.
+    match status {
+        Some(Some(st)) => st,
+        // Fail closed: a request the module could not decide never
+        // reaches the backend.
+        _ => {
             fail_closed(envoy);
             HEADERS_STOP_ITERATION
         }
     }
 }
 
+/// A decision made on the runtime is back: apply it, and resume the request.
+///
+/// # Safety
+/// `envoy` and `p` are the live handles of one stream, on its worker.
 #[unsafe(no_mangle)]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
+    envoy: FilterEnvoyPtr,
+    p: FilterModulePtr,
+    _event_id: u64,
+) {
+    let done = guarded("scheduled", || {
+        // SAFETY: Envoy passes this stream's live filter, on its worker.
+        let s = unsafe { stream(p) };
+        let c = CALLBACKS.get()?;
+        let answer = s.waiting.take().and_then(|w| w.lock().answer.take())?;
+        let h = s.filter.decided(&mut EnvoyStream { envoy, c }, answer);
+        if matches!(h, Headers::Continue) {
+            // SAFETY: the live handle of the current hook.
+            unsafe { (c.continue_decoding)(envoy) };
+        }
+        Some(())
+    });
+    if done.flatten().is_none() {
+        fail_closed(envoy);
+    }
+}
+
+/// Holds the body back while a decision is being made.
+///
+/// # Safety
+/// `p` is the live module handle of one stream, on its worker.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     _e: FilterEnvoyPtr,
-    _p: FilterModulePtr,
+    p: FilterModulePtr,
     _end: bool,
 ) -> u32 {
-    BODY_CONTINUE
+    // SAFETY: Envoy passes this stream's live filter, on its worker.
+    let waiting = guarded("request body", || unsafe { stream(p) }.waiting.is_some()).unwrap_or(true);
+    if waiting { BODY_STOP_AND_BUFFER } else { BODY_CONTINUE }
 }
 
 #[unsafe(no_mangle)]
@@ -380,12 +608,21 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(_e: Filte
     TRAILERS_CONTINUE
 }
 
+/// Adds the response headers the enforcer asked for.
+///
+/// # Safety
+/// `envoy` and `p` are the live handles of one stream, on its worker.
 #[unsafe(no_mangle)]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
-    _e: FilterEnvoyPtr,
-    _p: FilterModulePtr,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
+    envoy: FilterEnvoyPtr,
+    p: FilterModulePtr,
     _end: bool,
 ) -> u32 {
+    guarded("response headers", || {
+        // SAFETY: Envoy passes this stream's live filter, on its worker.
+        let s = unsafe { stream(p) };
+        with_stream(envoy, |es| s.filter.on_response_headers(es));
+    });
     HEADERS_CONTINUE
 }
 
@@ -410,7 +647,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
 pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(_e: FilterEnvoyPtr, _p: FilterModulePtr) {}
 
 // Hooks Envoy 1.40 requires of every HTTP filter module, for features this
-// module does not use (HTTP callouts, streams, scheduled events, watermarks).
+// module does not use (HTTP callouts and streams, watermarks).
 
 #[unsafe(no_mangle)]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
@@ -471,14 +708,6 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
     _p: FilterModulePtr,
     _stream_id: u64,
     _reason: u32,
-) {
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
-    _e: FilterEnvoyPtr,
-    _p: FilterModulePtr,
-    _event_id: u64,
 ) {
 }
 

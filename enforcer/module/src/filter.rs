@@ -1,60 +1,281 @@
 //! What the module's filter does, free of the C ABI.
+//!
+//! The decision is the enforcer's own: the request is described as the
+//! ext_authz filter would describe it (a `CheckRequest`: method, path,
+//! headers, the route's context extensions) and decided by the same code as
+//! the enforcer service (`enforcer::authz::checked`), so the codes,
+//! bodies, headers and analytics metadata are the same in both modes. What
+//! Envoy is told to do with the answer is what its ext_authz filter does
+//! with a `CheckResponse`.
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use envoy_types::pb::envoy::service::auth::v3::{
+    AttributeContext, CheckRequest, CheckResponse, attribute_context, check_response,
+};
+use envoy_types::pb::google::protobuf::value::Kind;
+
+use crate::runtime::Shared;
+
+/// Where the ext_authz filter puts the enforcer's metadata; the interceptors
+/// (adapter/xds/src/translate/interceptor.lua), the local-reply mapper and
+/// analytics read it there, so the module writes it there too.
+pub const METADATA_NAMESPACE: &str = "envoy.filters.http.ext_authz";
+
+/// The answer to a request that could not be decided (the engine has no
+/// data yet, or a panic was caught at the boundary): the same 500 and body
+/// as when the ext_authz enforcer fails (adapter/xds/src/translate/local_reply.rs,
+/// `ENFORCER_FAILURE`).
+pub const FAILURE_STATUS: u32 = 500;
+/// See [`FAILURE_STATUS`].
+pub const FAILURE_BODY: &str = r#"{"code":"102500","message":"Unclassified Validation Failure","description":"Error during validating the request"}"#;
+
+/// A decision still being made (it waits on the network: a key set, Redis).
+pub type Pending = Pin<Box<dyn Future<Output = Answer> + Send>>;
+
+/// The enforcer's answer: Envoy's ext_authz response, or none when it
+/// could not decide.
+pub type Answer = Option<CheckResponse>;
 
 /// What the filter tells Envoy after the request headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Headers {
     /// Go on to the next filter (and the upstream).
     Continue,
     /// Stop: the filter answered the request itself.
     Stop,
+    /// Stop until the decision is made; then [`Filter::decided`].
+    Wait(Pending),
 }
 
-/// The filter's configuration, shared by Envoy's workers.
-#[derive(Debug, Default)]
-pub struct Config {
-    /// The filter name from the HTTP filter's configuration.
-    pub name: String,
-}
-
-impl Config {
-    /// A configuration from the filter's name and its `filter_config` bytes.
-    pub fn new(name: &str, _config: &[u8]) -> Config {
-        Config { name: name.to_string() }
-    }
-}
-
-/// What the filter may do with the request it is called for.
+/// What a filter may do with its request.
 pub trait Stream {
+    /// Every request header, names as Envoy holds them (lower case, pseudo
+    /// headers included); repeated headers once per value.
+    fn request_headers(&mut self) -> Vec<(String, String)>;
+    /// Sets a request header, replacing its values.
+    fn set_request_header(&mut self, name: &str, value: &str);
+    /// Removes a request header.
+    fn remove_request_header(&mut self, name: &str);
+    /// Adds a response header.
+    fn add_response_header(&mut self, name: &str, value: &str);
+    /// Sets a string in the request's dynamic metadata.
+    fn set_metadata(&mut self, namespace: &str, key: &str, value: &str);
+    /// Makes Envoy choose the route again (after header changes).
+    fn clear_route_cache(&mut self);
     /// Answers the request with `status`, `headers` and `body`.
     fn respond(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]);
 }
 
+/// What the filter configuration's name selects.
+pub enum Mode {
+    /// Decide nothing (the benchmark's spike: what the module itself costs).
+    Noop,
+    /// The enforcer.
+    Enforcer(Arc<Shared>),
+}
+
+/// The filter's configuration, shared by Envoy's workers.
+pub struct Config {
+    /// What it does.
+    pub mode: Mode,
+}
+
+/// Why a filter configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The filter name is not one the module knows.
+    #[error("unknown filter name {0:?} (expected \"enforcer\" or \"noop\")")]
+    UnknownFilter(String),
+    /// The enforcer could not start.
+    #[error("the enforcer cannot start: {0}")]
+    Start(String),
+}
+
+impl Config {
+    /// The configuration of the filter named `name` (the HTTP filter's
+    /// `filter_name`).
+    pub fn new(name: &str, _config: &[u8]) -> Result<Config, ConfigError> {
+        match name {
+            "noop" => Ok(Config { mode: Mode::Noop }),
+            "enforcer" => {
+                let shared = crate::runtime::shared().map_err(ConfigError::Start)?;
+                Ok(Config { mode: Mode::Enforcer(shared) })
+            }
+            other => Err(ConfigError::UnknownFilter(other.to_string())),
+        }
+    }
+}
+
+/// One route's settings: the context extensions the ext_authz filter would
+/// send (the API, the resource template, the clusters), from the route's
+/// per-filter configuration (a `google.protobuf.Struct` of strings, which
+/// Envoy hands the module as JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Route {
+    /// Context extensions.
+    pub ext: HashMap<String, String>,
+}
+
+impl Route {
+    /// Parses a route's configuration.
+    pub fn parse(config: &[u8]) -> Result<Route, String> {
+        if config.is_empty() {
+            return Ok(Route::default());
+        }
+        let ext: HashMap<String, String> =
+            serde_json::from_slice(config).map_err(|e| format!("the route's enforcer settings: {e}"))?;
+        Ok(Route { ext })
+    }
+}
+
 /// One request's filter.
-#[derive(Debug)]
 pub struct Filter {
     /// Shared with the other requests' filters: it outlives them all,
     /// whatever order Envoy destroys things in.
     pub config: Arc<Config>,
+    /// Headers the enforcer adds to the response (rate-limit headers).
+    respond: Vec<(String, String)>,
 }
 
 impl Filter {
     /// A filter for a new request.
     pub fn new(config: Arc<Config>) -> Filter {
-        Filter { config }
+        Filter { config, respond: Vec::new() }
     }
 
-    /// The request's headers arrived. The spike decides nothing: every
-    /// request goes on.
-    pub fn on_request_headers(&mut self, _stream: &mut dyn Stream, _end_of_stream: bool) -> Headers {
-        Headers::Continue
+    /// The request's headers arrived: decide, at once when nothing has to
+    /// be waited for (a cached token), else later ([`Headers::Wait`]).
+    pub fn on_request_headers(&mut self, stream: &mut dyn Stream, route: Option<&Route>) -> Headers {
+        let Mode::Enforcer(shared) = &self.config.mode else { return Headers::Continue };
+        // A route without the enforcer's settings never turns the filter on
+        // (it is off by default); if one did, nothing could be decided for it.
+        let Some(route) = route else {
+            fail(stream);
+            return Headers::Stop;
+        };
+        let req = check_request(stream.request_headers(), &route.ext);
+        let engine = Arc::clone(&shared.engine);
+        let mut decision: Pending =
+            Box::pin(async move { enforcer::authz::checked(&engine, &req).await.ok().map(|(response, _)| response) });
+        // Polled here, in the worker, inside the module's runtime (a key-set
+        // fetch or a Redis call started now registers with it).
+        let _in_runtime = shared.runtime.enter();
+        match decision.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(answer) => self.decided(stream, answer),
+            Poll::Pending => Headers::Wait(decision),
+        }
+    }
+
+    /// Tells Envoy what the enforcer decided: [`Headers::Continue`] to let
+    /// the request go on, [`Headers::Stop`] when it was answered.
+    pub fn decided(&mut self, stream: &mut dyn Stream, answer: Answer) -> Headers {
+        let Some(answer) = answer else {
+            fail(stream);
+            return Headers::Stop;
+        };
+        let meta = answer.dynamic_metadata.as_ref().map(|m| &m.fields);
+        for (k, v) in meta.into_iter().flatten() {
+            if let Some(Kind::StringValue(s)) = &v.kind {
+                stream.set_metadata(METADATA_NAMESPACE, k, s);
+            }
+        }
+        match answer.http_response {
+            Some(check_response::HttpResponse::OkResponse(ok)) => {
+                let changed = !ok.headers.is_empty() || !ok.headers_to_remove.is_empty();
+                for h in ok.headers.iter().filter_map(|h| h.header.as_ref()) {
+                    stream.set_request_header(&h.key, &h.value);
+                }
+                for name in &ok.headers_to_remove {
+                    stream.remove_request_header(name);
+                }
+                self.respond =
+                    ok.response_headers_to_add.into_iter().filter_map(|h| h.header).map(|h| (h.key, h.value)).collect();
+                if changed {
+                    stream.clear_route_cache();
+                }
+                Headers::Continue
+            }
+            Some(check_response::HttpResponse::DeniedResponse(denied)) => {
+                let status = denied.status.map(|s| s.code).unwrap_or(403);
+                let headers: Vec<(&str, &str)> = denied
+                    .headers
+                    .iter()
+                    .filter_map(|h| h.header.as_ref())
+                    .map(|h| (h.key.as_str(), h.value.as_str()))
+                    .collect();
+                stream.respond(u32::try_from(status).unwrap_or(403), &headers, denied.body.as_bytes());
+                Headers::Stop
+            }
+            // An answer that says nothing is no permission.
+            _ => {
+                fail(stream);
+                Headers::Stop
+            }
+        }
+    }
+
+    /// The response's headers: adds what the enforcer asked for.
+    pub fn on_response_headers(&mut self, stream: &mut dyn Stream) {
+        for (k, v) in std::mem::take(&mut self.respond) {
+            stream.add_response_header(&k, &v);
+        }
     }
 }
 
-/// The answer to a request the module could not decide (a panic caught at
-/// the boundary): the same 500 and body as when the ext_authz enforcer
-/// fails (adapter/xds/src/translate/local_reply.rs, `ENFORCER_FAILURE`).
-pub const FAILURE_STATUS: u32 = 500;
-/// See [`FAILURE_STATUS`].
-pub const FAILURE_BODY: &str = r#"{"code":"102500","message":"Unclassified Validation Failure","description":"Error during validating the request"}"#;
+/// Answers with the enforcer-failure 500, marked as the enforcer's answer so
+/// the local-reply mapper leaves it alone.
+pub fn fail(stream: &mut dyn Stream) {
+    stream.set_metadata(METADATA_NAMESPACE, enforcer::authz::REPLY_KEY, "Ok");
+    stream.respond(FAILURE_STATUS, &[("content-type", "application/json")], FAILURE_BODY.as_bytes());
+}
+
+/// The request as Envoy's ext_authz filter describes it to the enforcer.
+fn check_request(headers: Vec<(String, String)>, ext: &HashMap<String, String>) -> CheckRequest {
+    use std::collections::hash_map::Entry;
+    let mut map: HashMap<String, String> = HashMap::with_capacity(headers.len());
+    for (k, v) in headers {
+        // Repeated headers are joined with ',' as ext_authz does.
+        match map.entry(k) {
+            Entry::Occupied(mut e) => {
+                e.get_mut().push(',');
+                e.get_mut().push_str(&v);
+            }
+            Entry::Vacant(e) => {
+                e.insert(v);
+            }
+        }
+    }
+    let method = map.get(":method").cloned().unwrap_or_default();
+    let path = map.get(":path").cloned().unwrap_or_default();
+    let host = map.get(":authority").cloned().unwrap_or_default();
+    // The client's address: the router's `x-wso2-client-ip` header, which
+    // the virtual host of every route to the enforcer sets (as for ext_authz).
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(attribute_context::Request {
+                http: Some(attribute_context::HttpRequest { method, path, host, headers: map, ..Default::default() }),
+                ..Default::default()
+            }),
+            context_extensions: ext.clone(),
+            ..Default::default()
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_configuration_is_the_context_extensions_as_json() {
+        let r = Route::parse(br#"{"path":"/pets","vHost":"localhost"}"#).expect("parses");
+        assert_eq!(r.ext.get("path").map(String::as_str), Some("/pets"));
+        assert_eq!(Route::parse(b"").expect("empty"), Route::default());
+        let e = Route::parse(b"{\"path\": 1}").expect_err("not a string");
+        assert!(e.starts_with("the route's enforcer settings: "), "{e}");
+    }
+}

@@ -11,11 +11,13 @@
 //!   the check at load that the running Envoy offers every callback the
 //!   module calls, and a catch of every panic at the boundary.
 //! * `filter.rs`: what the filter does, in safe Rust, behind the small
-//!   [`filter::Stream`] interface.
+//!   [`filter::Stream`] interface: the enforcer's decision, made by the
+//!   enforcer's own code, applied as Envoy's ext_authz filter would.
+//! * `runtime.rs`: the engine and the thread that feeds it from the adapter.
 //!
-//! Status: a do-nothing filter (the spike of ARCHITECTURE.md, "The
-//! enforcer as a dynamic module"), measured against a do-nothing ext_authz
-//! server by `make bench`.
+//! Two filters, by `filter_name`: `enforcer`, and `noop`, which decides
+//! nothing (what the module itself costs, measured by `make bench`).
 
 pub mod abi;
 pub mod filter;
+pub mod runtime;

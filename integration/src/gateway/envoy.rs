@@ -96,10 +96,44 @@ impl Gateway {
         vars
     }
 
-    /// Starts Envoy and waits until it serves `/ready`.
+    /// The router's environment, as its container has it: the variables its
+    /// bootstrap is rendered from (the enforcer's dynamic module reads where
+    /// the adapter is from them), and where Envoy finds the module.
+    fn router_env(&self, cmd: &mut Command, label: &str, hostname: &str, admin: u16, stats: u16) {
+        cmd.envs(self.bootstrap_vars(label, hostname, admin, stats))
+            .env("COMPONENT_TLS", self.component_tls.to_string())
+            .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", crate::workspace_bin_dir());
+    }
+
+    /// Starts Envoy and waits until it serves `/ready` (and, with the
+    /// enforcer in Envoy, until its module has the adapter's data).
     pub async fn start_envoy(&mut self) {
         self.spawn_envoy().await;
         self.wait_ready().await;
+        if self.enforcer_in_module() {
+            self.wait_module_synced("test-router-module").await;
+        }
+    }
+
+    /// True when the enforcer decides inside Envoy (its dynamic module).
+    pub fn enforcer_in_module(&self) -> bool {
+        self.adapter_env.iter().any(|(k, v)| k == "CC_ROUTER_ENFORCERMODE" && v == "module")
+    }
+
+    /// Waits until the enforcer module of the router `instance` has acknowledged
+    /// the adapter's configuration, APIs, revoked tokens and throttling data.
+    pub async fn wait_module_synced(&self, instance: &str) {
+        eventually("the enforcer module to sync with the adapter", || async {
+            let status = self.xds_status_raw().await.map_err(|e| e.to_string())?;
+            let streams = status["enforcers"].as_array().cloned().unwrap_or_default();
+            let synced = streams
+                .iter()
+                .filter(|s| s["instance"] == instance && !s["sentVersion"].as_str().unwrap_or("").is_empty())
+                .filter(|s| s["sentVersion"] == s["ackedVersion"])
+                .count();
+            if synced >= 3 { Ok(()) } else { Err(format!("{synced} streams synced: {streams:?}")) }
+        })
+        .await;
     }
 
     /// Waits until Envoy serves `/ready`.
@@ -131,6 +165,7 @@ impl Gateway {
             .arg("1")
             .arg("--log-level")
             .arg(std::env::var("ENVOY_LOG_LEVEL").unwrap_or_else(|_| "info".to_string()));
+        self.router_env(&mut cmd, "Default", "test-router", self.ports.router_admin, self.ports.router_stats);
         let mut proc = Proc::spawn("envoy", &mut cmd, self.dir.path().join("envoy.log"));
         let deadline = Instant::now() + patience();
         let admin = loop {
@@ -161,6 +196,7 @@ impl Gateway {
             "--log-level",
             "info",
         ]);
+        self.router_env(&mut cmd, label, hostname, 0, 0);
         let mut proc = Proc::spawn(&format!("envoy-{label}"), &mut cmd, self.dir.path().join(format!("envoy-{n}.log")));
         let deadline = Instant::now() + patience();
         let admin = loop {

@@ -96,10 +96,28 @@ impl GatewayBuilder {
         self
     }
 
-    /// Also start the enforcer, with test issuers (see [`Idp`]).
+    /// Also start the enforcer, with test issuers (see [`Idp`]). With
+    /// `GATEWAY_TEST_ENFORCER_MODE=module` in the test's environment, the
+    /// decisions are made by the enforcer's dynamic module in Envoy instead
+    /// of over ext_authz (see [`GatewayBuilder::enforcer_in_module`]): the
+    /// same tests, run again that way, prove every behaviour in both modes.
     pub fn with_enforcer(mut self) -> Self {
         self.with_enforcer = true;
+        if std::env::var("GATEWAY_TEST_ENFORCER_MODE").is_ok_and(|m| m == "module") {
+            self = self.enforcer_in_module();
+        }
         self
+    }
+
+    /// The enforcer's decisions are made in Envoy by its dynamic module
+    /// (`[router] enforcerMode = "module"`, set through `CC_ROUTER_ENFORCERMODE`
+    /// so that a test's own `[router]` table still applies). The enforcer
+    /// service still runs: analytics, `/testkey`, `/jwks`, its admin API.
+    pub fn enforcer_in_module(self) -> Self {
+        if self.adapter_env.iter().any(|(k, _)| k == "CC_ROUTER_ENFORCERMODE") {
+            return self;
+        }
+        self.adapter_env("CC_ROUTER_ENFORCERMODE", "module")
     }
 
     /// Extra command-line arguments of the enforcer.

@@ -70,11 +70,18 @@ fn http_filters(c: &Config) -> Vec<HttpFilter> {
     // context extensions), which turn it on; the virtual host of such a
     // route turns on the client-address header (scope.rs).
     let off = |name: &str, a| HttpFilter { disabled: true, ..typed(name, a) };
+    // The enforcer: over gRPC (ext_authz), or inside Envoy as its dynamic
+    // module; in both, off unless the route carries the enforcer's settings.
+    let enforcer = if r.enforcer_in_module() {
+        off(FILTER_ENFORCER_MODULE, any(&super::module::filter()))
+    } else {
+        off(FILTER_EXT_AUTHZ, any(&authz))
+    };
     vec![
         typed(FILTER_CORS, any(&Cors::default())),
         off(FILTER_LOCAL_RATELIMIT, any(&local_ratelimit)),
         off(FILTER_HEADER_MUTATION, any(&FilterHeaderMutation::default())),
-        off(FILTER_EXT_AUTHZ, any(&authz)),
+        enforcer,
         off(FILTER_LUA, super::mediation::lua_filter()),
         typed(FILTER_ROUTER, any(&RouterFilter { suppress_envoy_headers: true, ..Default::default() })),
     ]

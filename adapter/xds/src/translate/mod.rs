@@ -4,6 +4,7 @@ pub mod cluster;
 pub mod listener;
 pub mod local_reply;
 pub mod mediation;
+pub mod module;
 pub mod names;
 pub mod route;
 pub mod scope;

@@ -42,6 +42,13 @@ pub const EXT_AUTHZ_NAMESPACE: &str = "envoy.filters.http.ext_authz";
 pub const FILTER_CORS: &str = "envoy.filters.http.cors";
 /// ext_authz filter.
 pub const FILTER_EXT_AUTHZ: &str = "envoy.filters.http.ext_authz";
+/// The enforcer as a dynamic module (`[router] enforcerMode = "module"`),
+/// in the place of ext_authz.
+pub const FILTER_ENFORCER_MODULE: &str = "gateway.enforcer";
+/// The module's name: Envoy loads `lib<name>.so` (enforcer/module).
+pub const ENFORCER_MODULE: &str = "gateway_module";
+/// The module's filter that runs the enforcer (enforcer/module/src/filter.rs).
+pub const ENFORCER_MODULE_FILTER: &str = "enforcer";
 /// Local rate limit filter (the JWKS route).
 pub const FILTER_LOCAL_RATELIMIT: &str = "envoy.filters.http.local_ratelimit";
 /// Header mutation filter (the client address for the enforcer).

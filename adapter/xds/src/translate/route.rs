@@ -46,7 +46,7 @@ use gateway_config::Config;
 use gateway_model::{Api, ApiCors, ApiType, EndpointCluster, EndpointKind, Method, Operation, Resource};
 
 use super::cluster::{ClusterOut, cluster};
-use super::names::{FILTER_CORS, FILTER_EXT_AUTHZ, HEADER_CLUSTER, cluster_name};
+use super::names::{FILTER_CORS, FILTER_ENFORCER_MODULE, FILTER_EXT_AUTHZ, HEADER_CLUSTER, cluster_name};
 use super::util::{any, bool_value, escape, millis, regex, secs, set_header, string_exact, string_regex, u32_value};
 
 /// Where a route sorts inside its virtual host: more specific paths first.
@@ -556,7 +556,9 @@ fn resource_routes(
     // filter on; an open route has none, so Envoy never creates the filter.
     let per_filter = |secured: bool, med: Option<&Operation>| {
         let mut m = HashMap::new();
-        if secured {
+        if secured && c.router.enforcer_in_module() {
+            m.insert(FILTER_ENFORCER_MODULE.to_string(), any(&super::module::per_route(&context_extensions(med))));
+        } else if secured {
             m.insert(
                 FILTER_EXT_AUTHZ.to_string(),
                 any(&ExtAuthzPerRoute {
