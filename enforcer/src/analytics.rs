@@ -70,7 +70,11 @@ pub fn event(e: &HttpAccessLogEntry) -> Option<Value> {
     api_name.as_ref()?;
     let status = resp.and_then(|r| r.response_code.as_ref()).map(|c| c.value).unwrap_or(0);
     let flags = common.and_then(|c| c.response_flags.as_ref());
-    let denied = flags.is_some_and(|f| f.unauthorized_details.is_some());
+    // ext_authz marks its denials with a response flag (UAEX); the enforcer
+    // module (enforcer/module) answers locally, which sets none, but every
+    // denial of either carries the enforcer's correlation id in the
+    // metadata (authz::response), and no allowed request does.
+    let denied = flags.is_some_and(|f| f.unauthorized_details.is_some()) || get("correlationID").is_some();
     let total = common.and_then(|c| ms(&c.time_to_last_downstream_tx_byte));
     let upstream =
         common.and_then(|c| match (ms(&c.time_to_first_upstream_tx_byte), ms(&c.time_to_last_upstream_rx_byte)) {

@@ -287,7 +287,11 @@ async fn router_errors_are_soap_faults_404_503_504_and_500_when_the_enforcer_is_
         r.body
     );
 
-    // 500: the enforcer is gone (UAEX), fail closed, as a fault.
+    // 500: the enforcer is gone (UAEX), fail closed, as a fault. With the
+    // enforcer in the router (its module) there is no hop to lose.
+    if gw.enforcer_in_module() {
+        return;
+    }
     gw.kill_enforcer();
     let auth = token(&gw);
     let r = gw

@@ -26,6 +26,19 @@ use crate::runtime::Shared;
 /// analytics read it there, so the module writes it there too.
 pub const METADATA_NAMESPACE: &str = "envoy.filters.http.ext_authz";
 
+/// Where Envoy puts the client's TLS certificate for the module (the
+/// listener's `set_current_client_cert_details`, adapter/xds/src/translate/listener.rs).
+pub const CLIENT_CERT_HEADER: &str = "x-forwarded-client-cert";
+
+/// The URL-encoded PEM in the `Cert` field of Envoy's
+/// `x-forwarded-client-cert` value (`Hash=...;Cert="..."`), as ext_authz
+/// sends it (`include_peer_certificate`).
+pub fn forwarded_cert(xfcc: &str) -> Option<&str> {
+    // Envoy sanitises the header and sets one element: the last is ours.
+    let element = xfcc.rsplit(',').next()?;
+    element.split(';').find_map(|kv| kv.strip_prefix("Cert=")).map(|v| v.trim_matches('"')).filter(|v| !v.is_empty())
+}
+
 /// The answer to a request that could not be decided (the engine has no
 /// data yet, or a panic was caught at the boundary): the same 500 and body
 /// as when the ext_authz enforcer fails (adapter/xds/src/translate/local_reply.rs,
@@ -157,7 +170,14 @@ impl Filter {
             fail(stream);
             return Headers::Stop;
         };
-        let req = check_request(stream.request_headers(), &route.ext);
+        let headers = stream.request_headers();
+        let cert_header = headers.iter().any(|(k, _)| k == CLIENT_CERT_HEADER);
+        let req = check_request(headers, &route.ext);
+        // The client certificate's header is the router's, for the enforcer
+        // only: it never reaches a backend.
+        if cert_header {
+            stream.remove_request_header(CLIENT_CERT_HEADER);
+        }
         let engine = Arc::clone(&shared.engine);
         let mut decision: Pending =
             Box::pin(async move { enforcer::authz::checked(&engine, &req).await.ok().map(|(response, _)| response) });
@@ -252,10 +272,16 @@ fn check_request(headers: Vec<(String, String)>, ext: &HashMap<String, String>) 
     let method = map.get(":method").cloned().unwrap_or_default();
     let path = map.get(":path").cloned().unwrap_or_default();
     let host = map.get(":authority").cloned().unwrap_or_default();
+    let source = map
+        .get(CLIENT_CERT_HEADER)
+        .and_then(|x| forwarded_cert(x))
+        .map(|cert| attribute_context::Peer { certificate: cert.to_string(), ..Default::default() });
+    map.remove(CLIENT_CERT_HEADER);
     // The client's address: the router's `x-wso2-client-ip` header, which
     // the virtual host of every route to the enforcer sets (as for ext_authz).
     CheckRequest {
         attributes: Some(AttributeContext {
+            source,
             request: Some(attribute_context::Request {
                 http: Some(attribute_context::HttpRequest { method, path, host, headers: map, ..Default::default() }),
                 ..Default::default()
@@ -269,6 +295,34 @@ fn check_request(headers: Vec<(String, String)>, ext: &HashMap<String, String>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_certificate_is_the_cert_field_of_envoys_header() {
+        let pem = "-----BEGIN%20CERTIFICATE-----%0AMIIB%0A-----END%20CERTIFICATE-----%0A";
+        let xfcc = format!("Hash=ab12;Cert=\"{pem}\"");
+        assert_eq!(forwarded_cert(&xfcc), Some(pem));
+        assert_eq!(forwarded_cert("Hash=ab12"), None);
+        assert_eq!(forwarded_cert("Hash=ab12;Cert=\"\""), None);
+        let req = check_request(
+            vec![(":path".into(), "/x".into()), (CLIENT_CERT_HEADER.into(), xfcc.clone())],
+            &HashMap::new(),
+        );
+        let attrs = req.attributes.expect("attributes");
+        assert_eq!(attrs.source.expect("peer").certificate, pem);
+        let http = attrs.request.and_then(|r| r.http).expect("http");
+        assert!(!http.headers.contains_key(CLIENT_CERT_HEADER), "the enforcer sees the certificate, not the header");
+    }
+
+    #[test]
+    fn repeated_headers_are_joined_as_ext_authz_joins_them() {
+        let req = check_request(
+            vec![(":method".into(), "GET".into()), ("x-a".into(), "1".into()), ("x-a".into(), "2".into())],
+            &HashMap::new(),
+        );
+        let http = req.attributes.and_then(|a| a.request).and_then(|r| r.http).expect("http");
+        assert_eq!(http.headers["x-a"], "1,2");
+        assert_eq!(http.method, "GET");
+    }
 
     #[test]
     fn a_route_configuration_is_the_context_extensions_as_json() {

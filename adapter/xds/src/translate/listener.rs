@@ -207,6 +207,19 @@ pub fn http_connection_manager(c: &Config) -> HttpConnectionManager {
         merge_slashes: true,
         path_with_escaped_slashes_action: http_connection_manager::PathWithEscapedSlashesAction::RejectRequest as i32,
         strip_port_mode: Some(http_connection_manager::StripPortMode::StripAnyHostPort(true)),
+        // The enforcer module reads the client's TLS certificate (mutual
+        // TLS APIs) from the header Envoy sets for it, as ext_authz gets it
+        // with `include_peer_certificate`. SANITIZE_SET drops any value a
+        // client sends; the module removes the header before upstream.
+        forward_client_cert_details: if c.router.enforcer_in_module() {
+            http_connection_manager::ForwardClientCertDetails::SanitizeSet as i32
+        } else {
+            http_connection_manager::ForwardClientCertDetails::Sanitize as i32
+        },
+        set_current_client_cert_details: c
+            .router
+            .enforcer_in_module()
+            .then(|| http_connection_manager::SetCurrentClientCertDetails { cert: true, ..Default::default() }),
         ..Default::default()
     }
 }
