@@ -58,10 +58,10 @@ test: envoy oteltap opa build test-images ## Unit, golden, integration, compose 
 
 # The enforcer's suites again, with the decisions made by its dynamic module
 # inside Envoy ([router] enforcerMode = "module"). Not yet in this list:
-# graphql (the module does not buffer request bodies yet), http2 (a gRPC
-# denial), throttling_redis (two tests).
+# graphql (the module does not buffer request bodies yet), throttling_redis
+# (two tests).
 MODULE_SUITES = enforcer_auth enforcer_jwt enforcer_ops throttling throttling_policies interceptors \
-	mediation websocket upstreams soap attacks fail_closed module
+	mediation websocket upstreams soap attacks fail_closed http2 module
 .PHONY: test-module
 test-module: envoy build ## The enforcer's integration tests with the enforcer as an Envoy dynamic module
 	GATEWAY_TEST_ENFORCER_MODE=module $(CARGO) test -p integration --no-fail-fast $(addprefix --test ,$(MODULE_SUITES))

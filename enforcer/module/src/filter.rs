@@ -155,12 +155,14 @@ pub struct Filter {
     /// The route sends the caller's credentials to an interceptor, which
     /// reads them from the metadata.
     auth_context: bool,
+    /// The request is a gRPC call (`content-type: application/grpc...`).
+    grpc: bool,
 }
 
 impl Filter {
     /// A filter for a new request.
     pub fn new(config: Arc<Config>) -> Filter {
-        Filter { config, respond: Vec::new(), auth_context: false }
+        Filter { config, respond: Vec::new(), auth_context: false, grpc: false }
     }
 
     /// The request's headers arrived: decide, at once when nothing has to
@@ -176,6 +178,7 @@ impl Filter {
         self.auth_context = route.ext.get("authContext").is_some_and(|v| v == "true");
         let headers = stream.request_headers();
         let cert_header = headers.iter().any(|(k, _)| k == CLIENT_CERT_HEADER);
+        self.grpc = headers.iter().any(|(k, v)| k == "content-type" && v.starts_with("application/grpc"));
         let req = check_request(headers, &route.ext);
         // The client certificate's header is the router's, for the enforcer
         // only: it never reaches a backend.
@@ -239,12 +242,34 @@ impl Filter {
             }
             Some(check_response::HttpResponse::DeniedResponse(denied)) => {
                 let status = denied.status.map(|s| s.code).unwrap_or(403);
+                let grpc = self.grpc;
                 let headers: Vec<(&str, &str)> = denied
                     .headers
                     .iter()
                     .filter_map(|h| h.header.as_ref())
                     .map(|h| (h.key.as_str(), h.value.as_str()))
+                    // A gRPC client is answered in gRPC (Envoy's local reply
+                    // turns the status into grpc-status for a gRPC request),
+                    // which another content type would spoil.
+                    .filter(|(k, _)| !(grpc && k.eq_ignore_ascii_case("content-type")))
                     .collect();
+                if grpc {
+                    // Trailers-only gRPC answer: the code the ext_authz
+                    // response carries (401 -> UNAUTHENTICATED, ...).
+                    let code = answer.status.as_ref().map(|s| s.code).unwrap_or(13).to_string();
+                    let message = serde_json::from_str::<serde_json::Value>(&denied.body)
+                        .ok()
+                        .and_then(|v| v["error_message"].as_str().map(String::from))
+                        .unwrap_or_default();
+                    let mut h = headers.clone();
+                    h.extend([
+                        ("content-type", "application/grpc"),
+                        ("grpc-status", code.as_str()),
+                        ("grpc-message", message.as_str()),
+                    ]);
+                    stream.respond(200, &h, b"");
+                    return Headers::Stop;
+                }
                 stream.respond(u32::try_from(status).unwrap_or(403), &headers, denied.body.as_bytes());
                 Headers::Stop
             }
