@@ -575,7 +575,17 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
         // SAFETY: Envoy passes this stream's live filter, on its worker.
         let s = unsafe { stream(p) };
         let c = CALLBACKS.get()?;
-        let answer = s.waiting.take().and_then(|w| w.lock().answer.take())?;
+        let waiting = s.waiting.take()?;
+        let answer = {
+            let mut w = waiting.lock();
+            // The scheduler has done its one job: deleted here, under the
+            // lock (destroy no longer sees it, the stream no longer waits).
+            if let Some(Scheduler(sch)) = w.scheduler.take() {
+                // SAFETY: the scheduler made for this stream, deleted once.
+                unsafe { (c.scheduler_delete)(sch) };
+            }
+            w.answer.take()
+        }?;
         let h = s.filter.decided(&mut EnvoyStream { envoy, c }, answer);
         if matches!(h, Headers::Continue) {
             // SAFETY: the live handle of the current hook.
