@@ -10,6 +10,7 @@
 //!   window of messages in flight, through the gateway vs straight to the
 //!   same echo server (tools/protocols), interleaved rounds.
 
+use crate::median;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -34,11 +35,6 @@ const DEEP: &str = "query Deep { a: human(id: \"1000\") { ...H friends { ...C fr
                     c: allHumans(first: 5) { ...H starships { id name length } } } \
                     fragment C on Character { id name appearsIn } \
                     fragment H on Human { id name homePlanet height appearsIn starships { name } }";
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    crate::percentile(&xs, 50.0)
-}
 
 /// Microseconds per analysis of `query`, over `iterations`.
 fn analysis_us(schema: &GraphqlSchema, query: &str, iterations: u32) -> Result<f64> {

@@ -12,6 +12,7 @@
 //! HTTP filter, the local-reply mappers, path normalisation, the regex route
 //! match. A part whose removal moves the ratio is what the open route pays for.
 
+use crate::median;
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 
@@ -30,11 +31,6 @@ struct Target {
     pid: Option<u32>,
     url: String,
     host: Option<&'static str>,
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    crate::percentile(&xs, 50.0)
 }
 
 /// The `@type`d section of a full `/config_dump`.

@@ -14,6 +14,7 @@
 //!   connection.
 //! * **memory**: enforcer RSS with 1,000 APIs and 100,000 cached tokens.
 
+use crate::median;
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -608,10 +609,6 @@ pub async fn end_to_end(duration: u64, connections: u32, rounds: usize) -> Resul
     }
 
     let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(0.0);
-    let median = |mut xs: Vec<f64>| {
-        xs.sort_by(f64::total_cmp);
-        percentile(&xs, 50.0)
-    };
     // Per round: secured/open throughput ratio and added p50 at c1, per target.
     let per_round = |ti: usize| -> (Vec<f64>, Vec<f64>) {
         let r = &runs[ti];

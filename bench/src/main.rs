@@ -163,6 +163,12 @@ async fn in_sync(gw: &Gateway) -> Value {
     .await
 }
 
+/// The median of `xs` (the 50th percentile, as [`percentile`] takes it).
+pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    percentile(&xs, 50.0)
+}
+
 pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;

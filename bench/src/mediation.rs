@@ -12,6 +12,7 @@
 //!   server, the only OPA these machines can run): its figure bounds what a
 //!   Python front costs, not what a real `opa run --server` would.
 
+use crate::median;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
@@ -99,11 +100,6 @@ fn start_opa(dir: &std::path::Path) -> Result<(Reaped, u16)> {
         Some(p) => Ok((reaped, p)),
         None => bail!("the OPA test server did not start ({line:?}); `make opa` installs its engine"),
     }
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    crate::percentile(&xs, 50.0)
 }
 
 /// The benchmark.

@@ -9,6 +9,7 @@
 //! one connection. The ext_authz hop is plain gRPC here (the gateway's is
 //! mutual TLS), which only flatters ext_authz.
 
+use crate::median;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
@@ -18,11 +19,6 @@ use crate::dataplane::start_envoy;
 use crate::enforcer::{Reaped, cpu_time, start_backend};
 use crate::{plain_envoy_config_with, wrk_with};
 use integration::{free_port, workspace_bin};
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    if xs.is_empty() { 0.0 } else { xs[xs.len() / 2] }
-}
 
 /// The HTTP filter each Envoy runs before its router (YAML list items).
 fn filters(kind: &str, authz_port: u16, module: &std::path::Path) -> (String, String) {

@@ -9,6 +9,7 @@
 //!   limit;
 //! * gateway throughput (wrk through Envoy) with throttling on over off.
 
+use crate::median;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use crate::enforcer::{
     Load, channels, check_request, closed_loop, context_extensions, jwt_claims, start_backend, until_allowed,
     with_projects,
 };
-use crate::{percentile, wrk_with};
+use crate::wrk_with;
 
 /// A limit never reached in a benchmark run: every level counts, none refuses.
 const HUGE: &str = "1000000000PerMin";
@@ -40,11 +41,6 @@ fn claims(jti: &str, sub: &str, app: &str) -> Value {
     c["subscribedAPIs"][0]["subscriptionTier"] = sub.into();
     c["application"]["tier"] = app.into();
     c
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    percentile(&xs, 50.0)
 }
 
 fn redis_config(url: &str, replicas: u32) -> String {
