@@ -157,6 +157,18 @@ impl Gateway {
         Resp { status, headers, body: r.text().await.unwrap_or_default() }
     }
 
+    /// How many of the enforcer `instance`'s discovery streams hold what the
+    /// adapter sent them (sent and acknowledged versions equal), per `/xds`.
+    pub(super) async fn synced_streams(&self, instance: &str) -> Result<usize, String> {
+        let status = self.xds_status_raw().await?;
+        let streams = status["enforcers"].as_array().cloned().unwrap_or_default();
+        Ok(streams
+            .iter()
+            .filter(|s| s["instance"] == instance && !s["sentVersion"].as_str().unwrap_or("").is_empty())
+            .filter(|s| s["sentVersion"] == s["ackedVersion"])
+            .count())
+    }
+
     pub(super) async fn xds_status_raw(&self) -> Result<Value, String> {
         let url = self.mgmt_url("/xds");
         let r = self.client.get(url).basic_auth("admin", Some("admin")).send().await.map_err(|e| e.to_string())?;

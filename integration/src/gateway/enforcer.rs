@@ -77,16 +77,8 @@ password = "admin"
                 }
                 panic!("the enforcer exited:\n{log}");
             }
-            if let Ok(status) = self.xds_status_raw().await {
-                let streams = status["enforcers"].as_array().cloned().unwrap_or_default();
-                let synced = streams
-                    .iter()
-                    .filter(|s| s["instance"] == "test-enforcer" && !s["sentVersion"].as_str().unwrap_or("").is_empty())
-                    .filter(|s| s["sentVersion"] == s["ackedVersion"])
-                    .count();
-                if synced >= 3 {
-                    break;
-                }
+            if self.synced_streams("test-enforcer").await.is_ok_and(|n| n >= 3) {
+                break;
             }
             assert!(Instant::now() < deadline, "the enforcer did not sync with the adapter:\n{}", self.enforcer_log());
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -124,14 +124,8 @@ impl Gateway {
     /// the adapter's configuration, APIs, revoked tokens and throttling data.
     pub async fn wait_module_synced(&self, instance: &str) {
         eventually("the enforcer module to sync with the adapter", || async {
-            let status = self.xds_status_raw().await.map_err(|e| e.to_string())?;
-            let streams = status["enforcers"].as_array().cloned().unwrap_or_default();
-            let synced = streams
-                .iter()
-                .filter(|s| s["instance"] == instance && !s["sentVersion"].as_str().unwrap_or("").is_empty())
-                .filter(|s| s["sentVersion"] == s["ackedVersion"])
-                .count();
-            if synced >= 3 { Ok(()) } else { Err(format!("{synced} streams synced: {streams:?}")) }
+            let synced = self.synced_streams(instance).await?;
+            if synced >= 3 { Ok(()) } else { Err(format!("{synced} streams synced")) }
         })
         .await;
     }
