@@ -125,8 +125,9 @@ impl Config {
 
 /// One route's settings: the context extensions the ext_authz filter would
 /// send (the API, the resource template, the clusters), from the route's
-/// per-filter configuration (a `google.protobuf.Struct` of strings, which
-/// Envoy hands the module as JSON).
+/// per-filter configuration: a JSON object of strings in a
+/// `google.protobuf.StringValue`, whose text Envoy hands the module
+/// (adapter/xds/src/translate/module.rs).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Route {
     /// Context extensions.
@@ -320,8 +321,9 @@ fn check_request(headers: Vec<(String, String)>, ext: &HashMap<String, String>) 
         .and_then(|x| forwarded_cert(x))
         .map(|cert| attribute_context::Peer { certificate: cert.to_string(), ..Default::default() });
     map.remove(CLIENT_CERT_HEADER);
-    // The client's address: the router's `x-wso2-client-ip` header, which
-    // the virtual host of every route to the enforcer sets (as for ext_authz).
+    // No peer address: the enforcer takes the client's from the router's
+    // `x-wso2-client-ip` header, which the virtual host of every route to
+    // the enforcer sets (as for ext_authz).
     CheckRequest {
         attributes: Some(AttributeContext {
             source,

@@ -93,8 +93,10 @@ impl Settings {
 pub struct Shared {
     /// The enforcer's engine (decides in Envoy's workers).
     pub engine: Arc<Engine>,
-    /// The runtime: network waits (key sets, Redis, the adapter) run on it.
-    pub runtime: tokio::runtime::Handle,
+    /// The runtime: network waits (key sets, Redis, the adapter) run on its
+    /// worker thread. Held here, in the module's static, it lives as long
+    /// as Envoy (which unloads modules only at exit).
+    pub runtime: tokio::runtime::Runtime,
 }
 
 static SHARED: OnceLock<Result<Arc<Shared>, String>> = OnceLock::new();
@@ -114,7 +116,7 @@ fn start(s: Settings) -> Result<Arc<Shared>, StartError> {
         .thread_name("gateway-module")
         .enable_all()
         .build()?;
-    let handle = runtime.handle().clone();
+    let handle = runtime.handle();
     let engine = Arc::new(Engine::new());
     enforcer::opa_http::install();
     let (settings_tx, _settings_rx) = tokio::sync::watch::channel(None);
@@ -146,12 +148,7 @@ fn start(s: Settings) -> Result<Arc<Shared>, StartError> {
     for kind in [discovery::Kind::Config, discovery::Kind::Apis, discovery::Kind::Revoked, discovery::Kind::Throttle] {
         handle.spawn(discovery::run_stream(client.clone(), kind, Arc::clone(&applier)));
     }
-    // The runtime lives as long as Envoy: its thread parks on a future that
-    // never completes (Envoy unloads modules only at exit).
-    std::thread::Builder::new().name("gateway-module-rt".into()).spawn(move || {
-        runtime.block_on(std::future::pending::<()>());
-    })?;
-    Ok(Arc::new(Shared { engine, runtime: handle }))
+    Ok(Arc::new(Shared { engine, runtime }))
 }
 
 #[cfg(test)]
