@@ -58,6 +58,15 @@ pub enum Kind {
     Throttle,
 }
 
+/// The four streams an engine is fed by, with their names (for logs and
+/// the task supervisor).
+pub const STREAMS: [(&str, Kind); 4] = [
+    ("configuration stream", Kind::Config),
+    ("API stream", Kind::Apis),
+    ("revoked-token stream", Kind::Revoked),
+    ("throttling-data stream", Kind::Throttle),
+];
+
 impl Kind {
     fn type_url(self) -> &'static str {
         match self {

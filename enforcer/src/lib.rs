@@ -106,6 +106,25 @@ fn no_delay(s: tokio::net::TcpStream) -> tokio::net::TcpStream {
     s
 }
 
+/// The gRPC channel to the adapter's discovery service at `url`, with mutual
+/// TLS from `tls` (certificate, key, CA) when given; it connects on first
+/// use (the enforcer service and the enforcer module both reach the adapter
+/// through it). Call inside a tokio runtime's context.
+pub fn adapter_channel(
+    url: &str,
+    tls: Option<(&std::path::Path, &std::path::Path, &std::path::Path)>,
+) -> Result<tonic::transport::Channel, EnforcerError> {
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
+        .map_err(|e| EnforcerError::AdapterUrl { url: url.to_string(), reason: e.to_string() })?;
+    if let Some((cert, key, ca)) = tls {
+        endpoint = endpoint.tls_config(gateway_tls::grpc::client(cert, key, ca)?)?;
+    }
+    Ok(endpoint
+        .connect_timeout(Duration::from_secs(2))
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .connect_lazy())
+}
+
 async fn bind(address: SocketAddr) -> Result<TcpListener, EnforcerError> {
     TcpListener::bind(address).await.map_err(|source| EnforcerError::Bind { address, source })
 }
@@ -130,28 +149,19 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
             reason: "not set, but TLS between components is on".into(),
         })?)
     };
-    let mut endpoint = tonic::transport::Endpoint::from_shared(opts.adapter_url.clone())
-        .map_err(|e| EnforcerError::AdapterUrl { url: opts.adapter_url.clone(), reason: e.to_string() })?;
-    if opts.adapter_tls {
-        endpoint = endpoint.tls_config(gateway_tls::grpc::client(&opts.cert, &opts.key, trusted_ca()?)?)?;
-    }
+    let adapter_tls = match opts.adapter_tls {
+        true => Some((opts.cert.as_path(), opts.key.as_path(), trusted_ca()?)),
+        false => None,
+    };
+    let channel = adapter_channel(&opts.adapter_url, adapter_tls)?;
     let grpc_tls = match opts.grpc_tls {
         true => Some(gateway_tls::grpc::server(&opts.cert, &opts.key, Some(trusted_ca()?))?),
         false => None,
     };
-    let channel = endpoint
-        .connect_timeout(Duration::from_secs(2))
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .connect_lazy();
     let client =
         discovery::Client { channel: channel.clone(), label: opts.label.clone(), instance: opts.instance.clone() };
     let mut tasks = gateway_runtime::Supervisor::new();
-    for (name, kind) in [
-        ("configuration stream", discovery::Kind::Config),
-        ("API stream", discovery::Kind::Apis),
-        ("revoked-token stream", discovery::Kind::Revoked),
-        ("throttling-data stream", discovery::Kind::Throttle),
-    ] {
+    for (name, kind) in discovery::STREAMS {
         tasks.spawn(name, discovery::run_stream(client.clone(), kind, Arc::clone(&applier)));
     }
 

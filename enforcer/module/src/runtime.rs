@@ -13,8 +13,8 @@
 //! `ROUTER_PRIVATE_KEY_PATH`, `ADAPTER_CA_CERT_PATH`, `HOSTNAME`. The module
 //! reaches the adapter as the router does, with the router's certificate.
 
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use enforcer::discovery;
 use enforcer_core::Engine;
@@ -32,12 +32,9 @@ pub enum StartError {
         /// Why.
         reason: String,
     },
-    /// The TLS material is unusable.
-    #[error("TLS to the adapter: {0}")]
-    Tls(#[from] gateway_tls::TlsError),
-    /// The gRPC channel could not be configured.
-    #[error("gRPC channel to the adapter: {0}")]
-    Grpc(#[from] tonic::transport::Error),
+    /// The channel to the adapter cannot be made (its URL, the TLS material).
+    #[error("the channel to the adapter: {0}")]
+    Adapter(#[from] enforcer::EnforcerError),
     /// The runtime could not start.
     #[error("runtime: {0}")]
     Io(#[from] std::io::Error),
@@ -127,25 +124,13 @@ fn start(s: Settings) -> Result<Arc<Shared>, StartError> {
         settings_tx,
         limiter_settings: parking_lot::Mutex::new(None),
     });
-    let mut endpoint = tonic::transport::Endpoint::from_shared(s.adapter_url.clone()).map_err(|e| {
-        StartError::Setting { key: "ADAPTER_HOST", value: s.adapter_url.clone(), reason: e.to_string() }
-    })?;
-    if let Some((cert, key, ca)) = &s.tls {
-        endpoint = endpoint.tls_config(gateway_tls::grpc::client(
-            std::path::Path::new(cert),
-            std::path::Path::new(key),
-            std::path::Path::new(ca),
-        )?)?;
-    }
     let channel = {
         let _in_runtime = handle.enter();
-        endpoint
-            .connect_timeout(Duration::from_secs(2))
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .connect_lazy()
+        let tls = s.tls.as_ref().map(|(c, k, a)| (Path::new(c), Path::new(k), Path::new(a)));
+        enforcer::adapter_channel(&s.adapter_url, tls)?
     };
     let client = discovery::Client { channel, label: s.label.clone(), instance: s.instance.clone() };
-    for kind in [discovery::Kind::Config, discovery::Kind::Apis, discovery::Kind::Revoked, discovery::Kind::Throttle] {
+    for (_, kind) in discovery::STREAMS {
         handle.spawn(discovery::run_stream(client.clone(), kind, Arc::clone(&applier)));
     }
     Ok(Arc::new(Shared { engine, runtime }))
