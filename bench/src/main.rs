@@ -310,42 +310,7 @@ pub(crate) fn wrk_with(url: &str, headers: &[String], duration: u64, connections
     Ok((w, line))
 }
 
-pub(crate) fn plain_envoy_config(listen: u16, backend: u16) -> String {
-    plain_envoy_config_with(listen, backend, "", "", "")
-}
-
-/// A plain Envoy routing everything on `listen` to `backend`, with HCM
-/// settings (`hcm`, lines at the HCM's indent), route settings (`route`,
-/// `, key: value` inside the route action) and HTTP filters before the router
-/// (`filters`, list items at the filters' indent) added.
-pub(crate) fn plain_envoy_config_with(listen: u16, backend: u16, hcm: &str, route: &str, filters: &str) -> String {
-    format!(
-        r#"static_resources:
-  listeners:
-  - name: plain
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listen} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: plain
-{hcm}          route_config:
-            virtual_hosts:
-            - {{ name: all, domains: ["*"], routes: [ {{ match: {{ prefix: "/" }}, route: {{ cluster: backend{route} }} }} ] }}
-          http_filters:
-{filters}          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-  clusters:
-  - name: backend
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: backend
-      endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {backend} }} }} }} }} ] }} ]
-"#
-    )
-}
+pub(crate) use integration::fixtures::{plain_envoy_config, plain_envoy_config_with};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {

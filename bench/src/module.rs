@@ -45,18 +45,7 @@ fn filters(kind: &str, authz_port: u16, module: &std::path::Path) -> (String, St
 "#
             ),
         ),
-        "module" => (
-            format!(
-                r#"          - name: gateway.enforcer
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
-              dynamic_module_config: {{ name: gateway_module, module: {{ local: {{ filename: "{}" }} }} }}
-              filter_name: noop
-"#,
-                module.display()
-            ),
-            String::new(),
-        ),
+        "module" => (integration::fixtures::noop_module_filter(module), String::new()),
         _ => (String::new(), String::new()),
     }
 }

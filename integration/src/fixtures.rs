@@ -1,5 +1,6 @@
-//! Fixtures several test files share: the Pets API's definition and the
-//! claims of a token subscribed to it.
+//! Fixtures several test files share: the Pets API's definition, the
+//! claims of a token subscribed to it, and a plain Envoy's configuration
+//! (tests and `make bench`).
 
 use serde_json::{Value, json};
 
@@ -23,4 +24,56 @@ pub fn pets_claims(jti: &str) -> Value {
         "application": {"id": 1, "uuid": "app-1", "name": "PetApp", "owner": "alice"},
         "subscribedAPIs": [{"name": "Pets", "version": "1.0", "context": "/pets/1.0", "subscriptionTier": "Gold"}],
     })
+}
+
+/// A plain Envoy routing everything on `listen` to `backend` (router only).
+pub fn plain_envoy_config(listen: u16, backend: u16) -> String {
+    plain_envoy_config_with(listen, backend, "", "", "")
+}
+
+/// A plain Envoy routing everything on `listen` to `backend`, with HCM
+/// settings (`hcm`, lines at the HCM's indent), route settings (`route`,
+/// `, key: value` inside the route action) and HTTP filters before the router
+/// (`filters`, list items at the filters' indent) added.
+pub fn plain_envoy_config_with(listen: u16, backend: u16, hcm: &str, route: &str, filters: &str) -> String {
+    format!(
+        r#"static_resources:
+  listeners:
+  - name: plain
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listen} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: plain
+{hcm}          route_config:
+            virtual_hosts:
+            - {{ name: all, domains: ["*"], routes: [ {{ match: {{ prefix: "/" }}, route: {{ cluster: backend{route} }} }} ] }}
+          http_filters:
+{filters}          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+  clusters:
+  - name: backend
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: backend
+      endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {backend} }} }} }} }} ] }} ]
+"#
+    )
+}
+
+/// The enforcer module's do-nothing filter (`filter_name: noop`), loaded
+/// from `module`, as an item of [`plain_envoy_config_with`]'s `filters`.
+pub fn noop_module_filter(module: &std::path::Path) -> String {
+    format!(
+        r#"          - name: gateway.enforcer
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+              dynamic_module_config: {{ name: gateway_module, module: {{ local: {{ filename: "{}" }} }} }}
+              filter_name: noop
+"#,
+        module.display()
+    )
 }

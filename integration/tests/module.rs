@@ -4,6 +4,7 @@
 
 use std::process::Command;
 
+use integration::fixtures::{noop_module_filter, pets_claims, plain_envoy_config_with};
 use integration::{Gateway, Proc, XdsMode, eventually, free_port, workspace_bin};
 use test_backend::Backend;
 
@@ -11,38 +12,10 @@ use test_backend::Backend;
 /// everything to `backend`.
 fn envoy_config(listen: u16, admin: u16, backend: u16) -> String {
     let module = workspace_bin("libgateway_module.so");
+    let filter = noop_module_filter(&module);
     format!(
-        r#"admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
-static_resources:
-  listeners:
-  - name: http
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listen} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: http
-          route_config:
-            virtual_hosts:
-            - {{ name: all, domains: ["*"], routes: [ {{ match: {{ prefix: "/" }}, route: {{ cluster: backend }} }} ] }}
-          http_filters:
-          - name: gateway.enforcer
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
-              dynamic_module_config: {{ name: gateway_module, module: {{ local: {{ filename: "{}" }} }} }}
-              filter_name: noop
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-  clusters:
-  - name: backend
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: backend
-      endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {backend} }} }} }} }} ] }} ]
-"#,
-        module.display()
+        "admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}\n{}",
+        plain_envoy_config_with(listen, backend, "", "", &filter)
     )
 }
 
@@ -122,12 +95,7 @@ async fn in_module_mode_envoy_decides_through_the_module_not_ext_authz() {
     let r = gw.request("GET", "localhost", "/pets/1.0/pets", &[("authorization", "Bearer x.y.z")]).await.expect("req");
     assert_eq!(r.status, 401, "{}", r.body);
     assert!(r.body.contains("900901"), "{}", r.body);
-    let token = gw.idp().idp.sign(&serde_json::json!({
-        "iss": integration::IDP_ISSUER, "sub": "alice", "azp": "client-1",
-        "exp": integration::tokens::now() + 600, "iat": integration::tokens::now(), "jti": "module-1",
-        "application": {"id": 1, "uuid": "app-1", "name": "PetApp", "tier": "Unlimited", "owner": "alice"},
-        "subscribedAPIs": [{"name": "Pets", "version": "1.0", "context": "/pets/1.0", "subscriptionTier": "Unlimited"}],
-    }));
+    let token = gw.idp().idp.sign(&pets_claims("module-1"));
     let bearer = format!("Bearer {token}");
     let r = gw.request("GET", "localhost", "/pets/1.0/pets", &[("authorization", &bearer)]).await.expect("req");
     assert_eq!((r.status, r.header("x-backend-name")), (200, Some("pets")), "{}", r.body);
