@@ -57,11 +57,9 @@ test: envoy oteltap opa build test-images ## Unit, golden, integration, compose 
 	ADAPTER_BIN=target/debug/adapter CC_IMAGE_TAG=test ./scripts/chart-test.sh
 
 # The enforcer's suites again, with the decisions made by its dynamic module
-# inside Envoy ([router] enforcerMode = "module"). Not yet in this list:
-# graphql (the module does not buffer request bodies yet), throttling_redis
-# (two tests).
-MODULE_SUITES = enforcer_auth enforcer_jwt enforcer_ops throttling throttling_policies interceptors \
-	mediation websocket upstreams soap attacks fail_closed http2 module
+# inside Envoy ([router] enforcerMode = "module").
+MODULE_SUITES = enforcer_auth enforcer_jwt enforcer_ops throttling throttling_policies throttling_redis \
+	interceptors mediation websocket upstreams soap graphql attacks fail_closed http2 module
 .PHONY: test-module
 test-module: envoy build ## The enforcer's integration tests with the enforcer as an Envoy dynamic module
 	GATEWAY_TEST_ENFORCER_MODE=module $(CARGO) test -p integration --no-fail-fast $(addprefix --test ,$(MODULE_SUITES))

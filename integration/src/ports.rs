@@ -59,6 +59,9 @@ pub struct Ports {
     pub adapter_metrics: u16,
     /// Enforcer metrics (`GET /metrics`).
     pub enforcer_metrics: u16,
+    /// The enforcer's metrics as its dynamic module in Envoy serves them
+    /// (`ENFORCER_MODULE_METRICS_ADDRESS`; module mode only).
+    pub module_metrics: u16,
     /// Envoy admin (loopback).
     pub router_admin: u16,
     /// Envoy stats listener (`/stats/prometheus`, `/ready`).

@@ -112,3 +112,91 @@ async fn in_module_mode_envoy_decides_through_the_module_not_ext_authz() {
         "the enforcer service decided: {metrics}"
     );
 }
+
+/// A panic inside the module never reaches Envoy: it is caught at the C
+/// boundary and the request is refused with the enforcer's failure,
+/// 500/102500, as JSON, or as a SOAP fault for a SOAP request (as when
+/// ext_authz fails); Envoy keeps serving. The panic is the module's test
+/// hook (debug builds only, `GATEWAY_MODULE_FAULT=panic`: every decision
+/// panics).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_module_fails_the_request_closed_and_envoy_keeps_serving() {
+    let backend = Backend::start("pets").await.expect("backend");
+    let gw = Gateway::builder(XdsMode::Delta)
+        .with_enforcer()
+        .enforcer_in_module()
+        .adapter_env("CC_ADAPTER_SOAPERRORINXMLENABLED", "true")
+        .router_env("GATEWAY_MODULE_FAULT", "panic")
+        .project(
+            "pets",
+            &[
+                ("api.yaml", &integration::api_yaml("Pets", "1.0", "/pets", &backend.url())),
+                ("Definitions/swagger.yaml", PETS_OAS),
+            ],
+        )
+        .start()
+        .await;
+    for _ in 0..3 {
+        let r = gw.get("/pets/1.0/pets").await.expect("request");
+        assert_eq!(r.status, 500, "{}", r.body);
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert_eq!(
+            r.body,
+            r#"{"code":"102500","message":"Unclassified Validation Failure","description":"Error during validating the request"}"#
+        );
+    }
+    let soap = [("content-type", "text/xml"), ("soapaction", "urn:x")];
+    let r = gw.request_with_body("GET", "localhost", "/pets/1.0/pets", &soap, "<x/>").await.expect("request");
+    assert_eq!((r.status, r.header("content-type")), (500, Some("text/xml")), "{}", r.body);
+    assert!(
+        r.body.contains(
+            "<faultstring>Unclassified Validation Failure</faultstring><detail>102500:Error during validating the request</detail>"
+        ),
+        "{}",
+        r.body
+    );
+    // Envoy is alive and still routes: the open resource needs no decision.
+    assert_eq!(gw.get("/pets/1.0/open").await.expect("request").status, 200);
+    assert!(gw.envoy_log().contains("panic in request headers: GATEWAY_MODULE_FAULT=panic"), "{}", gw.envoy_log());
+}
+
+/// `[router.payloadPassingToEnforcer]` in module mode: the module holds the
+/// request until its body is in, the backend still gets the whole body, and
+/// a body over `maxRequestBytes` is refused with 413 as ext_authz refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_module_reads_the_body_the_router_passes_to_the_enforcer() {
+    let backend = Backend::start("pets").await.expect("backend");
+    let oas = PETS_OAS.replace("    get: {}\n", "    get: {}\n    post: {}\n");
+    let gw = Gateway::builder(XdsMode::Delta)
+        .with_enforcer()
+        .enforcer_in_module()
+        .config("[router.payloadPassingToEnforcer]\npassRequestPayload = true\nmaxRequestBytes = 1024\n")
+        .project(
+            "pets",
+            &[
+                ("api.yaml", &integration::api_yaml("Pets", "1.0", "/pets", &backend.url())),
+                ("Definitions/swagger.yaml", &oas),
+            ],
+        )
+        .start()
+        .await;
+    let routes = gw.config_dump(Some("dynamic_route_configs")).await.to_string();
+    assert!(routes.contains(r#"\"body\":{\"maxBytes\":1024,\"allowPartial\":false}"#), "{routes}");
+    let token = gw.idp().idp.sign(&pets_claims("module-body"));
+    let bearer = format!("Bearer {token}");
+    let body = "x".repeat(1000);
+    let r = gw
+        .request_with_body("POST", "localhost", "/pets/1.0/pets", &[("authorization", &bearer)], &body)
+        .await
+        .expect("request");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let echo: serde_json::Value = serde_json::from_str(&r.body).expect("the backend's echo");
+    assert_eq!(echo["body"], body.as_str(), "the backend got the whole body");
+    let r = gw.request_with_body("POST", "localhost", "/pets/1.0/pets", &[], &body).await.expect("request");
+    assert_eq!(r.status, 401, "a body does not stand in for a token: {}", r.body);
+    let r = gw
+        .request_with_body("POST", "localhost", "/pets/1.0/pets", &[("authorization", &bearer)], &"x".repeat(4000))
+        .await
+        .expect("request");
+    assert_eq!((r.status, r.body.as_str()), (413, "Payload Too Large"));
+}

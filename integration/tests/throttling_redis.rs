@@ -68,7 +68,15 @@ async fn three_replicas_sharing_redis_admit_between_98_percent_and_the_limit_in_
         .await;
     gw.start_adapter().await;
     gw.start_enforcer().await;
-    let replicas: Vec<[u16; 4]> = (0..2).map(|_| [free_port(), free_port(), free_port(), free_port()]).collect();
+    // Three deciders: the enforcer and two replicas behind one router, or,
+    // with the enforcer in the router (its module), three routers sharing
+    // the listener's port (SO_REUSEPORT spreads the connections).
+    let module = gw.enforcer_in_module();
+    let replicas: Vec<[u16; 4]> = if module {
+        Vec::new()
+    } else {
+        (0..2).map(|_| [free_port(), free_port(), free_port(), free_port()]).collect()
+    };
     gw.extra_enforcer_ports = replicas.iter().map(|p| p[0]).collect();
     let _procs: Vec<integration::Proc> =
         replicas.iter().enumerate().map(|(i, p)| gw.enforcer_process(&format!("replica-{i}"), *p)).collect();
@@ -91,6 +99,20 @@ async fn three_replicas_sharing_redis_admit_between_98_percent_and_the_limit_in_
         .await;
     }
     gw.start_envoy().await;
+    let mut metric_ports: Vec<u16> = replicas.iter().map(|p| p[3]).collect();
+    if module {
+        for i in 0..2 {
+            let hostname = format!("replica-{i}");
+            let admin = gw.add_envoy("Default", &hostname).await;
+            gw.wait_module_synced(&format!("{hostname}-module")).await;
+            eventually("the replica router's routes", || async {
+                let n = gw.route_names_at(&admin).await;
+                if n.iter().any(|r| r.contains("Shared")) { Ok(()) } else { Err(format!("{n:?}")) }
+            })
+            .await;
+        }
+        metric_ports.clone_from(&gw.extra_module_metrics);
+    }
     let auth = token(&gw, "/shared/1.0", "Shared");
     let first = gw.request("GET", "localhost", "/shared/1.0/pets", &[("authorization", &auth)]).await.expect("request");
     assert_eq!(first.status, 200, "{}", first.body);
@@ -143,7 +165,7 @@ async fn three_replicas_sharing_redis_admit_between_98_percent_and_the_limit_in_
     // Every replica counted through Redis; about one store call per lease.
     let mut calls = 0.0;
     let mut admitted = 0.0;
-    for port in std::iter::once(gw.ports.enforcer_metrics).chain(replicas.iter().map(|p| p[3])) {
+    for port in std::iter::once(gw.decision_metrics_port()).chain(metric_ports) {
         let text = metrics_at(&gw, port).await;
         let c = metric(&text, "enforcer_throttle_store_calls_total");
         assert!(c > 0.0, "a replica never used Redis:\n{text}");
@@ -196,7 +218,7 @@ async fn redis_killed_and_restarted_mid_run_fails_no_request_and_shared_counting
         admitted += usize::from(status == 200);
     }
     assert_eq!(admitted, 20, "the local limit (limit ÷ replicas) applies at once");
-    let metrics = metrics_at(&gw, gw.ports.enforcer_metrics).await;
+    let metrics = metrics_at(&gw, gw.decision_metrics_port()).await;
     assert_eq!(metric(&metrics, "enforcer_throttle_degraded"), 1.0, "{metrics}");
     assert!(metric(&metrics, "enforcer_throttle_store_errors_total") >= 1.0, "{metrics}");
 
@@ -215,7 +237,7 @@ async fn redis_killed_and_restarted_mid_run_fails_no_request_and_shared_counting
         }
     }
     assert!(resumed.load(Ordering::Relaxed), "no counter in Redis 5 s after it came back");
-    let metrics = metrics_at(&gw, gw.ports.enforcer_metrics).await;
+    let metrics = metrics_at(&gw, gw.decision_metrics_port()).await;
     assert_eq!(metric(&metrics, "enforcer_throttle_degraded"), 0.0, "{metrics}");
 }
 

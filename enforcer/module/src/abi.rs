@@ -8,10 +8,11 @@
 //! * the hooks Envoy calls (`envoy_dynamic_module_on_*`), each of which
 //!   catches any panic, so that a bug in the module answers one request with
 //!   the documented 500 and never unwinds into Envoy;
-//! * the check at load: Envoy's callbacks are looked up by name in the
-//!   running Envoy (`dlsym`) rather than linked, so a module loaded by an
-//!   Envoy that lacks one of them refuses to load, naming what is missing,
-//!   instead of failing at the first request that calls it.
+//! * the checks at load: the running Envoy must be of the release these
+//!   declarations were written for (version.rs), and Envoy's callbacks are
+//!   looked up by name in it (`dlsym`) rather than linked, so a module
+//!   loaded by another Envoy refuses to load, saying why, instead of
+//!   failing at the first request.
 //!
 //! The ABI belongs to one Envoy version. When the Envoy pin moves, the
 //! declarations here are checked against the new version's ABI and
@@ -22,7 +23,7 @@ use std::ffi::{CStr, c_char, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, OnceLock};
 
-use crate::filter::{self, Config, Filter, Headers, Mode, Route};
+use crate::filter::{self, Body, Config, Filter, Headers, Mode, Route};
 
 /// The ABI version this module was written against (Envoy 1.40.0).
 pub const ABI_VERSION: &CStr = c"v0.2.0";
@@ -88,7 +89,9 @@ type FilterModulePtr = *const c_void;
 const HEADERS_CONTINUE: u32 = 0;
 const HEADERS_STOP_ITERATION: u32 = 1;
 const BODY_CONTINUE: u32 = 0;
+const BODY_STOP_NO_BUFFER: u32 = 3;
 const TRAILERS_CONTINUE: u32 = 0;
+const TRAILERS_STOP_ITERATION: u32 = 1;
 // `envoy_dynamic_module_type_log_level`.
 const LOG_ERROR: u32 = 4;
 
@@ -110,6 +113,9 @@ const REQUEST_HEADER: u32 = 0;
 const RESPONSE_HEADER: u32 = 2;
 // `envoy_dynamic_module_type_on_http_filter_request_body_status`.
 const BODY_STOP_AND_BUFFER: u32 = 1;
+// `envoy_dynamic_module_type_http_body_type`.
+const RECEIVED_REQUEST_BODY: u32 = 0;
+const BUFFERED_REQUEST_BODY: u32 = 1;
 
 /// Declares the Envoy callbacks the module calls: their C types, a struct
 /// holding them, and their lookup by name at load.
@@ -156,6 +162,10 @@ callbacks! {
     set_metadata: c"envoy_dynamic_module_callback_http_set_dynamic_metadata_string"
         fn(FilterEnvoyPtr, ModuleBuffer, ModuleBuffer, ModuleBuffer);
     clear_route_cache: c"envoy_dynamic_module_callback_http_clear_route_cache" fn(FilterEnvoyPtr);
+    body_size: c"envoy_dynamic_module_callback_http_get_body_size" fn(FilterEnvoyPtr, u32) -> usize;
+    body_chunks_size: c"envoy_dynamic_module_callback_http_get_body_chunks_size" fn(FilterEnvoyPtr, u32) -> usize;
+    body_chunks: c"envoy_dynamic_module_callback_http_get_body_chunks" fn(FilterEnvoyPtr, u32, *mut EnvoyBuffer) -> bool;
+    received_buffered_body: c"envoy_dynamic_module_callback_http_received_buffered_request_body" fn(FilterEnvoyPtr) -> bool;
     route_config: c"envoy_dynamic_module_callback_get_most_specific_route_config" fn(FilterEnvoyPtr) -> *const c_void;
     continue_decoding: c"envoy_dynamic_module_callback_http_filter_continue_decoding" fn(FilterEnvoyPtr);
     scheduler_new: c"envoy_dynamic_module_callback_http_filter_scheduler_new" fn(FilterEnvoyPtr) -> SchedulerPtr;
@@ -181,7 +191,7 @@ fn lookup(name: &CStr) -> Option<*mut c_void> {
 
 /// Writes `message` to Envoy's log (`[dynamic_modules]`), or to stderr
 /// before the callbacks are known.
-fn log_error(message: &str) {
+pub(crate) fn log_error(message: &str) {
     match CALLBACKS.get() {
         // SAFETY: `log` is Envoy's callback; the buffer outlives the call.
         Some(c) => unsafe { (c.log)(LOG_ERROR, ModuleBuffer::of(message.as_bytes())) },
@@ -223,7 +233,56 @@ impl EnvoyStream<'_> {
     }
 }
 
+impl EnvoyStream<'_> {
+    /// The body Envoy holds of `kind` (buffered or just received) appended
+    /// to `out`, up to `limit` bytes in all.
+    fn append_body(&mut self, kind: u32, out: &mut Vec<u8>, limit: usize) {
+        // SAFETY: the live handle of the current hook.
+        let n = unsafe { (self.c.body_chunks_size)(self.envoy, kind) };
+        if n == 0 {
+            return;
+        }
+        let mut chunks = vec![EnvoyBuffer { ptr: std::ptr::null(), length: 0 }; n];
+        // SAFETY: `chunks` has room for the `n` chunks Envoy reported.
+        if !unsafe { (self.c.body_chunks)(self.envoy, kind, chunks.as_mut_ptr()) } {
+            return;
+        }
+        for chunk in chunks {
+            // SAFETY: Envoy's body bytes, valid during this hook.
+            let bytes = unsafe { chunk.bytes() };
+            let room = limit.saturating_sub(out.len());
+            out.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
+    }
+
+    /// Whether the piece just received is the body another filter held
+    /// (then it is all of it, and nothing else is buffered for this one).
+    fn received_is_buffered(&mut self) -> bool {
+        // SAFETY: the live handle of the current hook.
+        unsafe { (self.c.received_buffered_body)(self.envoy) }
+    }
+}
+
 impl filter::Stream for EnvoyStream<'_> {
+    fn request_body(&mut self, limit: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.request_body_size().min(limit));
+        if !self.received_is_buffered() {
+            self.append_body(BUFFERED_REQUEST_BODY, &mut out, limit);
+        }
+        self.append_body(RECEIVED_REQUEST_BODY, &mut out, limit);
+        out
+    }
+
+    fn request_body_size(&mut self) -> usize {
+        // SAFETY: the live handle of the current hook.
+        let received = unsafe { (self.c.body_size)(self.envoy, RECEIVED_REQUEST_BODY) };
+        if self.received_is_buffered() {
+            return received;
+        }
+        // SAFETY: as above.
+        received + unsafe { (self.c.body_size)(self.envoy, BUFFERED_REQUEST_BODY) }
+    }
+
     fn request_headers(&mut self) -> Vec<(String, String)> {
         // SAFETY: the live handle of the current hook.
         let n = unsafe { (self.c.get_headers_size)(self.envoy, REQUEST_HEADER) };
@@ -378,17 +437,27 @@ unsafe fn stream<'a>(p: FilterModulePtr) -> &'a mut Stream {
 /// refuse the load.
 #[unsafe(no_mangle)]
 pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
-    let checked = guarded("program init", || match resolve() {
-        Ok(c) => {
-            let _ = CALLBACKS.set(c);
-            true
+    let checked = guarded("program init", || {
+        // The version first, told on stderr: an Envoy of another release
+        // may offer every callback by name and declare them differently
+        // (its log callback included).
+        if let Err(why) = crate::version::running().and_then(|v| crate::version::check(&v)) {
+            log_error(&format!("refusing to load: {why}"));
+            return false;
         }
-        Err(missing) => {
-            log_error(&format!(
-                "refusing to load: the running Envoy does not offer {missing}; this module is built for Envoy 1.40 (dynamic-module ABI {})",
-                ABI_VERSION.to_string_lossy()
-            ));
-            false
+        match resolve() {
+            Ok(c) => {
+                let _ = CALLBACKS.set(c);
+                true
+            }
+            Err(missing) => {
+                log_error(&format!(
+                    "refusing to load: the running Envoy does not offer {missing}; this module is built for Envoy {}.x (dynamic-module ABI {})",
+                    crate::version::ENVOY_RELEASE,
+                    ABI_VERSION.to_string_lossy()
+                ));
+                false
+            }
         }
     });
     if checked == Some(true) { ABI_VERSION.as_ptr() } else { std::ptr::null() }
@@ -500,34 +569,55 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_destroy(p: FilterMo
     });
 }
 
-/// What the filter's answer tells Envoy; a wait is handed to the module's
-/// runtime, and the stream is resumed through Envoy's scheduler.
+/// What the filter's answer to the headers tells Envoy; a wait is handed to
+/// the module's runtime ([`wait`]).
 fn headers_status(envoy: FilterEnvoyPtr, s: &mut Stream, h: Headers) -> u32 {
     match h {
         Headers::Continue => HEADERS_CONTINUE,
-        Headers::Stop => HEADERS_STOP_ITERATION,
+        Headers::Stop | Headers::Buffer => HEADERS_STOP_ITERATION,
         Headers::Wait(pending) => {
-            let (Some(c), Mode::Enforcer(shared)) = (CALLBACKS.get(), &s.filter.config.mode) else {
-                fail_closed(envoy);
-                return HEADERS_STOP_ITERATION;
-            };
-            // SAFETY: the live handle of the current hook.
-            let sch = unsafe { (c.scheduler_new)(envoy) };
-            let waiting = Arc::new(parking_lot::Mutex::new(Waiting { scheduler: Some(Scheduler(sch)), answer: None }));
-            s.waiting = Some(Arc::clone(&waiting));
-            shared.runtime.spawn(async move {
-                let answer = pending.await;
-                let mut w = waiting.lock();
-                w.answer = Some(answer);
-                if let (Some(Scheduler(sch)), Some(c)) = (&w.scheduler, CALLBACKS.get()) {
-                    // SAFETY: the stream's scheduler, not deleted (it is
-                    // deleted under this lock, and then taken out).
-                    unsafe { (c.scheduler_commit)(*sch, 0) };
-                }
-            });
+            wait(envoy, s, pending);
             HEADERS_STOP_ITERATION
         }
     }
+}
+
+/// The same for a piece of the body (`trailers`: for the trailers).
+fn body_status(envoy: FilterEnvoyPtr, s: &mut Stream, b: Body, trailers: bool) -> u32 {
+    match (b, trailers) {
+        (Body::Continue, false) => BODY_CONTINUE,
+        (Body::Continue, true) => TRAILERS_CONTINUE,
+        (Body::Buffer, false) => BODY_STOP_AND_BUFFER,
+        (Body::Stop, false) => BODY_STOP_NO_BUFFER,
+        (Body::Buffer | Body::Stop, true) => TRAILERS_STOP_ITERATION,
+        (Body::Wait(pending), _) => {
+            wait(envoy, s, pending);
+            if trailers { TRAILERS_STOP_ITERATION } else { BODY_STOP_AND_BUFFER }
+        }
+    }
+}
+
+/// Makes the decision on the module's runtime; the stream is resumed
+/// through Envoy's scheduler ([`envoy_dynamic_module_on_http_filter_scheduled`]).
+fn wait(envoy: FilterEnvoyPtr, s: &mut Stream, pending: filter::Pending) {
+    let (Some(c), Mode::Enforcer(shared)) = (CALLBACKS.get(), &s.filter.config.mode) else {
+        fail_closed(envoy);
+        return;
+    };
+    // SAFETY: the live handle of the current hook.
+    let sch = unsafe { (c.scheduler_new)(envoy) };
+    let waiting = Arc::new(parking_lot::Mutex::new(Waiting { scheduler: Some(Scheduler(sch)), answer: None }));
+    s.waiting = Some(Arc::clone(&waiting));
+    shared.runtime.spawn(async move {
+        let answer = pending.await;
+        let mut w = waiting.lock();
+        w.answer = Some(answer);
+        if let (Some(Scheduler(sch)), Some(c)) = (&w.scheduler, CALLBACKS.get()) {
+            // SAFETY: the stream's scheduler, not deleted (it is
+            // deleted under this lock, and then taken out).
+            unsafe { (c.scheduler_commit)(*sch, 0) };
+        }
+    });
 }
 
 /// The request headers: the decision.
@@ -538,7 +628,7 @@ fn headers_status(envoy: FilterEnvoyPtr, s: &mut Stream, h: Headers) -> u32 {
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     envoy: FilterEnvoyPtr,
     p: FilterModulePtr,
-    _end_of_stream: bool,
+    end_of_stream: bool,
 ) -> u32 {
     let status = guarded("request headers", || {
         // SAFETY: Envoy passes this stream's live filter, on its worker.
@@ -547,7 +637,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
         // SAFETY: the route's settings, ours (per_route_config_new), alive
         // while the route is.
         let route = unsafe { (c.route_config)(envoy).cast::<Route>().as_ref() };
-        let h = s.filter.on_request_headers(&mut EnvoyStream { envoy, c }, route);
+        let h = s.filter.on_request_headers(&mut EnvoyStream { envoy, c }, route, end_of_stream);
         Some(headers_status(envoy, s, h))
     });
     match status {
@@ -598,24 +688,68 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
     }
 }
 
-/// Holds the body back while a decision is being made.
+/// A piece of the request body: held while a decision is being made, and
+/// collected for a route that sends the body to the enforcer.
 ///
 /// # Safety
-/// `p` is the live module handle of one stream, on its worker.
+/// `envoy` and `p` are the live handles of one stream, on its worker.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
-    _e: FilterEnvoyPtr,
+    envoy: FilterEnvoyPtr,
     p: FilterModulePtr,
-    _end: bool,
+    end_of_stream: bool,
 ) -> u32 {
-    // SAFETY: Envoy passes this stream's live filter, on its worker.
-    let waiting = guarded("request body", || unsafe { stream(p) }.waiting.is_some()).unwrap_or(true);
-    if waiting { BODY_STOP_AND_BUFFER } else { BODY_CONTINUE }
+    let status = guarded("request body", || {
+        // SAFETY: Envoy passes this stream's live filter, on its worker.
+        let s = unsafe { stream(p) };
+        if s.waiting.is_some() {
+            return Some(BODY_STOP_AND_BUFFER);
+        }
+        if !s.filter.buffering() {
+            return Some(BODY_CONTINUE);
+        }
+        let c = CALLBACKS.get()?;
+        let b = s.filter.on_request_body(&mut EnvoyStream { envoy, c }, end_of_stream);
+        Some(body_status(envoy, s, b, false))
+    });
+    match status {
+        Some(Some(st)) => st,
+        _ => {
+            fail_closed(envoy);
+            BODY_STOP_NO_BUFFER
+        }
+    }
 }
 
+/// The request's trailers: the end of a body still being collected.
+///
+/// # Safety
+/// `envoy` and `p` are the live handles of one stream, on its worker.
 #[unsafe(no_mangle)]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(_e: FilterEnvoyPtr, _p: FilterModulePtr) -> u32 {
-    TRAILERS_CONTINUE
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
+    envoy: FilterEnvoyPtr,
+    p: FilterModulePtr,
+) -> u32 {
+    let status = guarded("request trailers", || {
+        // SAFETY: Envoy passes this stream's live filter, on its worker.
+        let s = unsafe { stream(p) };
+        if s.waiting.is_some() {
+            return Some(TRAILERS_STOP_ITERATION);
+        }
+        if !s.filter.buffering() {
+            return Some(TRAILERS_CONTINUE);
+        }
+        let c = CALLBACKS.get()?;
+        let b = s.filter.on_request_trailers(&mut EnvoyStream { envoy, c });
+        Some(body_status(envoy, s, b, true))
+    });
+    match status {
+        Some(Some(st)) => st,
+        _ => {
+            fail_closed(envoy);
+            TRAILERS_STOP_ITERATION
+        }
+    }
 }
 
 /// Adds the response headers the enforcer asked for.

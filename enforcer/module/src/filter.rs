@@ -13,6 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use envoy_types::pb::envoy::service::auth::v3::{
     AttributeContext, CheckRequest, CheckResponse, attribute_context, check_response,
@@ -62,6 +63,33 @@ pub enum Headers {
     Stop,
     /// Stop until the decision is made; then [`Filter::decided`].
     Wait(Pending),
+    /// Stop until the request body is in ([`Filter::on_request_body`]): the
+    /// route sends it to the enforcer.
+    Buffer,
+}
+
+/// What the filter tells Envoy after a piece of the request body (or its
+/// trailers).
+pub enum Body {
+    /// Go on.
+    Continue,
+    /// Hold this piece with the rest, until the body is in.
+    Buffer,
+    /// Stop: the filter answered the request itself.
+    Stop,
+    /// Stop until the decision is made; then [`Filter::decided`].
+    Wait(Pending),
+}
+
+impl From<Headers> for Body {
+    fn from(h: Headers) -> Body {
+        match h {
+            Headers::Continue => Body::Continue,
+            Headers::Stop => Body::Stop,
+            Headers::Wait(p) => Body::Wait(p),
+            Headers::Buffer => Body::Buffer,
+        }
+    }
 }
 
 /// What a filter may do with its request.
@@ -69,6 +97,11 @@ pub trait Stream {
     /// Every request header, names as Envoy holds them (lower case, pseudo
     /// headers included); repeated headers once per value.
     fn request_headers(&mut self) -> Vec<(String, String)>;
+    /// The request body so far: what Envoy holds for the filter and the
+    /// piece just received, at most `limit` bytes of it.
+    fn request_body(&mut self, limit: usize) -> Vec<u8>;
+    /// The size of [`Stream::request_body`], without copying it.
+    fn request_body_size(&mut self) -> usize;
     /// Sets a request header, replacing its values.
     fn set_request_header(&mut self, name: &str, value: &str);
     /// Removes a request header.
@@ -95,6 +128,11 @@ pub enum Mode {
 pub struct Config {
     /// What it does.
     pub mode: Mode,
+    /// Debug builds only, for the tests: `GATEWAY_MODULE_FAULT=panic` in
+    /// Envoy's environment makes every decision panic, to prove that a
+    /// panic is caught at the boundary and the request refused
+    /// (integration/tests/module.rs). Always false in a release build.
+    pub panic_on_decide: bool,
 }
 
 /// Why a filter configuration was refused.
@@ -112,26 +150,47 @@ impl Config {
     /// The configuration of the filter named `name` (the HTTP filter's
     /// `filter_name`).
     pub fn new(name: &str, _config: &[u8]) -> Result<Config, ConfigError> {
+        let panic_on_decide =
+            cfg!(debug_assertions) && std::env::var("GATEWAY_MODULE_FAULT").is_ok_and(|v| v == "panic");
         match name {
-            "noop" => Ok(Config { mode: Mode::Noop }),
+            "noop" => Ok(Config { mode: Mode::Noop, panic_on_decide }),
             "enforcer" => {
                 let shared = crate::runtime::shared().map_err(ConfigError::Start)?;
-                Ok(Config { mode: Mode::Enforcer(shared) })
+                Ok(Config { mode: Mode::Enforcer(shared), panic_on_decide })
             }
             other => Err(ConfigError::UnknownFilter(other.to_string())),
         }
     }
 }
 
-/// One route's settings: the context extensions the ext_authz filter would
-/// send (the API, the resource template, the clusters), from the route's
-/// per-filter configuration: a JSON object of strings in a
-/// `google.protobuf.StringValue`, whose text Envoy hands the module
-/// (adapter/xds/src/translate/module.rs).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// One route's settings (adapter/xds/src/translate/module.rs): the context
+/// extensions the ext_authz filter would send (the API, the resource
+/// template, the clusters) and whether the enforcer reads the request body,
+/// as JSON in a `google.protobuf.StringValue`, whose text Envoy hands the
+/// module.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Route {
     /// Context extensions.
-    pub ext: HashMap<String, String>,
+    #[serde(default)]
+    pub context: HashMap<String, String>,
+    /// The request body goes to the enforcer (GraphQL queries,
+    /// `[router.payloadPassingToEnforcer]`); none: the headers only.
+    #[serde(default)]
+    pub body: Option<BodySettings>,
+}
+
+/// How much of the request body the enforcer reads (ext_authz's
+/// `with_request_body`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BodySettings {
+    /// At most this many bytes.
+    pub max_bytes: u32,
+    /// A longer body is decided on its first `max_bytes` (true) or refused
+    /// with 413 (false).
+    #[serde(default)]
+    pub allow_partial: bool,
 }
 
 impl Route {
@@ -140,11 +199,15 @@ impl Route {
         if config.is_empty() {
             return Ok(Route::default());
         }
-        let ext: HashMap<String, String> =
-            serde_json::from_slice(config).map_err(|e| format!("the route's enforcer settings: {e}"))?;
-        Ok(Route { ext })
+        serde_json::from_slice(config).map_err(|e| format!("the route's enforcer settings: {e}"))
     }
 }
+
+/// The answer to a body longer than a route's `maxBytes` (without
+/// `allowPartial`): what Envoy's ext_authz filter answers.
+pub const TOO_LARGE_STATUS: u32 = 413;
+/// See [`TOO_LARGE_STATUS`].
+pub const TOO_LARGE_BODY: &str = "Payload Too Large";
 
 /// One request's filter.
 pub struct Filter {
@@ -158,37 +221,120 @@ pub struct Filter {
     auth_context: bool,
     /// The request is a gRPC call (`content-type: application/grpc...`).
     grpc: bool,
+    /// The request, described, waiting for its body.
+    buffering: Option<(CheckRequest, BodySettings)>,
 }
 
 impl Filter {
     /// A filter for a new request.
     pub fn new(config: Arc<Config>) -> Filter {
-        Filter { config, respond: Vec::new(), auth_context: false, grpc: false }
+        Filter { config, respond: Vec::new(), auth_context: false, grpc: false, buffering: None }
     }
 
     /// The request's headers arrived: decide, at once when nothing has to
-    /// be waited for (a cached token), else later ([`Headers::Wait`]).
-    pub fn on_request_headers(&mut self, stream: &mut dyn Stream, route: Option<&Route>) -> Headers {
-        let Mode::Enforcer(shared) = &self.config.mode else { return Headers::Continue };
+    /// be waited for (a cached token), else later ([`Headers::Wait`]); or,
+    /// when the route sends the body to the enforcer, once it is in.
+    pub fn on_request_headers(
+        &mut self,
+        stream: &mut dyn Stream,
+        route: Option<&Route>,
+        end_of_stream: bool,
+    ) -> Headers {
+        if !matches!(self.config.mode, Mode::Enforcer(_)) {
+            return Headers::Continue;
+        }
         // A route without the enforcer's settings never turns the filter on
         // (it is off by default); if one did, nothing could be decided for it.
         let Some(route) = route else {
             fail(stream);
             return Headers::Stop;
         };
-        self.auth_context = route.ext.get("authContext").is_some_and(|v| v == "true");
+        self.auth_context = route.context.get("authContext").is_some_and(|v| v == "true");
         let headers = stream.request_headers();
         let cert_header = headers.iter().any(|(k, _)| k == CLIENT_CERT_HEADER);
         self.grpc = headers.iter().any(|(k, v)| k == "content-type" && v.starts_with("application/grpc"));
-        let req = check_request(headers, &route.ext);
+        let upgrade = is_upgrade(&headers);
+        let req = check_request(headers, &route.context);
         // The client certificate's header is the router's, for the enforcer
         // only: it never reaches a backend.
         if cert_header {
             stream.remove_request_header(CLIENT_CERT_HEADER);
         }
+        match route.body {
+            // An upgrade (WebSocket) has no body to wait for: what follows
+            // the headers is the upgraded stream (ext_authz does the same).
+            Some(body) if !end_of_stream && !upgrade => {
+                self.buffering = Some((req, body));
+                Headers::Buffer
+            }
+            _ => self.decide(stream, req),
+        }
+    }
+
+    /// The filter is holding the request for its body.
+    pub fn buffering(&self) -> bool {
+        self.buffering.is_some()
+    }
+
+    /// A piece of the request body arrived (`end_of_stream`: the last). A
+    /// body the enforcer reads is held until it is in (or, with
+    /// `allowPartial`, until `maxBytes` of it are), then decided on.
+    pub fn on_request_body(&mut self, stream: &mut dyn Stream, end_of_stream: bool) -> Body {
+        let Some((_, settings)) = &self.buffering else { return Body::Continue };
+        let max = usize::try_from(settings.max_bytes).unwrap_or(usize::MAX);
+        let size = stream.request_body_size();
+        if size > max && !settings.allow_partial {
+            self.buffering = None;
+            stream.respond(TOO_LARGE_STATUS, &[("content-type", "text/plain")], TOO_LARGE_BODY.as_bytes());
+            return Body::Stop;
+        }
+        if end_of_stream || size >= max { self.decide_with_body(stream, max, size > max).into() } else { Body::Buffer }
+    }
+
+    /// The request's trailers arrived: a body still held is all there is.
+    pub fn on_request_trailers(&mut self, stream: &mut dyn Stream) -> Body {
+        match &self.buffering {
+            Some((_, settings)) => {
+                let max = usize::try_from(settings.max_bytes).unwrap_or(usize::MAX);
+                let partial = stream.request_body_size() > max;
+                self.decide_with_body(stream, max, partial).into()
+            }
+            None => Body::Continue,
+        }
+    }
+
+    /// Decides on the held request with (at most `max` bytes of) its body,
+    /// described as ext_authz describes it (`raw_body`, and whether it was
+    /// cut short in `x-envoy-auth-partial-body`).
+    fn decide_with_body(&mut self, stream: &mut dyn Stream, max: usize, partial: bool) -> Headers {
+        let Some((mut req, _)) = self.buffering.take() else { return Headers::Continue };
+        let body = stream.request_body(max);
+        if let Some(http) = req.attributes.as_mut().and_then(|a| a.request.as_mut()).and_then(|r| r.http.as_mut()) {
+            http.headers.insert("x-envoy-auth-partial-body".to_string(), partial.to_string());
+            http.size = i64::try_from(body.len()).unwrap_or(i64::MAX);
+            http.raw_body = body;
+        }
+        self.decide(stream, req)
+    }
+
+    /// Decides on `req`: at once when nothing has to be waited for, else
+    /// [`Headers::Wait`].
+    fn decide(&mut self, stream: &mut dyn Stream, req: CheckRequest) -> Headers {
+        let Mode::Enforcer(shared) = &self.config.mode else { return Headers::Continue };
+        assert!(!self.config.panic_on_decide, "GATEWAY_MODULE_FAULT=panic");
         let engine = Arc::clone(&shared.engine);
-        let mut decision: Pending =
-            Box::pin(async move { enforcer::authz::checked(&engine, &req).await.ok().map(|(response, _)| response) });
+        let metrics = Arc::clone(&shared.metrics);
+        let started = Instant::now();
+        let mut decision: Pending = Box::pin(async move {
+            let result = enforcer::authz::checked(&engine, &req).await;
+            // Counted as the enforcer service counts its checks.
+            let seconds = started.elapsed().as_secs_f64();
+            match &result {
+                Ok((_, o)) => metrics.observe_check(o.decision, o.code, seconds),
+                Err(_) => metrics.observe_check("error", "", seconds),
+            }
+            result.ok().map(|(response, _)| response)
+        });
         // Polled here, in the worker, inside the module's runtime (a key-set
         // fetch or a Redis call started now registers with it).
         let _in_runtime = shared.runtime.enter();
@@ -290,11 +436,27 @@ impl Filter {
     }
 }
 
+/// Where the module marks its own failure for the local-reply mapper, which
+/// turns it into a SOAP fault for a SOAP request
+/// (adapter/xds/src/translate/names.rs, `ENFORCER_FAILURE_KEY`).
+pub const FAILURE_KEY: &str = "choreo-connect-enforcer-failure";
+
 /// Answers with the enforcer-failure 500, marked as the enforcer's answer so
-/// the local-reply mapper leaves it alone.
+/// the local-reply mapper leaves its JSON alone, and as a failure, so that a
+/// SOAP request gets it as a fault (as when ext_authz fails).
 pub fn fail(stream: &mut dyn Stream) {
     stream.set_metadata(METADATA_NAMESPACE, enforcer::authz::REPLY_KEY, "Ok");
+    stream.set_metadata(METADATA_NAMESPACE, FAILURE_KEY, "true");
     stream.respond(FAILURE_STATUS, &[("content-type", "application/json")], FAILURE_BODY.as_bytes());
+}
+
+/// A WebSocket upgrade (HTTP/1.1 `Upgrade: websocket`, or HTTP/2's
+/// extended CONNECT with `:protocol`).
+fn is_upgrade(headers: &[(String, String)]) -> bool {
+    let has = |name: &str, f: &dyn Fn(&str) -> bool| headers.iter().any(|(k, v)| k == name && f(v));
+    (has("upgrade", &|v| v.eq_ignore_ascii_case("websocket"))
+        && has("connection", &|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))))
+        || (has(":method", &|v| v == "CONNECT") && has(":protocol", &|_| true))
 }
 
 /// The request as Envoy's ext_authz filter describes it to the enforcer.
@@ -359,6 +521,16 @@ mod tests {
     }
 
     #[test]
+    fn websocket_upgrades_are_told_apart() {
+        let h = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+        assert!(is_upgrade(&h(&[("connection", "keep-alive, Upgrade"), ("upgrade", "WebSocket")])));
+        assert!(is_upgrade(&h(&[(":method", "CONNECT"), (":protocol", "websocket")])));
+        assert!(!is_upgrade(&h(&[("upgrade", "websocket")])));
+        assert!(!is_upgrade(&h(&[(":method", "CONNECT")])));
+        assert!(!is_upgrade(&h(&[(":method", "POST"), ("content-type", "application/json")])));
+    }
+
+    #[test]
     fn repeated_headers_are_joined_as_ext_authz_joins_them() {
         let req = check_request(
             vec![(":method".into(), "GET".into()), ("x-a".into(), "1".into()), ("x-a".into(), "2".into())],
@@ -370,11 +542,16 @@ mod tests {
     }
 
     #[test]
-    fn a_route_configuration_is_the_context_extensions_as_json() {
-        let r = Route::parse(br#"{"path":"/pets","vHost":"localhost"}"#).expect("parses");
-        assert_eq!(r.ext.get("path").map(String::as_str), Some("/pets"));
+    fn a_route_configuration_is_the_context_extensions_and_the_body_settings_as_json() {
+        let r = Route::parse(br#"{"context":{"path":"/pets","vHost":"localhost"}}"#).expect("parses");
+        assert_eq!(r.context.get("path").map(String::as_str), Some("/pets"));
+        assert_eq!(r.body, None);
+        let r = Route::parse(br#"{"body":{"allowPartial":false,"maxBytes":1024},"context":{}}"#).expect("parses");
+        assert_eq!(r.body, Some(BodySettings { max_bytes: 1024, allow_partial: false }));
         assert_eq!(Route::parse(b"").expect("empty"), Route::default());
-        let e = Route::parse(b"{\"path\": 1}").expect_err("not a string");
+        let e = Route::parse(br#"{"context":{"path": 1}}"#).expect_err("not a string");
         assert!(e.starts_with("the route's enforcer settings: "), "{e}");
+        let e = Route::parse(br#"{"contexts":{}}"#).expect_err("unknown field");
+        assert!(e.contains("unknown field `contexts`"), "{e}");
     }
 }

@@ -13,7 +13,9 @@
 //! * `filter.rs`: what the filter does, in safe Rust, behind the small
 //!   [`filter::Stream`] interface: the enforcer's decision, made by the
 //!   enforcer's own code, applied as Envoy's ext_authz filter would.
-//! * `runtime.rs`: the engine and the thread that feeds it from the adapter.
+//! * `runtime.rs`: the engine and the thread that feeds it from the adapter,
+//!   and the enforcer's metrics.
+//! * `version.rs`: the running Envoy's version, checked at load.
 //!
 //! Two filters, by `filter_name`: `enforcer`, and `noop`, which decides
 //! nothing (what the module itself costs, measured by `make bench`).
@@ -21,3 +23,4 @@
 pub mod abi;
 pub mod filter;
 pub mod runtime;
+pub mod version;

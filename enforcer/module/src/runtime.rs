@@ -12,11 +12,19 @@
 //! `ADAPTER_PORT`, `COMPONENT_TLS`, `ROUTER_PUBLIC_CERT_PATH`,
 //! `ROUTER_PRIVATE_KEY_PATH`, `ADAPTER_CA_CERT_PATH`, `HOSTNAME`. The module
 //! reaches the adapter as the router does, with the router's certificate.
+//!
+//! The module serves the enforcer's metrics (enforcer/src/metrics.rs: its
+//! checks, token cache, key-set fetches and shared throttling) on
+//! `GET /metrics` of `ENFORCER_MODULE_METRICS_ADDRESS` (default
+//! `0.0.0.0:19086`, the enforcer service's own port, in the router's
+//! container; empty: not served).
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use enforcer::discovery;
+use enforcer::metrics::Metrics;
 use enforcer_core::Engine;
 
 /// Why the module cannot run.
@@ -51,6 +59,8 @@ pub struct Settings {
     pub adapter_url: String,
     /// Client certificate, key and CA for mutual TLS; none without TLS.
     pub tls: Option<(String, String, String)>,
+    /// Where the enforcer's metrics are served; none: not served.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -76,15 +86,30 @@ impl Settings {
                 });
             }
         };
+        let metrics = match var("ENFORCER_MODULE_METRICS_ADDRESS") {
+            Some(v) if v.is_empty() => None,
+            v => {
+                let v = v.unwrap_or_else(|| DEFAULT_METRICS_ADDRESS.to_string());
+                Some(v.parse::<SocketAddr>().map_err(|e| StartError::Setting {
+                    key: "ENFORCER_MODULE_METRICS_ADDRESS",
+                    value: v.clone(),
+                    reason: format!("not an address (host:port): {e}"),
+                })?)
+            }
+        };
         let scheme = if tls.is_some() { "https" } else { "http" };
         Ok(Settings {
             label: get("ROUTER_LABEL", "Default"),
             instance: format!("{}-module", get("HOSTNAME", "router")),
             adapter_url: format!("{scheme}://{}:{port}", get("ADAPTER_HOST", "127.0.0.1")),
             tls,
+            metrics,
         })
     }
 }
+
+/// The enforcer service's own metrics port.
+const DEFAULT_METRICS_ADDRESS: &str = "0.0.0.0:19086";
 
 /// The engine and the runtime that feeds it.
 pub struct Shared {
@@ -94,6 +119,8 @@ pub struct Shared {
     /// worker thread. Held here, in the module's static, it lives as long
     /// as Envoy (which unloads modules only at exit).
     pub runtime: tokio::runtime::Runtime,
+    /// The enforcer's metrics, counted for the module's decisions.
+    pub metrics: Arc<Metrics>,
 }
 
 static SHARED: OnceLock<Result<Arc<Shared>, String>> = OnceLock::new();
@@ -117,7 +144,10 @@ fn start(s: Settings) -> Result<Arc<Shared>, StartError> {
     let engine = Arc::new(Engine::new());
     enforcer::opa_http::install();
     let (settings_tx, _settings_rx) = tokio::sync::watch::channel(None);
-    let fetch: Arc<dyn enforcer_core::keys::Fetch> = enforcer::jwks_http::HttpFetch::new();
+    let metrics = Arc::new(Metrics::new(Arc::default(), Some(Arc::clone(&engine))));
+    let http_fetch = enforcer::jwks_http::HttpFetch::new();
+    http_fetch.count_in(metrics.jwks_fetches.clone());
+    let fetch: Arc<dyn enforcer_core::keys::Fetch> = http_fetch;
     let applier = Arc::new(discovery::Applier {
         engine: Arc::clone(&engine),
         fetch,
@@ -133,7 +163,21 @@ fn start(s: Settings) -> Result<Arc<Shared>, StartError> {
     for (_, kind) in discovery::STREAMS {
         handle.spawn(discovery::run_stream(client.clone(), kind, Arc::clone(&applier)));
     }
-    Ok(Arc::new(Shared { engine, runtime }))
+    if let Some(address) = s.metrics {
+        // A port that cannot be had costs the metrics, not the decisions.
+        match std::net::TcpListener::bind(address).and_then(|l| {
+            l.set_nonblocking(true)?;
+            let _in_runtime = handle.enter();
+            tokio::net::TcpListener::from_std(l)
+        }) {
+            Ok(listener) => {
+                let m = Arc::clone(&metrics);
+                handle.spawn(gateway_runtime::metrics::serve(listener, Arc::new(move || m.render())));
+            }
+            Err(e) => crate::abi::log_error(&format!("the enforcer's metrics are not served on {address}: {e}")),
+        }
+    }
+    Ok(Arc::new(Shared { engine, runtime, metrics }))
 }
 
 #[cfg(test)]
@@ -164,11 +208,16 @@ mod tests {
                 label: "Prod".into(),
                 instance: "r1-module".into(),
                 adapter_url: "http://adapter:18001".into(),
-                tls: None
+                tls: None,
+                metrics: Some(SocketAddr::from(([0, 0, 0, 0], 19086))),
             }
         );
         let e = Settings::from_env(env(&[("ADAPTER_PORT", "x")])).expect_err("bad port");
         assert_eq!(e.to_string(), "ADAPTER_PORT=\"x\": not a port number");
+        let s = Settings::from_env(env(&[("ENFORCER_MODULE_METRICS_ADDRESS", "")])).expect("no metrics");
+        assert_eq!(s.metrics, None);
+        let e = Settings::from_env(env(&[("ENFORCER_MODULE_METRICS_ADDRESS", "19086")])).expect_err("bad address");
+        assert!(e.to_string().starts_with("ENFORCER_MODULE_METRICS_ADDRESS=\"19086\": not an address"), "{e}");
         let e = Settings::from_env(env(&[("COMPONENT_TLS", "yes")])).expect_err("bad flag");
         assert_eq!(e.to_string(), "COMPONENT_TLS=\"yes\": must be true or false");
     }

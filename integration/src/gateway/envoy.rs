@@ -90,6 +90,7 @@ impl Gateway {
         vars.insert("ROUTER_PUBLIC_CERT_PATH", self.certs.cert_path.display().to_string());
         vars.insert("ROUTER_PRIVATE_KEY_PATH", self.certs.key_path.display().to_string());
         vars.insert("HOSTNAME", hostname.to_string());
+        vars.insert("ENFORCER_MODULE_METRICS_ADDRESS", format!("127.0.0.1:{}", self.ports.module_metrics));
         for (k, v) in &self.bootstrap_overrides {
             vars.insert(k, v.clone());
         }
@@ -113,6 +114,12 @@ impl Gateway {
         if self.enforcer_in_module() {
             self.wait_module_synced("test-router-module").await;
         }
+    }
+
+    /// Where the enforcer's metrics are served: by its dynamic module in
+    /// Envoy in module mode, else by the enforcer service.
+    pub fn decision_metrics_port(&self) -> u16 {
+        if self.enforcer_in_module() { self.ports.module_metrics } else { self.ports.enforcer_metrics }
     }
 
     /// True when the enforcer decides inside Envoy (its dynamic module).
@@ -178,6 +185,8 @@ impl Gateway {
 
     /// Starts another Envoy serving `label` (listeners share ports through
     /// SO_REUSEPORT); returns its admin address. It stops with the gateway.
+    /// Its module's metrics port (module mode) is the last of
+    /// [`Gateway::extra_module_metrics`].
     pub async fn add_envoy(&mut self, label: &str, hostname: &str) -> String {
         let n = self.extra_envoys.len();
         let path = self.dir.path().join(format!("envoy-{n}.yaml"));
@@ -191,6 +200,9 @@ impl Gateway {
             "info",
         ]);
         self.router_env(&mut cmd, label, hostname, 0, 0);
+        let metrics = free_port();
+        cmd.env("ENFORCER_MODULE_METRICS_ADDRESS", format!("127.0.0.1:{metrics}"));
+        self.extra_module_metrics.push(metrics);
         let mut proc = Proc::spawn(&format!("envoy-{label}"), &mut cmd, self.dir.path().join(format!("envoy-{n}.log")));
         let deadline = Instant::now() + patience();
         let admin = loop {

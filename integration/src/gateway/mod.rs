@@ -43,6 +43,8 @@ pub struct Gateway {
     /// More ext_authz ports on 127.0.0.1 (enforcer replicas) in the
     /// `ext-authz` cluster of Envoys started after.
     pub extra_enforcer_ports: Vec<u16>,
+    /// The module metrics ports of the Envoys started by `add_envoy`, in order.
+    pub extra_module_metrics: Vec<u16>,
     /// Extra command-line arguments of the enforcer.
     pub enforcer_args: Vec<String>,
     /// Extra environment of the enforcer.
@@ -63,6 +65,7 @@ pub struct GatewayBuilder {
     component_tls: bool,
     adapter_env: Vec<(String, String)>,
     enforcer_args: Vec<String>,
+    router_env: Vec<(&'static str, String)>,
 }
 
 /// Keys and token issuers the enforcer trusts in tests.
@@ -120,6 +123,13 @@ impl GatewayBuilder {
         self.adapter_env("CC_ROUTER_ENFORCERMODE", "module")
     }
 
+    /// A variable of the router's environment (Envoy's, and so its
+    /// module's), replacing the harness's own.
+    pub fn router_env(mut self, key: &'static str, value: &str) -> Self {
+        self.router_env.push((key, value.to_string()));
+        self
+    }
+
     /// Extra command-line arguments of the enforcer.
     pub fn enforcer_args(mut self, args: &[&str]) -> Self {
         self.enforcer_args.extend(args.iter().map(|a| a.to_string()));
@@ -173,6 +183,7 @@ impl GatewayBuilder {
             enforcer_https: free_port(),
             adapter_metrics: free_port(),
             enforcer_metrics: free_port(),
+            module_metrics: free_port(),
             router_admin: free_port(),
             router_stats: free_port(),
         };
@@ -213,8 +224,9 @@ impl GatewayBuilder {
             extra_config: self.extra_config,
             component_tls: self.component_tls,
             adapter_env: self.adapter_env,
-            bootstrap_overrides: Vec::new(),
+            bootstrap_overrides: self.router_env,
             extra_enforcer_ports: Vec::new(),
+            extra_module_metrics: Vec::new(),
             enforcer_args: self.enforcer_args,
             enforcer_env: Vec::new(),
         };
@@ -252,6 +264,7 @@ impl Gateway {
             component_tls: true,
             adapter_env: Vec::new(),
             enforcer_args: Vec::new(),
+            router_env: Vec::new(),
         }
     }
 

@@ -16,7 +16,7 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{
 };
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 
-use super::names::{ENFORCER_REPLY_KEY, EXT_AUTHZ_NAMESPACE};
+use super::names::{ENFORCER_FAILURE_KEY, ENFORCER_REPLY_KEY, EXT_AUTHZ_NAMESPACE};
 use super::util::u32_value;
 
 /// One router error: the Envoy response flag, the status, and the body fields.
@@ -247,12 +247,26 @@ pub fn local_reply_config(soap: bool) -> LocalReplyConfig {
         })),
     };
     let uaex = vec![flag_filter(ENFORCER_FAILURE.flag), not_from_enforcer];
+    // The enforcer's module answers its own failure itself (the JSON
+    // above, no UAEX flag), and marks it.
+    let module_failure = AccessLogFilter {
+        filter_specifier: Some(FilterSpecifier::MetadataFilter(MetadataFilter {
+            matcher: Some(MetadataMatcher {
+                filter: EXT_AUTHZ_NAMESPACE.to_string(),
+                path: vec![PathSegment { segment: Some(Segment::Key(ENFORCER_FAILURE_KEY.to_string())) }],
+                value: Some(ValueMatcher { match_pattern: Some(MatchPattern::PresentMatch(true)) }),
+                invert: false,
+            }),
+            match_if_key_not_found: Some(super::util::bool_value(false)),
+        })),
+    };
     let mut mappers = Vec::new();
     // First match wins: the SOAP forms before the JSON ones.
     if soap {
         for v in [Soap::V12, Soap::V11] {
             mappers.extend(ROUTER_ERRORS.iter().map(|e| v.mapper(e, vec![flag_filter(e.flag)])));
             mappers.push(v.mapper(&ENFORCER_FAILURE, uaex.clone()));
+            mappers.push(v.mapper(&ENFORCER_FAILURE, vec![module_failure.clone()]));
         }
     }
     mappers.extend(ROUTER_ERRORS.iter().map(|e| mapper(e, flag_filter(e.flag))));

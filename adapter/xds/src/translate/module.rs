@@ -9,6 +9,7 @@ use envoy_types::pb::envoy::extensions::dynamic_modules::v3::DynamicModuleConfig
 use envoy_types::pb::envoy::extensions::filters::http::dynamic_modules::v3::{
     DynamicModuleFilter, DynamicModuleFilterPerRoute,
 };
+use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::BufferSettings;
 use envoy_types::pb::google::protobuf::StringValue;
 
 use super::names::{ENFORCER_MODULE, ENFORCER_MODULE_FILTER};
@@ -31,15 +32,22 @@ pub fn filter() -> DynamicModuleFilter {
 }
 
 /// A secured route's settings: the context extensions the ext_authz filter
-/// would send, as a JSON object of strings (keys sorted, so the same route
-/// always has the same bytes and version).
-pub fn per_route(ext: &HashMap<String, String>) -> DynamicModuleFilterPerRoute {
-    let sorted: BTreeMap<&String, &String> = ext.iter().collect();
-    let json = serde_json::to_string(&sorted).unwrap_or_default();
+/// would send, and how much of the request body the enforcer reads (as
+/// ext_authz's `with_request_body`), as JSON in a fixed order (the context's
+/// keys sorted), so the same route always has the same bytes and version:
+/// `{"context":{...},"body":{"maxBytes":1048576,"allowPartial":false}}`,
+/// read by enforcer/module/src/filter.rs (`Route::parse`).
+pub fn per_route(ext: &HashMap<String, String>, body: Option<&BufferSettings>) -> DynamicModuleFilterPerRoute {
+    let context: BTreeMap<&String, &String> = ext.iter().collect();
+    let mut settings = serde_json::json!({ "context": context });
+    if let Some(b) = body {
+        settings["body"] =
+            serde_json::json!({ "maxBytes": b.max_request_bytes, "allowPartial": b.allow_partial_message });
+    }
     DynamicModuleFilterPerRoute {
         dynamic_module_config: Some(module()),
         filter_name: ENFORCER_MODULE_FILTER.to_string(),
-        filter_config: Some(any(&StringValue { value: json })),
+        filter_config: Some(any(&StringValue { value: settings.to_string() })),
         ..Default::default()
     }
 }

@@ -35,6 +35,11 @@ pub const STAT_PREFIX: &str = "ingress_http";
 /// Dynamic metadata key the enforcer sets on every answer of its own, so that
 /// only ext_authz *failures* are mapped to 500/102500.
 pub const ENFORCER_REPLY_KEY: &str = "choreo-connect-enforcer-reply";
+/// Dynamic metadata key the enforcer's module sets when it answers with its
+/// own failure (500/102500: nothing could be decided, or a panic was
+/// caught; enforcer/module/src/filter.rs, `FAILURE_KEY`), so that SOAP
+/// requests get that failure as a fault, as they do when ext_authz fails.
+pub const ENFORCER_FAILURE_KEY: &str = "choreo-connect-enforcer-failure";
 /// Dynamic metadata namespace of the ext_authz filter.
 pub const EXT_AUTHZ_NAMESPACE: &str = "envoy.filters.http.ext_authz";
 

@@ -552,23 +552,40 @@ fn resource_routes(
         ext.insert("sandClusterName".to_string(), sand.map(|t| t.name.clone()).unwrap_or_default());
         ext
     };
+    // The request body goes to the enforcer for a GraphQL API (the
+    // query) and, with `[router.payloadPassingToEnforcer]`, for an API
+    // that does not opt out; no other route waits for its body.
+    let body = if api.graphql.is_some() {
+        Some(graphql_body(c))
+    } else if c.router.payload_passing_to_enforcer.pass_request_payload && api.pass_request_payload.unwrap_or(true) {
+        let p = &c.router.payload_passing_to_enforcer;
+        Some(BufferSettings {
+            max_request_bytes: p.max_request_bytes,
+            allow_partial_message: p.allow_partial_message,
+            pack_as_bytes: p.pack_as_bytes,
+        })
+    } else {
+        None
+    };
     // A secured route's check settings turn the (default off) ext_authz
     // filter on; an open route has none, so Envoy never creates the filter.
     let per_filter = |secured: bool, med: Option<&Operation>| {
         let mut m = HashMap::new();
         if secured && c.router.enforcer_in_module() {
-            m.insert(FILTER_ENFORCER_MODULE.to_string(), any(&super::module::per_route(&context_extensions(med))));
+            m.insert(
+                FILTER_ENFORCER_MODULE.to_string(),
+                any(&super::module::per_route(&context_extensions(med), body.as_ref())),
+            );
         } else if secured {
             m.insert(
                 FILTER_EXT_AUTHZ.to_string(),
                 any(&ExtAuthzPerRoute {
                     r#override: Some(ext_authz_per_route::Override::CheckSettings(CheckSettings {
                         context_extensions: context_extensions(med),
-                        disable_request_body_buffering: api.graphql.is_none()
-                            && !(c.router.payload_passing_to_enforcer.pass_request_payload
-                                && api.pass_request_payload.unwrap_or(true)),
-                        // A GraphQL API's enforcer reads the query from the body.
-                        with_request_body: api.graphql.as_ref().map(|_| graphql_body(c)),
+                        // The listener's settings are the router's; a
+                        // GraphQL API's are its own (the query is in the body).
+                        disable_request_body_buffering: body.is_none(),
+                        with_request_body: api.graphql.as_ref().and(body),
                         ..Default::default()
                     })),
                 }),
