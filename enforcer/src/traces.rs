@@ -205,9 +205,12 @@ async fn export(mut rx: mpsc::Receiver<SpanRecord>, settings: watch::Receiver<Op
     }
 }
 
-fn attributes(r: &SpanRecord) -> Vec<(&'static str, String)> {
+/// What a check decided, as its span's tags (`None`: it failed). The
+/// enforcer's module tags its span in Envoy's trace with the same
+/// (enforcer/module/src/filter.rs).
+pub fn outcome_tags(outcome: Option<&Outcome>) -> Vec<(&'static str, String)> {
     let mut out = Vec::with_capacity(4);
-    match &r.outcome {
+    match outcome {
         Some(o) => {
             out.push(("enforcer.decision", o.decision.to_string()));
             if !o.code.is_empty() {
@@ -217,6 +220,11 @@ fn attributes(r: &SpanRecord) -> Vec<(&'static str, String)> {
         }
         None => out.push(("enforcer.decision", "error".to_string())),
     }
+    out
+}
+
+fn attributes(r: &SpanRecord) -> Vec<(&'static str, String)> {
+    let mut out = outcome_tags(r.outcome.as_ref());
     if !r.request_id.is_empty() {
         out.push(("request.id", r.request_id.clone()));
     }

@@ -90,7 +90,10 @@ async fn one_request_is_one_trace_with_the_router_and_enforcer_spans() {
     }
 
     // For a refused request: the enforcer's span, its parent the router's
-    // ext_authz span, whose parent is the router's span of the request.
+    // ext_authz span, whose parent is the router's span of the request. With
+    // the enforcer in the router (its module) there is no ext_authz call:
+    // the check's span is a child of the router's span, in Envoy's export.
+    let module = gw.enforcer_in_module();
     let (enforcer, authz, root) = eventually("a trace with the router's and the enforcer's spans", || async {
         let all = spans(&receiver.log());
         let by_id: BTreeMap<&str, &Value> = all.iter().filter_map(|s| Some((s["spanId"].as_str()?, s))).collect();
@@ -99,6 +102,9 @@ async fn one_request_is_one_trace_with_the_router_and_enforcer_spans() {
                 continue;
             }
             let Some(authz) = e["parentSpanId"].as_str().and_then(|p| by_id.get(p)) else { continue };
+            if module {
+                return Ok(((*e).clone(), (*authz).clone(), (*authz).clone()));
+            }
             let Some(root) = authz["parentSpanId"].as_str().and_then(|p| by_id.get(p)) else { continue };
             return Ok(((*e).clone(), (*authz).clone(), (*root).clone()));
         }
@@ -107,8 +113,10 @@ async fn one_request_is_one_trace_with_the_router_and_enforcer_spans() {
     .await;
     assert_eq!(enforcer["traceId"], root["traceId"], "one trace");
     assert_eq!(authz["traceId"], root["traceId"], "one trace");
-    assert!(authz["name"].as_str().unwrap_or("").contains("Authorization.Check"), "{authz}");
-    assert_eq!(enforcer["kind"], 2, "a server span: {enforcer}");
+    if !module {
+        assert!(authz["name"].as_str().unwrap_or("").contains("Authorization.Check"), "{authz}");
+        assert_eq!(enforcer["kind"], 2, "a server span: {enforcer}");
+    }
     let a = attrs(&enforcer);
     assert_eq!(a.get("enforcer.decision").map(String::as_str), Some("deny"), "{a:?}");
     assert_eq!(a.get("http.response.status_code").map(String::as_str), Some("401"), "{a:?}");
@@ -163,10 +171,17 @@ async fn zipkin_traces_link_the_enforcer_span_to_the_router_by_b3() {
         found.ok_or_else(|| format!("{} spans: {}", all.len(), serde_json::to_string(&all).unwrap_or_default()))
     })
     .await;
-    assert_eq!(enforcer["localEndpoint"]["serviceName"], "choreo_connect_enforcer-Default", "{enforcer}");
     assert_eq!(enforcer["tags"]["enforcer.error_code"], "900901", "{enforcer}");
-    assert_eq!(enforcer["kind"], "SERVER");
-    assert!(authz["name"].as_str().unwrap_or("").to_lowercase().contains("authorization.check"), "{authz}");
+    if gw.enforcer_in_module() {
+        // Decided in the router: the check's span is Envoy's, under the
+        // router's span of the request.
+        assert_eq!(enforcer["localEndpoint"]["serviceName"], authz["localEndpoint"]["serviceName"], "{enforcer}");
+        assert!(authz["parentId"].is_null(), "the router's span of the request: {authz}");
+    } else {
+        assert_eq!(enforcer["localEndpoint"]["serviceName"], "choreo_connect_enforcer-Default", "{enforcer}");
+        assert_eq!(enforcer["kind"], "SERVER");
+        assert!(authz["name"].as_str().unwrap_or("").to_lowercase().contains("authorization.check"), "{authz}");
+    }
     assert_eq!(enforcer["traceId"].as_str().map(str::len), Some(32), "128-bit trace ids: {enforcer}");
     server.abort();
 }
@@ -261,18 +276,24 @@ async fn otlp_over_grpc_carries_both_service_names_in_one_trace() {
     let b = Backend::start("b").await.expect("backend");
     let gw = traced_gateway(&b, XdsMode::Delta, "otlp", port, "").await;
     refused(&gw, 6).await;
+    let module = gw.enforcer_in_module();
     let (enforcer, authz, root) = eventually("one trace over OTLP/gRPC", || async {
         let all = received.lock().clone();
         let by_id = |id: &[u8]| all.iter().find(|(_, s)| s.span_id == id).cloned();
         for (service, e) in all.iter().filter(|(_, s)| s.name == "ExtAuthService:check()") {
             let Some(authz) = by_id(&e.parent_span_id) else { continue };
+            if module {
+                return Ok(((service.clone(), e.clone()), authz.clone(), authz));
+            }
             let Some(root) = by_id(&authz.1.parent_span_id) else { continue };
             return Ok(((service.clone(), e.clone()), authz, root));
         }
         Err(format!("{} spans: {:?}", all.len(), all.iter().map(|(s, x)| (s, &x.name)).collect::<Vec<_>>()))
     })
     .await;
-    assert_eq!(enforcer.0, "choreo_connect_enforcer-Default");
+    // Decided in the router (its module): the check's span is the router's.
+    let service = if module { "choreo_connect_router" } else { "choreo_connect_enforcer-Default" };
+    assert_eq!(enforcer.0, service);
     assert_eq!(authz.0, "choreo_connect_router");
     assert_eq!(root.0, "choreo_connect_router");
     assert_eq!(enforcer.1.trace_id, root.1.trace_id, "one trace");

@@ -107,6 +107,13 @@ struct EnvoyHeader {
 
 /// Envoy's per-filter scheduler (`..._http_filter_scheduler_module_ptr`).
 type SchedulerPtr = *mut c_void;
+/// A span of Envoy's trace: the request's (Envoy's own), or a child the
+/// module spawned and must finish once (`..._span_envoy_ptr`,
+/// `..._child_span_module_ptr`).
+type SpanPtr = *mut c_void;
+
+/// A child span the module spawned and has not finished yet.
+struct ChildSpan(SpanPtr);
 
 // `envoy_dynamic_module_type_http_header_type`.
 const REQUEST_HEADER: u32 = 0;
@@ -166,6 +173,10 @@ callbacks! {
     body_chunks_size: c"envoy_dynamic_module_callback_http_get_body_chunks_size" fn(FilterEnvoyPtr, u32) -> usize;
     body_chunks: c"envoy_dynamic_module_callback_http_get_body_chunks" fn(FilterEnvoyPtr, u32, *mut EnvoyBuffer) -> bool;
     received_buffered_body: c"envoy_dynamic_module_callback_http_received_buffered_request_body" fn(FilterEnvoyPtr) -> bool;
+    active_span: c"envoy_dynamic_module_callback_http_get_active_span" fn(FilterEnvoyPtr) -> SpanPtr;
+    span_spawn_child: c"envoy_dynamic_module_callback_http_span_spawn_child" fn(FilterEnvoyPtr, SpanPtr, ModuleBuffer) -> SpanPtr;
+    span_set_tag: c"envoy_dynamic_module_callback_http_span_set_tag" fn(SpanPtr, ModuleBuffer, ModuleBuffer);
+    child_span_finish: c"envoy_dynamic_module_callback_http_child_span_finish" fn(SpanPtr);
     route_config: c"envoy_dynamic_module_callback_get_most_specific_route_config" fn(FilterEnvoyPtr) -> *const c_void;
     continue_decoding: c"envoy_dynamic_module_callback_http_filter_continue_decoding" fn(FilterEnvoyPtr);
     scheduler_new: c"envoy_dynamic_module_callback_http_filter_scheduler_new" fn(FilterEnvoyPtr) -> SchedulerPtr;
@@ -220,6 +231,9 @@ fn guarded<T>(hook: &str, f: impl FnOnce() -> T) -> Option<T> {
 struct EnvoyStream<'c> {
     envoy: FilterEnvoyPtr,
     c: &'c Callbacks,
+    /// The request's open child span (kept by the request's state between
+    /// hooks).
+    span: &'c mut Option<ChildSpan>,
 }
 
 impl EnvoyStream<'_> {
@@ -346,6 +360,34 @@ impl filter::Stream for EnvoyStream<'_> {
         unsafe { (self.c.clear_route_cache)(self.envoy) };
     }
 
+    fn begin_span(&mut self, name: &str) {
+        if self.span.is_some() {
+            return;
+        }
+        // SAFETY: the live handle of the current hook; the active span is
+        // Envoy's, valid for the stream's life (null: not traced).
+        let parent = unsafe { (self.c.active_span)(self.envoy) };
+        if parent.is_null() {
+            return;
+        }
+        // SAFETY: as above; Envoy copies the name.
+        let child = unsafe { (self.c.span_spawn_child)(self.envoy, parent, ModuleBuffer::of(name.as_bytes())) };
+        if !child.is_null() {
+            *self.span = Some(ChildSpan(child));
+        }
+    }
+
+    fn end_span(&mut self, tags: &[(&str, String)]) {
+        let Some(ChildSpan(span)) = self.span.take() else { return };
+        for (k, v) in tags {
+            // SAFETY: the child span is ours and not finished; Envoy copies
+            // the buffers.
+            unsafe { (self.c.span_set_tag)(span, ModuleBuffer::of(k.as_bytes()), ModuleBuffer::of(v.as_bytes())) };
+        }
+        // SAFETY: finished once: it was taken out of the request's state.
+        unsafe { (self.c.child_span_finish)(span) };
+    }
+
     fn respond(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
         let mut hs: Vec<ModuleHeader> = headers
             .iter()
@@ -371,16 +413,12 @@ impl filter::Stream for EnvoyStream<'_> {
     }
 }
 
-/// Runs `f` with the stream of `envoy`; without Envoy's callbacks (never
-/// after a successful load) it does nothing.
-fn with_stream<T>(envoy: FilterEnvoyPtr, f: impl FnOnce(&mut EnvoyStream<'_>) -> T) -> Option<T> {
-    let c = CALLBACKS.get()?;
-    Some(f(&mut EnvoyStream { envoy, c }))
-}
-
-/// Answers the request with the enforcer-failure 500 (after a panic).
+/// Answers the request with the enforcer-failure 500 (after a panic; an
+/// open span is finished when the filter is destroyed).
 fn fail_closed(envoy: FilterEnvoyPtr) {
-    with_stream(envoy, |s| filter::fail(s));
+    if let Some(c) = CALLBACKS.get() {
+        filter::fail(&mut EnvoyStream { envoy, c, span: &mut None });
+    }
 }
 
 /// Another reference to the module's configuration behind `p`.
@@ -420,6 +458,8 @@ unsafe impl Send for Scheduler {}
 struct Stream {
     filter: Filter,
     waiting: Option<Arc<parking_lot::Mutex<Waiting>>>,
+    /// The check's span, open while the decision is being made.
+    span: Option<ChildSpan>,
 }
 
 /// Borrows one request's state behind `p`.
@@ -546,7 +586,9 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
     guarded("filter new", || {
         // SAFETY: Envoy passes the live configuration.
         let c = unsafe { self::config(config) };
-        Box::into_raw(Box::new(Stream { filter: Filter::new(c), waiting: None })).cast_const().cast::<c_void>()
+        Box::into_raw(Box::new(Stream { filter: Filter::new(c), waiting: None, span: None }))
+            .cast_const()
+            .cast::<c_void>()
     })
     .unwrap_or(std::ptr::null())
 }
@@ -557,7 +599,13 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_destroy(p: FilterModulePtr) {
     guarded("filter destroy", || {
         // SAFETY: the pointer is ours (filter_new) and Envoy destroys it once.
-        let s = unsafe { Box::from_raw(p.cast::<Stream>().cast_mut()) };
+        let mut s = unsafe { Box::from_raw(p.cast::<Stream>().cast_mut()) };
+        if let (Some(ChildSpan(span)), Some(c)) = (s.span.take(), CALLBACKS.get()) {
+            // A check cut short (the client left, a panic): its span ends
+            // here, once.
+            // SAFETY: the child span is ours and not finished.
+            unsafe { (c.child_span_finish)(span) };
+        }
         if let (Some(w), Some(c)) = (&s.waiting, CALLBACKS.get()) {
             // A decision still on its way: its answer goes nowhere now.
             if let Some(Scheduler(sch)) = w.lock().scheduler.take() {
@@ -637,7 +685,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
         // SAFETY: the route's settings, ours (per_route_config_new), alive
         // while the route is.
         let route = unsafe { (c.route_config)(envoy).cast::<Route>().as_ref() };
-        let h = s.filter.on_request_headers(&mut EnvoyStream { envoy, c }, route, end_of_stream);
+        let h = s.filter.on_request_headers(&mut EnvoyStream { envoy, c, span: &mut s.span }, route, end_of_stream);
         Some(headers_status(envoy, s, h))
     });
     match status {
@@ -676,7 +724,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
             }
             w.answer.take()
         }?;
-        let h = s.filter.decided(&mut EnvoyStream { envoy, c }, answer);
+        let h = s.filter.decided(&mut EnvoyStream { envoy, c, span: &mut s.span }, answer);
         if matches!(h, Headers::Continue) {
             // SAFETY: the live handle of the current hook.
             unsafe { (c.continue_decoding)(envoy) };
@@ -709,7 +757,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
             return Some(BODY_CONTINUE);
         }
         let c = CALLBACKS.get()?;
-        let b = s.filter.on_request_body(&mut EnvoyStream { envoy, c }, end_of_stream);
+        let b = s.filter.on_request_body(&mut EnvoyStream { envoy, c, span: &mut s.span }, end_of_stream);
         Some(body_status(envoy, s, b, false))
     });
     match status {
@@ -740,7 +788,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
             return Some(TRAILERS_CONTINUE);
         }
         let c = CALLBACKS.get()?;
-        let b = s.filter.on_request_trailers(&mut EnvoyStream { envoy, c });
+        let b = s.filter.on_request_trailers(&mut EnvoyStream { envoy, c, span: &mut s.span });
         Some(body_status(envoy, s, b, true))
     });
     match status {
@@ -765,7 +813,9 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     guarded("response headers", || {
         // SAFETY: Envoy passes this stream's live filter, on its worker.
         let s = unsafe { stream(p) };
-        with_stream(envoy, |es| s.filter.on_response_headers(es));
+        if let Some(c) = CALLBACKS.get() {
+            s.filter.on_response_headers(&mut EnvoyStream { envoy, c, span: &mut s.span });
+        }
     });
     HEADERS_CONTINUE
 }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
+use enforcer::authz::Outcome;
 use envoy_types::pb::envoy::service::auth::v3::{
     AttributeContext, CheckRequest, CheckResponse, attribute_context, check_response,
 };
@@ -51,9 +52,9 @@ pub const FAILURE_BODY: &str = r#"{"code":"102500","message":"Unclassified Valid
 /// A decision still being made (it waits on the network: a key set, Redis).
 pub type Pending = Pin<Box<dyn Future<Output = Answer> + Send>>;
 
-/// The enforcer's answer: Envoy's ext_authz response, or none when it
-/// could not decide.
-pub type Answer = Option<CheckResponse>;
+/// The enforcer's answer: Envoy's ext_authz response and what it decided,
+/// or none when it could not decide.
+pub type Answer = Option<(CheckResponse, Outcome)>;
 
 /// What the filter tells Envoy after the request headers.
 pub enum Headers {
@@ -114,6 +115,11 @@ pub trait Stream {
     fn clear_route_cache(&mut self);
     /// Answers the request with `status`, `headers` and `body`.
     fn respond(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]);
+    /// Starts a span named `name`, a child of the request's span in Envoy's
+    /// trace, when the request is traced.
+    fn begin_span(&mut self, name: &str);
+    /// Tags and finishes the span begun, if any.
+    fn end_span(&mut self, tags: &[(&str, String)]);
 }
 
 /// What the filter configuration's name selects.
@@ -324,6 +330,9 @@ impl Filter {
         assert!(!self.config.panic_on_decide, "GATEWAY_MODULE_FAULT=panic");
         let engine = Arc::clone(&shared.engine);
         let metrics = Arc::clone(&shared.metrics);
+        // The check's span in the router's trace (the enforcer service's
+        // span name and tags, enforcer/src/traces.rs).
+        stream.begin_span(enforcer::traces::SPAN_NAME);
         let started = Instant::now();
         let mut decision: Pending = Box::pin(async move {
             let result = enforcer::authz::checked(&engine, &req).await;
@@ -333,7 +342,7 @@ impl Filter {
                 Ok((_, o)) => metrics.observe_check(o.decision, o.code, seconds),
                 Err(_) => metrics.observe_check("error", "", seconds),
             }
-            result.ok().map(|(response, _)| response)
+            result.ok()
         });
         // Polled here, in the worker, inside the module's runtime (a key-set
         // fetch or a Redis call started now registers with it).
@@ -347,10 +356,11 @@ impl Filter {
     /// Tells Envoy what the enforcer decided: [`Headers::Continue`] to let
     /// the request go on, [`Headers::Stop`] when it was answered.
     pub fn decided(&mut self, stream: &mut dyn Stream, answer: Answer) -> Headers {
-        let Some(answer) = answer else {
+        let Some((answer, outcome)) = answer else {
             fail(stream);
             return Headers::Stop;
         };
+        stream.end_span(&enforcer::traces::outcome_tags(Some(&outcome)));
         let meta = answer.dynamic_metadata.as_ref().map(|m| &m.fields);
         let allowed = matches!(answer.http_response, Some(check_response::HttpResponse::OkResponse(_)));
         // Each entry costs Envoy a metadata merge (measured: about 3 µs of
@@ -445,6 +455,7 @@ pub const FAILURE_KEY: &str = "choreo-connect-enforcer-failure";
 /// the local-reply mapper leaves its JSON alone, and as a failure, so that a
 /// SOAP request gets it as a fault (as when ext_authz fails).
 pub fn fail(stream: &mut dyn Stream) {
+    stream.end_span(&enforcer::traces::outcome_tags(None));
     stream.set_metadata(METADATA_NAMESPACE, enforcer::authz::REPLY_KEY, "Ok");
     stream.set_metadata(METADATA_NAMESPACE, FAILURE_KEY, "true");
     stream.respond(FAILURE_STATUS, &[("content-type", "application/json")], FAILURE_BODY.as_bytes());
