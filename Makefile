@@ -77,6 +77,7 @@ ENVOY_IMAGE ?= envoyproxy/envoy:v$(ENVOY_VERSION)
 .PHONY: images
 images: toolchain envoy ## Container images choreo-connect-{adapter,enforcer,router} (release binaries; prints sizes)
 	$(CARGO) build --release --bin adapter --bin enforcer --bin test-backend
+	$(CARGO) build --release -p gateway-enforcer-module --lib
 	ENVOY_IMAGE=$(ENVOY_IMAGE) ENVOY_BIN=$(ENVOY_BIN) ./scripts/images.sh
 
 .PHONY: test-images

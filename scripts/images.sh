@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make images`: the three images, from binaries built on this machine.
 #   choreo-connect-adapter, choreo-connect-enforcer: docker/{adapter,enforcer}/Dockerfile, target from-host
-#   choreo-connect-router: docker/router/Dockerfile on ENVOY_IMAGE
+#   choreo-connect-router: docker/router/Dockerfile on ENVOY_IMAGE, target from-host
+#     (with the enforcer's dynamic module built here)
 # No registry is reachable here, so two stand-ins are made locally first,
 # each only when its tag is missing, and labelled as stand-ins:
 #   BASE_IMAGE (debian:bookworm-slim): debootstrap (scripts/base-image.sh)
@@ -53,7 +54,8 @@ for c in adapter enforcer; do
 done
 build choreo-connect-sample-backend --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg PROFILE="$PROFILE" \
   -f docker/backend/Dockerfile
-build choreo-connect-router --build-arg ENVOY_IMAGE="$ENVOY_IMAGE" -f docker/router/Dockerfile
+build choreo-connect-router --build-arg ENVOY_IMAGE="$ENVOY_IMAGE" --build-arg PROFILE="$PROFILE" \
+  --target from-host -f docker/router/Dockerfile
 echo
 printf '%-36s %8s\n' IMAGE SIZE
 for c in adapter enforcer router sample-backend; do

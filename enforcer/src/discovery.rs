@@ -129,6 +129,9 @@ pub struct Applier {
     /// The counting backend's settings in use (the limiter is replaced only
     /// when they change: a new configuration must not reset the counters).
     pub limiter_settings: parking_lot::Mutex<Option<LimiterKey>>,
+    /// What the configuration is loaded for: the service, or decisions only
+    /// (the enforcer's module in the router).
+    pub role: enforcer_core::settings::Role,
 }
 
 /// What the counting backend is built from.
@@ -184,7 +187,7 @@ impl Applier {
                     return Err(ApplyError::ConfigCount(resp.resources.len()));
                 };
                 let c: pc::Config = decode("configuration", &one.value)?;
-                let s = Arc::new(Settings::load(&c, &self.fetch)?);
+                let s = Arc::new(Settings::load_for(&c, &self.fetch, self.role)?);
                 let mut current = self.limiter_settings.lock();
                 let limiter = limiter_for(&s.throttling, current.as_ref())?;
                 for w in &s.warnings {

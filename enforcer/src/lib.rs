@@ -141,6 +141,7 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
         fetch,
         settings_tx,
         limiter_settings: parking_lot::Mutex::new(None),
+        role: enforcer_core::settings::Role::Service,
     });
 
     let trusted_ca = || -> Result<&std::path::Path, EnforcerError> {

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "choreo-connect"
 PRODUCTION_VALUES = CHART / "examples" / "production-values.yaml"
 REDIS_VALUES = Path(__file__).resolve().parent / "redis-values.yaml"
+MODULE_VALUES = Path(__file__).resolve().parent / "module-values.yaml"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 RELEASE = "cc"
 NAMESPACE = "gateway"

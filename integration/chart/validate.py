@@ -11,7 +11,7 @@
   3. kubernetes-validate --strict of every rendered object against the
      Kubernetes versions in KUBE_VERSIONS. ServiceMonitor is a CRD, which
      kubernetes-validate has no schema for: its fields are checked here;
-  4. golden files integration/chart/golden/{default,production,redis}.yaml,
+  4. golden files integration/chart/golden/{default,production,redis,module}.yaml,
      with generated key material masked (UPDATE_GOLDEN=1 rewrites them);
   5. the rendered config.toml of each passes `adapter --validate` (with the
      rendered environment), warnings included.
@@ -59,6 +59,7 @@ def check(name: str):
 DEFAULT = cl.values()
 PRODUCTION = cl.values([cl.PRODUCTION_VALUES])
 REDIS = cl.values([cl.REDIS_VALUES])
+MODULE = cl.values([cl.MODULE_VALUES])
 renders: dict[str, dict[str, str]] = {}
 
 
@@ -70,7 +71,12 @@ def _():
     return a
 
 
-for label, vals in [("default values", DEFAULT), ("production values", PRODUCTION), ("redis values", REDIS)]:
+for label, vals in [
+    ("default values", DEFAULT),
+    ("production values", PRODUCTION),
+    ("redis values", REDIS),
+    ("module values", MODULE),
+]:
 
     @check(f"helm lint --strict ({label})")
     def _(vals=vals):
@@ -102,6 +108,12 @@ def _():
 def _():
     renders["redis"] = cl.render(REDIS)
     return f"{len(cl.manifests(renders['redis']))} objects"
+
+
+@check("render (module values: the router decides with the enforcer's module, with monitoring.coreos.com/v1)")
+def _():
+    renders["module"] = cl.render(MODULE, api_versions=[cl.MONITORING_API])
+    return f"{len(cl.manifests(renders['module']))} objects"
 
 
 def kinds(name: str) -> list[str]:
@@ -239,6 +251,32 @@ def _():
     if c["image"] != "redis:7.0-bookworm":
         raise AssertionError(f"image {c['image']}")
     return f"{name}: {c['image']}, url {want_url}"
+
+
+@check("module mode: the router container's module-metrics port, the Service's and the ServiceMonitor's, and REDIS_PASSWORD with Redis")
+def _():
+    objs = cl.manifests(renders["module"])
+    gw = by_suffix(objs, "Deployment", "-gateway-runtime")[0]
+    router = next(c for c in gw["spec"]["template"]["spec"]["containers"] if c["name"] == "router")
+    if {"name": "module-metrics", "containerPort": 19087, "protocol": "TCP"} not in router["ports"]:
+        raise AssertionError(f"router ports {router['ports']}")
+    svc = by_suffix(objs, "Service", "-enforcer")[0]
+    if not any(p["name"] == "module-metrics" and p["targetPort"] == "module-metrics" for p in svc["spec"]["ports"]):
+        raise AssertionError(f"enforcer Service ports {svc['spec']['ports']}")
+    mon = [o for o in cl.find(objs, "ServiceMonitor") if o["metadata"]["name"].endswith("-enforcer")][0]
+    if [e["port"] for e in mon["spec"]["endpoints"]] != ["metrics", "module-metrics"]:
+        raise AssertionError(f"enforcer ServiceMonitor endpoints {mon['spec']['endpoints']}")
+    default_router = next(c for c in by_suffix(cl.manifests(renders["default"]), "Deployment", "-gateway-runtime")[0]
+                          ["spec"]["template"]["spec"]["containers"] if c["name"] == "router")
+    if any(p["name"] == "module-metrics" for p in default_router["ports"]):
+        raise AssertionError("module-metrics in extAuthz mode")
+    both = cl.manifests(cl.render(cl.values([cl.REDIS_VALUES, cl.MODULE_VALUES])))
+    gw = by_suffix(both, "Deployment", "-gateway-runtime")[0]
+    router = next(c for c in gw["spec"]["template"]["spec"]["containers"] if c["name"] == "router")
+    pw = {e["name"]: e for e in router["env"]}.get("REDIS_PASSWORD", {}).get("valueFrom", {}).get("secretKeyRef")
+    if pw != {"name": "cc-redis-auth", "key": "password"}:
+        raise AssertionError(f"router REDIS_PASSWORD with Redis in module mode: {pw}")
+    return None
 
 
 @check("throttling (production values): external Redis, replicas = HPA maxReplicas")
@@ -455,7 +493,7 @@ def _():
 
 for version in KUBE_VERSIONS:
 
-    @check(f"kubernetes-validate --strict -k {version} (default, production and redis)")
+    @check(f"kubernetes-validate --strict -k {version} (default, production, redis and module)")
     def _(version=version):
         tmp = Path(tempfile.mkdtemp(prefix="cc-chart-validate-"))
         try:
@@ -487,7 +525,7 @@ for version in KUBE_VERSIONS:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-for name in ["default", "production", "redis"]:
+for name in ["default", "production", "redis", "module"]:
 
     @check(f"golden: integration/chart/golden/{name}.yaml")
     def _(name=name):
@@ -520,7 +558,7 @@ def adapter_validate_cmd(config: Path) -> list[str]:
                          f"and no image {image}: build one first")
 
 
-for name in ["default", "production", "redis"]:
+for name in ["default", "production", "redis", "module"]:
 
     @check(f"adapter --validate of the rendered config.toml and log_config.toml ({name})")
     def _(name=name):

@@ -9,9 +9,12 @@ the way a kubelet would, from the rendered objects alone:
     limits counted in memory);
   * redis: integration/chart/redis-values.yaml: the chart's Redis (password
     from a Secret the test creates, as a user would) and two gateway-runtime
-    pods, i.e. two enforcers counting rate limits together in it.
+    pods, i.e. two enforcers counting rate limits together in it;
+  * module: integration/chart/module-values.yaml: enforcerMode module, the
+    router container decides with the enforcer's dynamic module.
 
-CHART_WIRING_SCENARIOS (comma-separated, default `default,redis`) picks them.
+CHART_WIRING_SCENARIOS (comma-separated, default `default,redis,module`)
+picks them.
 Each pod:
 
   * images: the rendered references. The image tags are set at render time
@@ -93,7 +96,7 @@ LABEL = f"cc-chart-wiring={PREFIX}"
 SCENARIO = ""
 BACKEND_IMAGE = f"choreo-connect-sample-backend:{TAG}"
 # Scenario -> values files (on top of the chart's defaults).
-SCENARIOS = {"default": [], "redis": [cl.REDIS_VALUES]}
+SCENARIOS = {"default": [], "redis": [cl.REDIS_VALUES], "module": [cl.MODULE_VALUES]}
 PROBER_IMAGE = f"choreo-connect-router:{TAG}"  # has bash, for httpGet/tcpSocket probes
 APIS = cl.ROOT / "docker" / "compose" / "artifacts" / "apis"
 READY_TIMEOUT = float(os.environ.get("CHART_WIRING_READY_TIMEOUT", "150"))
@@ -611,6 +614,24 @@ def metrics_of(port: int) -> dict[str, float]:
     return out
 
 
+def decided_in_the_router(gw: "Pod", objs) -> None:
+    """The module scenario: the checks above were made by the enforcer's
+    module in the router container, and counted there, not by the enforcer
+    container."""
+    cfg = tomllib.loads([o for o in cl.find(objs, "ConfigMap") if "config.toml" in (o.get("data") or {})][0]["data"]["config.toml"])
+    result("rendered [router] enforcerMode = \"module\"", cfg["router"].get("enforcerMode") == "module",
+           f"{cfg['router'].get('enforcerMode')}")
+    enforcer_svc = next(s["metadata"]["name"] for s in gw.services if s["metadata"]["name"].endswith("-enforcer"))
+    code, module = request(gw.published[(enforcer_svc, "module-metrics")], "GET", "/metrics", "localhost")
+    decided = [l for l in module.splitlines() if l.startswith("enforcer_checks_total{")]
+    result("the router's module counted the checks (allow and deny 900901) on its module-metrics port",
+           code == 200 and any('decision="allow"' in l for l in decided)
+           and any('code="900901"' in l for l in decided), f"{code} {decided}")
+    code, service = request(gw.published[(enforcer_svc, "metrics")], "GET", "/metrics", "localhost")
+    result("the enforcer container decided nothing", code == 200 and "enforcer_checks_total{" not in service,
+           f"{code} {[l for l in service.splitlines() if l.startswith('enforcer_checks_total{')]}")
+
+
 def shared_counting(pods: list[Pod], gws: list[Pod], router_svc: str, vhost: str, token: str, objs) -> None:
     """The redis scenario: the enforcers of both gateway-runtime pods count one
     10PerDay limit together in the chart's Redis."""
@@ -723,6 +744,8 @@ def run_scenario(scenario: str, objs, root: Path) -> bool:
 
         if scenario == "redis":
             shared_counting(pods, gws, router_svc, vhost, token, objs)
+        if scenario == "module":
+            decided_in_the_router(gw, objs)
 
         admin_open = prober.tcp(gw.ip, 9000)
         result("the Envoy admin port (9000) is not reachable from the network", not admin_open)
@@ -734,7 +757,9 @@ def run_scenario(scenario: str, objs, root: Path) -> bool:
                 for port in c.get("ports", []):
                     if not port.get("name", "").endswith("metrics"):
                         continue
-                    path = "/stats/prometheus" if c["name"] == "router" else "/metrics"
+                    # Envoy's own on the router's `metrics`; the enforcer's
+                    # module in the router serves /metrics on `module-metrics`.
+                    path = "/stats/prometheus" if (c["name"], port["name"]) == ("router", "metrics") else "/metrics"
                     code = prober.http(pod.ip, port["containerPort"], path)
                     result(f"{c['name']} metrics: GET :{port['containerPort']}{path}", code == 200, f"{code}")
 

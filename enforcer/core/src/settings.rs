@@ -342,9 +342,29 @@ fn key_path(truststore: &str, t: &pc::Issuer) -> Option<String> {
     None
 }
 
+/// What a configuration is loaded for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// The enforcer service: its decisions, and its admin API and
+    /// `/testkey`, whose credentials and signing key are loaded and checked.
+    #[default]
+    Service,
+    /// Decisions only (the enforcer's module in the router): the admin
+    /// API's and `/testkey`'s credentials and key are left out, so the router
+    /// needs neither their secrets in its environment nor their files.
+    Decisions,
+}
+
 impl Settings {
-    /// Checks and loads a configuration. `fetch` gets the key sets of JWKS issuers.
+    /// Checks and loads a configuration for the enforcer service. `fetch`
+    /// gets the key sets of JWKS issuers.
     pub fn load(c: &pc::Config, fetch: &Arc<dyn Fetch>) -> Result<Settings, SettingsError> {
+        Settings::load_for(c, fetch, Role::Service)
+    }
+
+    /// Checks and loads a configuration for `role`.
+    pub fn load_for(c: &pc::Config, fetch: &Arc<dyn Fetch>, role: Role) -> Result<Settings, SettingsError> {
+        let service = role == Role::Service;
         let sec = c.security.clone().unwrap_or_default();
         let mut issuers = HashMap::new();
         let mut by_name: HashMap<String, Arc<Issuer>> = HashMap::new();
@@ -402,7 +422,7 @@ impl Settings {
         };
         let mut warnings = Vec::new();
         let rest_server = c.rest_server.as_ref().is_none_or(|r| r.enabled);
-        let management = if rest_server {
+        let management = if rest_server && service {
             let m = (
                 credential("enforcer.management.username", &mgmt.username)?,
                 credential("enforcer.management.password", &mgmt.password)?,
@@ -413,7 +433,7 @@ impl Settings {
             (String::new(), String::new())
         };
         let test_key = match &c.jwt_issuer {
-            Some(t) if t.enabled => Some(TestKeySettings {
+            Some(t) if t.enabled && service => Some(TestKeySettings {
                 issuer: resolve_env(&t.issuer),
                 validity: t.validity_period.max(1),
                 users: t
@@ -568,6 +588,9 @@ mod tests {
             err.to_string(),
             "enforcer.management.password: $env{ENFORCER_SETTINGS_TEST_UNSET} is not set in the enforcer's environment"
         );
+        let unset = with("admin", "$env{ENFORCER_SETTINGS_TEST_UNSET}");
+        let s = Settings::load_for(&unset, &http, Role::Decisions).expect("decisions need no admin credentials");
+        assert_eq!(s.management, (String::new(), String::new()));
         let err = Settings::load(&with("admin", ""), &http).expect_err("empty");
         assert_eq!(err.to_string(), "enforcer.management.password: must not be empty");
         let s = Settings::load(&with("admin", "admin"), &http).expect("defaults work");

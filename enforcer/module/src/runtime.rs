@@ -16,8 +16,8 @@
 //! The module serves the enforcer's metrics (enforcer/src/metrics.rs: its
 //! checks, token cache, key-set fetches and shared throttling) on
 //! `GET /metrics` of `ENFORCER_MODULE_METRICS_ADDRESS` (default
-//! `0.0.0.0:19086`, the enforcer service's own port, in the router's
-//! container; empty: not served).
+//! `0.0.0.0:19087`: next to the enforcer service's 19086, which a pod that
+//! runs both containers shares; empty: not served).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -108,8 +108,8 @@ impl Settings {
     }
 }
 
-/// The enforcer service's own metrics port.
-const DEFAULT_METRICS_ADDRESS: &str = "0.0.0.0:19086";
+/// Next to the enforcer service's own metrics port (19086).
+const DEFAULT_METRICS_ADDRESS: &str = "0.0.0.0:19087";
 
 /// The engine and the runtime that feeds it.
 pub struct Shared {
@@ -153,6 +153,7 @@ fn start(s: Settings) -> Result<Arc<Shared>, StartError> {
         fetch,
         settings_tx,
         limiter_settings: parking_lot::Mutex::new(None),
+        role: enforcer_core::settings::Role::Decisions,
     });
     let channel = {
         let _in_runtime = handle.enter();
@@ -209,7 +210,7 @@ mod tests {
                 instance: "r1-module".into(),
                 adapter_url: "http://adapter:18001".into(),
                 tls: None,
-                metrics: Some(SocketAddr::from(([0, 0, 0, 0], 19086))),
+                metrics: Some(SocketAddr::from(([0, 0, 0, 0], 19087))),
             }
         );
         let e = Settings::from_env(env(&[("ADAPTER_PORT", "x")])).expect_err("bad port");
