@@ -59,7 +59,8 @@ test: envoy oteltap opa build test-images ## Unit, golden, integration, compose 
 # The enforcer's suites again, with the decisions made by its dynamic module
 # inside Envoy ([router] enforcerMode = "module").
 MODULE_SUITES = enforcer_auth enforcer_jwt enforcer_ops throttling throttling_policies throttling_redis \
-	interceptors mediation websocket upstreams soap graphql attacks fail_closed http2 module
+	interceptors mediation websocket upstreams soap graphql attacks fail_closed http2 tracing operations \
+	component_tls supervision module
 .PHONY: test-module
 test-module: envoy build ## The enforcer's integration tests with the enforcer as an Envoy dynamic module
 	GATEWAY_TEST_ENFORCER_MODE=module $(CARGO) test -p integration --no-fail-fast $(addprefix --test ,$(MODULE_SUITES))
