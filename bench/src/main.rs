@@ -354,6 +354,9 @@ async fn main() -> Result<()> {
         if part("module") {
             results.insert("module_spike".into(), module::spike(cli.e2e_duration, cli.connections, cli.rounds).await?);
         }
+        if part("module-profile") {
+            results.insert("module_profile".into(), module::profile(cli.e2e_duration, cli.connections).await?);
+        }
         if part("memory") {
             results.insert("enforcer_memory".into(), enforcer::memory(cli.memory_apis, cli.memory_tokens).await?);
         }

@@ -173,3 +173,74 @@ pub fn print_summary(r: &Value) {
         );
     }
 }
+
+/// `--enforcer-parts module-profile` (not in the default set): where the
+/// Envoy of a module-mode gateway spends its CPU on secured requests (cached
+/// JWT): `perf record` of that Envoy during `duration` s of wrk, and the
+/// symbols above 1 % of its samples (self time, `perf report --no-children`).
+/// Needs `perf` (Debian's linux-perf).
+pub async fn profile(duration: u64, connections: u32) -> Result<Value> {
+    use integration::{Gateway, XdsMode};
+    eprintln!("module profile: perf record of the module gateway's Envoy, wrk {duration}s, {connections} connections");
+    let (_backend, port) = crate::enforcer::start_backend()?;
+    let projects = crate::enforcer::bench_projects(port);
+    let gw = crate::enforcer::with_projects(
+        Gateway::builder(XdsMode::Delta).with_enforcer().enforcer_in_module(),
+        &projects,
+    )
+    .start()
+    .await;
+    let bearer = format!("Bearer {}", gw.idp().idp.sign(&crate::enforcer::jwt_claims("bench-profile")));
+    integration::eventually("the secured route to answer 200", || async {
+        let r = gw.request("GET", "localhost", "/bench/v1/__fixed", &[("authorization", &bearer)]).await?;
+        if r.status == 200 { Ok(()) } else { Err(format!("{} {}", r.status, r.body)) }
+    })
+    .await;
+    let url = format!("http://127.0.0.1:{}/bench/v1/__fixed", gw.ports.http);
+    let headers = vec!["Host: localhost".to_string(), format!("Authorization: {bearer}")];
+    crate::wrk_with(&url, &headers, 2, connections)?;
+    let envoy = gw.envoy_pid().context("envoy pid")?;
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("perf.data");
+    let mut perf = std::process::Command::new("perf")
+        .args(["record", "-F", "1999", "-g", "-o"])
+        .arg(&data)
+        .args(["-p", &envoy.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("perf (apt-get install linux-perf)")?;
+    let (w, cmd) = crate::wrk_with(&url, &headers, duration, connections)?;
+    std::process::Command::new("kill").args(["-INT", &perf.id().to_string()]).status()?;
+    perf.wait()?;
+    // Envoy's binary is stripped: its own time shows per library only; the
+    // module's and the kernel's per symbol.
+    let report = |sort: &str, dsos: Option<&str>| -> Result<Vec<String>> {
+        let mut c = std::process::Command::new("perf");
+        c.args(["report", "--no-children", "--stdio", "--sort", sort, "--percent-limit", "0.5", "-g", "none"]);
+        if let Some(d) = dsos {
+            c.args(["--dsos", d]);
+        }
+        let out = c.arg("-i").arg(&data).output()?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains('%'))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect())
+    };
+    let by_library = report("dso", None)?;
+    let module_symbols = report("symbol", Some("libgateway_module.so"))?;
+    let kernel_symbols = report("symbol", Some("[kernel.kallsyms]"))?;
+    for (what, lines) in [("by library", &by_library), ("module", &module_symbols), ("kernel", &kernel_symbols)] {
+        eprintln!("  {what}:");
+        for l in lines.iter().take(25) {
+            eprintln!("    {l}");
+        }
+    }
+    Ok(json!({
+        "command": cmd, "rps": w.rps,
+        "self_percent_by_library": by_library,
+        "module_symbols": module_symbols,
+        "kernel_symbols": kernel_symbols,
+    }))
+}
