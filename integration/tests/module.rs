@@ -86,6 +86,9 @@ async fn in_module_mode_envoy_decides_through_the_module_not_ext_authz() {
     let routes = gw.config_dump(Some("dynamic_route_configs")).await.to_string();
     assert!(routes.contains("DynamicModuleFilterPerRoute"), "secured routes carry the module's settings");
     assert!(!routes.contains("ExtAuthzPerRoute"), "and not ext_authz's");
+    // The module sets the client-address header itself: no header-mutation
+    // filter runs for the secured routes' virtual host.
+    assert!(!routes.contains("HeaderMutationPerRoute"), "{routes}");
 
     // Decided by the module: no token, a bad token, a good one; the open
     // resource does not go through the enforcer at all.

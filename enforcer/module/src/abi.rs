@@ -120,6 +120,9 @@ const REQUEST_HEADER: u32 = 0;
 const RESPONSE_HEADER: u32 = 2;
 // `envoy_dynamic_module_type_on_http_filter_request_body_status`.
 const BODY_STOP_AND_BUFFER: u32 = 1;
+// `envoy_dynamic_module_type_attribute_id`: `source.address`, the client's
+// address as Envoy determined it (after x-forwarded-for and the trusted hops).
+const ATTRIBUTE_SOURCE_ADDRESS: u32 = 24;
 // `envoy_dynamic_module_type_http_body_type`.
 const RECEIVED_REQUEST_BODY: u32 = 0;
 const BUFFERED_REQUEST_BODY: u32 = 1;
@@ -173,6 +176,8 @@ callbacks! {
     body_chunks_size: c"envoy_dynamic_module_callback_http_get_body_chunks_size" fn(FilterEnvoyPtr, u32) -> usize;
     body_chunks: c"envoy_dynamic_module_callback_http_get_body_chunks" fn(FilterEnvoyPtr, u32, *mut EnvoyBuffer) -> bool;
     received_buffered_body: c"envoy_dynamic_module_callback_http_received_buffered_request_body" fn(FilterEnvoyPtr) -> bool;
+    attribute_string: c"envoy_dynamic_module_callback_http_filter_get_attribute_string"
+        fn(FilterEnvoyPtr, u32, *mut EnvoyBuffer) -> bool;
     active_span: c"envoy_dynamic_module_callback_http_get_active_span" fn(FilterEnvoyPtr) -> SpanPtr;
     span_spawn_child: c"envoy_dynamic_module_callback_http_span_spawn_child" fn(FilterEnvoyPtr, SpanPtr, ModuleBuffer) -> SpanPtr;
     span_set_tag: c"envoy_dynamic_module_callback_http_span_set_tag" fn(SpanPtr, ModuleBuffer, ModuleBuffer);
@@ -278,6 +283,17 @@ impl EnvoyStream<'_> {
 }
 
 impl filter::Stream for EnvoyStream<'_> {
+    fn client_address(&mut self) -> Option<String> {
+        let mut out = EnvoyBuffer { ptr: std::ptr::null(), length: 0 };
+        // SAFETY: the live handle of the current hook; Envoy writes a
+        // pointer to its own bytes and their length into `out`.
+        if !unsafe { (self.c.attribute_string)(self.envoy, ATTRIBUTE_SOURCE_ADDRESS, &mut out) } {
+            return None;
+        }
+        // SAFETY: Envoy's bytes, valid during this hook; copied at once.
+        Some(String::from_utf8_lossy(unsafe { out.bytes() }).into_owned())
+    }
+
     fn request_body(&mut self, limit: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.request_body_size().min(limit));
         if !self.received_is_buffered() {

@@ -98,6 +98,9 @@ pub trait Stream {
     /// Every request header, names as Envoy holds them (lower case, pseudo
     /// headers included); repeated headers once per value.
     fn request_headers(&mut self) -> Vec<(String, String)>;
+    /// The client's address as Envoy determined it (`source.address`: after
+    /// `use_remote_address` and the trusted hops), with its port.
+    fn client_address(&mut self) -> Option<String>;
     /// The request body so far: what Envoy holds for the filter and the
     /// piece just received, at most `limit` bytes of it.
     fn request_body(&mut self, limit: usize) -> Vec<u8>;
@@ -270,7 +273,16 @@ impl Filter {
         let cluster = |k: &str| route.context.get(k).filter(|c| !c.is_empty());
         self.routed_cluster =
             cluster("prodClusterName").or_else(|| cluster("sandClusterName")).cloned().unwrap_or_default();
-        let headers = stream.request_headers();
+        let mut headers = stream.request_headers();
+        // The client's address, for the enforcer and the interceptors after
+        // it, in the header the ext_authz mode's header-mutation filter sets
+        // (adapter/xds/src/translate/listener.rs, `client_ip_mutation`),
+        // which module mode does without: whatever a client sent is replaced.
+        if let Some(ip) = stream.client_address().as_deref().map(without_port) {
+            headers.retain(|(k, _)| k != CLIENT_IP_HEADER);
+            stream.set_request_header(CLIENT_IP_HEADER, ip);
+            headers.push((CLIENT_IP_HEADER.to_string(), ip.to_string()));
+        }
         let cert_header = headers.iter().any(|(k, _)| k == CLIENT_CERT_HEADER);
         self.grpc = headers.iter().any(|(k, v)| k == "content-type" && v.starts_with("application/grpc"));
         let upgrade = is_upgrade(&headers);
@@ -490,6 +502,21 @@ pub fn fail(stream: &mut dyn Stream) {
     stream.respond(FAILURE_STATUS, &[("content-type", "application/json")], FAILURE_BODY.as_bytes());
 }
 
+/// The header the router puts the client's address in.
+pub const CLIENT_IP_HEADER: &str = enforcer_core::request::CLIENT_IP_HEADER;
+
+/// `127.0.0.1:5432` → `127.0.0.1`, `[::1]:5432` → `::1` (as Envoy's
+/// `%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%`); anything else as it is.
+fn without_port(address: &str) -> &str {
+    if let Some(v6) = address.strip_prefix('[') {
+        return v6.split_once(']').map_or(address, |(ip, _)| ip);
+    }
+    match address.rsplit_once(':') {
+        Some((ip, port)) if !ip.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => ip,
+        _ => address,
+    }
+}
+
 /// A WebSocket upgrade (HTTP/1.1 `Upgrade: websocket`, or HTTP/2's
 /// extended CONNECT with `:protocol`).
 fn is_upgrade(headers: &[(String, String)]) -> bool {
@@ -582,6 +609,15 @@ mod tests {
         assert!(f.reroutes(&ok(&[(":path", "/other")], &[])), "a rewritten path");
         assert!(f.reroutes(&ok(&[], &[cluster])));
         assert!(!f.reroutes(&ok(&[], &[])));
+    }
+
+    #[test]
+    fn the_client_address_loses_its_port_as_envoys_formatter_drops_it() {
+        assert_eq!(without_port("127.0.0.1:45678"), "127.0.0.1");
+        assert_eq!(without_port("203.0.113.7:0"), "203.0.113.7");
+        assert_eq!(without_port("[2001:db8::1]:443"), "2001:db8::1");
+        assert_eq!(without_port("2001:db8::1"), "2001:db8::1");
+        assert_eq!(without_port("/run/envoy.sock"), "/run/envoy.sock");
     }
 
     #[test]

@@ -24,8 +24,8 @@ use envoy_types::pb::envoy::extensions::filters::http::local_ratelimit::v3::Loca
 use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, TokenBucket};
 
 use super::names::{
-    CLUSTER_ENFORCER_HTTP, FILTER_CORS, FILTER_ENFORCER_MODULE, FILTER_EXT_AUTHZ, FILTER_HEADER_MUTATION,
-    FILTER_LOCAL_RATELIMIT, HEADER_CLIENT_IP, HEADER_CLUSTER, HEADER_ROUTE_SCOPE, route_config_name, scope_name,
+    CLUSTER_ENFORCER_HTTP, FILTER_CORS, FILTER_EXT_AUTHZ, FILTER_HEADER_MUTATION, FILTER_LOCAL_RATELIMIT,
+    HEADER_CLIENT_IP, HEADER_CLUSTER, HEADER_ROUTE_SCOPE, route_config_name, scope_name,
 };
 use super::route::{PlacedRoute, SortKey};
 use super::util::{any, bool_value, secs, set_header, u32_value};
@@ -131,11 +131,10 @@ pub fn route_configuration(scope: &str, routes: Vec<PlacedRoute>, cors: Option<&
             }
             // The enforcer reads the client's address from a header, set
             // (by the default-off header mutation filter) only in virtual
-            // hosts with a route to the enforcer.
-            if rs.iter().any(|r| {
-                let f = &r.route.typed_per_filter_config;
-                f.contains_key(FILTER_EXT_AUTHZ) || f.contains_key(FILTER_ENFORCER_MODULE)
-            }) {
+            // hosts with a route to the enforcer. The enforcer's module sets
+            // it itself (enforcer/module/src/filter.rs), without the cost of
+            // another filter.
+            if rs.iter().any(|r| r.route.typed_per_filter_config.contains_key(FILTER_EXT_AUTHZ)) {
                 per_filter.insert(
                     FILTER_HEADER_MUTATION.to_string(),
                     any(&HeaderMutationPerRoute { mutations: Some(super::listener::client_ip_mutation()) }),
