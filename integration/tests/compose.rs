@@ -147,6 +147,17 @@ async fn status(
     Ok((code, r.text().await.unwrap_or_default()))
 }
 
+/// A token from the enforcer's `/testkey` (admin/admin), once it answers.
+async fn testkey_token(client: &reqwest::Client, p: &Project) -> String {
+    let testkey = format!("https://localhost:{}/testkey", p.https);
+    eventually("a /testkey token", || async {
+        let r = client.post(&testkey).basic_auth("admin", Some("admin")).send().await.map_err(|e| e.to_string())?;
+        let (code, text) = (r.status().as_u16(), r.text().await.unwrap_or_default());
+        if code == 200 && text.split('.').count() == 3 { Ok(text) } else { Err(format!("{code} {text}")) }
+    })
+    .await
+}
+
 async fn backend_hits(client: &reqwest::Client, port: u16) -> u64 {
     let url = format!("http://127.0.0.1:{port}/__hits");
     let v: serde_json::Value = eventually("the backend's request count", || async {
@@ -209,13 +220,7 @@ async fn docker_compose_up_serves_and_survives_restarts() {
     let (code, body) = status(&client, reqwest::Method::POST, &api, None).await.expect("secured");
     assert_eq!(code, 401, "{body}");
     assert!(body.contains("\"code\":\"900901\""), "{body}");
-    let testkey = format!("https://localhost:{}/testkey", p.https);
-    let token = eventually("a /testkey token", || async {
-        let r = client.post(&testkey).basic_auth("admin", Some("admin")).send().await.map_err(|e| e.to_string())?;
-        let (code, text) = (r.status().as_u16(), r.text().await.unwrap_or_default());
-        if code == 200 && text.split('.').count() == 3 { Ok(text) } else { Err(format!("{code} {text}")) }
-    })
-    .await;
+    let token = testkey_token(&client, &p).await;
     let (code, body) = status(&client, reqwest::Method::POST, &api, Some(&token)).await.expect("with token");
     assert_eq!(code, 200, "{body}");
 
@@ -427,13 +432,7 @@ async fn in_module_mode_the_router_image_decides_with_the_enforcers_module() {
     assert!(body.contains("\"code\":\"900901\""), "{code} {body}");
     let (code, _) = status(&client, reqwest::Method::GET, &api, None).await.expect("public");
     assert_eq!(code, 200);
-    let testkey = format!("https://localhost:{}/testkey", p.https);
-    let token = eventually("a /testkey token", || async {
-        let r = client.post(&testkey).basic_auth("admin", Some("admin")).send().await.map_err(|e| e.to_string())?;
-        let (code, text) = (r.status().as_u16(), r.text().await.unwrap_or_default());
-        if code == 200 && text.split('.').count() == 3 { Ok(text) } else { Err(format!("{code} {text}")) }
-    })
-    .await;
+    let token = testkey_token(&client, &p).await;
     let (code, body) = status(&client, reqwest::Method::POST, &api, Some(&token)).await.expect("with token");
     assert_eq!(code, 200, "{body}");
 

@@ -57,6 +57,20 @@ async fn stock_envoy_loads_the_module_and_runs_its_filter() {
     assert!(text.contains("libgateway_module.so"), "{text}");
 }
 
+/// The Pets API (`oas`) in front of `backend`, its enforcer in Envoy as the
+/// module, with `more` of the builder's settings.
+async fn pets_in_module_mode(
+    backend: &Backend,
+    oas: &str,
+    more: impl FnOnce(integration::GatewayBuilder) -> integration::GatewayBuilder,
+) -> Gateway {
+    let api = integration::api_yaml("Pets", "1.0", "/pets", &backend.url());
+    more(Gateway::builder(XdsMode::Delta).with_enforcer().enforcer_in_module())
+        .project("pets", &[("api.yaml", &api), ("Definitions/swagger.yaml", oas)])
+        .start()
+        .await
+}
+
 const PETS_OAS: &str = "openapi: 3.0.1\ninfo: {title: Pets, version: \"1.0\"}\npaths:\n  /pets:\n    get: {}\n  /open:\n    get: {x-wso2-disable-security: true}\n";
 
 /// `[router] enforcerMode = "module"`: the router's Envoy holds the module's
@@ -66,18 +80,7 @@ const PETS_OAS: &str = "openapi: 3.0.1\ninfo: {title: Pets, version: \"1.0\"}\np
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_module_mode_envoy_decides_through_the_module_not_ext_authz() {
     let backend = Backend::start("pets").await.expect("backend");
-    let gw = Gateway::builder(XdsMode::Delta)
-        .with_enforcer()
-        .enforcer_in_module()
-        .project(
-            "pets",
-            &[
-                ("api.yaml", &integration::api_yaml("Pets", "1.0", "/pets", &backend.url())),
-                ("Definitions/swagger.yaml", PETS_OAS),
-            ],
-        )
-        .start()
-        .await;
+    let gw = pets_in_module_mode(&backend, PETS_OAS, |b| b).await;
 
     let listeners = gw.config_dump(Some("dynamic_listeners")).await.to_string();
     assert!(listeners.contains("\"name\":\"gateway.enforcer\""), "the module's filter is in the listener");
@@ -125,20 +128,10 @@ async fn in_module_mode_envoy_decides_through_the_module_not_ext_authz() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_the_module_fails_the_request_closed_and_envoy_keeps_serving() {
     let backend = Backend::start("pets").await.expect("backend");
-    let gw = Gateway::builder(XdsMode::Delta)
-        .with_enforcer()
-        .enforcer_in_module()
-        .adapter_env("CC_ADAPTER_SOAPERRORINXMLENABLED", "true")
-        .router_env("GATEWAY_MODULE_FAULT", "panic")
-        .project(
-            "pets",
-            &[
-                ("api.yaml", &integration::api_yaml("Pets", "1.0", "/pets", &backend.url())),
-                ("Definitions/swagger.yaml", PETS_OAS),
-            ],
-        )
-        .start()
-        .await;
+    let gw = pets_in_module_mode(&backend, PETS_OAS, |b| {
+        b.adapter_env("CC_ADAPTER_SOAPERRORINXMLENABLED", "true").router_env("GATEWAY_MODULE_FAULT", "panic")
+    })
+    .await;
     for _ in 0..3 {
         let r = gw.get("/pets/1.0/pets").await.expect("request");
         assert_eq!(r.status, 500, "{}", r.body);
@@ -170,19 +163,10 @@ async fn a_panic_in_the_module_fails_the_request_closed_and_envoy_keeps_serving(
 async fn the_module_reads_the_body_the_router_passes_to_the_enforcer() {
     let backend = Backend::start("pets").await.expect("backend");
     let oas = PETS_OAS.replace("    get: {}\n", "    get: {}\n    post: {}\n");
-    let gw = Gateway::builder(XdsMode::Delta)
-        .with_enforcer()
-        .enforcer_in_module()
-        .config("[router.payloadPassingToEnforcer]\npassRequestPayload = true\nmaxRequestBytes = 1024\n")
-        .project(
-            "pets",
-            &[
-                ("api.yaml", &integration::api_yaml("Pets", "1.0", "/pets", &backend.url())),
-                ("Definitions/swagger.yaml", &oas),
-            ],
-        )
-        .start()
-        .await;
+    let gw = pets_in_module_mode(&backend, &oas, |b| {
+        b.config("[router.payloadPassingToEnforcer]\npassRequestPayload = true\nmaxRequestBytes = 1024\n")
+    })
+    .await;
     let routes = gw.config_dump(Some("dynamic_route_configs")).await.to_string();
     assert!(routes.contains(r#"\"body\":{\"maxBytes\":1024,\"allowPartial\":false}"#), "{routes}");
     let token = gw.idp().idp.sign(&pets_claims("module-body"));
