@@ -320,7 +320,12 @@ impl Filter {
             stream.respond(TOO_LARGE_STATUS, &[("content-type", "text/plain")], TOO_LARGE_BODY.as_bytes());
             return Body::Stop;
         }
-        if end_of_stream || size >= max { self.decide_with_body(stream, max, size > max).into() } else { Body::Buffer }
+        // Without allowPartial the whole body is decided on (or refused above).
+        if end_of_stream || (settings.allow_partial && size >= max) {
+            self.decide_with_body(stream, max, size > max).into()
+        } else {
+            Body::Buffer
+        }
     }
 
     /// The request's trailers arrived: a body still held is all there is.
@@ -609,6 +614,57 @@ mod tests {
         assert!(f.reroutes(&ok(&[(":path", "/other")], &[])), "a rewritten path");
         assert!(f.reroutes(&ok(&[], &[cluster])));
         assert!(!f.reroutes(&ok(&[], &[])));
+    }
+
+    /// A request whose body so far is `body` bytes; records answers.
+    #[derive(Default)]
+    struct Fake {
+        body: usize,
+        answered: Option<(u32, String)>,
+    }
+
+    impl Stream for Fake {
+        fn request_headers(&mut self) -> Vec<(String, String)> {
+            Vec::new()
+        }
+        fn client_address(&mut self) -> Option<String> {
+            None
+        }
+        fn request_body(&mut self, limit: usize) -> Vec<u8> {
+            vec![b'x'; self.body.min(limit)]
+        }
+        fn request_body_size(&mut self) -> usize {
+            self.body
+        }
+        fn set_request_header(&mut self, _: &str, _: &str) {}
+        fn remove_request_header(&mut self, _: &str) {}
+        fn add_response_header(&mut self, _: &str, _: &str) {}
+        fn set_metadata(&mut self, _: &str, _: &str, _: &str) {}
+        fn clear_route_cache(&mut self) {}
+        fn respond(&mut self, status: u32, _: &[(&str, &str)], body: &[u8]) {
+            self.answered = Some((status, String::from_utf8_lossy(body).into_owned()));
+        }
+        fn begin_span(&mut self, _: &str) {}
+        fn end_span(&mut self, _: &[(&str, String)]) {}
+    }
+
+    #[test]
+    fn a_body_is_held_whole_unless_the_route_allows_part_of_it() {
+        let held = |body: usize, end: bool, allow_partial: bool| {
+            let mut f = Filter::new(Arc::new(Config { mode: Mode::Noop, panic_on_decide: false }));
+            f.buffering = Some((CheckRequest::default(), BodySettings { max_bytes: 10, allow_partial }));
+            let mut s = Fake { body, ..Fake::default() };
+            let b = f.on_request_body(&mut s, end);
+            (matches!(b, Body::Buffer), matches!(b, Body::Stop), s.answered)
+        };
+        // maxBytes so far, more to come: held; decided early only with allowPartial.
+        assert_eq!(held(10, false, false), (true, false, None));
+        assert_eq!(held(10, false, true), (false, false, None));
+        assert_eq!(held(4, false, true), (true, false, None));
+        assert_eq!(held(4, true, false), (false, false, None), "the whole body is in");
+        // Over maxBytes: 413 without allowPartial, decided on a part with it.
+        assert_eq!(held(11, false, false), (false, true, Some((413, "Payload Too Large".to_string()))));
+        assert_eq!(held(11, false, true), (false, false, None));
     }
 
     #[test]
