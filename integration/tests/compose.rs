@@ -47,13 +47,15 @@ struct Project {
     metrics: [u16; 3],
     /// The second enforcer replica's metrics.
     enforcer2_metrics: u16,
+    /// The router's enforcer-module metrics (module mode).
+    module_metrics: u16,
 }
 
 impl Project {
     fn new(program: Vec<&'static str>) -> Project {
         let (http, https, mgmt, backend) = (free_port(), free_port(), free_port(), free_port());
         let metrics = [free_port(), free_port(), free_port()];
-        let enforcer2_metrics = free_port();
+        let (enforcer2_metrics, module_metrics) = (free_port(), free_port());
         let env = vec![
             ("ROUTER_HTTP_PORT", http.to_string()),
             ("ROUTER_HTTPS_PORT", https.to_string()),
@@ -67,7 +69,7 @@ impl Project {
             ("ENFORCER_METRICS_PORT", metrics[1].to_string()),
             ("ROUTER_STATS_PORT", metrics[2].to_string()),
             ("ENFORCER2_METRICS_PORT", enforcer2_metrics.to_string()),
-            ("ROUTER_MODULE_METRICS_PORT", free_port().to_string()),
+            ("ROUTER_MODULE_METRICS_PORT", module_metrics.to_string()),
         ];
         Project {
             program,
@@ -79,6 +81,7 @@ impl Project {
             backend,
             metrics,
             enforcer2_metrics,
+            module_metrics,
         }
     }
 
@@ -147,6 +150,17 @@ async fn status(
     Ok((code, r.text().await.unwrap_or_default()))
 }
 
+/// A client for the published ports (the development certificates are
+/// self-signed).
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
 /// A token from the enforcer's `/testkey` (admin/admin), once it answers.
 async fn testkey_token(client: &reqwest::Client, p: &Project) -> String {
     let testkey = format!("https://localhost:{}/testkey", p.https);
@@ -206,12 +220,7 @@ async fn docker_compose_up_serves_and_survives_restarts() {
     let _one = ONE_AT_A_TIME.lock().await;
     let p = Project::new(program);
     p.ok(&["up", "-d", "--wait", "--wait-timeout", "120"]);
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .danger_accept_invalid_certs(true)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let client = client();
     let api = format!("http://localhost:{}/petstore/1.0.0/pets", p.http);
 
     // Public 200, secured 401/900901, /testkey token 200.
@@ -410,17 +419,9 @@ async fn in_module_mode_the_router_image_decides_with_the_enforcers_module() {
     };
     let _one = ONE_AT_A_TIME.lock().await;
     let mut p = Project::new(program);
-    let module_metrics = free_port();
     p.env.push(("ENFORCER_MODE", "module".to_string()));
-    p.env.retain(|(k, _)| *k != "ROUTER_MODULE_METRICS_PORT");
-    p.env.push(("ROUTER_MODULE_METRICS_PORT", module_metrics.to_string()));
     p.ok(&["up", "-d", "--wait", "--wait-timeout", "120"]);
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .danger_accept_invalid_certs(true)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let client = client();
     let api = format!("http://localhost:{}/petstore/1.0.0/pets", p.http);
     // The module needs the adapter's data before it can decide: until then
     // it refuses (500/102500), never lets a request through.
@@ -444,7 +445,7 @@ async fn in_module_mode_the_router_image_decides_with_the_enforcers_module() {
             client.get(url).send().await.expect("metrics").text().await.unwrap_or_default()
         }
     };
-    let module = text(module_metrics).await;
+    let module = text(p.module_metrics).await;
     assert!(module.contains("enforcer_checks_total{decision=\"allow\",code=\"\"} "), "{module}");
     assert!(module.contains("enforcer_checks_total{decision=\"deny\",code=\"900901\"} "), "{module}");
     let service = text(p.metrics[1]).await;
