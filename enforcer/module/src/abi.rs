@@ -763,26 +763,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     p: FilterModulePtr,
     end_of_stream: bool,
 ) -> u32 {
-    let status = guarded("request body", || {
-        // SAFETY: Envoy passes this stream's live filter, on its worker.
-        let s = unsafe { stream(p) };
-        if s.waiting.is_some() {
-            return Some(BODY_STOP_AND_BUFFER);
-        }
-        if !s.filter.buffering() {
-            return Some(BODY_CONTINUE);
-        }
-        let c = CALLBACKS.get()?;
-        let b = s.filter.on_request_body(&mut EnvoyStream { envoy, c, span: &mut s.span }, end_of_stream);
-        Some(body_status(envoy, s, b, false))
-    });
-    match status {
-        Some(Some(st)) => st,
-        _ => {
-            fail_closed(envoy);
-            BODY_STOP_NO_BUFFER
-        }
-    }
+    // SAFETY: the caller's contract.
+    unsafe { collect("request body", envoy, p, false, |f, es| f.on_request_body(es, end_of_stream)) }
 }
 
 /// The request's trailers: the end of a body still being collected.
@@ -794,24 +776,41 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
     envoy: FilterEnvoyPtr,
     p: FilterModulePtr,
 ) -> u32 {
-    let status = guarded("request trailers", || {
+    // SAFETY: the caller's contract.
+    unsafe { collect("request trailers", envoy, p, true, |f, es| f.on_request_trailers(es)) }
+}
+
+/// A piece of the request body (`trailers`: its trailers) for `step`: held
+/// while a decision is being made, passed on when the route does not send the
+/// body to the enforcer, the request refused when the hook fails.
+///
+/// # Safety
+/// `envoy` and `p` are the live handles of one stream, on its worker.
+unsafe fn collect(
+    hook: &str,
+    envoy: FilterEnvoyPtr,
+    p: FilterModulePtr,
+    trailers: bool,
+    step: impl FnOnce(&mut Filter, &mut EnvoyStream<'_>) -> Body,
+) -> u32 {
+    let status = guarded(hook, || {
         // SAFETY: Envoy passes this stream's live filter, on its worker.
         let s = unsafe { stream(p) };
-        if s.waiting.is_some() {
-            return Some(TRAILERS_STOP_ITERATION);
-        }
-        if !s.filter.buffering() {
-            return Some(TRAILERS_CONTINUE);
-        }
-        let c = CALLBACKS.get()?;
-        let b = s.filter.on_request_trailers(&mut EnvoyStream { envoy, c, span: &mut s.span });
-        Some(body_status(envoy, s, b, true))
+        let b = if s.waiting.is_some() {
+            Body::Buffer
+        } else if !s.filter.buffering() {
+            Body::Continue
+        } else {
+            let c = CALLBACKS.get()?;
+            step(&mut s.filter, &mut EnvoyStream { envoy, c, span: &mut s.span })
+        };
+        Some(body_status(envoy, s, b, trailers))
     });
     match status {
         Some(Some(st)) => st,
         _ => {
             fail_closed(envoy);
-            TRAILERS_STOP_ITERATION
+            if trailers { TRAILERS_STOP_ITERATION } else { BODY_STOP_NO_BUFFER }
         }
     }
 }
